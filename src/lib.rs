@@ -1,0 +1,22 @@
+//! Vireo: a self-contained virtual-machine manager with its own KVM monitor.
+//!
+//! The crate is one library with thin binaries on top. Its modules, from the
+//! bottom up (see `README.md` for the code map and `DESIGN.md` for the why):
+//!
+//! ```text
+//!  cli ──────────────┐
+//!   │                ▼
+//!   ├──> vmm ──> devices ──> (bus, irq, pci, one file per chip)
+//!   │     ├────> storage (block backends: raw, later qcow2)
+//!   │     └────> domain  (libvirt domain XML)
+//!   └──> domain
+//! ```
+//!
+//! Only the `vmm` module touches KVM; every device is a register machine that
+//! can be unit-tested without a VM.
+
+pub mod devices;
+pub mod domain;
+pub mod logging;
+pub mod storage;
+pub mod vmm;

@@ -1,0 +1,84 @@
+//! Disk images as the VMM's devices see them: a [`BlockBackend`] per disk.
+//!
+//! Raw files are here; qcow2 plugs in behind the same trait. Images in use
+//! are locked with open-file-description locks, as QEMU does, so a second
+//! writer is refused instead of corrupting the disk.
+
+mod lock;
+mod raw;
+
+pub use lock::{lock_image, ImageLockError};
+pub use raw::RawFile;
+
+use std::io;
+use std::path::Path;
+
+/// A virtual disk: a flat array of bytes.
+///
+/// Offsets and lengths are in bytes; callers (IDE, virtio-blk) check them
+/// against [`BlockBackend::size`] before calling, and implementations check
+/// again and fail with `InvalidInput` rather than touch anything outside.
+pub trait BlockBackend: Send {
+    /// Virtual size in bytes.
+    fn size(&self) -> u64;
+
+    /// Whether writes are refused.
+    fn read_only(&self) -> bool;
+
+    /// Fills `buf` from `offset`.
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Writes `buf` at `offset`.
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes every completed write durable.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Tells the backend the range is unused; backends may ignore it.
+    fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
+    /// A stable identifier for the medium (serial numbers, logs).
+    fn identity(&self) -> String;
+}
+
+/// Checks that `[offset, offset + len)` lies inside a disk of `size` bytes.
+pub fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("access at {offset}+{len} is past the end of a {size}-byte disk"),
+        )),
+    }
+}
+
+/// Disk image formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Raw,
+}
+
+/// Errors from opening an image.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open disk image {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Locked(#[from] ImageLockError),
+    #[error("disk image {path} has format {format}, which Vireo cannot read yet")]
+    UnsupportedFormat { path: String, format: String },
+}
+
+/// Opens the image at `path` in `format`, locked against other writers.
+pub fn open_image(path: &Path, format: ImageFormat, read_only: bool) -> Result<Box<dyn BlockBackend>, OpenError> {
+    match format {
+        ImageFormat::Raw => Ok(Box::new(RawFile::open(path, read_only)?)),
+    }
+}
