@@ -15,6 +15,7 @@
 //! Only the `vmm` module touches KVM; every device is a register machine that
 //! can be unit-tested without a VM.
 
+pub mod cli;
 pub mod devices;
 pub mod domain;
 pub mod logging;

@@ -1,0 +1,85 @@
+//! `vireo run DOMAIN.xml`: one VM in the foreground, like
+//! `qemu-system-x86_64`. Ctrl+C (or SIGTERM) stops it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::vmm::{self, ConsoleIo, Outcome, SharedWriter};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The libvirt domain XML to run.
+    domain: PathBuf,
+    /// Where COM1 goes: `stdio` (output on stdout, input from stdin),
+    /// `file:PATH`, or `null`.
+    #[arg(long, default_value = "null")]
+    serial: String,
+    /// Write what the guest sends to the debug port 0x402 (SeaBIOS's log) to this file.
+    #[arg(long)]
+    debugcon: Option<PathBuf>,
+}
+
+/// Set by SIGINT/SIGTERM; the VM loop polls it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let config = crate::domain::load(&args.domain).map_err(|e| e.to_string())?;
+    let mut console = ConsoleIo::new(SharedWriter::sink());
+    match args.serial.as_str() {
+        "stdio" => {
+            console.serial = SharedWriter::new(std::io::stdout());
+            console.serial_input = Some(stdin_reader());
+        }
+        "null" => {}
+        other => match other.strip_prefix("file:") {
+            Some(path) => {
+                let file = File::create(path).map_err(|e| format!("cannot create serial log {path}: {e}"))?;
+                console.serial = SharedWriter::new(file);
+            }
+            None => return Err(format!("--serial '{other}' is not stdio, file:PATH or null")),
+        },
+    }
+    if let Some(path) = &args.debugcon {
+        let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        console.debugcon = SharedWriter::new(file);
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+    match vmm::run(&config, &console, &INTERRUPTED).map_err(|e| e.to_string())? {
+        Outcome::PoweredOff | Outcome::Interrupted => Ok(ExitCode::SUCCESS),
+        Outcome::Crashed { vcpu, rip } => Err(format!(
+            "the guest crashed: vCPU {vcpu} triple-faulted at RIP {rip:#x} (on_crash is destroy)"
+        )),
+        Outcome::KvmFailure(failure) => Err(format!("the VM stopped because KVM could not run it: {failure}")),
+    }
+}
+
+/// Reads stdin on a thread and hands chunks to the serial port.
+fn stdin_reader() -> Arc<Mutex<mpsc::Receiver<Vec<u8>>>> {
+    let (tx, rx) = mpsc::channel();
+    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Arc::new(Mutex::new(rx))
+}

@@ -1,0 +1,75 @@
+//! What the VMM needs to know to build a machine. The domain module turns
+//! libvirt XML into this; tests build it directly.
+
+use std::path::PathBuf;
+
+/// Where a disk sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskBus {
+    /// PIIX IDE: channel 0 (primary) or 1 (secondary), unit 0 (master) or 1 (slave).
+    Ide { channel: u8, unit: u8 },
+    /// virtio-blk at PCI slot `slot` of bus 0.
+    Virtio { slot: u8 },
+}
+
+/// Disk or CD-ROM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskKind {
+    Disk,
+    Cdrom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// The guest-visible name from the definition (`hda`, `vda`…), for messages.
+    pub target: String,
+    pub kind: DiskKind,
+    pub bus: DiskBus,
+    /// `None` is an empty CD-ROM drive.
+    pub path: Option<PathBuf>,
+    pub read_only: bool,
+    /// Position in the boot order (1 = first), from `<boot order=>` or `<os><boot dev=>`.
+    pub boot_order: Option<u32>,
+}
+
+/// What happens when the guest does something that ends its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LifecycleAction {
+    /// Stop the VM (the process exits).
+    #[default]
+    Destroy,
+    /// Start it again from the firmware.
+    Restart,
+    /// Keep the VM paused as it is, for inspection.
+    Preserve,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub name: String,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    pub vcpus: u32,
+    /// An explicit firmware image (`<os><loader>`); otherwise searched for.
+    pub loader: Option<PathBuf>,
+    pub disks: Vec<DiskConfig>,
+    pub on_poweroff: LifecycleAction,
+    pub on_reboot: LifecycleAction,
+    pub on_crash: LifecycleAction,
+}
+
+impl VmConfig {
+    /// A machine with `memory` bytes of RAM, one vCPU and no disks.
+    pub fn new(name: impl Into<String>, memory: u64) -> Self {
+        Self {
+            name: name.into(),
+            memory,
+            vcpus: 1,
+            loader: None,
+            disks: Vec::new(),
+            on_poweroff: LifecycleAction::Destroy,
+            on_reboot: LifecycleAction::Restart,
+            on_crash: LifecycleAction::Destroy,
+        }
+    }
+}

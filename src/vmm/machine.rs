@@ -1,0 +1,171 @@
+//! One incarnation of a VM: KVM, memory, devices and vCPU threads, from
+//! power-on until something stops it (reset, power-off, crash, the user).
+//! A reset builds a fresh machine, which is how a PC's reset line behaves:
+//! every device and every CPU starts over, the firmware runs again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VmFd};
+use tracing::{debug, info, warn};
+use vmm_sys_util::signal::Killable;
+
+use super::config::VmConfig;
+use super::console::ConsoleIo;
+use super::layout::*;
+use super::memory::GuestMemory;
+use super::vcpu::{self, kick_signal, StopReason, VcpuContext};
+use super::VmmError;
+use crate::devices::pci::host_bridge::I440fxHostBridge;
+use crate::devices::pci::piix3::Piix3IsaBridge;
+use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
+use crate::devices::{Bus, MachineControl};
+
+/// Turns device requests into stop reasons for the machine's main loop.
+struct MachineEvents {
+    events: Mutex<mpsc::Sender<StopReason>>,
+}
+
+impl MachineControl for MachineEvents {
+    fn request_reset(&self) {
+        let _ = self.events.lock().unwrap().send(StopReason::Reset);
+    }
+    fn request_poweroff(&self) {
+        let _ = self.events.lock().unwrap().send(StopReason::PowerOff);
+    }
+}
+
+pub struct Machine {
+    // Field order is drop order: vCPU threads are joined in `Drop` before
+    // the VM and its memory go away.
+    vcpus: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    events: mpsc::Receiver<StopReason>,
+    pub io_bus: Arc<Bus>,
+    pub mmio_bus: Arc<Bus>,
+    pub pci: Arc<PciBus>,
+    pub vm: Arc<VmFd>,
+    pub memory: GuestMemory,
+}
+
+impl Machine {
+    /// Builds the machine for `config` and starts its vCPUs.
+    pub fn start(kvm: &Kvm, config: &VmConfig, bios: &[u8], console: &ConsoleIo) -> Result<Self, VmmError> {
+        let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("create the VM"))?);
+        vm.set_identity_map_address(KVM_IDENTITY_MAP)
+            .map_err(VmmError::kvm("set the identity map address"))?;
+        vm.set_tss_address(KVM_TSS as usize)
+            .map_err(VmmError::kvm("set the TSS address"))?;
+        vm.create_irq_chip().map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
+        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        vm.create_pit2(pit).map_err(VmmError::kvm("create the in-kernel PIT"))?;
+
+        let memory = GuestMemory::new(&vm, config.memory, bios)?;
+        info!(low_ram = memory.low_ram, high_ram = memory.high_ram, "guest memory mapped");
+
+        let (events_tx, events) = mpsc::channel();
+        let machine_control: Arc<dyn MachineControl> = Arc::new(MachineEvents {
+            events: Mutex::new(events_tx.clone()),
+        });
+
+        let io_bus = Arc::new(Bus::new());
+        let mmio_bus = Arc::new(Bus::new());
+        let pci = Arc::new(PciBus::new());
+        let intx_vm = vm.clone();
+        let intx = IntxRouter::new(move |irq, level| super::irq::set_gsi(&intx_vm, irq as u32, level));
+
+        pci.add(0, 0, Arc::new(Mutex::new(I440fxHostBridge::new())))?;
+        pci.add(1, 0, Arc::new(Mutex::new(Piix3IsaBridge::new(intx.clone()))))?;
+        io_bus.insert(
+            Arc::new(Mutex::new(PciConfigIo::new(pci.clone(), machine_control.clone()))),
+            PORT_PCI_CONFIG as u64,
+            PCI_CONFIG_PORTS,
+        )?;
+        let _ = (&console, &intx);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let context = VcpuContext {
+            io_bus: io_bus.clone(),
+            mmio_bus: mmio_bus.clone(),
+            pci: pci.clone(),
+            stop: stop.clone(),
+            events: events_tx,
+        };
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("read the CPUID KVM supports"))?;
+        vcpu::install_kick_handler();
+        let mut machine = Self {
+            vcpus: Vec::new(),
+            stop,
+            events,
+            io_bus,
+            mmio_bus,
+            pci,
+            vm: vm.clone(),
+            memory,
+        };
+        // Create every vCPU before starting any, so APs exist when the BSP
+        // sends INIT/SIPI.
+        let mut fds = Vec::new();
+        for id in 0..config.vcpus {
+            let fd = vm.create_vcpu(id as u64).map_err(VmmError::kvm("create a vCPU"))?;
+            fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, config.vcpus))
+                .map_err(VmmError::kvm("set CPUID"))?;
+            fds.push(fd);
+        }
+        for (id, fd) in fds.into_iter().enumerate() {
+            let handle = vcpu::spawn(id as u32, fd, context.clone()).map_err(VmmError::Thread)?;
+            machine.vcpus.push(handle);
+        }
+        Ok(machine)
+    }
+
+    /// Waits until the machine stops, or `interrupted` becomes true.
+    pub fn wait(&self, interrupted: &AtomicBool) -> StopReason {
+        loop {
+            if interrupted.load(Ordering::Acquire) {
+                return StopReason::Interrupted;
+            }
+            match self.events.recv_timeout(Duration::from_millis(50)) {
+                Ok(reason) => return reason,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return StopReason::Interrupted,
+            }
+        }
+    }
+
+    /// Stops every vCPU and waits for their threads.
+    fn stop_vcpus(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let handles = std::mem::take(&mut self.vcpus);
+        // A kick can land just before a vCPU enters KVM_RUN and be lost, so
+        // keep kicking until each thread has noticed the stop flag.
+        for _ in 0..2000 {
+            if handles.iter().all(|h| h.is_finished()) {
+                break;
+            }
+            for handle in handles.iter().filter(|h| !h.is_finished()) {
+                let _ = handle.kill(kick_signal());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for handle in handles {
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                warn!("a vCPU thread did not stop; leaving it behind");
+            }
+        }
+        debug!("vCPUs stopped");
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.stop_vcpus();
+    }
+}
