@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs the system packages Vireo needs for one purpose, on Debian 12 /
+# Ubuntu. Usage: scripts/setup.sh run|test|bench
+# Uses sudo when not root; installs only what is missing; idempotent.
+set -euo pipefail
+
+purpose=${1:-run}
+
+# Firmware Vireo boots.
+run_packages=(seabios)
+# Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
+# made by grub-mkrescue, image tools, the libvirt schema validator.
+test_packages=(seabios grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils)
+# The reference VMM the benchmarks compare against.
+bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
+
+case "$purpose" in
+  run) wanted=("${run_packages[@]}") ;;
+  test) wanted=("${test_packages[@]}") ;;
+  bench) wanted=("${bench_packages[@]}") ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+  echo "setup: this script knows Debian and Ubuntu (apt); install these by hand: ${wanted[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  sudo=(sudo)
+fi
+
+echo "setup: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+
+# qemu-system-x86 depends on the qemu-utils of its own version. Some images
+# ship a newer backported qemu-utils; pin it to the version that goes with
+# qemu-system-x86 so apt can resolve the set.
+extra=()
+for pkg in "${missing[@]}"; do
+  if [ "$pkg" = qemu-system-x86 ]; then
+    want=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    have=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    if [ -n "$have" ] && [ -n "$want" ] && [ "$have" != "$want" ]; then
+      extra+=("qemu-utils=$want")
+      if dpkg-query -W qemu-block-extra >/dev/null 2>&1; then
+        extra+=("qemu-block-extra=$want")
+      fi
+    fi
+  fi
+done
+
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+  --allow-downgrades "${missing[@]}" "${extra[@]}"

@@ -1,0 +1,186 @@
+//! Tiny real-mode guest programs, assembled with iced-x86's `code_asm`.
+//!
+//! A [`Program`] is 16-bit code plus a small library (COM1 output, hex
+//! printing, exit through the reset register). It is packaged either as a
+//! 64 KiB firmware image that starts at the reset vector (KVM-tier tests,
+//! no SeaBIOS involved) or as a 512-byte boot sector that SeaBIOS loads
+//! (firmware end-to-end tests).
+
+use iced_x86::code_asm::*;
+
+pub const COM1: u16 = 0x3f8;
+/// Line status register; bit 5 = transmitter holding register empty.
+pub const COM1_LSR: u16 = 0x3fd;
+
+pub struct Program {
+    pub a: CodeAssembler,
+    pub putc: CodeLabel,
+    pub puts: CodeLabel,
+    pub puthex8: CodeLabel,
+    pub puthex16: CodeLabel,
+}
+
+impl Program {
+    fn new() -> Self {
+        let mut a = CodeAssembler::new(16).unwrap();
+        let putc = a.create_label();
+        let puts = a.create_label();
+        let puthex8 = a.create_label();
+        let puthex16 = a.create_label();
+        Self { a, putc, puts, puthex8, puthex16 }
+    }
+
+    /// Emits code that prints `text` on COM1 (clobbers ax, si). The text
+    /// sits inline after a call; the routine prints it and returns past it
+    /// (code_asm cannot take a label's address in 16-bit code).
+    pub fn print(&mut self, text: &str) {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        self.a.call(self.puts).unwrap();
+        self.a.db(&bytes).unwrap();
+    }
+
+    /// Emits code that resets the machine through port 0xCF9; with
+    /// `<on_reboot>destroy</on_reboot>` that ends `vireo run`.
+    pub fn exit(&mut self) {
+        let a = &mut self.a;
+        a.mov(dx, 0xcf9u32).unwrap();
+        a.mov(al, 0x06u32).unwrap();
+        a.out(dx, al).unwrap();
+        let mut spin = a.create_label();
+        a.set_label(&mut spin).unwrap();
+        a.hlt().unwrap();
+        a.jmp(spin).unwrap();
+    }
+
+    /// Emits code that triple-faults the CPU: empty descriptor and
+    /// interrupt tables (limit 0, read from zeroed RAM at 0:0500),
+    /// protected mode so the limits are enforced, then a segment load
+    /// beyond the GDT: its #GP cannot be delivered, nor the double fault,
+    /// and the CPU shuts down.
+    pub fn triple_fault(&mut self) {
+        let a = &mut self.a;
+        a.xor(ax, ax).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.lidt(ptr(0x500u32)).unwrap();
+        a.lgdt(ptr(0x500u32)).unwrap();
+        a.mov(eax, cr0).unwrap();
+        a.or(eax, 1u32).unwrap();
+        a.mov(cr0, eax).unwrap();
+        a.mov(ax, 0x08u32).unwrap();
+        a.mov(ds, ax).unwrap();
+    }
+
+    /// Appends the library routines and the strings.
+    fn finish(&mut self, origin: u64) -> Vec<u8> {
+        let a = &mut self.a;
+        // putc: al -> COM1, waiting for THRE. Preserves everything but flags.
+        a.set_label(&mut self.putc).unwrap();
+        a.push(dx).unwrap();
+        a.push(ax).unwrap();
+        a.mov(dx, COM1_LSR as u32).unwrap();
+        let mut wait = a.create_label();
+        a.set_label(&mut wait).unwrap();
+        a.in_(al, dx).unwrap();
+        a.test(al, 0x20u32).unwrap();
+        a.jz(wait).unwrap();
+        a.pop(ax).unwrap();
+        a.mov(dx, COM1 as u32).unwrap();
+        a.out(dx, al).unwrap();
+        a.pop(dx).unwrap();
+        a.ret().unwrap();
+        // puts: prints the NUL-terminated text at the return address (DS
+        // equals CS in both packagings) and returns past it.
+        a.set_label(&mut self.puts).unwrap();
+        a.pop(si).unwrap();
+        let mut next = a.create_label();
+        let mut done = a.create_label();
+        a.set_label(&mut next).unwrap();
+        a.lodsb().unwrap();
+        a.test(al, al).unwrap();
+        a.jz(done).unwrap();
+        a.call(self.putc).unwrap();
+        a.jmp(next).unwrap();
+        a.set_label(&mut done).unwrap();
+        a.push(si).unwrap();
+        a.ret().unwrap();
+        // puthex16: ax as four hex digits.
+        a.set_label(&mut self.puthex16).unwrap();
+        a.push(ax).unwrap();
+        a.mov(al, ah).unwrap();
+        a.call(self.puthex8).unwrap();
+        a.pop(ax).unwrap();
+        // fall through to puthex8 for the low byte
+        a.set_label(&mut self.puthex8).unwrap();
+        a.push(ax).unwrap();
+        a.push(ax).unwrap();
+        a.shr(al, 4u32).unwrap();
+        let nibble = a.create_label();
+        a.call(nibble).unwrap();
+        a.pop(ax).unwrap();
+        a.and(al, 0x0fu32).unwrap();
+        a.call(nibble).unwrap();
+        a.pop(ax).unwrap();
+        a.ret().unwrap();
+        let mut nibble = nibble;
+        a.set_label(&mut nibble).unwrap();
+        a.cmp(al, 10u32).unwrap();
+        let mut digit = a.create_label();
+        a.jb(digit).unwrap();
+        a.add(al, (b'a' - b'0' - 10) as u32).unwrap();
+        a.set_label(&mut digit).unwrap();
+        a.add(al, b'0' as u32).unwrap();
+        a.call(self.putc).unwrap();
+        a.ret().unwrap();
+        a.assemble(origin).expect("assemble test guest")
+    }
+}
+
+/// Size of a firmware image: the BIOS window 0xF0000..0x100000.
+pub const FIRMWARE_SIZE: usize = 0x1_0000;
+
+/// A 64 KiB firmware image: the CPU's reset vector jumps to `body`, which
+/// runs in real mode with CS = DS = 0xF000 and a stack at 0:7000.
+pub fn firmware(body: impl FnOnce(&mut Program)) -> Vec<u8> {
+    let mut p = Program::new();
+    {
+        let a = &mut p.a;
+        a.cli().unwrap();
+        a.xor(ax, ax).unwrap();
+        a.mov(ss, ax).unwrap();
+        a.mov(sp, 0x7000u32).unwrap();
+        a.mov(ax, cs).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.cld().unwrap();
+    }
+    body(&mut p);
+    let code = p.finish(0);
+    assert!(code.len() < 0xfff0, "test firmware too large");
+    let mut image = vec![0xf4u8; FIRMWARE_SIZE]; // hlt everywhere else
+    image[..code.len()].copy_from_slice(&code);
+    // Reset vector (F000:FFF0): jmp far F000:0000.
+    image[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0x00, 0x00, 0xf0]);
+    image
+}
+
+/// A boot sector (512 bytes ending in 55 AA) loaded by firmware at 0:7C00.
+pub fn boot_sector(body: impl FnOnce(&mut Program)) -> Vec<u8> {
+    let mut p = Program::new();
+    {
+        let a = &mut p.a;
+        a.cli().unwrap();
+        a.xor(ax, ax).unwrap();
+        a.mov(ds, ax).unwrap();
+        a.mov(ss, ax).unwrap();
+        a.mov(sp, 0x7c00u32).unwrap();
+        a.cld().unwrap();
+    }
+    body(&mut p);
+    let code = p.finish(0x7c00);
+    assert!(code.len() <= 510, "boot sector code is {} bytes", code.len());
+    let mut sector = vec![0u8; 512];
+    sector[..code.len()].copy_from_slice(&code);
+    sector[510] = 0x55;
+    sector[511] = 0xaa;
+    sector
+}

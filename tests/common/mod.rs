@@ -1,0 +1,221 @@
+//! Shared test harness: run real `vireo run` processes on tiny guests and
+//! watch what they print.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+pub mod asm;
+pub mod guest;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Whether KVM tests can run here. Without /dev/kvm they are skipped with a
+/// visible message, unless `VIREO_REQUIRE_KVM=1` (as in CI), where a missing
+/// KVM fails the test instead of passing it silently.
+pub fn kvm_available() -> bool {
+    let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !usable {
+        if std::env::var("VIREO_REQUIRE_KVM").as_deref() == Ok("1") {
+            panic!("/dev/kvm is not usable and VIREO_REQUIRE_KVM=1");
+        }
+        eprintln!("SKIPPED: /dev/kvm is not usable on this machine");
+    }
+    usable
+}
+
+/// Whether `program` is on PATH; the tests that need it fail when it is
+/// missing (the setup script installs it), rather than passing unseen.
+pub fn require_program(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{program} is not installed; run `scripts/setup.sh test`");
+}
+
+/// A libvirt domain definition for a test VM.
+pub struct Domain {
+    pub name: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub loader: Option<PathBuf>,
+    pub boot: Vec<&'static str>,
+    pub on_reboot: &'static str,
+    pub on_crash: &'static str,
+    /// Raw `<disk>` elements.
+    pub disks: Vec<String>,
+}
+
+impl Domain {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            memory_mib: 64,
+            vcpus: 1,
+            loader: None,
+            boot: Vec::new(),
+            on_reboot: "destroy",
+            on_crash: "destroy",
+            disks: Vec::new(),
+        }
+    }
+
+    /// Boots `image` as the firmware (a tiny guest that starts at the reset vector).
+    pub fn firmware(mut self, image: &Path) -> Self {
+        self.loader = Some(image.to_path_buf());
+        self
+    }
+
+    pub fn disk(mut self, device: &str, path: &Path, target: &str, bus: &str) -> Self {
+        self.disks.push(format!(
+            "<disk type='file' device='{device}'><driver name='qemu' type='raw'/><source file='{}'/><target dev='{target}' bus='{bus}'/></disk>",
+            path.display()
+        ));
+        self
+    }
+
+    pub fn xml(&self) -> String {
+        let loader = self
+            .loader
+            .as_ref()
+            .map(|p| format!("<loader readonly='yes' type='rom'>{}</loader>", p.display()))
+            .unwrap_or_default();
+        let boot: String = self.boot.iter().map(|d| format!("<boot dev='{d}'/>")).collect();
+        format!(
+            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            self.name,
+            self.memory_mib,
+            self.vcpus,
+            self.on_reboot,
+            self.on_crash,
+            self.disks.join("\n    ")
+        )
+    }
+}
+
+/// A `vireo run` process with its serial console on a pipe.
+pub struct Vm {
+    child: Child,
+    serial: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    pub dir: tempfile::TempDir,
+}
+
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+}
+
+impl Vm {
+    /// Starts `domain` with `--serial stdio`, in a fresh scratch directory.
+    pub fn start(domain: &Domain) -> Self {
+        Self::start_with(domain, &[])
+    }
+
+    pub fn start_with(domain: &Domain, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let xml = dir.path().join("domain.xml");
+        std::fs::write(&xml, domain.xml()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .arg("run")
+            .arg(&xml)
+            .args(["--serial", "stdio"])
+            .args(extra_args)
+            .env("VIREO_HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vireo");
+        let serial = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        drain(child.stdout.take().unwrap(), serial.clone());
+        drain(child.stderr.take().unwrap(), stderr.clone());
+        Self { child, serial, stderr, dir }
+    }
+
+    pub fn serial(&self) -> String {
+        String::from_utf8_lossy(&self.serial.lock().unwrap()).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Types into the serial console.
+    pub fn type_serial(&mut self, text: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(text).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until the serial output contains `text`; panics with what
+    /// was seen (and the VMM's log) after `timeout`.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let seen = self.serial();
+            if seen.contains(text) {
+                return seen;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the reader threads a moment to drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                let seen = self.serial();
+                if seen.contains(text) {
+                    return seen;
+                }
+                panic!(
+                    "vireo exited ({status}) before printing {text:?}\nserial: {seen:?}\nstderr: {}",
+                    self.stderr()
+                );
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "no {text:?} on serial after {timeout:?}\nserial: {seen:?}\nstderr: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit on its own; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "vireo still running after {timeout:?}\nserial: {:?}\nstderr: {}",
+                    self.serial(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

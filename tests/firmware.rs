@@ -1,0 +1,97 @@
+//! Firmware end-to-end tier: real SeaBIOS boots real boot software (boot
+//! sectors of our own, GRUB ISOs made by grub-mkrescue) from IDE and
+//! virtio-blk, and we watch the serial console.
+//!
+//! Guests run under emulation on some hosts (TESTING.md): SeaBIOS takes
+//! tens of seconds to reach the boot, GRUB a couple of minutes to draw its
+//! menu; the timeouts leave room for that.
+
+mod common;
+
+use std::time::Duration;
+
+use common::asm::boot_sector;
+use common::{guest, kvm_available, Domain, Vm};
+
+const BOOT: Duration = Duration::from_secs(240);
+const GRUB: Duration = Duration::from_secs(600);
+
+/// A boot sector that says where it was loaded from and ends the run.
+fn announcing_boot_sector(message: &str) -> Vec<u8> {
+    boot_sector(|p| {
+        p.print(message);
+        p.exit();
+    })
+}
+
+fn boots_and_prints(domain: Domain, expect: &str) {
+    let mut vm = Vm::start(&domain);
+    vm.wait_for(expect, BOOT);
+    let status = vm.wait_exit(BOOT);
+    assert!(status.success(), "{status}: {}", vm.stderr());
+}
+
+#[test]
+fn seabios_boots_a_boot_sector_from_an_ide_disk() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM IDE DISK\n"), 1 << 20);
+    boots_and_prints(Domain::new("ide-boot").disk("disk", &disk, "hda", "ide"), "BOOTED FROM IDE DISK\n");
+}
+
+#[test]
+fn seabios_boots_a_boot_sector_from_a_virtio_disk() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM VIRTIO DISK\n"), 1 << 20);
+    boots_and_prints(Domain::new("virtio-boot").disk("disk", &disk, "vda", "virtio"), "BOOTED FROM VIRTIO DISK\n");
+}
+
+#[test]
+fn the_first_device_in_boot_order_boots() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM DISK\n"), 1 << 20);
+    let cd = guest::eltorito_iso(dir.path(), "cd.iso", &announcing_boot_sector("BOOTED FROM CDROM\n"));
+    for (order, expect) in [(["cdrom", "hd"], "BOOTED FROM CDROM\n"), (["hd", "cdrom"], "BOOTED FROM DISK\n")] {
+        let mut domain = Domain::new("boot-order")
+            .disk("disk", &disk, "hda", "ide")
+            .disk("cdrom", &cd, "hdc", "ide");
+        domain.boot = order.to_vec();
+        boots_and_prints(domain, expect);
+    }
+}
+
+#[test]
+fn grub_iso_boots_from_an_ide_cdrom_to_its_menu() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let iso = guest::grub_iso(dir.path(), guest::GRUB_SERIAL_MENU);
+    let mut domain = Domain::new("grub-cd").disk("cdrom", &iso, "hdc", "ide");
+    domain.memory_mib = 256;
+    let mut vm = Vm::start(&domain);
+    let seen = vm.wait_for("Entry two", GRUB);
+    assert!(seen.contains("Entry one"), "{seen}");
+}
+
+#[test]
+fn grub_iso_boots_as_a_virtio_disk() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let iso = guest::grub_iso(dir.path(), guest::GRUB_SERIAL_MENU);
+    let mut domain = Domain::new("grub-virtio").disk("disk", &iso, "vda", "virtio");
+    domain.memory_mib = 256;
+    let mut vm = Vm::start(&domain);
+    let seen = vm.wait_for("Entry two", GRUB);
+    assert!(seen.contains("Entry one"), "{seen}");
+}
