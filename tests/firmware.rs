@@ -37,8 +37,16 @@ fn seabios_boots_a_boot_sector_from_an_ide_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM IDE DISK\n"), 1 << 20);
-    boots_and_prints(Domain::new("ide-boot").disk("disk", &disk, "hda", "ide"), "BOOTED FROM IDE DISK\n");
+    let disk = guest::raw_disk(
+        dir.path(),
+        "disk.img",
+        &announcing_boot_sector("BOOTED FROM IDE DISK\n"),
+        1 << 20,
+    );
+    boots_and_prints(
+        Domain::new("ide-boot").disk("disk", &disk, "hda", "ide"),
+        "BOOTED FROM IDE DISK\n",
+    );
 }
 
 #[test]
@@ -47,8 +55,16 @@ fn seabios_boots_a_boot_sector_from_a_virtio_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM VIRTIO DISK\n"), 1 << 20);
-    boots_and_prints(Domain::new("virtio-boot").disk("disk", &disk, "vda", "virtio"), "BOOTED FROM VIRTIO DISK\n");
+    let disk = guest::raw_disk(
+        dir.path(),
+        "disk.img",
+        &announcing_boot_sector("BOOTED FROM VIRTIO DISK\n"),
+        1 << 20,
+    );
+    boots_and_prints(
+        Domain::new("virtio-boot").disk("disk", &disk, "vda", "virtio"),
+        "BOOTED FROM VIRTIO DISK\n",
+    );
 }
 
 #[test]
@@ -57,9 +73,21 @@ fn the_first_device_in_boot_order_boots() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED FROM DISK\n"), 1 << 20);
-    let cd = guest::eltorito_iso(dir.path(), "cd.iso", &announcing_boot_sector("BOOTED FROM CDROM\n"));
-    for (order, expect) in [(["cdrom", "hd"], "BOOTED FROM CDROM\n"), (["hd", "cdrom"], "BOOTED FROM DISK\n")] {
+    let disk = guest::raw_disk(
+        dir.path(),
+        "disk.img",
+        &announcing_boot_sector("BOOTED FROM DISK\n"),
+        1 << 20,
+    );
+    let cd = guest::eltorito_iso(
+        dir.path(),
+        "cd.iso",
+        &announcing_boot_sector("BOOTED FROM CDROM\n"),
+    );
+    for (order, expect) in [
+        (["cdrom", "hd"], "BOOTED FROM CDROM\n"),
+        (["hd", "cdrom"], "BOOTED FROM DISK\n"),
+    ] {
         let mut domain = Domain::new("boot-order")
             .disk("disk", &disk, "hda", "ide")
             .disk("cdrom", &cd, "hdc", "ide");

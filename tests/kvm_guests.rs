@@ -34,7 +34,11 @@ fn serial_output_and_exit_through_reset() {
     let mut vm = run_firmware("hello", image, |d| d);
     vm.wait_for("hello from a tiny guest\n", QUICK);
     let status = vm.wait_exit(QUICK);
-    assert!(status.success(), "on_reboot=destroy ends the run cleanly: {status}\n{}", vm.stderr());
+    assert!(
+        status.success(),
+        "on_reboot=destroy ends the run cleanly: {status}\n{}",
+        vm.stderr()
+    );
     assert_eq!(vm.serial(), "hello from a tiny guest\n");
 }
 
@@ -52,7 +56,10 @@ fn a_triple_fault_is_reported_as_a_crash() {
     let status = vm.wait_exit(QUICK);
     assert!(!status.success());
     let log = vm.stderr();
-    assert!(log.contains("the guest crashed: vCPU 0 triple-faulted"), "{log}");
+    assert!(
+        log.contains("the guest crashed: vCPU 0 triple-faulted"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -71,7 +78,11 @@ fn restart_on_crash_boots_the_firmware_again() {
     // Each incarnation prints once: three prints prove two restarts.
     let start = std::time::Instant::now();
     while vm.serial().matches("boot\n").count() < 3 {
-        assert!(start.elapsed() < QUICK, "restarts stalled: {:?}", vm.serial());
+        assert!(
+            start.elapsed() < QUICK,
+            "restarts stalled: {:?}",
+            vm.serial()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vireo", version, about = "A virtual-machine manager with its own KVM monitor")]
+#[command(
+    name = "vireo",
+    version,
+    about = "A virtual-machine manager with its own KVM monitor"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -41,14 +41,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         "null" => {}
         other => match other.strip_prefix("file:") {
             Some(path) => {
-                let file = File::create(path).map_err(|e| format!("cannot create serial log {path}: {e}"))?;
+                let file = File::create(path)
+                    .map_err(|e| format!("cannot create serial log {path}: {e}"))?;
                 console.serial = SharedWriter::new(file);
             }
-            None => return Err(format!("--serial '{other}' is not stdio, file:PATH or null")),
+            None => {
+                return Err(format!(
+                    "--serial '{other}' is not stdio, file:PATH or null"
+                ))
+            }
         },
     }
     if let Some(path) = &args.debugcon {
-        let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file =
+            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         console.debugcon = SharedWriter::new(file);
     }
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -60,26 +66,30 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         Outcome::Crashed { vcpu, rip } => Err(format!(
             "the guest crashed: vCPU {vcpu} triple-faulted at RIP {rip:#x} (on_crash is destroy)"
         )),
-        Outcome::KvmFailure(failure) => Err(format!("the VM stopped because KVM could not run it: {failure}")),
+        Outcome::KvmFailure(failure) => Err(format!(
+            "the VM stopped because KVM could not run it: {failure}"
+        )),
     }
 }
 
 /// Reads stdin on a thread and hands chunks to the serial port.
 fn stdin_reader() -> Arc<Mutex<mpsc::Receiver<Vec<u8>>>> {
     let (tx, rx) = mpsc::channel();
-    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut buf = [0u8; 256];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 256];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     Arc::new(Mutex::new(rx))
 }

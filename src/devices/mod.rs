@@ -38,10 +38,12 @@ impl FakeMachine {
 
 impl MachineControl for FakeMachine {
     fn request_reset(&self) {
-        self.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     fn request_poweroff(&self) {
-        self.poweroffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.poweroffs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -147,7 +147,8 @@ pub fn load(path: &std::path::Path) -> Result<VmConfig, DomainError> {
 
 /// Turns domain XML into the VMM's configuration.
 pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
-    let dom: DomainXml = quick_xml::de::from_str(xml).map_err(|e| DomainError::Syntax(e.to_string()))?;
+    let dom: DomainXml =
+        quick_xml::de::from_str(xml).map_err(|e| DomainError::Syntax(e.to_string()))?;
     if let Some(kind) = dom.kind.as_deref() {
         if kind != "kvm" {
             tracing::warn!("domain type '{kind}' runs on KVM in Vireo");
@@ -155,24 +156,41 @@ pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
     }
     let name = dom.name.trim().to_string();
     if name.is_empty() {
-        return Err(DomainError::Invalid("the domain has an empty <name>".into()));
+        return Err(DomainError::Invalid(
+            "the domain has an empty <name>".into(),
+        ));
     }
     let memory = match &dom.memory {
-        Some(m) => parse_memory(&m.value, m.unit.as_deref()).map_err(|e| DomainError::Invalid(format!("<memory>: {e}")))?,
+        Some(m) => parse_memory(&m.value, m.unit.as_deref())
+            .map_err(|e| DomainError::Invalid(format!("<memory>: {e}")))?,
         None => return Err(DomainError::Invalid("the domain has no <memory>".into())),
     };
     let mut config = VmConfig::new(name, memory);
     if let Some(vcpu) = &dom.vcpu {
-        config.vcpus = vcpu
-            .value
-            .trim()
-            .parse()
-            .map_err(|_| DomainError::Invalid(format!("<vcpu> '{}' is not a number", vcpu.value.trim())))?;
+        config.vcpus = vcpu.value.trim().parse().map_err(|_| {
+            DomainError::Invalid(format!("<vcpu> '{}' is not a number", vcpu.value.trim()))
+        })?;
     }
-    config.loader = dom.os.loader.as_ref().map(|l| PathBuf::from(l.value.trim()));
-    config.on_poweroff = lifecycle(dom.on_poweroff.as_deref(), "on_poweroff", LifecycleAction::Destroy)?;
-    config.on_reboot = lifecycle(dom.on_reboot.as_deref(), "on_reboot", LifecycleAction::Restart)?;
-    config.on_crash = lifecycle(dom.on_crash.as_deref(), "on_crash", LifecycleAction::Destroy)?;
+    config.loader = dom
+        .os
+        .loader
+        .as_ref()
+        .map(|l| PathBuf::from(l.value.trim()));
+    config.on_poweroff = lifecycle(
+        dom.on_poweroff.as_deref(),
+        "on_poweroff",
+        LifecycleAction::Destroy,
+    )?;
+    config.on_reboot = lifecycle(
+        dom.on_reboot.as_deref(),
+        "on_reboot",
+        LifecycleAction::Restart,
+    )?;
+    config.on_crash = lifecycle(
+        dom.on_crash.as_deref(),
+        "on_crash",
+        LifecycleAction::Destroy,
+    )?;
 
     let mut next_virtio_slot = FIRST_VIRTIO_DISK_SLOT;
     for disk in &dom.devices.disk {
@@ -182,7 +200,11 @@ pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
     Ok(config)
 }
 
-fn lifecycle(value: Option<&str>, element: &str, default: LifecycleAction) -> Result<LifecycleAction, DomainError> {
+fn lifecycle(
+    value: Option<&str>,
+    element: &str,
+    default: LifecycleAction,
+) -> Result<LifecycleAction, DomainError> {
     match value.map(str::trim) {
         None => Ok(default),
         Some("destroy") => Ok(LifecycleAction::Destroy),
@@ -192,7 +214,9 @@ fn lifecycle(value: Option<&str>, element: &str, default: LifecycleAction) -> Re
             tracing::warn!("<{element}> value not supported; using destroy");
             Ok(LifecycleAction::Destroy)
         }
-        Some(other) => Err(DomainError::Invalid(format!("<{element}> '{other}' is not destroy, restart or preserve"))),
+        Some(other) => Err(DomainError::Invalid(format!(
+            "<{element}> '{other}' is not destroy, restart or preserve"
+        ))),
     }
 }
 
@@ -208,7 +232,11 @@ fn disk_config(disk: &DiskXml, next_virtio_slot: &mut u8) -> Result<DiskConfig, 
     let kind = match disk.device.as_deref().unwrap_or("disk") {
         "disk" => DiskKind::Disk,
         "cdrom" => DiskKind::Cdrom,
-        other => return Err(DomainError::Invalid(format!("disk {target}: device '{other}' is not supported (disk or cdrom)"))),
+        other => {
+            return Err(DomainError::Invalid(format!(
+                "disk {target}: device '{other}' is not supported (disk or cdrom)"
+            )))
+        }
     };
     if let Some(format) = disk.driver.as_ref().and_then(|d| d.format.as_deref()) {
         if format != "raw" {
@@ -217,29 +245,57 @@ fn disk_config(disk: &DiskXml, next_virtio_slot: &mut u8) -> Result<DiskConfig, 
             )));
         }
     }
-    let bus_name = disk.target.bus.as_deref().unwrap_or(if target.starts_with("vd") { "virtio" } else { "ide" });
+    let bus_name = disk
+        .target
+        .bus
+        .as_deref()
+        .unwrap_or(if target.starts_with("vd") {
+            "virtio"
+        } else {
+            "ide"
+        });
     let bus = match bus_name {
         "ide" | "sata" => {
             if bus_name == "sata" {
                 tracing::warn!("disk {target}: SATA (AHCI) is not emulated; attaching it to IDE");
             }
-            let from_address = disk.address.as_ref().filter(|a| a.kind.as_deref() == Some("drive")).and_then(|a| {
-                Some((parse_int(a.bus.as_deref()?)? as u8, parse_int(a.unit.as_deref()?)? as u8))
-            });
-            let (channel, unit) = from_address
-                .or_else(|| ide_position(&target))
-                .ok_or_else(|| DomainError::Invalid(format!("disk {target}: IDE targets are hda to hdd")))?;
+            let from_address = disk
+                .address
+                .as_ref()
+                .filter(|a| a.kind.as_deref() == Some("drive"))
+                .and_then(|a| {
+                    Some((
+                        parse_int(a.bus.as_deref()?)? as u8,
+                        parse_int(a.unit.as_deref()?)? as u8,
+                    ))
+                });
+            let (channel, unit) =
+                from_address
+                    .or_else(|| ide_position(&target))
+                    .ok_or_else(|| {
+                        DomainError::Invalid(format!("disk {target}: IDE targets are hda to hdd"))
+                    })?;
             if channel > 1 || unit > 1 {
-                return Err(DomainError::Invalid(format!("disk {target}: IDE has two channels of two units")));
+                return Err(DomainError::Invalid(format!(
+                    "disk {target}: IDE has two channels of two units"
+                )));
             }
             DiskBus::Ide { channel, unit }
         }
         "virtio" => {
-            let slot = match disk.address.as_ref().filter(|a| a.kind.as_deref() == Some("pci")).and_then(|a| a.slot.as_deref()) {
+            let slot = match disk
+                .address
+                .as_ref()
+                .filter(|a| a.kind.as_deref() == Some("pci"))
+                .and_then(|a| a.slot.as_deref())
+            {
                 Some(slot) => parse_int(slot)
                     .filter(|s| (2..32).contains(s))
-                    .ok_or_else(|| DomainError::Invalid(format!("disk {target}: PCI slot '{slot}' is not 2..31")))?
-                    as u8,
+                    .ok_or_else(|| {
+                        DomainError::Invalid(format!(
+                            "disk {target}: PCI slot '{slot}' is not 2..31"
+                        ))
+                    })? as u8,
                 None => {
                     let slot = *next_virtio_slot;
                     *next_virtio_slot += 1;
@@ -248,11 +304,21 @@ fn disk_config(disk: &DiskXml, next_virtio_slot: &mut u8) -> Result<DiskConfig, 
             };
             DiskBus::Virtio { slot }
         }
-        other => return Err(DomainError::Invalid(format!("disk {target}: bus '{other}' is not supported (ide, virtio)"))),
+        other => {
+            return Err(DomainError::Invalid(format!(
+                "disk {target}: bus '{other}' is not supported (ide, virtio)"
+            )))
+        }
     };
-    let path = disk.source.as_ref().and_then(|s| s.file.as_ref()).map(PathBuf::from);
+    let path = disk
+        .source
+        .as_ref()
+        .and_then(|s| s.file.as_ref())
+        .map(PathBuf::from);
     if path.is_none() && kind == DiskKind::Disk {
-        return Err(DomainError::Invalid(format!("disk {target} has no <source file=…>")));
+        return Err(DomainError::Invalid(format!(
+            "disk {target} has no <source file=…>"
+        )));
     }
     Ok(DiskConfig {
         target,
@@ -285,9 +351,16 @@ fn apply_os_boot_order(boots: &[BootXml], disks: &mut [DiskConfig]) -> Result<()
                 tracing::warn!("boot device '{}' is not available yet; skipped", boot.dev);
                 continue;
             }
-            other => return Err(DomainError::Invalid(format!("<boot dev='{other}'> is not hd, cdrom, fd or network"))),
+            other => {
+                return Err(DomainError::Invalid(format!(
+                    "<boot dev='{other}'> is not hd, cdrom, fd or network"
+                )))
+            }
         };
-        if let Some(disk) = disks.iter_mut().find(|d| d.kind == wanted && d.boot_order.is_none()) {
+        if let Some(disk) = disks
+            .iter_mut()
+            .find(|d| d.kind == wanted && d.boot_order.is_none())
+        {
             disk.boot_order = Some(order);
             order += 1;
         }
@@ -339,7 +412,13 @@ mod tests {
         let (vda, hdc) = (&config.disks[0], &config.disks[1]);
         assert_eq!(vda.bus, DiskBus::Virtio { slot: 5 });
         assert_eq!(vda.boot_order, Some(2), "hd is second in <os><boot>");
-        assert_eq!(hdc.bus, DiskBus::Ide { channel: 1, unit: 0 });
+        assert_eq!(
+            hdc.bus,
+            DiskBus::Ide {
+                channel: 1,
+                unit: 0
+            }
+        );
         assert_eq!(hdc.kind, DiskKind::Cdrom);
         assert!(hdc.read_only);
         assert_eq!(hdc.boot_order, Some(1));
@@ -351,8 +430,20 @@ mod tests {
         let config = parse(xml).unwrap();
         assert_eq!(config.name, "XP_FOR_TEST");
         assert_eq!(config.memory, 1 << 30);
-        assert_eq!(config.disks[0].bus, DiskBus::Ide { channel: 0, unit: 0 });
-        assert_eq!(config.disks[1].bus, DiskBus::Ide { channel: 1, unit: 0 });
+        assert_eq!(
+            config.disks[0].bus,
+            DiskBus::Ide {
+                channel: 0,
+                unit: 0
+            }
+        );
+        assert_eq!(
+            config.disks[1].bus,
+            DiskBus::Ide {
+                channel: 1,
+                unit: 0
+            }
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub enum UnitError {
 
 /// Bytes in `value` of `unit`; no unit means KiB, as libvirt's default.
 pub fn parse_memory(value: &str, unit: Option<&str>) -> Result<u64, UnitError> {
-    let number: u64 = value.trim().parse().map_err(|_| UnitError::NotANumber(value.trim().to_string()))?;
+    let number: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| UnitError::NotANumber(value.trim().to_string()))?;
     let unit = unit.unwrap_or("KiB");
     let scale: u64 = match unit {
         "b" | "bytes" => 1,
@@ -42,8 +45,17 @@ mod tests {
         assert_eq!(parse_memory("256", Some("MiB")), Ok(256 << 20));
         assert_eq!(parse_memory("2", Some("GB")), Ok(2_000_000_000));
         assert_eq!(parse_memory(" 7 ", Some("b")), Ok(7));
-        assert!(matches!(parse_memory("x", None), Err(UnitError::NotANumber(_))));
-        assert!(matches!(parse_memory("1", Some("XiB")), Err(UnitError::UnknownUnit(_))));
-        assert!(matches!(parse_memory("99999999999", Some("TiB")), Err(UnitError::TooLarge(_))));
+        assert!(matches!(
+            parse_memory("x", None),
+            Err(UnitError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_memory("1", Some("XiB")),
+            Err(UnitError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_memory("99999999999", Some("TiB")),
+            Err(UnitError::TooLarge(_))
+        ));
     }
 }

@@ -63,7 +63,10 @@ pub fn load_bios(loader: Option<&Path>) -> Result<(PathBuf, Vec<u8>), FirmwareEr
         source,
     })?;
     if bytes.is_empty() || bytes.len() % 0x1_0000 != 0 || bytes.len() > MAX_BIOS_SIZE {
-        return Err(FirmwareError::BadSize { path, size: bytes.len() });
+        return Err(FirmwareError::BadSize {
+            path,
+            size: bytes.len(),
+        });
     }
     Ok((path, bytes))
 }
@@ -82,16 +85,25 @@ mod tests {
     fn odd_sized_firmware_is_refused() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), [0u8; 1000]).unwrap();
-        assert!(matches!(load_bios(Some(file.path())), Err(FirmwareError::BadSize { size: 1000, .. })));
+        assert!(matches!(
+            load_bios(Some(file.path())),
+            Err(FirmwareError::BadSize { size: 1000, .. })
+        ));
     }
 
     #[test]
     fn not_found_lists_every_place_searched() {
         let err = FirmwareError::NotFound {
-            searched: vec![PathBuf::from("/a/bios-256k.bin"), PathBuf::from("/b/bios-256k.bin")],
+            searched: vec![
+                PathBuf::from("/a/bios-256k.bin"),
+                PathBuf::from("/b/bios-256k.bin"),
+            ],
         };
         let text = err.to_string();
-        assert!(text.contains("/a/bios-256k.bin, /b/bios-256k.bin"), "{text}");
+        assert!(
+            text.contains("/a/bios-256k.bin, /b/bios-256k.bin"),
+            "{text}"
+        );
         assert!(text.contains("VIREO_FIRMWARE_DIR"));
     }
 }

@@ -53,18 +53,32 @@ pub struct Machine {
 
 impl Machine {
     /// Builds the machine for `config` and starts its vCPUs.
-    pub fn start(kvm: &Kvm, config: &VmConfig, bios: &[u8], console: &ConsoleIo) -> Result<Self, VmmError> {
+    pub fn start(
+        kvm: &Kvm,
+        config: &VmConfig,
+        bios: &[u8],
+        console: &ConsoleIo,
+    ) -> Result<Self, VmmError> {
         let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("create the VM"))?);
         vm.set_identity_map_address(KVM_IDENTITY_MAP)
             .map_err(VmmError::kvm("set the identity map address"))?;
         vm.set_tss_address(KVM_TSS as usize)
             .map_err(VmmError::kvm("set the TSS address"))?;
-        vm.create_irq_chip().map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
-        vm.create_pit2(pit).map_err(VmmError::kvm("create the in-kernel PIT"))?;
+        vm.create_irq_chip()
+            .map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit)
+            .map_err(VmmError::kvm("create the in-kernel PIT"))?;
 
         let memory = GuestMemory::new(&vm, config.memory, bios)?;
-        info!(low_ram = memory.low_ram, high_ram = memory.high_ram, "guest memory mapped");
+        info!(
+            low_ram = memory.low_ram,
+            high_ram = memory.high_ram,
+            "guest memory mapped"
+        );
 
         let (events_tx, events) = mpsc::channel();
         let machine_control: Arc<dyn MachineControl> = Arc::new(MachineEvents {
@@ -75,12 +89,20 @@ impl Machine {
         let mmio_bus = Arc::new(Bus::new());
         let pci = Arc::new(PciBus::new());
         let intx_vm = vm.clone();
-        let intx = IntxRouter::new(move |irq, level| super::irq::set_gsi(&intx_vm, irq as u32, level));
+        let intx =
+            IntxRouter::new(move |irq, level| super::irq::set_gsi(&intx_vm, irq as u32, level));
 
         pci.add(0, 0, Arc::new(Mutex::new(I440fxHostBridge::new())))?;
-        pci.add(1, 0, Arc::new(Mutex::new(Piix3IsaBridge::new(intx.clone()))))?;
+        pci.add(
+            1,
+            0,
+            Arc::new(Mutex::new(Piix3IsaBridge::new(intx.clone()))),
+        )?;
         io_bus.insert(
-            Arc::new(Mutex::new(PciConfigIo::new(pci.clone(), machine_control.clone()))),
+            Arc::new(Mutex::new(PciConfigIo::new(
+                pci.clone(),
+                machine_control.clone(),
+            ))),
             PORT_PCI_CONFIG as u64,
             PCI_CONFIG_PORTS,
         )?;
@@ -112,7 +134,9 @@ impl Machine {
         // sends INIT/SIPI.
         let mut fds = Vec::new();
         for id in 0..config.vcpus {
-            let fd = vm.create_vcpu(id as u64).map_err(VmmError::kvm("create a vCPU"))?;
+            let fd = vm
+                .create_vcpu(id as u64)
+                .map_err(VmmError::kvm("create a vCPU"))?;
             fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, config.vcpus))
                 .map_err(VmmError::kvm("set CPUID"))?;
             fds.push(fd);

@@ -8,9 +8,13 @@
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
 use kvm_ioctls::VmFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion, GuestRegionCollection};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion, GuestRegionCollection,
+};
 
-use super::layout::{ram_split, BIOS_ALIAS_SIZE, BIOS_ALIAS_START, FOUR_GIB, HIGH_RAM_START, VGA_WINDOW_START};
+use super::layout::{
+    ram_split, BIOS_ALIAS_SIZE, BIOS_ALIAS_START, FOUR_GIB, HIGH_RAM_START, VGA_WINDOW_START,
+};
 use crate::devices::GuestRam;
 
 /// The smallest guest SeaBIOS is happy in.
@@ -19,7 +23,9 @@ const VGA_WINDOW_END: u64 = 0xc_0000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
-    #[error("{requested} bytes of memory is too little: a PC needs at least {MIN_RAM} bytes (16 MiB)")]
+    #[error(
+        "{requested} bytes of memory is too little: a PC needs at least {MIN_RAM} bytes (16 MiB)"
+    )]
     TooSmall { requested: u64 },
     #[error("cannot allocate {size} bytes of guest memory: {reason}")]
     Allocation { size: u64, reason: String },
@@ -53,11 +59,13 @@ impl GuestMemory {
             ranges.push((GuestAddress(HIGH_RAM_START), high_ram as usize));
         }
         let alloc_error = |reason: String| MemoryError::Allocation { size, reason };
-        let ram = GuestRegionCollection::from_ranges(&ranges).map_err(|e| alloc_error(e.to_string()))?;
+        let ram =
+            GuestRegionCollection::from_ranges(&ranges).map_err(|e| alloc_error(e.to_string()))?;
 
         let bios_base = FOUR_GIB - bios.len() as u64;
-        let bios_mem: GuestRam = GuestRegionCollection::from_ranges(&[(GuestAddress(bios_base), bios.len())])
-            .map_err(|e| alloc_error(e.to_string()))?;
+        let bios_mem: GuestRam =
+            GuestRegionCollection::from_ranges(&[(GuestAddress(bios_base), bios.len())])
+                .map_err(|e| alloc_error(e.to_string()))?;
         bios_mem
             .write_slice(bios, GuestAddress(bios_base))
             .map_err(|e| alloc_error(e.to_string()))?;
@@ -99,6 +107,11 @@ impl GuestMemory {
         }
         map(&bios_mem, bios_base, FOUR_GIB, KVM_MEM_READONLY)?;
         debug_assert_eq!(ram.iter().map(|r| r.len()).sum::<u64>(), size);
-        Ok(Self { ram, _bios: bios_mem, low_ram, high_ram })
+        Ok(Self {
+            ram,
+            _bios: bios_mem,
+            low_ram,
+            high_ram,
+        })
     }
 }

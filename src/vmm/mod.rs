@@ -77,13 +77,19 @@ pub enum Outcome {
 /// The most vCPUs a VM may have: the host's CPU count (more would only
 /// time-slice) and KVM's own limit.
 pub fn max_vcpus(kvm: &kvm_ioctls::Kvm) -> u32 {
-    let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let host = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     host.min(kvm.get_max_vcpus()) as u32
 }
 
 /// Runs the VM described by `config` until it powers off, crashes (per
 /// `on_crash`), fails, or `interrupted` becomes true.
-pub fn run(config: &VmConfig, console: &ConsoleIo, interrupted: &AtomicBool) -> Result<Outcome, VmmError> {
+pub fn run(
+    config: &VmConfig,
+    console: &ConsoleIo,
+    interrupted: &AtomicBool,
+) -> Result<Outcome, VmmError> {
     let kvm = kvm_ioctls::Kvm::new().map_err(VmmError::NoKvm)?;
     let max = max_vcpus(&kvm);
     if config.vcpus == 0 || config.vcpus > max {
@@ -108,7 +114,9 @@ pub fn run(config: &VmConfig, console: &ConsoleIo, interrupted: &AtomicBool) -> 
         };
         match (reason, action) {
             (_, LifecycleAction::Restart) => continue,
-            (StopReason::TripleFault { vcpu, rip }, _) => return Ok(Outcome::Crashed { vcpu, rip }),
+            (StopReason::TripleFault { vcpu, rip }, _) => {
+                return Ok(Outcome::Crashed { vcpu, rip })
+            }
             _ => return Ok(Outcome::PoweredOff),
         }
     }

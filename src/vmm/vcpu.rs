@@ -52,7 +52,11 @@ pub struct KvmFailure {
 
 impl std::fmt::Display for KvmFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "vCPU {}: {} (KVM exit reason {}", self.vcpu, self.what, self.exit_reason)?;
+        write!(
+            f,
+            "vCPU {}: {} (KVM exit reason {}",
+            self.vcpu, self.what, self.exit_reason
+        )?;
         if let Some(sub) = self.suberror {
             write!(f, ", suberror {sub}")?;
         }
@@ -82,7 +86,8 @@ extern "C" fn ignore_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut lib
 pub fn install_kick_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if let Err(e) = vmm_sys_util::signal::register_signal_handler(kick_signal(), ignore_signal) {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(kick_signal(), ignore_signal)
+        {
             error!("cannot install the vCPU kick signal handler: {e}");
         }
     });
@@ -105,7 +110,11 @@ pub fn spawn(id: u32, vcpu: VcpuFd, context: VcpuContext) -> std::io::Result<Joi
         .spawn(move || {
             let span = tracing::info_span!("vcpu", id);
             let _enter = span.enter();
-            let mut runner = Vcpu { id, fd: vcpu, context };
+            let mut runner = Vcpu {
+                id,
+                fd: vcpu,
+                context,
+            };
             if let Some(reason) = runner.run() {
                 let _ = runner.context.events.send(reason);
             }
@@ -202,7 +211,8 @@ impl Vcpu {
         // SAFETY: KVM places `count * size` bytes of data at `data_offset`
         // inside the mmapped kvm_run area, which lives as long as the vCPU fd;
         // nothing else aliases it while this thread handles the exit.
-        let data = unsafe { std::slice::from_raw_parts_mut(base.add(io.data_offset as usize), len) };
+        let data =
+            unsafe { std::slice::from_raw_parts_mut(base.add(io.data_offset as usize), len) };
         let port = io.port as u64;
         let input = io.direction as u32 == KVM_EXIT_IO_IN;
         for element in data.chunks_mut(size.max(1)) {
@@ -210,7 +220,11 @@ impl Vcpu {
                 if !self.context.io_bus.read(port, element)
                     && !self.context.pci.read_bar(AddressSpace::Io, port, element)
                 {
-                    guest_warn!(port = format_args!("{port:#x}"), len = size, "read of unassigned port");
+                    guest_warn!(
+                        port = format_args!("{port:#x}"),
+                        len = size,
+                        "read of unassigned port"
+                    );
                     element.fill(0xff);
                 }
                 trace!(port, ?element, "port read");
@@ -229,7 +243,13 @@ impl Vcpu {
         self.fd.get_regs().ok().map(|regs| regs.rip)
     }
 
-    fn failure(&self, what: String, exit_reason: u32, suberror: Option<u32>, data: Vec<u64>) -> StopReason {
+    fn failure(
+        &self,
+        what: String,
+        exit_reason: u32,
+        suberror: Option<u32>,
+        data: Vec<u64>,
+    ) -> StopReason {
         StopReason::KvmFailure(KvmFailure {
             vcpu: self.id,
             what,
@@ -248,11 +268,18 @@ impl Vcpu {
         let words = (internal.ndata as usize).min(internal.data.len());
         let data = internal.data[..words].to_vec();
         let what = match internal.suberror {
-            KVM_INTERNAL_ERROR_EMULATION => "KVM could not emulate an instruction of the guest".to_string(),
+            KVM_INTERNAL_ERROR_EMULATION => {
+                "KVM could not emulate an instruction of the guest".to_string()
+            }
             2 => "KVM hit a simultaneous exception while delivering an interrupt".to_string(),
             3 => "KVM hit an exception while delivering an event to the guest".to_string(),
             sub => format!("KVM reported internal error {sub}"),
         };
-        self.failure(what, kvm_bindings::KVM_EXIT_INTERNAL_ERROR, Some(internal.suberror), data)
+        self.failure(
+            what,
+            kvm_bindings::KVM_EXIT_INTERNAL_ERROR,
+            Some(internal.suberror),
+            data,
+        )
     }
 }

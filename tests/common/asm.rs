@@ -27,7 +27,13 @@ impl Program {
         let puts = a.create_label();
         let puthex8 = a.create_label();
         let puthex16 = a.create_label();
-        Self { a, putc, puts, puthex8, puthex16 }
+        Self {
+            a,
+            putc,
+            puts,
+            puthex8,
+            puthex16,
+        }
     }
 
     /// Emits code that prints `text` on COM1 (clobbers ax, si). The text
@@ -177,7 +183,11 @@ pub fn boot_sector(body: impl FnOnce(&mut Program)) -> Vec<u8> {
     }
     body(&mut p);
     let code = p.finish(0x7c00);
-    assert!(code.len() <= 510, "boot sector code is {} bytes", code.len());
+    assert!(
+        code.len() <= 510,
+        "boot sector code is {} bytes",
+        code.len()
+    );
     let mut sector = vec![0u8; 512];
     sector[..code.len()].copy_from_slice(&code);
     sector[510] = 0x55;

@@ -19,7 +19,9 @@ pub fn raw_disk(dir: &Path, name: &str, content: &[u8], size: u64) -> PathBuf {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run_tool(command: &mut std::process::Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}\n{}",
@@ -38,7 +40,12 @@ pub fn grub_iso(dir: &Path, grub_cfg: &str) -> PathBuf {
     std::fs::create_dir_all(root.join("boot/grub")).unwrap();
     std::fs::write(root.join("boot/grub/grub.cfg"), grub_cfg).unwrap();
     let iso = dir.join("grub.iso");
-    run_tool(std::process::Command::new("grub-mkrescue").arg("-o").arg(&iso).arg(&root));
+    run_tool(
+        std::process::Command::new("grub-mkrescue")
+            .arg("-o")
+            .arg(&iso)
+            .arg(&root),
+    );
     iso
 }
 
@@ -63,7 +70,17 @@ pub fn eltorito_iso(dir: &Path, name: &str, sector: &[u8]) -> PathBuf {
     let iso = dir.join(name);
     run_tool(
         std::process::Command::new("xorriso")
-            .args(["-as", "mkisofs", "-quiet", "-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4", "-o"])
+            .args([
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-b",
+                "boot.img",
+                "-no-emul-boot",
+                "-boot-load-size",
+                "4",
+                "-o",
+            ])
             .arg(&iso)
             .arg(&root),
     );

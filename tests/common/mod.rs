@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 /// visible message, unless `VIREO_REQUIRE_KVM=1` (as in CI), where a missing
 /// KVM fails the test instead of passing it silently.
 pub fn kvm_available() -> bool {
-    let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if !usable {
         if std::env::var("VIREO_REQUIRE_KVM").as_deref() == Ok("1") {
             panic!("/dev/kvm is not usable and VIREO_REQUIRE_KVM=1");
@@ -31,7 +35,10 @@ pub fn require_program(program: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false);
-    assert!(found, "{program} is not installed; run `scripts/setup.sh test`");
+    assert!(
+        found,
+        "{program} is not installed; run `scripts/setup.sh test`"
+    );
 }
 
 /// A libvirt domain definition for a test VM.
@@ -81,7 +88,11 @@ impl Domain {
             .as_ref()
             .map(|p| format!("<loader readonly='yes' type='rom'>{}</loader>", p.display()))
             .unwrap_or_default();
-        let boot: String = self.boot.iter().map(|d| format!("<boot dev='{d}'/>")).collect();
+        let boot: String = self
+            .boot
+            .iter()
+            .map(|d| format!("<boot dev='{d}'/>"))
+            .collect();
         format!(
             "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
             self.name,
@@ -139,7 +150,12 @@ impl Vm {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         drain(child.stdout.take().unwrap(), serial.clone());
         drain(child.stderr.take().unwrap(), stderr.clone());
-        Self { child, serial, stderr, dir }
+        Self {
+            child,
+            serial,
+            stderr,
+            dir,
+        }
     }
 
     pub fn serial(&self) -> String {

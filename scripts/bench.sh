@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Benchmarks against QEMU on this machine (see each script's header).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 scripts/bench.py --vireo target/release/vireo
