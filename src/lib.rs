@@ -19,5 +19,6 @@ pub mod cli;
 pub mod devices;
 pub mod domain;
 pub mod logging;
+pub mod paths;
 pub mod storage;
 pub mod vmm;

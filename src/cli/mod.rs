@@ -1,5 +1,6 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
+mod demo;
 mod run;
 
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a VM in the foreground from a domain XML file, like qemu-system-x86_64.
     Run(run::RunArgs),
+    /// Start the demo VM that ships with Vireo, its console in this terminal.
+    Demo(demo::DemoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -28,6 +31,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

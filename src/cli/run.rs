@@ -3,12 +3,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::vmm::{self, ConsoleIo, Outcome, SharedWriter};
+use crate::vmm::{self, ConsoleIo, Outcome, SharedWriter, VmConfig};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -32,8 +32,18 @@ extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let config = crate::domain::load(&args.domain).map_err(|e| e.to_string())?;
+    run_config(config, &args.serial, args.debugcon.as_deref())
+}
+
+/// Runs `config` in the foreground with COM1 per `serial` (stdio,
+/// file:PATH, null) and the debug port to `debugcon`.
+pub fn run_config(
+    config: VmConfig,
+    serial: &str,
+    debugcon: Option<&Path>,
+) -> Result<ExitCode, String> {
     let mut console = ConsoleIo::new(SharedWriter::sink());
-    match args.serial.as_str() {
+    match serial {
         "stdio" => {
             console.serial = SharedWriter::new(std::io::stdout());
             console.serial_input = Some(stdin_reader());
@@ -52,7 +62,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             }
         },
     }
-    if let Some(path) = &args.debugcon {
+    if let Some(path) = debugcon {
         let file =
             File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         console.debugcon = SharedWriter::new(file);

@@ -2,6 +2,7 @@
 //! watch what they print.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+#[path = "../../guests/asm.rs"]
 pub mod asm;
 pub mod guest;
 

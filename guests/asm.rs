@@ -1,4 +1,9 @@
+#![allow(dead_code)] // each includer uses a different part
+
 //! Tiny real-mode guest programs, assembled with iced-x86's `code_asm`.
+//!
+//! Shared by `build.rs` (the demo VM's boot sector) and the tests (test
+//! guests), which include this file with `#[path]`.
 //!
 //! A [`Program`] is 16-bit code plus a small library (COM1 output, hex
 //! printing, exit through the reset register). It is packaged either as a

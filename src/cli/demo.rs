@@ -1,0 +1,57 @@
+//! `vireo demo`: the demo VM that ships with Vireo, started at once.
+//!
+//! Its guest is a boot sector assembled at build time from
+//! `guests/demo.rs`; it lives on a 1 MiB raw disk in the default pool and
+//! boots through SeaBIOS like any other disk.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::vmm::{DiskBus, DiskConfig, DiskKind, VmConfig};
+
+/// The demo guest's boot sector.
+pub const DEMO_BOOT_SECTOR: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/demo-boot-sector.bin"));
+const DEMO_DISK_SIZE: u64 = 1 << 20;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where COM1 goes (see `vireo run --help`); the demo talks on it.
+    #[arg(long, default_value = "stdio")]
+    serial: String,
+}
+
+/// Writes the demo disk into `dir` (replacing an outdated one) and returns its path.
+pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("demo.img");
+    let mut disk = DEMO_BOOT_SECTOR.to_vec();
+    disk.resize(DEMO_DISK_SIZE as usize, 0);
+    let tmp = dir.join(".demo.img.tmp");
+    std::fs::write(&tmp, &disk)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+pub fn demo_config(disk: PathBuf) -> VmConfig {
+    let mut config = VmConfig::new("Demo", 32 << 20);
+    config.disks.push(DiskConfig {
+        target: "hda".into(),
+        kind: DiskKind::Disk,
+        bus: DiskBus::Ide {
+            channel: 0,
+            unit: 0,
+        },
+        path: Some(disk),
+        read_only: false,
+        boot_order: Some(1),
+    });
+    config
+}
+
+pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
+    let disk = write_demo_disk(&crate::paths::images_dir())
+        .map_err(|e| format!("cannot write the demo disk: {e}"))?;
+    eprintln!("Starting the demo VM (SeaBIOS boots its disk; Ctrl+C stops it)…");
+    super::run::run_config(demo_config(disk), &args.serial, None)
+}

@@ -1,0 +1,70 @@
+//! Where Vireo keeps things, as a user expects (XDG base directories), all
+//! under one directory when `VIREO_HOME` is set (tests always set it).
+//!
+//! | what | default | with `VIREO_HOME` |
+//! |---|---|---|
+//! | definitions | `$XDG_CONFIG_HOME/vireo` | `$VIREO_HOME/config` |
+//! | images (default pool) | `$XDG_DATA_HOME/vireo/images` | `$VIREO_HOME/data/images` |
+//! | logs | `$XDG_STATE_HOME/vireo/log` | `$VIREO_HOME/state/log` |
+//! | sockets, pid files | `$XDG_RUNTIME_DIR/vireo` | `$VIREO_HOME/run` |
+
+use std::path::PathBuf;
+
+fn home_override() -> Option<PathBuf> {
+    std::env::var_os("VIREO_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn xdg(var: &str, fallback_under_home: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            home.join(fallback_under_home)
+        })
+}
+
+/// Definitions (domains, pools, networks).
+pub fn config_dir() -> PathBuf {
+    home_override()
+        .map(|h| h.join("config"))
+        .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("vireo"))
+}
+
+/// Application data: the default storage pool lives in `images/`.
+pub fn data_dir() -> PathBuf {
+    home_override()
+        .map(|h| h.join("data"))
+        .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("vireo"))
+}
+
+/// The default storage pool's directory.
+pub fn images_dir() -> PathBuf {
+    data_dir().join("images")
+}
+
+/// Per-VM logs.
+pub fn log_dir() -> PathBuf {
+    home_override()
+        .map(|h| h.join("state/log"))
+        .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("vireo/log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vireo_home_holds_everything() {
+        // Only this test touches VIREO_HOME in the unit-test process.
+        std::env::set_var("VIREO_HOME", "/tmp/vh");
+        assert_eq!(config_dir(), PathBuf::from("/tmp/vh/config"));
+        assert_eq!(images_dir(), PathBuf::from("/tmp/vh/data/images"));
+        assert_eq!(log_dir(), PathBuf::from("/tmp/vh/state/log"));
+        std::env::remove_var("VIREO_HOME");
+    }
+}
