@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod irq;
 pub mod pci;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
 pub use irq::IrqLine;
