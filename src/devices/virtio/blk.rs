@@ -814,6 +814,45 @@ mod tests {
         );
     }
 
+    /// Indices wrap around the 16-entry rings several times.
+    #[test]
+    fn rings_wrap() {
+        let mut r = rig();
+        for i in 0..40u64 {
+            r.mem
+                .write_slice(&[i as u8; 512], GuestAddress(DATA))
+                .unwrap();
+            assert_eq!(
+                r.submit(VIRTIO_BLK_T_OUT, i % DISK_SECTORS, Some((512, false)))
+                    .0,
+                VIRTIO_BLK_S_OK
+            );
+        }
+        assert_eq!(r.file_bytes(39 * 512, 512), vec![39; 512]);
+        assert_eq!(r.queue.used_idx(&r.mem), 40);
+    }
+
+    /// Several requests made available before one notification complete
+    /// together, with one interrupt.
+    #[test]
+    fn batch_of_requests_one_interrupt() {
+        let mut r = rig();
+        let mut header = [0u8; 16];
+        header[0] = VIRTIO_BLK_T_FLUSH as u8;
+        r.mem.write_slice(&header, GuestAddress(HEADER)).unwrap();
+        for n in 0..3u16 {
+            r.queue
+                .set_desc(&r.mem, 2 * n, HEADER, 16, DESC_NEXT, 2 * n + 1);
+            r.queue
+                .set_desc(&r.mem, 2 * n + 1, STATUS + n as u64, 1, DESC_WRITE, 0);
+            r.queue.make_available(&r.mem, 2 * n);
+        }
+        r.driver.notify(0);
+        assert_eq!(r.queue.used_idx(&r.mem), 3);
+        assert_eq!(r.irq.rising_edges(), 1);
+        assert_eq!(r.driver.isr(), 1);
+    }
+
     #[test]
     fn discard_needs_negotiation() {
         let mut r = rig_with(false, 1 << VIRTIO_F_VERSION_1);

@@ -394,8 +394,11 @@ impl VirtioPciDevice {
         self.queues.get(self.queue_select as usize)
     }
 
-    /// Device reset (§2.4): back to the state after power-on.
-    fn reset(&mut self) {
+    /// Device reset (§2.4): stops the device and clears the virtio
+    /// registers, ISR and DEVICE_NEEDS_RESET, as a driver's write of 0 to
+    /// `device_status` does. The VMM calls it on a machine reset; the PCI
+    /// header (BARs, command register) is left to the caller.
+    pub fn reset(&mut self) {
         if self.active {
             self.device.reset();
             self.active = false;
