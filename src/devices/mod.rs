@@ -5,8 +5,10 @@
 //! output sinks and guest memory are injected, so each is unit-tested alone.
 
 pub mod bus;
+pub mod cmos;
 pub mod irq;
 pub mod pci;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
 pub use irq::IrqLine;
