@@ -22,7 +22,14 @@ use super::VmmError;
 use crate::devices::pci::host_bridge::I440fxHostBridge;
 use crate::devices::pci::piix3::Piix3IsaBridge;
 use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
+use super::config::{DiskBus, DiskConfig};
+use super::irq::KvmIrq;
+use crate::devices::cmos::CmosRtc;
+use crate::devices::virtio::blk::VirtioBlock;
+use crate::devices::virtio::pci::VirtioPciDevice;
+use crate::devices::pci::PciIntx;
 use crate::devices::{Bus, MachineControl};
+use crate::storage::{self, BlockBackend, ImageFormat};
 
 /// Turns device requests into stop reasons for the machine's main loop.
 struct MachineEvents {
@@ -42,6 +49,8 @@ pub struct Machine {
     // Field order is drop order: vCPU threads are joined in `Drop` before
     // the VM and its memory go away.
     vcpus: Vec<JoinHandle<()>>,
+    /// Device timer threads; they watch `stop` too.
+    workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     events: mpsc::Receiver<StopReason>,
     pub io_bus: Arc<Bus>,
@@ -106,9 +115,37 @@ impl Machine {
             PORT_PCI_CONFIG as u64,
             PCI_CONFIG_PORTS,
         )?;
-        let _ = (&console, &intx);
-
+        let mut workers = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
+
+        let cmos = Arc::new(Mutex::new(CmosRtc::new(
+            KvmIrq::new(vm.clone(), IRQ_RTC),
+            Box::new(std::time::SystemTime::now),
+        )));
+        {
+            let mut cmos = cmos.lock().unwrap();
+            cmos.set_memory_size(memory.low_ram, memory.high_ram);
+            cmos.set_cpu_count(config.vcpus as usize);
+        }
+        io_bus.insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
+        workers.push(spawn_rtc_timer(cmos, stop.clone())?);
+
+        for disk in &config.disks {
+            match disk.bus {
+                DiskBus::Virtio { slot } => {
+                    let backend = open_disk(disk)?.ok_or_else(|| {
+                        VmmError::Config(format!("disk {}: a virtio disk needs a source file", disk.target))
+                    })?;
+                    let block = VirtioBlock::new(backend, disk.target.clone());
+                    let irq = Arc::new(PciIntx::new(intx.clone(), slot, 1));
+                    let device = VirtioPciDevice::new(Box::new(block), memory.ram.clone(), irq);
+                    pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
+                }
+                DiskBus::Ide { .. } => {}
+            }
+        }
+        let _ = &console;
+
         let context = VcpuContext {
             io_bus: io_bus.clone(),
             mmio_bus: mmio_bus.clone(),
@@ -122,6 +159,7 @@ impl Machine {
         vcpu::install_kick_handler();
         let mut machine = Self {
             vcpus: Vec::new(),
+            workers,
             stop,
             events,
             io_bus,
@@ -185,6 +223,9 @@ impl Machine {
             }
         }
         debug!("vCPUs stopped");
+        for worker in std::mem::take(&mut self.workers) {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -192,4 +233,40 @@ impl Drop for Machine {
     fn drop(&mut self) {
         self.stop_vcpus();
     }
+}
+
+/// Opens a disk's image; `None` for an empty CD-ROM drive.
+fn open_disk(disk: &DiskConfig) -> Result<Option<Box<dyn BlockBackend>>, VmmError> {
+    let Some(path) = &disk.path else {
+        return Ok(None);
+    };
+    storage::open_image(path, ImageFormat::Raw, disk.read_only)
+        .map(Some)
+        .map_err(|source| VmmError::Disk {
+            target: disk.target.clone(),
+            source,
+        })
+}
+
+/// The longest a device timer sleeps before looking at `stop` again.
+const TIMER_POLL: Duration = Duration::from_millis(50);
+
+/// Drives the RTC's periodic, alarm and update interrupts at the times it asks for.
+fn spawn_rtc_timer(cmos: Arc<Mutex<CmosRtc>>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, VmmError> {
+    std::thread::Builder::new()
+        .name("rtc".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let next = cmos.lock().unwrap().next_event();
+                let wait = next
+                    .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+                    .unwrap_or(if next.is_some() { Duration::ZERO } else { TIMER_POLL })
+                    .min(TIMER_POLL);
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                cmos.lock().unwrap().advance();
+            }
+        })
+        .map_err(VmmError::Thread)
 }
