@@ -21,6 +21,8 @@ pub struct Program {
     pub a: CodeAssembler,
     pub putc: CodeLabel,
     pub puts: CodeLabel,
+    /// Prints the NUL-terminated string at DS:SI.
+    pub puts_at: CodeLabel,
     pub puthex8: CodeLabel,
     pub puthex16: CodeLabel,
 }
@@ -30,12 +32,14 @@ impl Program {
         let mut a = CodeAssembler::new(16).unwrap();
         let putc = a.create_label();
         let puts = a.create_label();
+        let puts_at = a.create_label();
         let puthex8 = a.create_label();
         let puthex16 = a.create_label();
         Self {
             a,
             putc,
             puts,
+            puts_at,
             puthex8,
             puthex16,
         }
@@ -115,6 +119,16 @@ impl Program {
         a.set_label(&mut done).unwrap();
         a.push(si).unwrap();
         a.ret().unwrap();
+        // puts_at: ds:si -> COM1 until NUL.
+        a.set_label(&mut self.puts_at).unwrap();
+        let mut at_done = a.create_label();
+        a.lodsb().unwrap();
+        a.test(al, al).unwrap();
+        a.jz(at_done).unwrap();
+        a.call(self.putc).unwrap();
+        a.jmp(self.puts_at).unwrap();
+        a.set_label(&mut at_done).unwrap();
+        a.ret().unwrap();
         // puthex16: ax as four hex digits.
         a.set_label(&mut self.puthex16).unwrap();
         a.push(ax).unwrap();
@@ -171,6 +185,24 @@ pub fn firmware(body: impl FnOnce(&mut Program)) -> Vec<u8> {
     image[..code.len()].copy_from_slice(&code);
     // Reset vector (F000:FFF0): jmp far F000:0000.
     image[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0x00, 0x00, 0xf0]);
+    image
+}
+
+/// Where [`firmware_with_handler`] puts the interrupt handler: F000:8000.
+pub const HANDLER_OFFSET: u16 = 0x8000;
+
+/// Like [`firmware`], with `handler` assembled at F000:[`HANDLER_OFFSET`]
+/// (a separate program with its own copy of the library), so the body can
+/// point an interrupt vector at it. The handler must end with `iret`.
+pub fn firmware_with_handler(body: impl FnOnce(&mut Program), handler: impl FnOnce(&mut Program)) -> Vec<u8> {
+    let mut image = firmware(body);
+    let mut p = Program::new();
+    handler(&mut p);
+    let code = p.finish(HANDLER_OFFSET as u64);
+    let start = HANDLER_OFFSET as usize;
+    assert!(start + code.len() < 0xfff0, "handler too large");
+    assert!(image[start..start + code.len()].iter().all(|&b| b == 0xf4), "body overlaps the handler");
+    image[start..start + code.len()].copy_from_slice(&code);
     image
 }
 

@@ -2,6 +2,7 @@
 
 mod demo;
 mod run;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -43,8 +43,10 @@ pub fn run_config(
     debugcon: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let mut console = ConsoleIo::new(SharedWriter::sink());
+    let mut _raw_terminal = None;
     match serial {
         "stdio" => {
+            _raw_terminal = super::terminal::RawMode::enable();
             console.serial = SharedWriter::new(std::io::stdout());
             console.serial_input = Some(stdin_reader());
         }

@@ -200,6 +200,11 @@ impl Machine {
         }
     }
 
+    /// Stops the vCPUs and device timers, keeping memory and devices as they are.
+    pub fn pause(&mut self) {
+        self.stop_vcpus();
+    }
+
     /// Stops every vCPU and waits for their threads.
     fn stop_vcpus(&mut self) {
         self.stop.store(true, Ordering::Release);

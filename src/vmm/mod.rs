@@ -101,9 +101,8 @@ pub fn run(
     let (bios_path, bios) = firmware::load_bios(config.loader.as_deref())?;
     tracing::info!(firmware = %bios_path.display(), "starting {}", config.name);
     loop {
-        let machine = machine::Machine::start(&kvm, config, &bios, console)?;
+        let mut machine = machine::Machine::start(&kvm, config, &bios, console)?;
         let reason = machine.wait(interrupted);
-        drop(machine);
         tracing::info!(?reason, "machine stopped");
         let action = match &reason {
             StopReason::Reset => config.on_reboot,
@@ -114,9 +113,17 @@ pub fn run(
         };
         match (reason, action) {
             (_, LifecycleAction::Restart) => continue,
-            (StopReason::TripleFault { vcpu, rip }, _) => {
-                return Ok(Outcome::Crashed { vcpu, rip })
+            (reason, LifecycleAction::Preserve) => {
+                // Keep the machine as it is, vCPUs stopped, for inspection,
+                // until the user ends it.
+                machine.pause();
+                tracing::warn!(?reason, "the VM is preserved as it stopped; stop it to end it");
+                while !interrupted.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                return Ok(Outcome::Interrupted);
             }
+            (StopReason::TripleFault { vcpu, rip }, _) => return Ok(Outcome::Crashed { vcpu, rip }),
             _ => return Ok(Outcome::PoweredOff),
         }
     }
