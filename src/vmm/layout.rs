@@ -9,6 +9,8 @@ pub const PORT_PIT: u16 = 0x40;
 /// i8042 data port; the status/command port is at 0x64.
 pub const PORT_I8042_DATA: u16 = 0x60;
 pub const PORT_I8042_COMMAND: u16 = 0x64;
+/// 0x60..=0x64 as one range; 0x61 (in between) belongs to the in-kernel PIT.
+pub const I8042_PORTS: u64 = 5;
 /// MC146818 RTC/CMOS index and data.
 pub const PORT_CMOS: u16 = 0x70;
 pub const CMOS_PORTS: u64 = 2;

@@ -25,6 +25,7 @@ use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
 use super::config::{DiskBus, DiskConfig};
 use super::irq::KvmIrq;
 use crate::devices::cmos::CmosRtc;
+use crate::devices::i8042::I8042;
 use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::pci::VirtioPciDevice;
 use crate::devices::pci::PciIntx;
@@ -129,6 +130,13 @@ impl Machine {
         }
         io_bus.insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
         workers.push(spawn_rtc_timer(cmos, stop.clone())?);
+
+        let i8042 = I8042::new(
+            KvmIrq::new(vm.clone(), IRQ_KEYBOARD),
+            KvmIrq::new(vm.clone(), IRQ_MOUSE),
+            machine_control.clone(),
+        );
+        io_bus.insert(Arc::new(Mutex::new(i8042)), PORT_I8042_DATA as u64, I8042_PORTS)?;
 
         for disk in &config.disks {
             match disk.bus {
