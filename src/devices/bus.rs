@@ -106,7 +106,10 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.resolve(addr) {
             Some((device, offset)) => {
-                device.lock().expect("device lock poisoned").read(offset, data);
+                device
+                    .lock()
+                    .expect("device lock poisoned")
+                    .read(offset, data);
                 true
             }
             None => false,
@@ -117,7 +120,10 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.resolve(addr) {
             Some((device, offset)) => {
-                device.lock().expect("device lock poisoned").write(offset, data);
+                device
+                    .lock()
+                    .expect("device lock poisoned")
+                    .write(offset, data);
                 true
             }
             None => false,

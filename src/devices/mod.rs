@@ -5,6 +5,7 @@
 //! output sinks and guest memory are injected, so each is unit-tested alone.
 
 pub mod bus;
+pub mod ide;
 pub mod irq;
 pub mod pci;
 
@@ -38,10 +39,12 @@ impl FakeMachine {
 
 impl MachineControl for FakeMachine {
     fn request_reset(&self) {
-        self.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     fn request_poweroff(&self) {
-        self.poweroffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.poweroffs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -25,7 +25,11 @@ pub enum ImageLockError {
 /// Locks all of `file`: shared when `read_only`, exclusive otherwise.
 pub fn lock_image(file: &File, path: &Path, read_only: bool) -> Result<(), ImageLockError> {
     let lock = libc::flock {
-        l_type: if read_only { libc::F_RDLCK } else { libc::F_WRLCK } as i16,
+        l_type: if read_only {
+            libc::F_RDLCK
+        } else {
+            libc::F_WRLCK
+        } as i16,
         l_whence: libc::SEEK_SET as i16,
         l_start: 0,
         l_len: 0, // to the end of the file, however it grows
@@ -56,8 +60,14 @@ mod tests {
         let first = File::options().read(true).write(true).open(path).unwrap();
         lock_image(&first, path, false).unwrap();
         let second = File::options().read(true).write(true).open(path).unwrap();
-        assert!(matches!(lock_image(&second, path, false), Err(ImageLockError::InUse { .. })));
-        assert!(matches!(lock_image(&second, path, true), Err(ImageLockError::InUse { .. })));
+        assert!(matches!(
+            lock_image(&second, path, false),
+            Err(ImageLockError::InUse { .. })
+        ));
+        assert!(matches!(
+            lock_image(&second, path, true),
+            Err(ImageLockError::InUse { .. })
+        ));
         drop(first);
         let reader_a = File::open(path).unwrap();
         let reader_b = File::open(path).unwrap();

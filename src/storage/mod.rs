@@ -77,7 +77,11 @@ pub enum OpenError {
 }
 
 /// Opens the image at `path` in `format`, locked against other writers.
-pub fn open_image(path: &Path, format: ImageFormat, read_only: bool) -> Result<Box<dyn BlockBackend>, OpenError> {
+pub fn open_image(
+    path: &Path,
+    format: ImageFormat,
+    read_only: bool,
+) -> Result<Box<dyn BlockBackend>, OpenError> {
     match format {
         ImageFormat::Raw => Ok(Box::new(RawFile::open(path, read_only)?)),
     }

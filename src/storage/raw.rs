@@ -18,7 +18,10 @@ impl RawFile {
     /// Opens and locks `path` (shared for read-only, exclusive for writing).
     pub fn open(path: &Path, read_only: bool) -> Result<Self, OpenError> {
         let shown = path.display().to_string();
-        let io_error = |source| OpenError::Io { path: shown.clone(), source };
+        let io_error = |source| OpenError::Io {
+            path: shown.clone(),
+            source,
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
@@ -26,7 +29,12 @@ impl RawFile {
             .map_err(io_error)?;
         lock_image(&file, path, read_only)?;
         let size = file.metadata().map_err(io_error)?.len();
-        Ok(Self { file, size, read_only, path: shown })
+        Ok(Self {
+            file,
+            size,
+            read_only,
+            path: shown,
+        })
     }
 }
 
@@ -46,7 +54,10 @@ impl BlockBackend for RawFile {
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         if self.read_only {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "read-only disk"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only disk",
+            ));
         }
         check_range(offset, buf.len(), self.size)?;
         self.file.write_all_at(buf, offset)
@@ -89,6 +100,9 @@ mod tests {
         file.as_file().set_len(512).unwrap();
         let mut disk = RawFile::open(file.path(), true).unwrap();
         assert!(disk.read_only());
-        assert_eq!(disk.write_at(&[1], 0).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            disk.write_at(&[1], 0).unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
     }
 }

@@ -59,13 +59,20 @@ impl PciBus {
             return Err(PciError::SlotTaken { slot, function });
         }
         let regions = device.lock().unwrap().config().bar_regions().collect();
-        functions.push(Function { devfn, device, regions });
+        functions.push(Function {
+            devfn,
+            device,
+            regions,
+        });
         Ok(())
     }
 
     fn find(&self, devfn: u8) -> Option<SharedPciDevice> {
         let functions = self.functions.lock().unwrap();
-        functions.iter().find(|f| f.devfn == devfn).map(|f| f.device.clone())
+        functions
+            .iter()
+            .find(|f| f.devfn == devfn)
+            .map(|f| f.device.clone())
     }
 
     /// A configuration read of bus 0; absent functions read all ones.
@@ -123,7 +130,11 @@ impl PciBus {
         let functions = self.functions.lock().unwrap();
         functions
             .iter()
-            .flat_map(|f| f.regions.iter().map(move |r| (f.devfn >> 3, f.devfn & 7, *r)))
+            .flat_map(|f| {
+                f.regions
+                    .iter()
+                    .map(move |r| (f.devfn >> 3, f.devfn & 7, *r))
+            })
             .collect()
     }
 }
@@ -144,7 +155,12 @@ const RESET_CPU: u8 = 1 << 2;
 
 impl PciConfigIo {
     pub fn new(bus: Arc<PciBus>, machine: Arc<dyn MachineControl>) -> Self {
-        Self { bus, address: 0, machine, reset_control: 0 }
+        Self {
+            bus,
+            address: 0,
+            machine,
+            reset_control: 0,
+        }
     }
 
     /// The function and register offset the address register selects, if
@@ -192,7 +208,11 @@ impl BusDevice for PciConfigIo {
                     self.bus.write_config(devfn, register, data);
                 }
             }
-            _ => guest_warn!(offset, len = data.len(), "odd access to PCI configuration ports"),
+            _ => guest_warn!(
+                offset,
+                len = data.len(),
+                "odd access to PCI configuration ports"
+            ),
         }
     }
 }
@@ -257,7 +277,11 @@ impl PciIntx {
     pub fn new(router: Arc<IntxRouter>, slot: u8, pin: u8) -> Self {
         let pirq = (slot as usize + pin as usize - 1) % 4;
         let source = (slot as u32 * 4 + pin as u32) % 64;
-        Self { router, pirq, source }
+        Self {
+            router,
+            pirq,
+            source,
+        }
     }
 }
 
@@ -294,11 +318,21 @@ mod tests {
     }
 
     fn dummy() -> Arc<Mutex<Dummy>> {
-        let class = PciClass { base: 0xff, sub: 0, prog_if: 0 };
+        let class = PciClass {
+            base: 0xff,
+            sub: 0,
+            prog_if: 0,
+        };
         Arc::new(Mutex::new(Dummy {
             config: PciConfig::new(0x1234, 0x5678, class, 0)
                 .with_bar(0, BarKind::Io, 16)
-                .with_bar(1, BarKind::Memory32 { prefetchable: false }, 0x1000),
+                .with_bar(
+                    1,
+                    BarKind::Memory32 {
+                        prefetchable: false,
+                    },
+                    0x1000,
+                ),
             last_write: None,
         }))
     }
@@ -342,7 +376,13 @@ mod tests {
     fn slots_are_exclusive_and_bounded() {
         let bus = PciBus::new();
         bus.add(1, 0, dummy()).unwrap();
-        assert_eq!(bus.add(1, 0, dummy()), Err(PciError::SlotTaken { slot: 1, function: 0 }));
+        assert_eq!(
+            bus.add(1, 0, dummy()),
+            Err(PciError::SlotTaken {
+                slot: 1,
+                function: 0
+            })
+        );
         assert!(bus.add(32, 0, dummy()).is_err());
         assert!(bus.add(0, 8, dummy()).is_err());
     }
@@ -357,7 +397,10 @@ mod tests {
         select(&mut io, 2, 0, 0x14);
         io.write(4, &0xfebf_1000u32.to_le_bytes());
         let mut byte = [0; 1];
-        assert!(!bus.read_bar(AddressSpace::Io, 0xc041, &mut byte), "decoding still off");
+        assert!(
+            !bus.read_bar(AddressSpace::Io, 0xc041, &mut byte),
+            "decoding still off"
+        );
         select(&mut io, 2, 0, 0x04);
         io.write(4, &3u32.to_le_bytes());
         assert!(bus.read_bar(AddressSpace::Io, 0xc041, &mut byte));
@@ -365,7 +408,10 @@ mod tests {
         assert!(bus.write_bar(AddressSpace::Memory, 0xfebf_1ffc, &[9]));
         assert_eq!(device.lock().unwrap().last_write, Some((1, 0xffc, vec![9])));
         assert!(!bus.read_bar(AddressSpace::Memory, 0xfebf_2000, &mut byte));
-        assert!(!bus.read_bar(AddressSpace::Memory, 0xc041, &mut byte), "wrong space");
+        assert!(
+            !bus.read_bar(AddressSpace::Memory, 0xc041, &mut byte),
+            "wrong space"
+        );
     }
 
     #[test]
@@ -393,7 +439,11 @@ mod tests {
         a.set_level(true);
         b.set_level(true);
         a.set_level(false);
-        assert_eq!(*log.lock().unwrap(), vec![(11, true)], "still held by the second source");
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![(11, true)],
+            "still held by the second source"
+        );
         b.set_level(false);
         assert_eq!(log.lock().unwrap().last(), Some(&(11, false)));
         // A disabled route drives nothing.

@@ -42,9 +42,13 @@ pub struct PciClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarKind {
     Io,
-    Memory32 { prefetchable: bool },
+    Memory32 {
+        prefetchable: bool,
+    },
     /// Takes two BAR slots; the upper half lives in the next one.
-    Memory64 { prefetchable: bool },
+    Memory64 {
+        prefetchable: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +162,10 @@ impl PciConfig {
     pub fn add_capability(&mut self, id: u8, body: &[u8]) -> usize {
         let offset = self.next_capability;
         let len = (2 + body.len()).next_multiple_of(4);
-        assert!(offset + len <= 256, "capability list overflows config space");
+        assert!(
+            offset + len <= 256,
+            "capability list overflows config space"
+        );
         self.bytes[offset] = id;
         self.bytes[offset + 1] = 0;
         self.bytes[offset + 2..offset + 2 + body.len()].copy_from_slice(body);
@@ -258,9 +265,20 @@ impl PciConfig {
         let shift = 8 * ((at - BAR0) % 4);
         // Which declared BAR owns this slot, and is it the upper half of a
         // 64-bit one?
-        let (bar, upper) = match (self.bars[index], index.checked_sub(1).and_then(|i| self.bars[i])) {
+        let (bar, upper) = match (
+            self.bars[index],
+            index.checked_sub(1).and_then(|i| self.bars[i]),
+        ) {
             (Some(bar), _) => (bar, false),
-            (None, Some(prev @ Bar { kind: BarKind::Memory64 { .. }, .. })) => (prev, true),
+            (
+                None,
+                Some(
+                    prev @ Bar {
+                        kind: BarKind::Memory64 { .. },
+                        ..
+                    },
+                ),
+            ) => (prev, true),
             _ => return, // unimplemented BAR: reads as zero forever
         };
         let mask: u64 = !(bar.size - 1);
@@ -295,7 +313,10 @@ impl PciConfig {
         if index == PCI_ROM_BAR {
             let value = self.u32(ROM_ADDRESS);
             let base = (value & !0x7ff) as u64;
-            return (self.rom_size > 0 && value & 1 != 0 && command & COMMAND_MEMORY != 0 && base != 0)
+            return (self.rom_size > 0
+                && value & 1 != 0
+                && command & COMMAND_MEMORY != 0
+                && base != 0)
                 .then_some(BarRegion {
                     bar: index,
                     space: AddressSpace::Memory,
@@ -307,10 +328,18 @@ impl PciConfig {
         let low = self.u32(BAR0 + 4 * index) as u64;
         let (space, base, enabled) = match bar.kind {
             BarKind::Io => (AddressSpace::Io, low & !0x3, command & COMMAND_IO != 0),
-            BarKind::Memory32 { .. } => (AddressSpace::Memory, low & !0xf, command & COMMAND_MEMORY != 0),
+            BarKind::Memory32 { .. } => (
+                AddressSpace::Memory,
+                low & !0xf,
+                command & COMMAND_MEMORY != 0,
+            ),
             BarKind::Memory64 { .. } => {
                 let high = self.u32(BAR0 + 4 * (index + 1)) as u64;
-                (AddressSpace::Memory, (high << 32) | (low & !0xf), command & COMMAND_MEMORY != 0)
+                (
+                    AddressSpace::Memory,
+                    (high << 32) | (low & !0xf),
+                    command & COMMAND_MEMORY != 0,
+                )
             }
         };
         (enabled && base != 0).then_some(BarRegion {
@@ -331,7 +360,11 @@ impl PciConfig {
 mod tests {
     use super::*;
 
-    const CLASS_STORAGE: PciClass = PciClass { base: 1, sub: 0, prog_if: 0 };
+    const CLASS_STORAGE: PciClass = PciClass {
+        base: 1,
+        sub: 0,
+        prog_if: 0,
+    };
 
     fn read32(config: &PciConfig, offset: usize) -> u32 {
         let mut data = [0; 4];
@@ -354,7 +387,13 @@ mod tests {
     fn bar_sizing_the_way_firmware_does_it() {
         let mut config = PciConfig::new(1, 2, CLASS_STORAGE, 0)
             .with_bar(0, BarKind::Io, 16)
-            .with_bar(1, BarKind::Memory32 { prefetchable: false }, 0x1000)
+            .with_bar(
+                1,
+                BarKind::Memory32 {
+                    prefetchable: false,
+                },
+                0x1000,
+            )
             .with_bar(2, BarKind::Memory64 { prefetchable: true }, 0x4000);
         for (offset, expect) in [
             (0x10, 0xffff_fff1u32), // 16 ports, I/O
@@ -372,7 +411,13 @@ mod tests {
     fn bars_decode_only_when_enabled() {
         let mut config = PciConfig::new(1, 2, CLASS_STORAGE, 0)
             .with_bar(4, BarKind::Io, 16)
-            .with_bar(0, BarKind::Memory64 { prefetchable: false }, 0x4000);
+            .with_bar(
+                0,
+                BarKind::Memory64 {
+                    prefetchable: false,
+                },
+                0x4000,
+            );
         config.write(0x20, &0xc001u32.to_le_bytes());
         config.write(0x10, &0xfebf_0000u32.to_le_bytes());
         config.write(0x14, &1u32.to_le_bytes());
@@ -380,7 +425,12 @@ mod tests {
         config.write(0x04, &(COMMAND_IO | COMMAND_MEMORY).to_le_bytes());
         assert_eq!(
             config.bar_region(4),
-            Some(BarRegion { bar: 4, space: AddressSpace::Io, base: 0xc000, size: 16 })
+            Some(BarRegion {
+                bar: 4,
+                space: AddressSpace::Io,
+                base: 0xc000,
+                size: 16
+            })
         );
         assert_eq!(config.bar_region(0).unwrap().base, 0x1_febf_0000);
     }

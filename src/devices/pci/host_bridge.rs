@@ -27,7 +27,11 @@ pub struct I440fxHostBridge {
 
 impl I440fxHostBridge {
     pub fn new() -> Self {
-        let class = PciClass { base: 0x06, sub: 0x00, prog_if: 0 };
+        let class = PciClass {
+            base: 0x06,
+            sub: 0x00,
+            prog_if: 0,
+        };
         let mut config = PciConfig::new(VENDOR_INTEL, DEVICE_I440FX, class, 0x02)
             .with_subsystem(SUBSYSTEM_VENDOR_QEMU, SUBSYSTEM_QEMU);
         for pam in PAM0..=PAM6 {

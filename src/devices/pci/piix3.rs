@@ -22,7 +22,11 @@ pub struct Piix3IsaBridge {
 
 impl Piix3IsaBridge {
     pub fn new(router: Arc<IntxRouter>) -> Self {
-        let class = PciClass { base: 0x06, sub: 0x01, prog_if: 0 };
+        let class = PciClass {
+            base: 0x06,
+            sub: 0x01,
+            prog_if: 0,
+        };
         let mut config = PciConfig::new(VENDOR_INTEL, DEVICE_PIIX3_ISA, class, 0)
             .with_subsystem(SUBSYSTEM_VENDOR_QEMU, SUBSYSTEM_QEMU)
             .with_multifunction();
@@ -48,7 +52,10 @@ impl PciDevice for Piix3IsaBridge {
     fn read_config(&mut self, offset: usize, data: &mut [u8]) {
         self.config.read(offset, data);
         for (i, byte) in data.iter_mut().enumerate() {
-            if let Some(pirq) = (offset + i).checked_sub(PIRQ_ROUTE_CONTROL).filter(|p| *p < 4) {
+            if let Some(pirq) = (offset + i)
+                .checked_sub(PIRQ_ROUTE_CONTROL)
+                .filter(|p| *p < 4)
+            {
                 *byte = self.router.route(pirq);
             }
         }
@@ -57,7 +64,10 @@ impl PciDevice for Piix3IsaBridge {
     fn write_config(&mut self, offset: usize, data: &[u8]) {
         self.config.write(offset, data);
         for (i, &byte) in data.iter().enumerate() {
-            if let Some(pirq) = (offset + i).checked_sub(PIRQ_ROUTE_CONTROL).filter(|p| *p < 4) {
+            if let Some(pirq) = (offset + i)
+                .checked_sub(PIRQ_ROUTE_CONTROL)
+                .filter(|p| *p < 4)
+            {
                 // Bits 6:4 are reserved and read as zero.
                 self.router.set_route(pirq, byte & 0x8f);
             }
@@ -83,6 +93,10 @@ mod tests {
         assert_eq!(router.route(2), 11);
         let mut header = [0; 1];
         bridge.read_config(0x0e, &mut header);
-        assert_eq!(header[0] & 0x80, 0x80, "function 0 of a multi-function device");
+        assert_eq!(
+            header[0] & 0x80,
+            0x80,
+            "function 0 of a multi-function device"
+        );
     }
 }
