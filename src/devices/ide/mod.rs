@@ -600,9 +600,6 @@ impl Channel {
         for unit in &mut self.units {
             unit.reset();
             unit.st.tf.device = 0;
-            if unit.device.is_some() {
-                unit.st.status |= STATUS_DRDY;
-            }
         }
         self.selected = 0;
         if let Some(unit) = self.units.iter_mut().find(|u| u.device.is_some()) {
@@ -1068,6 +1065,75 @@ mod tests {
         rig.outb(0x177, 0xec);
         assert_eq!(rig.inb(0x177), 0);
         assert!(!rig.irq1.level());
+    }
+
+    #[test]
+    fn disk_master_and_cdrom_slave_share_a_channel() {
+        let rig = Rig::new();
+        let _disk = rig.attach_disk(0, 0, 1 << 20);
+        let _iso = rig.attach_cdrom(0, 1, Some(64 * 2048));
+        rig.outb(0x3f6, 0x0e);
+        rig.outb(0x3f6, 0x0a);
+        assert_eq!(rig.inb(0x1f6), 0, "reset selects device 0");
+        assert_eq!(rig.signature(0x1f0), [1, 1, 0, 0]);
+        rig.outb(0x1f6, 0xb0);
+        assert_eq!(rig.inb(0x1f6), 0xb0);
+        assert_eq!(rig.signature(0x1f0), [1, 1, 0x14, 0xeb]);
+        assert_eq!(rig.inb(0x1f7), 0);
+        rig.outb(0x1f7, 0xa1);
+        assert_eq!(rig.ins(0x1f0, 2), [0xc0, 0x85]);
+        // Switching devices mid-transfer: the master has nothing to offer.
+        rig.outb(0x1f6, 0xa0);
+        assert_eq!(rig.inb(0x1f7), 0x50);
+        assert_eq!(rig.ins(0x1f0, 2), [0xff, 0xff]);
+        // EXECUTE DEVICE DIAGNOSTIC runs on both and interrupts from device 0.
+        rig.outb(0x3f6, 0x08); // interrupts on
+        rig.outb(0x1f6, 0xb0);
+        rig.outb(0x1f7, 0x90);
+        assert!(rig.irq0.level());
+        assert_eq!(rig.inb(0x1f6) & DEVICE_DEV, 0);
+        assert_eq!(rig.inb(0x1f1), ERROR_DIAGNOSTIC_PASSED);
+        rig.outb(0x1f6, 0xb0);
+        assert_eq!(rig.signature(0x1f0)[2..], [0x14, 0xeb]);
+    }
+
+    #[test]
+    fn odd_and_truncated_accesses() {
+        let rig = Rig::new();
+        let _disk = rig.attach_disk(0, 0, 1 << 20);
+        rig.ata_command(0x1f0, 0xe0, 0x20, 2, 5);
+        // A byte, then an odd-length string: the buffer is consumed in order.
+        let mut data = rig.ins(0x1f0, 1);
+        data.extend(rig.ins(0x1f0, 1022));
+        data.extend(rig.insl(0x1f0, 4));
+        assert_eq!(&data[..1024], &testutil::pattern(5 * 512, 1024)[..]);
+        assert_eq!(&data[1024..], &[0xff; 3], "nothing left");
+        // A 16-bit read of the Device register also reads Status.
+        let mut pair = [0; 2];
+        rig.ctrl.lock().unwrap().read_ports(0, false, 6, &mut pair);
+        assert_eq!(pair, [0xe0, 0x50]);
+        // Writes beyond the register block, empty accesses, the control
+        // port read wide: ignored or all ones.
+        rig.ctrl
+            .lock()
+            .unwrap()
+            .write_ports(0, false, 7, &[0x00, 0x11, 0x22]);
+        rig.ctrl.lock().unwrap().write_ports(0, false, 0, &[]);
+        rig.ctrl.lock().unwrap().read_ports(0, false, 0, &mut []);
+        let mut wide = [0; 4];
+        rig.ctrl.lock().unwrap().read_ports(0, true, 0, &mut wide);
+        assert_eq!(wide[1..], [0xff; 3]);
+        // Bus master ports past the 16 and other BARs.
+        let mut ctrl = rig.ctrl.lock().unwrap();
+        ctrl.write_bar(4, 14, &[0xff; 8]);
+        ctrl.write_bar(0, 0, &[0xff; 4]);
+        let mut bm = [0; 4];
+        ctrl.read_bar(4, 12, &mut bm);
+        assert_eq!(bm, [0, 0, 0xff, 0xff], "secondary BMIDTP upper half");
+        ctrl.read_bar(4, 16, &mut bm);
+        assert_eq!(bm, [0xff; 4], "no third channel");
+        ctrl.read_bar(5, 0, &mut bm);
+        assert_eq!(bm, [0xff; 4]);
     }
 
     #[test]
