@@ -22,10 +22,11 @@ use super::VmmError;
 use crate::devices::pci::host_bridge::I440fxHostBridge;
 use crate::devices::pci::piix3::Piix3IsaBridge;
 use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
-use super::config::{DiskBus, DiskConfig};
+use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::irq::KvmIrq;
 use crate::devices::cmos::CmosRtc;
 use crate::devices::i8042::I8042;
+use crate::devices::ide::{self, IdeController, IdeMedia};
 use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::pci::VirtioPciDevice;
 use crate::devices::pci::PciIntx;
@@ -138,6 +139,16 @@ impl Machine {
         );
         io_bus.insert(Arc::new(Mutex::new(i8042)), PORT_I8042_DATA as u64, I8042_PORTS)?;
 
+        let ide = IdeController::new(
+            memory.ram.clone(),
+            KvmIrq::new(vm.clone(), IRQ_IDE_PRIMARY),
+            KvmIrq::new(vm.clone(), IRQ_IDE_SECONDARY),
+        );
+        for (port, len, device) in ide::legacy_ports(&ide) {
+            io_bus.insert(device, port as u64, len)?;
+        }
+        pci.add(1, 1, ide.clone())?;
+
         for disk in &config.disks {
             match disk.bus {
                 DiskBus::Virtio { slot } => {
@@ -149,7 +160,17 @@ impl Machine {
                     let device = VirtioPciDevice::new(Box::new(block), memory.ram.clone(), irq);
                     pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
                 }
-                DiskBus::Ide { .. } => {}
+                DiskBus::Ide { channel, unit } => {
+                    let backend = open_disk(disk)?;
+                    let media = match (disk.kind, backend) {
+                        (DiskKind::Cdrom, backend) => IdeMedia::Cdrom(backend),
+                        (DiskKind::Disk, Some(backend)) => IdeMedia::Disk(backend),
+                        (DiskKind::Disk, None) => {
+                            return Err(VmmError::Config(format!("disk {} needs a source file", disk.target)))
+                        }
+                    };
+                    ide.lock().unwrap().attach(channel as usize, unit as usize, media);
+                }
             }
         }
         let _ = &console;
