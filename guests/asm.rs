@@ -194,14 +194,20 @@ pub const HANDLER_OFFSET: u16 = 0x8000;
 /// Like [`firmware`], with `handler` assembled at F000:[`HANDLER_OFFSET`]
 /// (a separate program with its own copy of the library), so the body can
 /// point an interrupt vector at it. The handler must end with `iret`.
-pub fn firmware_with_handler(body: impl FnOnce(&mut Program), handler: impl FnOnce(&mut Program)) -> Vec<u8> {
+pub fn firmware_with_handler(
+    body: impl FnOnce(&mut Program),
+    handler: impl FnOnce(&mut Program),
+) -> Vec<u8> {
     let mut image = firmware(body);
     let mut p = Program::new();
     handler(&mut p);
     let code = p.finish(HANDLER_OFFSET as u64);
     let start = HANDLER_OFFSET as usize;
     assert!(start + code.len() < 0xfff0, "handler too large");
-    assert!(image[start..start + code.len()].iter().all(|&b| b == 0xf4), "body overlaps the handler");
+    assert!(
+        image[start..start + code.len()].iter().all(|&b| b == 0xf4),
+        "body overlaps the handler"
+    );
     image[start..start + code.len()].copy_from_slice(&code);
     image
 }

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::asm::{firmware, firmware_with_handler, HANDLER_OFFSET};
-use iced_x86::code_asm::*;
 use common::{guest, kvm_available, Domain, Vm};
+use iced_x86::code_asm::*;
 
 const QUICK: Duration = Duration::from_secs(30);
 
@@ -140,7 +140,8 @@ fn serial_input_arrives_by_interrupt() {
             // IVT entry for IRQ 4 (vector 0x0C) -> F000:HANDLER_OFFSET.
             a.xor(ax, ax).unwrap();
             a.mov(es, ax).unwrap();
-            a.mov(word_ptr(0x0c * 4).es(), HANDLER_OFFSET as u32).unwrap();
+            a.mov(word_ptr(0x0c * 4).es(), HANDLER_OFFSET as u32)
+                .unwrap();
             a.mov(word_ptr(0x0c * 4 + 2).es(), 0xf000u32).unwrap();
             init_pics(a, 1 << 4);
             a.mov(dx, 0x3f9u32).unwrap(); // IER: received data available
@@ -299,11 +300,12 @@ fn a_pci_scan_finds_the_chipset_and_a_virtio_disk() {
     }
     let scratch = tempfile::tempdir().unwrap();
     let disk = guest::raw_disk(scratch.path(), "disk.img", &[], 1 << 20);
-    let mut vm = run_firmware("pci-scan", pci_scan_guest(), |d| d.disk("disk", &disk, "vda", "virtio"));
+    let mut vm = run_firmware("pci-scan", pci_scan_guest(), |d| {
+        d.disk("disk", &disk, "vda", "virtio")
+    });
     let seen = vm.wait_for("scan done\n", QUICK);
     assert_eq!(
-        seen,
-        "00.0 8086:1237\n01.0 8086:7000\n01.1 8086:7010\n05.0 1af4:1042\nscan done\n",
+        seen, "00.0 8086:1237\n01.0 8086:7000\n01.1 8086:7010\n05.0 1af4:1042\nscan done\n",
         "host bridge, PIIX3 ISA and IDE, then the virtio disk at slot 5"
     );
 }
@@ -328,7 +330,12 @@ fn assert_restarts(name: &str, image: Vec<u8>) {
     });
     let start = std::time::Instant::now();
     while vm.serial().matches("boot\n").count() < 3 {
-        assert!(start.elapsed() < QUICK, "{name}: no restart: {:?}\n{}", vm.serial(), vm.stderr());
+        assert!(
+            start.elapsed() < QUICK,
+            "{name}: no restart: {:?}\n{}",
+            vm.serial(),
+            vm.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -375,7 +382,14 @@ fn wait_drq(a: &mut CodeAssembler) {
 
 /// Issues an LBA28 command for one sector on the primary master.
 fn ide_command(a: &mut CodeAssembler, lba: u8, command: u8) {
-    for (port, value) in [(0x1f6u32, 0xe0u32), (0x1f2, 1), (0x1f3, lba as u32), (0x1f4, 0), (0x1f5, 0), (0x1f7, command as u32)] {
+    for (port, value) in [
+        (0x1f6u32, 0xe0u32),
+        (0x1f2, 1),
+        (0x1f3, lba as u32),
+        (0x1f4, 0),
+        (0x1f5, 0),
+        (0x1f7, command as u32),
+    ] {
         a.mov(dx, port).unwrap();
         a.mov(al, value).unwrap();
         a.out(dx, al).unwrap();
@@ -443,5 +457,9 @@ fn ide_pio_reads_and_writes_sectors() {
     vm.wait_for("VIREO-SECTOR-1\nwritten\n", QUICK);
     assert!(vm.wait_exit(QUICK).success());
     let bytes = std::fs::read(&disk).unwrap();
-    assert_eq!(&bytes[1024..1024 + 15], b"WIREO-SECTOR-1\0", "sector 2 holds what the guest wrote");
+    assert_eq!(
+        &bytes[1024..1024 + 15],
+        b"WIREO-SECTOR-1\0",
+        "sector 2 holds what the guest wrote"
+    );
 }

@@ -6,10 +6,13 @@
 
 pub mod bus;
 pub mod cmos;
+pub mod debugcon;
 pub mod i8042;
 pub mod ide;
 pub mod irq;
 pub mod pci;
+pub mod serial;
+pub mod system_control;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};

@@ -14,22 +14,25 @@ use tracing::{debug, info, warn};
 use vmm_sys_util::signal::Killable;
 
 use super::config::VmConfig;
+use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::console::ConsoleIo;
+use super::irq::KvmIrq;
 use super::layout::*;
 use super::memory::GuestMemory;
 use super::vcpu::{self, kick_signal, StopReason, VcpuContext};
 use super::VmmError;
-use crate::devices::pci::host_bridge::I440fxHostBridge;
-use crate::devices::pci::piix3::Piix3IsaBridge;
-use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
-use super::config::{DiskBus, DiskConfig, DiskKind};
-use super::irq::KvmIrq;
 use crate::devices::cmos::CmosRtc;
+use crate::devices::debugcon::{DebugCon, PostCode};
 use crate::devices::i8042::I8042;
 use crate::devices::ide::{self, IdeController, IdeMedia};
+use crate::devices::pci::host_bridge::I440fxHostBridge;
+use crate::devices::pci::piix3::Piix3IsaBridge;
+use crate::devices::pci::PciIntx;
+use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
+use crate::devices::serial::Uart16550;
+use crate::devices::system_control::SystemControlA;
 use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::pci::VirtioPciDevice;
-use crate::devices::pci::PciIntx;
 use crate::devices::{Bus, MachineControl};
 use crate::storage::{self, BlockBackend, ImageFormat};
 
@@ -132,12 +135,42 @@ impl Machine {
         io_bus.insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
         workers.push(spawn_rtc_timer(cmos, stop.clone())?);
 
+        let uart = Arc::new(Mutex::new(Uart16550::new(
+            KvmIrq::new(vm.clone(), IRQ_COM1),
+            Box::new(console.serial.clone()),
+        )));
+        io_bus.insert(uart.clone(), PORT_COM1 as u64, UART_PORTS)?;
+        if let Some(input) = &console.serial_input {
+            workers.push(spawn_serial_input(uart, input.clone(), stop.clone())?);
+        }
+        io_bus.insert(
+            Arc::new(Mutex::new(DebugCon::new(Box::new(
+                console.debugcon.clone(),
+            )))),
+            PORT_DEBUGCON as u64,
+            1,
+        )?;
+        io_bus.insert(
+            Arc::new(Mutex::new(PostCode::default())),
+            PORT_POST as u64,
+            1,
+        )?;
+        io_bus.insert(
+            Arc::new(Mutex::new(SystemControlA::new(machine_control.clone()))),
+            PORT_SYSTEM_CONTROL_A as u64,
+            1,
+        )?;
+
         let i8042 = I8042::new(
             KvmIrq::new(vm.clone(), IRQ_KEYBOARD),
             KvmIrq::new(vm.clone(), IRQ_MOUSE),
             machine_control.clone(),
         );
-        io_bus.insert(Arc::new(Mutex::new(i8042)), PORT_I8042_DATA as u64, I8042_PORTS)?;
+        io_bus.insert(
+            Arc::new(Mutex::new(i8042)),
+            PORT_I8042_DATA as u64,
+            I8042_PORTS,
+        )?;
 
         let ide = IdeController::new(
             memory.ram.clone(),
@@ -153,7 +186,10 @@ impl Machine {
             match disk.bus {
                 DiskBus::Virtio { slot } => {
                     let backend = open_disk(disk)?.ok_or_else(|| {
-                        VmmError::Config(format!("disk {}: a virtio disk needs a source file", disk.target))
+                        VmmError::Config(format!(
+                            "disk {}: a virtio disk needs a source file",
+                            disk.target
+                        ))
                     })?;
                     let block = VirtioBlock::new(backend, disk.target.clone());
                     let irq = Arc::new(PciIntx::new(intx.clone(), slot, 1));
@@ -166,14 +202,18 @@ impl Machine {
                         (DiskKind::Cdrom, backend) => IdeMedia::Cdrom(backend),
                         (DiskKind::Disk, Some(backend)) => IdeMedia::Disk(backend),
                         (DiskKind::Disk, None) => {
-                            return Err(VmmError::Config(format!("disk {} needs a source file", disk.target)))
+                            return Err(VmmError::Config(format!(
+                                "disk {} needs a source file",
+                                disk.target
+                            )))
                         }
                     };
-                    ide.lock().unwrap().attach(channel as usize, unit as usize, media);
+                    ide.lock()
+                        .unwrap()
+                        .attach(channel as usize, unit as usize, media);
                 }
             }
         }
-        let _ = &console;
 
         let context = VcpuContext {
             io_bus: io_bus.clone(),
@@ -286,7 +326,10 @@ fn open_disk(disk: &DiskConfig) -> Result<Option<Box<dyn BlockBackend>>, VmmErro
 const TIMER_POLL: Duration = Duration::from_millis(50);
 
 /// Drives the RTC's periodic, alarm and update interrupts at the times it asks for.
-fn spawn_rtc_timer(cmos: Arc<Mutex<CmosRtc>>, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, VmmError> {
+fn spawn_rtc_timer(
+    cmos: Arc<Mutex<CmosRtc>>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, VmmError> {
     std::thread::Builder::new()
         .name("rtc".into())
         .spawn(move || {
@@ -294,12 +337,45 @@ fn spawn_rtc_timer(cmos: Arc<Mutex<CmosRtc>>, stop: Arc<AtomicBool>) -> Result<J
                 let next = cmos.lock().unwrap().next_event();
                 let wait = next
                     .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
-                    .unwrap_or(if next.is_some() { Duration::ZERO } else { TIMER_POLL })
+                    .unwrap_or(if next.is_some() {
+                        Duration::ZERO
+                    } else {
+                        TIMER_POLL
+                    })
                     .min(TIMER_POLL);
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
                 cmos.lock().unwrap().advance();
+            }
+        })
+        .map_err(VmmError::Thread)
+}
+
+/// Feeds console input to the UART as fast as its FIFO takes it; bytes
+/// that do not fit wait (a real terminal would have lost them to overrun).
+fn spawn_serial_input(
+    uart: Arc<Mutex<Uart16550>>,
+    input: Arc<Mutex<mpsc::Receiver<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, VmmError> {
+    std::thread::Builder::new()
+        .name("serial-in".into())
+        .spawn(move || {
+            let mut pending: Vec<u8> = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                if pending.is_empty() {
+                    match input.lock().unwrap().recv_timeout(TIMER_POLL) {
+                        Ok(bytes) => pending = bytes,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                let taken = uart.lock().unwrap().receive(&pending);
+                pending.drain(..taken);
+                if !pending.is_empty() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         })
         .map_err(VmmError::Thread)

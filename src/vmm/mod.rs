@@ -117,13 +117,18 @@ pub fn run(
                 // Keep the machine as it is, vCPUs stopped, for inspection,
                 // until the user ends it.
                 machine.pause();
-                tracing::warn!(?reason, "the VM is preserved as it stopped; stop it to end it");
+                tracing::warn!(
+                    ?reason,
+                    "the VM is preserved as it stopped; stop it to end it"
+                );
                 while !interrupted.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 return Ok(Outcome::Interrupted);
             }
-            (StopReason::TripleFault { vcpu, rip }, _) => return Ok(Outcome::Crashed { vcpu, rip }),
+            (StopReason::TripleFault { vcpu, rip }, _) => {
+                return Ok(Outcome::Crashed { vcpu, rip })
+            }
             _ => return Ok(Outcome::PoweredOff),
         }
     }
