@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod cmos;
 pub mod debugcon;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod ide;
 pub mod irq;

@@ -23,6 +23,7 @@ use super::vcpu::{self, kick_signal, StopReason, VcpuContext};
 use super::VmmError;
 use crate::devices::cmos::CmosRtc;
 use crate::devices::debugcon::{DebugCon, PostCode};
+use crate::devices::fw_cfg::FwCfg;
 use crate::devices::i8042::I8042;
 use crate::devices::ide::{self, IdeController, IdeMedia};
 use crate::devices::pci::host_bridge::I440fxHostBridge;
@@ -134,6 +135,14 @@ impl Machine {
         }
         io_bus.insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
         workers.push(spawn_rtc_timer(cmos, stop.clone())?);
+
+        let mut fw_cfg = FwCfg::new(memory.ram.clone());
+        super::boot::fill_fw_cfg(&mut fw_cfg, config, &memory)?;
+        io_bus.insert(
+            Arc::new(Mutex::new(fw_cfg)),
+            PORT_FW_CFG as u64,
+            FW_CFG_PORTS,
+        )?;
 
         let uart = Arc::new(Mutex::new(Uart16550::new(
             KvmIrq::new(vm.clone(), IRQ_COM1),

@@ -5,6 +5,7 @@
 //! reset, powered off, crashed; the user interrupted) as the definition's
 //! `on_reboot` / `on_poweroff` / `on_crash` say.
 
+mod boot;
 pub mod config;
 pub mod console;
 mod cpuid;
@@ -43,6 +44,8 @@ pub enum VmmError {
     Bus(#[from] BusError),
     #[error("machine wiring: {0}")]
     Pci(#[from] PciError),
+    #[error("firmware configuration: {0}")]
+    FwCfg(#[from] crate::devices::fw_cfg::FwCfgError),
     #[error("disk {target}: {source}")]
     Disk {
         target: String,
