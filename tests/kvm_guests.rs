@@ -72,7 +72,7 @@ fn restart_on_crash_boots_the_firmware_again() {
         p.print("boot\n");
         p.triple_fault();
     });
-    let mut vm = run_firmware("crash-loop", image, |mut d| {
+    let vm = run_firmware("crash-loop", image, |mut d| {
         d.on_crash = "restart";
         d
     });
@@ -324,7 +324,7 @@ fn resetting_guest(reset: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
 }
 
 fn assert_restarts(name: &str, image: Vec<u8>) {
-    let mut vm = run_firmware(name, image, |mut d| {
+    let vm = run_firmware(name, image, |mut d| {
         d.on_reboot = "restart";
         d
     });

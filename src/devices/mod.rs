@@ -4,6 +4,7 @@
 //! Devices never see KVM. Their interrupt lines ([`irq::IrqLine`]), clocks,
 //! output sinks and guest memory are injected, so each is unit-tested alone.
 
+pub mod absent;
 pub mod bus;
 pub mod cmos;
 pub mod debugcon;

@@ -21,6 +21,7 @@ use super::layout::*;
 use super::memory::GuestMemory;
 use super::vcpu::{self, kick_signal, StopReason, VcpuContext};
 use super::VmmError;
+use crate::devices::absent::{AbsentIsaDevice, ABSENT_ISA_DEVICES};
 use crate::devices::cmos::CmosRtc;
 use crate::devices::debugcon::{DebugCon, PostCode};
 use crate::devices::fw_cfg::FwCfg;
@@ -59,11 +60,10 @@ pub struct Machine {
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     events: mpsc::Receiver<StopReason>,
-    pub io_bus: Arc<Bus>,
-    pub mmio_bus: Arc<Bus>,
-    pub pci: Arc<PciBus>,
-    pub vm: Arc<VmFd>,
-    pub memory: GuestMemory,
+    /// Kept alive while vCPUs and devices use them: KVM maps `_memory`
+    /// into `_vm`, and the VM must go before the memory does.
+    _vm: Arc<VmFd>,
+    _memory: GuestMemory,
 }
 
 impl Machine {
@@ -170,6 +170,14 @@ impl Machine {
             1,
         )?;
 
+        for &(name, port, len) in ABSENT_ISA_DEVICES {
+            io_bus.insert(
+                Arc::new(Mutex::new(AbsentIsaDevice::new(name))),
+                port as u64,
+                len as u64,
+            )?;
+        }
+
         let i8042 = I8042::new(
             KvmIrq::new(vm.clone(), IRQ_KEYBOARD),
             KvmIrq::new(vm.clone(), IRQ_MOUSE),
@@ -240,11 +248,8 @@ impl Machine {
             workers,
             stop,
             events,
-            io_bus,
-            mmio_bus,
-            pci,
-            vm: vm.clone(),
-            memory,
+            _vm: vm.clone(),
+            _memory: memory,
         };
         // Create every vCPU before starting any, so APs exist when the BSP
         // sends INIT/SIPI.
