@@ -5,6 +5,7 @@
 //! output sinks and guest memory are injected, so each is unit-tested alone.
 
 pub mod bus;
+pub mod fw_cfg;
 pub mod irq;
 pub mod pci;
 
