@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod devices;
+pub mod display;
 pub mod domain;
 pub mod logging;
 pub mod paths;
