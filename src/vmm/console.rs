@@ -3,6 +3,9 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
+use super::input::InputRouter;
+use crate::display::{Display, INITIAL_SIZE};
+
 /// A writer shared by every incarnation of a machine (it survives resets),
 /// flushed after each write so a reader sees bytes as the guest sends them.
 #[derive(Clone)]
@@ -32,9 +35,14 @@ impl Write for SharedWriter {
     }
 }
 
-/// A VM's character I/O.
+/// A VM's consoles: character devices, the screen and console input.
+/// Created once per VM process; every machine incarnation plugs into it.
 #[derive(Clone)]
 pub struct ConsoleIo {
+    /// The guest's screen, shared with the VNC server and screenshots.
+    pub display: Arc<Display>,
+    /// Console keyboard and pointer, routed to the running machine.
+    pub input: Arc<InputRouter>,
     /// COM1 output.
     pub serial: SharedWriter,
     /// Port 0x402 output (SeaBIOS's debug log).
@@ -46,6 +54,8 @@ pub struct ConsoleIo {
 impl ConsoleIo {
     pub fn new(serial: SharedWriter) -> Self {
         Self {
+            display: Display::new(INITIAL_SIZE.0, INITIAL_SIZE.1),
+            input: InputRouter::new(),
             serial,
             debugcon: SharedWriter::sink(),
             serial_input: None,

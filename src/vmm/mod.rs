@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 mod cpuid;
 pub mod firmware;
+mod input;
 mod irq;
 pub mod layout;
 mod machine;
@@ -20,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 
 pub use config::{DiskBus, DiskConfig, DiskKind, LifecycleAction, VmConfig};
 pub use console::{ConsoleIo, SharedWriter};
+pub use input::InputRouter;
 pub use vcpu::{KvmFailure, StopReason};
 
 use crate::devices::pci::PciError;
