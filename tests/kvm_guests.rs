@@ -463,3 +463,41 @@ fn ide_pio_reads_and_writes_sectors() {
         "sector 2 holds what the guest wrote"
     );
 }
+
+#[test]
+fn a_guest_poking_every_port_does_not_bring_the_vm_down() {
+    if !kvm_available() {
+        return;
+    }
+    // Writes a junk byte to, and reads back, every I/O port except the
+    // reset lines (a reset is a legitimate request) and COM1 (the test's
+    // own channel), then reports.
+    let image = firmware(|p| {
+        let a = &mut p.a;
+        let mut next = a.create_label();
+        let mut skip = a.create_label();
+        a.xor(dx, dx).unwrap();
+        a.set_label(&mut next).unwrap();
+        for port in [0x64u32, 0x92, 0xcf9, 0xcf8] {
+            a.cmp(dx, port).unwrap();
+            a.je(skip).unwrap();
+        }
+        a.mov(ax, dx).unwrap();
+        a.and(ax, 0xfff8u32).unwrap();
+        a.cmp(ax, 0x3f8u32).unwrap();
+        a.je(skip).unwrap();
+        a.mov(al, dl).unwrap();
+        a.xor(al, 0x5au32).unwrap();
+        a.out(dx, al).unwrap();
+        a.in_(al, dx).unwrap();
+        a.in_(ax, dx).unwrap();
+        a.set_label(&mut skip).unwrap();
+        a.inc(dx).unwrap();
+        a.jnz(next).unwrap();
+        p.print("survived\n");
+        p.exit();
+    });
+    let mut vm = run_firmware("port-fuzz", image, |d| d.disk("cdrom", std::path::Path::new("/dev/null"), "hdc", "ide"));
+    vm.wait_for("survived\n", Duration::from_secs(120));
+    assert!(vm.wait_exit(QUICK).success(), "{}", vm.stderr());
+}
