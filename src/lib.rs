@@ -19,6 +19,7 @@ pub mod cli;
 pub mod devices;
 pub mod display;
 pub mod domain;
+pub mod host;
 pub mod logging;
 pub mod paths;
 pub mod storage;

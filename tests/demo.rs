@@ -43,7 +43,10 @@ fn the_demo_vm_greets_and_echoes_in_capitals() {
             if now.contains(text) {
                 return now;
             }
-            assert!(start.elapsed() < Duration::from_secs(120), "no {text:?} in {now:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no {text:?} in {now:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -52,7 +55,10 @@ fn the_demo_vm_greets_and_echoes_in_capitals() {
     stdin.write_all(b"hello vireo\r").unwrap();
     stdin.flush().unwrap();
     wait_for("HELLO VIREO\r\n");
-    assert!(home.path().join("data/images/demo.img").is_file(), "the demo disk lives in the default pool");
+    assert!(
+        home.path().join("data/images/demo.img").is_file(),
+        "the demo disk lives in the default pool"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -129,18 +129,31 @@ fn seabios_finds_every_vcpu_and_logs_on_the_debug_port() {
     if !kvm_available() {
         return;
     }
-    let host_cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let host_cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut domain = Domain::new("smp");
     domain.vcpus = host_cpus.min(4) as u32;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("seabios.log");
-    let disk = guest::raw_disk(dir.path(), "disk.img", &announcing_boot_sector("BOOTED\n"), 1 << 20);
+    let disk = guest::raw_disk(
+        dir.path(),
+        "disk.img",
+        &announcing_boot_sector("BOOTED\n"),
+        1 << 20,
+    );
     let domain = domain.disk("disk", &disk, "hda", "ide");
     let mut vm = Vm::start_with(&domain, &["--debugcon", log.to_str().unwrap()]);
     vm.wait_for("BOOTED\n", BOOT);
     let text = std::fs::read_to_string(&log).unwrap();
-    let expect = format!("Found {n} cpu(s) max supported {n} cpu(s)", n = domain.vcpus);
-    assert!(text.contains(&expect), "SeaBIOS log lacks {expect:?}:\n{text}");
+    let expect = format!(
+        "Found {n} cpu(s) max supported {n} cpu(s)",
+        n = domain.vcpus
+    );
+    assert!(
+        text.contains(&expect),
+        "SeaBIOS log lacks {expect:?}:\n{text}"
+    );
     assert!(text.contains("Running on QEMU (i440fx)"), "{text}");
     assert!(text.contains("Running on KVM"), "{text}");
 }

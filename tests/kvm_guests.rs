@@ -497,7 +497,9 @@ fn a_guest_poking_every_port_does_not_bring_the_vm_down() {
         p.print("survived\n");
         p.exit();
     });
-    let mut vm = run_firmware("port-fuzz", image, |d| d.disk("cdrom", std::path::Path::new("/dev/null"), "hdc", "ide"));
+    let mut vm = run_firmware("port-fuzz", image, |d| {
+        d.disk("cdrom", std::path::Path::new("/dev/null"), "hdc", "ide")
+    });
     vm.wait_for("survived\n", Duration::from_secs(120));
     assert!(vm.wait_exit(QUICK).success(), "{}", vm.stderr());
 }

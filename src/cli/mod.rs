@@ -1,6 +1,7 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
 mod demo;
+mod host;
 mod run;
 mod terminal;
 
@@ -25,6 +26,12 @@ enum Command {
     Run(run::RunArgs),
     /// Start the demo VM that ships with Vireo, its console in this terminal.
     Demo(demo::DemoArgs),
+    /// Host capabilities as libvirt's capabilities XML.
+    Capabilities,
+    /// What a VM may use in Vireo, as libvirt's domain capabilities XML.
+    Domcapabilities,
+    /// Check whether this host can run VMs, and say why not.
+    HostValidate,
 }
 
 pub fn main() -> ExitCode {
@@ -33,6 +40,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Capabilities => host::capabilities(),
+        Command::Domcapabilities => host::domcapabilities(),
+        Command::HostValidate => host::host_validate(),
     };
     match result {
         Ok(code) => code,
