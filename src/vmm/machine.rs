@@ -16,10 +16,11 @@ use vmm_sys_util::signal::Killable;
 use super::config::VmConfig;
 use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::console::ConsoleIo;
+use super::events::StopSender;
 use super::irq::KvmIrq;
 use super::layout::*;
 use super::memory::GuestMemory;
-use super::vcpu::{self, kick_signal, StopReason, VcpuContext};
+use super::vcpu::{self, kick_signal, StopReason, VcpuContext, VcpuGate};
 use super::VmmError;
 use crate::devices::absent::{AbsentIsaDevice, ABSENT_ISA_DEVICES};
 use crate::devices::cmos::CmosRtc;
@@ -40,15 +41,15 @@ use crate::storage::{self, BlockBackend, ImageFormat};
 
 /// Turns device requests into stop reasons for the machine's main loop.
 struct MachineEvents {
-    events: Mutex<mpsc::Sender<StopReason>>,
+    events: StopSender,
 }
 
 impl MachineControl for MachineEvents {
     fn request_reset(&self) {
-        let _ = self.events.lock().unwrap().send(StopReason::Reset);
+        self.events.send(StopReason::Reset);
     }
     fn request_poweroff(&self) {
-        let _ = self.events.lock().unwrap().send(StopReason::PowerOff);
+        self.events.send(StopReason::PowerOff);
     }
 }
 
@@ -59,7 +60,7 @@ pub struct Machine {
     /// Device timer threads; they watch `stop` too.
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-    events: mpsc::Receiver<StopReason>,
+    gate: Arc<VcpuGate>,
     /// Kept alive while vCPUs and devices use them: KVM maps `_memory`
     /// into `_vm`, and the VM must go before the memory does.
     _vm: Arc<VmFd>,
@@ -73,6 +74,8 @@ impl Machine {
         config: &VmConfig,
         bios: &[u8],
         console: &ConsoleIo,
+        events: StopSender,
+        start_paused: bool,
     ) -> Result<Self, VmmError> {
         let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("create the VM"))?);
         vm.set_identity_map_address(KVM_IDENTITY_MAP)
@@ -95,9 +98,8 @@ impl Machine {
             "guest memory mapped"
         );
 
-        let (events_tx, events) = mpsc::channel();
         let machine_control: Arc<dyn MachineControl> = Arc::new(MachineEvents {
-            events: Mutex::new(events_tx.clone()),
+            events: events.clone(),
         });
 
         let io_bus = Arc::new(Bus::new());
@@ -232,12 +234,17 @@ impl Machine {
             }
         }
 
+        let gate = Arc::new(VcpuGate::default());
+        if start_paused {
+            gate.close();
+        }
         let context = VcpuContext {
             io_bus: io_bus.clone(),
             mmio_bus: mmio_bus.clone(),
             pci: pci.clone(),
             stop: stop.clone(),
-            events: events_tx,
+            gate: gate.clone(),
+            events,
         };
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -247,7 +254,7 @@ impl Machine {
             vcpus: Vec::new(),
             workers,
             stop,
-            events,
+            gate,
             _vm: vm.clone(),
             _memory: memory,
         };
@@ -269,41 +276,43 @@ impl Machine {
         Ok(machine)
     }
 
-    /// Waits until the machine stops, or `interrupted` becomes true.
-    pub fn wait(&self, interrupted: &AtomicBool) -> StopReason {
-        loop {
-            if interrupted.load(Ordering::Acquire) {
-                return StopReason::Interrupted;
+    /// Kicks every vCPU thread that is still running out of `KVM_RUN`
+    /// until `done` holds; a kick can land just before a vCPU enters
+    /// `KVM_RUN` and be lost, hence the repetition.
+    fn kick_until(&self, done: impl Fn() -> bool) -> bool {
+        for _ in 0..2000 {
+            if done() {
+                return true;
             }
-            match self.events.recv_timeout(Duration::from_millis(50)) {
-                Ok(reason) => return reason,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return StopReason::Interrupted,
+            for handle in self.vcpus.iter().filter(|h| !h.is_finished()) {
+                let _ = handle.kill(kick_signal());
             }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        done()
+    }
+
+    /// Stops every vCPU where it is, keeping the machine as it is.
+    /// Returns once no vCPU runs guest code.
+    pub fn pause(&self) {
+        self.gate.close();
+        let running = self.vcpus.iter().filter(|h| !h.is_finished()).count();
+        if !self.kick_until(|| self.gate.parked() >= running) {
+            warn!("a vCPU did not pause");
         }
     }
 
-    /// Stops the vCPUs and device timers, keeping memory and devices as they are.
-    pub fn pause(&mut self) {
-        self.stop_vcpus();
+    /// Lets paused vCPUs go on.
+    pub fn resume(&self) {
+        self.gate.open();
     }
 
     /// Stops every vCPU and waits for their threads.
     fn stop_vcpus(&mut self) {
         self.stop.store(true, Ordering::Release);
-        let handles = std::mem::take(&mut self.vcpus);
-        // A kick can land just before a vCPU enters KVM_RUN and be lost, so
-        // keep kicking until each thread has noticed the stop flag.
-        for _ in 0..2000 {
-            if handles.iter().all(|h| h.is_finished()) {
-                break;
-            }
-            for handle in handles.iter().filter(|h| !h.is_finished()) {
-                let _ = handle.kill(kick_signal());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        for handle in handles {
+        self.gate.wake_all();
+        self.kick_until(|| self.vcpus.iter().all(|h| h.is_finished()));
+        for handle in std::mem::take(&mut self.vcpus) {
             if handle.is_finished() {
                 let _ = handle.join();
             } else {

@@ -9,19 +9,23 @@ mod boot;
 pub mod config;
 pub mod console;
 mod cpuid;
+mod events;
 pub mod firmware;
 mod input;
 mod irq;
 pub mod layout;
 mod machine;
 pub mod memory;
+mod runner;
 mod vcpu;
 
 use std::sync::atomic::AtomicBool;
 
 pub use config::{DiskBus, DiskConfig, DiskKind, LifecycleAction, VmConfig};
 pub use console::{ConsoleIo, SharedWriter};
+pub use events::Request;
 pub use input::InputRouter;
+pub use runner::{VmEvent, VmHandle, VmRunner, VmStatus};
 pub use vcpu::{KvmFailure, StopReason};
 
 use crate::devices::pci::PciError;
@@ -95,46 +99,5 @@ pub fn run(
     console: &ConsoleIo,
     interrupted: &AtomicBool,
 ) -> Result<Outcome, VmmError> {
-    let kvm = kvm_ioctls::Kvm::new().map_err(VmmError::NoKvm)?;
-    let max = max_vcpus(&kvm);
-    if config.vcpus == 0 || config.vcpus > max {
-        return Err(VmmError::Config(format!(
-            "{} vCPUs requested; this host allows 1 to {max}",
-            config.vcpus
-        )));
-    }
-    let (bios_path, bios) = firmware::load_bios(config.loader.as_deref())?;
-    tracing::info!(firmware = %bios_path.display(), "starting {}", config.name);
-    loop {
-        let mut machine = machine::Machine::start(&kvm, config, &bios, console)?;
-        let reason = machine.wait(interrupted);
-        tracing::info!(?reason, "machine stopped");
-        let action = match &reason {
-            StopReason::Reset => config.on_reboot,
-            StopReason::PowerOff => config.on_poweroff,
-            StopReason::TripleFault { .. } => config.on_crash,
-            StopReason::Interrupted => return Ok(Outcome::Interrupted),
-            StopReason::KvmFailure(failure) => return Ok(Outcome::KvmFailure(failure.clone())),
-        };
-        match (reason, action) {
-            (_, LifecycleAction::Restart) => continue,
-            (reason, LifecycleAction::Preserve) => {
-                // Keep the machine as it is, vCPUs stopped, for inspection,
-                // until the user ends it.
-                machine.pause();
-                tracing::warn!(
-                    ?reason,
-                    "the VM is preserved as it stopped; stop it to end it"
-                );
-                while !interrupted.load(std::sync::atomic::Ordering::Acquire) {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                return Ok(Outcome::Interrupted);
-            }
-            (StopReason::TripleFault { vcpu, rip }, _) => {
-                return Ok(Outcome::Crashed { vcpu, rip })
-            }
-            _ => return Ok(Outcome::PoweredOff),
-        }
-    }
+    VmRunner::new(config.clone(), console.clone()).run(interrupted, false)
 }

@@ -7,13 +7,14 @@
 //! the machine as a [`StopReason`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::{kvm_run, KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use tracing::{error, trace};
 
+use super::events::StopSender;
 use crate::devices::pci::{AddressSpace, PciBus};
 use crate::devices::Bus;
 use crate::guest_warn;
@@ -23,6 +24,8 @@ use crate::guest_warn;
 pub enum StopReason {
     /// The guest asked for a reset (keyboard controller, 0xCF9, port 0x92…).
     Reset,
+    /// The VM's controller pressed the reset button.
+    HostReset,
     /// The guest powered itself off (ACPI S5).
     PowerOff,
     /// A vCPU triple-faulted (KVM_EXIT_SHUTDOWN): the guest crashed.
@@ -100,7 +103,58 @@ pub struct VcpuContext {
     pub mmio_bus: Arc<Bus>,
     pub pci: Arc<PciBus>,
     pub stop: Arc<AtomicBool>,
-    pub events: mpsc::Sender<StopReason>,
+    pub gate: Arc<VcpuGate>,
+    pub events: StopSender,
+}
+
+/// Holds vCPUs still while the VM is paused. A vCPU checks the gate each
+/// time it leaves `KVM_RUN`; pausing kicks every vCPU out and waits until
+/// all of them are parked, so a paused guest really runs no instruction.
+#[derive(Default)]
+pub struct VcpuGate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    parked: usize,
+}
+
+impl VcpuGate {
+    pub fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+    }
+
+    pub fn open(&self) {
+        self.state.lock().unwrap().closed = false;
+        self.changed.notify_all();
+    }
+
+    pub fn parked(&self) -> usize {
+        self.state.lock().unwrap().parked
+    }
+
+    /// Wakes parked vCPUs so they notice a stop.
+    pub fn wake_all(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Called by a vCPU thread: waits while the gate is closed and the
+    /// machine is not stopping.
+    fn pass(&self, stop: &AtomicBool) {
+        let mut state = self.state.lock().unwrap();
+        if !state.closed {
+            return;
+        }
+        state.parked += 1;
+        self.changed.notify_all();
+        while state.closed && !stop.load(Ordering::Acquire) {
+            state = self.changed.wait(state).unwrap();
+        }
+        state.parked -= 1;
+    }
 }
 
 /// Starts vCPU `id` on its own thread.
@@ -116,7 +170,7 @@ pub fn spawn(id: u32, vcpu: VcpuFd, context: VcpuContext) -> std::io::Result<Joi
                 context,
             };
             if let Some(reason) = runner.run() {
-                let _ = runner.context.events.send(reason);
+                runner.context.events.send(reason);
             }
         })
 }
@@ -140,6 +194,7 @@ impl Vcpu {
     /// Runs until the machine stops or this vCPU cannot go on.
     fn run(&mut self) -> Option<StopReason> {
         loop {
+            self.context.gate.pass(&self.context.stop);
             if self.context.stop.load(Ordering::Acquire) {
                 return None;
             }
