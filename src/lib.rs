@@ -22,5 +22,7 @@ pub mod domain;
 pub mod host;
 pub mod logging;
 pub mod paths;
+pub mod runtime;
 pub mod storage;
+pub mod store;
 pub mod vmm;

@@ -54,6 +54,25 @@ pub fn log_dir() -> PathBuf {
         .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("vireo/log"))
 }
 
+/// Sockets and pid files of running VMs.
+pub fn runtime_dir() -> PathBuf {
+    home_override().map(|h| h.join("run")).unwrap_or_else(|| {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|v| !v.is_empty())
+            .map(|d| PathBuf::from(d).join("vireo"))
+            .unwrap_or_else(|| {
+                // SAFETY: getuid cannot fail.
+                let uid = unsafe { libc::getuid() };
+                std::env::temp_dir().join(format!("vireo-{uid}"))
+            })
+    })
+}
+
+/// Domain definitions (the counterpart of /etc/libvirt/qemu).
+pub fn domains_dir() -> PathBuf {
+    config_dir().join("domains")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +84,8 @@ mod tests {
         assert_eq!(config_dir(), PathBuf::from("/tmp/vh/config"));
         assert_eq!(images_dir(), PathBuf::from("/tmp/vh/data/images"));
         assert_eq!(log_dir(), PathBuf::from("/tmp/vh/state/log"));
+        assert_eq!(runtime_dir(), PathBuf::from("/tmp/vh/run"));
+        assert_eq!(domains_dir(), PathBuf::from("/tmp/vh/config/domains"));
         std::env::remove_var("VIREO_HOME");
     }
 }

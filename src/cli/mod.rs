@@ -1,8 +1,10 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
 mod demo;
+mod domain;
 mod host;
 mod run;
+mod table;
 mod terminal;
 
 use std::process::ExitCode;
@@ -26,6 +28,37 @@ enum Command {
     Run(run::RunArgs),
     /// Start the demo VM that ships with Vireo, its console in this terminal.
     Demo(demo::DemoArgs),
+    /// Define (or redefine) a domain from an XML file.
+    Define { file: std::path::PathBuf },
+    /// Remove a domain's definition.
+    Undefine { domain: String },
+    /// List domains.
+    List(domain::ListArgs),
+    /// Start a defined domain in its own process.
+    Start(domain::StartArgs),
+    /// Force a domain off at once.
+    Destroy { domain: String },
+    /// Print a domain's definition.
+    Dumpxml { domain: String },
+    /// Print a domain's state.
+    Domstate { domain: String },
+    /// Print a running domain's id.
+    Domid { domain: String },
+    /// Print a domain's UUID.
+    Domuuid { domain: String },
+    /// Print a summary of a domain.
+    Dominfo { domain: String },
+    /// Rename a shut-off domain.
+    Domrename { domain: String, new_name: String },
+    /// Attach to a running domain's serial console (Ctrl+] leaves).
+    Console { domain: String },
+    /// The VM process itself (started by `start`; not for people).
+    #[command(name = "__vmm", hide = true)]
+    Vmm {
+        name: String,
+        #[arg(long)]
+        paused: bool,
+    },
     /// Host capabilities as libvirt's capabilities XML.
     Capabilities,
     /// What a VM may use in Vireo, as libvirt's domain capabilities XML.
@@ -40,6 +73,19 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Define { file } => domain::define(file),
+        Command::Undefine { domain } => domain::undefine(&domain),
+        Command::List(args) => domain::list(args),
+        Command::Start(args) => domain::start(args),
+        Command::Destroy { domain } => domain::destroy(&domain),
+        Command::Dumpxml { domain } => domain::dumpxml(&domain),
+        Command::Domstate { domain } => domain::domstate(&domain),
+        Command::Domid { domain } => domain::domid(&domain),
+        Command::Domuuid { domain } => domain::domuuid(&domain),
+        Command::Dominfo { domain } => domain::dominfo(&domain),
+        Command::Domrename { domain, new_name } => domain::domrename(&domain, &new_name),
+        Command::Console { domain } => domain::console(&domain),
+        Command::Vmm { name, paused } => return crate::runtime::process::main(&name, paused),
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),

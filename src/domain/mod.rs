@@ -35,6 +35,7 @@ struct DomainXml {
     #[serde(rename = "@type")]
     kind: Option<String>,
     name: String,
+    uuid: Option<TextValue>,
     memory: Option<ValueWithUnit>,
     vcpu: Option<TextValue>,
     #[serde(default)]
@@ -198,6 +199,77 @@ pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
     }
     apply_os_boot_order(&dom.os.boot, &mut config.disks)?;
     Ok(config)
+}
+
+/// The definition's UUID, if it has one (lower case).
+pub fn uuid_of(xml: &str) -> Result<Option<String>, DomainError> {
+    let dom: DomainXml =
+        quick_xml::de::from_str(xml).map_err(|e| DomainError::Syntax(e.to_string()))?;
+    match dom.uuid.map(|u| u.value.trim().to_ascii_lowercase()) {
+        Some(uuid) if is_uuid(&uuid) => Ok(Some(uuid)),
+        Some(uuid) => Err(DomainError::Invalid(format!(
+            "<uuid> '{uuid}' is not a UUID"
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A random (version 4) UUID.
+pub fn generate_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = random.read_exact(&mut bytes);
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// `xml` with a `<uuid>` element after `<name>`.
+pub fn with_uuid(xml: &str, uuid: &str) -> Result<String, DomainError> {
+    let end = xml
+        .find("</name>")
+        .ok_or_else(|| DomainError::Invalid("the domain has no <name>".into()))?
+        + "</name>".len();
+    Ok(format!(
+        "{}\n  <uuid>{uuid}</uuid>{}",
+        &xml[..end],
+        &xml[end..]
+    ))
+}
+
+/// `xml` with its `<name>` changed.
+pub fn with_name(xml: &str, name: &str) -> Result<String, DomainError> {
+    let start = xml
+        .find("<name>")
+        .ok_or_else(|| DomainError::Invalid("the domain has no <name>".into()))?;
+    let end = xml[start..]
+        .find("</name>")
+        .ok_or_else(|| DomainError::Invalid("<name> is not closed".into()))?
+        + start;
+    Ok(format!(
+        "{}<name>{}{}",
+        &xml[..start],
+        quick_xml::escape::escape(name),
+        &xml[end..]
+    ))
 }
 
 fn lifecycle(

@@ -63,6 +63,7 @@ pub enum VmEvent {
 }
 
 type Listener = Box<dyn Fn(&VmEvent) + Send + Sync>;
+type ReadyHook = Box<dyn FnOnce() + Send>;
 
 /// Talks to a running VM from any thread.
 #[derive(Clone)]
@@ -95,6 +96,7 @@ pub struct VmRunner {
     rx: mpsc::Receiver<Event>,
     status: Arc<Mutex<VmStatus>>,
     listeners: Vec<Listener>,
+    on_ready: Option<ReadyHook>,
 }
 
 impl VmRunner {
@@ -107,6 +109,7 @@ impl VmRunner {
             rx,
             status: Arc::new(Mutex::new(VmStatus::Running)),
             listeners: Vec::new(),
+            on_ready: None,
         }
     }
 
@@ -122,6 +125,12 @@ impl VmRunner {
         self.listeners.push(Box::new(listener));
     }
 
+    /// Calls `hook` once, when the first machine has been built (its
+    /// firmware loaded and disks opened) and is about to run.
+    pub fn on_ready(&mut self, hook: ReadyHook) {
+        self.on_ready = Some(hook);
+    }
+
     fn emit(&self, event: VmEvent) {
         for listener in &self.listeners {
             listener(&event);
@@ -134,7 +143,11 @@ impl VmRunner {
 
     /// Runs the VM until it ends; `interrupted` (Ctrl+C, SIGTERM) ends it too.
     /// `start_paused` keeps the vCPUs stopped until a resume request.
-    pub fn run(self, interrupted: &AtomicBool, start_paused: bool) -> Result<Outcome, VmmError> {
+    pub fn run(
+        mut self,
+        interrupted: &AtomicBool,
+        start_paused: bool,
+    ) -> Result<Outcome, VmmError> {
         let kvm = kvm_ioctls::Kvm::new().map_err(VmmError::NoKvm)?;
         let max = max_vcpus(&kvm);
         if self.config.vcpus == 0 || self.config.vcpus > max {
@@ -156,6 +169,9 @@ impl VmRunner {
             } else {
                 VmStatus::Running
             });
+            if let Some(hook) = self.on_ready.take() {
+                hook();
+            }
             let reason = self.serve(&machine, generation, interrupted, &mut paused);
             tracing::info!(?reason, "machine stopped");
             let action = match &reason {

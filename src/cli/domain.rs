@@ -1,0 +1,276 @@
+//! virsh's domain verbs: define, undefine, list, start, destroy, dumpxml,
+//! domstate, domid, domuuid, dominfo, domrename, console.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::runtime::{spawn, RunFiles, RunState};
+use crate::store::{Definition, Store};
+
+type CliResult = Result<ExitCode, String>;
+
+/// A domain as virsh names it: by id (while running), name or UUID.
+fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
+    let store = Store::open();
+    if let Ok(id) = which.parse::<u32>() {
+        for definition in store.list() {
+            if let Some(state) = RunFiles::new(&definition.name).running() {
+                if state.id == id {
+                    return Ok((definition, Some(state)));
+                }
+            }
+        }
+    }
+    let definition = store.find(which).map_err(|e| e.to_string())?;
+    let state = RunFiles::new(&definition.name).running();
+    Ok((definition, state))
+}
+
+fn state_name(state: &Option<RunState>) -> &'static str {
+    match state {
+        Some(_) => "running",
+        None => "shut off",
+    }
+}
+
+pub fn define(file: PathBuf) -> CliResult {
+    let xml = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let definition = Store::open().define(&xml).map_err(|e| e.to_string())?;
+    println!(
+        "Domain '{}' defined from {}",
+        definition.name,
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn undefine(which: &str) -> CliResult {
+    let (definition, state) = resolve(which)?;
+    if state.is_some() {
+        return Err(format!(
+            "domain '{}' is running; stop it first with `vireo destroy {}`",
+            definition.name, definition.name
+        ));
+    }
+    Store::open()
+        .undefine(&definition.name)
+        .map_err(|e| e.to_string())?;
+    println!("Domain '{}' has been undefined", definition.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Include domains that are shut off.
+    #[arg(long)]
+    all: bool,
+    /// Only shut-off domains.
+    #[arg(long)]
+    inactive: bool,
+    /// Print only names.
+    #[arg(long)]
+    name: bool,
+    /// Print only UUIDs.
+    #[arg(long)]
+    uuid: bool,
+}
+
+pub fn list(args: ListArgs) -> CliResult {
+    let mut shown = Vec::new();
+    for definition in Store::open().list() {
+        let state = RunFiles::new(&definition.name).running();
+        let wanted = match (args.all, args.inactive) {
+            (true, _) => true,
+            (false, true) => state.is_none(),
+            (false, false) => state.is_some(),
+        };
+        if wanted {
+            shown.push((definition, state));
+        }
+    }
+    // virsh lists running domains by id, then the rest by name.
+    shown.sort_by_key(|(d, s)| (s.as_ref().map_or(u32::MAX, |s| s.id), d.name.clone()));
+    if args.name || args.uuid {
+        for (definition, _) in &shown {
+            println!(
+                "{}",
+                if args.uuid {
+                    &definition.uuid
+                } else {
+                    &definition.name
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|(d, s)| {
+            let id = s.as_ref().map_or("-".to_string(), |s| s.id.to_string());
+            vec![id, d.name.clone(), state_name(s).to_string()]
+        })
+        .collect();
+    print!("{}", super::table::render(&["Id", "Name", "State"], &rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Domain name or UUID.
+    domain: String,
+    /// Attach to the serial console once started.
+    #[arg(long)]
+    console: bool,
+    /// Start with the vCPUs paused.
+    #[arg(long)]
+    paused: bool,
+}
+
+pub fn start(args: StartArgs) -> CliResult {
+    let (definition, state) = resolve(&args.domain)?;
+    if state.is_some() {
+        return Err(format!("domain '{}' is already active", definition.name));
+    }
+    spawn::start(&definition.name, args.paused)?;
+    println!("Domain '{}' started", definition.name);
+    if args.console {
+        return console(&definition.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn destroy(which: &str) -> CliResult {
+    let (definition, _) = resolve(which)?;
+    spawn::destroy(&definition.name)?;
+    println!("Domain '{}' destroyed", definition.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn dumpxml(which: &str) -> CliResult {
+    let (definition, _) = resolve(which)?;
+    print!("{}", definition.xml.trim_end());
+    println!();
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn domstate(which: &str) -> CliResult {
+    let (_, state) = resolve(which)?;
+    println!("{}\n", state_name(&state));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn domid(which: &str) -> CliResult {
+    let (_, state) = resolve(which)?;
+    println!("{}\n", state.map_or("-".to_string(), |s| s.id.to_string()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn domuuid(which: &str) -> CliResult {
+    let (definition, _) = resolve(which)?;
+    println!("{}\n", definition.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds of CPU the process used (user + system), from /proc.
+fn cpu_time(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+pub fn dominfo(which: &str) -> CliResult {
+    let (definition, state) = resolve(which)?;
+    let config = definition.vm_config().map_err(|e| e.to_string())?;
+    let field = |name: &str, value: String| println!("{:<16}{value}", format!("{name}:"));
+    field(
+        "Id",
+        state.as_ref().map_or("-".into(), |s| s.id.to_string()),
+    );
+    field("Name", definition.name.clone());
+    field("UUID", definition.uuid.clone());
+    field("OS Type", "hvm".into());
+    field("State", state_name(&state).into());
+    field("CPU(s)", config.vcpus.to_string());
+    if let Some(seconds) = state.as_ref().and_then(|s| cpu_time(s.pid)) {
+        field("CPU time", format!("{seconds:.1}s"));
+    }
+    field("Max memory", format!("{} KiB", config.memory / 1024));
+    field("Used memory", format!("{} KiB", config.memory / 1024));
+    field("Persistent", "yes".into());
+    field("Autostart", "disable".into());
+    field("Managed save", "no".into());
+    field("Security model", "none".into());
+    field("Security DOI", "0".into());
+    println!();
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn domrename(which: &str, new_name: &str) -> CliResult {
+    let (definition, state) = resolve(which)?;
+    if state.is_some() {
+        return Err(format!(
+            "domain '{}' is running; only a shut-off domain can be renamed",
+            definition.name
+        ));
+    }
+    Store::open()
+        .rename(&definition.name, new_name)
+        .map_err(|e| e.to_string())?;
+    println!("Domain successfully renamed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The byte that ends a console session: Ctrl+], as in virsh and telnet.
+const ESCAPE: u8 = 0x1d;
+
+pub fn console(which: &str) -> CliResult {
+    let (definition, state) = resolve(which)?;
+    if state.is_none() {
+        return Err(format!("domain '{}' is not running", definition.name));
+    }
+    let path = RunFiles::new(&definition.name).serial();
+    let stream = UnixStream::connect(&path)
+        .map_err(|e| format!("cannot connect to the serial console: {e}"))?;
+    println!("Connected to domain '{}'", definition.name);
+    println!("Escape character is ^] (Ctrl + ])");
+    let _raw = super::terminal::RawMode::enable();
+    let mut from_vm = stream.try_clone().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let mut out = std::io::stdout();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from_vm.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+        // The VM went away: end the session as virsh does.
+        std::process::exit(0);
+    });
+    let mut to_vm = stream;
+    let mut stdin = std::io::stdin();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let typed = &buf[..n];
+        let (send, leave) = match typed.iter().position(|&b| b == ESCAPE) {
+            Some(at) => (&typed[..at], true),
+            None => (typed, false),
+        };
+        if to_vm.write_all(send).is_err() || leave {
+            break;
+        }
+    }
+    drop(_raw);
+    println!();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,142 @@
+//! The VM process: `vireo __vmm NAME`, started by [`super::spawn`]. It
+//! detaches from whoever started it, publishes its sockets and state,
+//! runs the VM, and cleans up after itself.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::serial_hub::SerialHub;
+use super::{next_id, RunFiles, RunState};
+use crate::store::{atomic_write, Store};
+use crate::vmm::{ConsoleIo, Outcome, SharedWriter, VmRunner};
+
+/// The hidden verb that runs a VM process.
+pub const VMM_VERB: &str = "__vmm";
+/// The environment variable naming the descriptor on which the VM
+/// process reports "ok" or "error: …" once it is up (or failed).
+pub const READY_FD_ENV: &str = "VIREO_READY_FD";
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// The channel back to the starter; reports once.
+struct Ready(Option<File>);
+
+impl Ready {
+    fn from_env() -> Self {
+        let fd = std::env::var(READY_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok());
+        // SAFETY: the starter put the write end of a pipe at this
+        // descriptor for us alone; nothing else in this process owns it.
+        Self(fd.map(|fd| unsafe { File::from_raw_fd(fd) }))
+    }
+
+    fn report(&mut self, message: &str) {
+        if let Some(mut file) = self.0.take() {
+            let _ = writeln!(file, "{message}");
+        }
+    }
+}
+
+/// Leaves the starter's process tree: fork, and let the parent return at
+/// once (the starter reaps it), so the VM is adopted by init and outlives
+/// the command or window that started it.
+fn detach() -> std::io::Result<()> {
+    // SAFETY: called first thing in `main` for this verb, before any
+    // thread exists, so the child inherits a consistent process.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(()),
+        // SAFETY: the parent leaves at once without running destructors.
+        _ => unsafe { libc::_exit(0) },
+    }
+}
+
+/// Entry point of `vireo __vmm NAME [--paused]`.
+pub fn main(name: &str, paused: bool) -> ExitCode {
+    let ready = Arc::new(Mutex::new(Ready::from_env()));
+    if let Err(e) = detach() {
+        ready
+            .lock()
+            .unwrap()
+            .report(&format!("error: cannot detach the VM process: {e}"));
+        return ExitCode::FAILURE;
+    }
+    match run(name, paused, ready.clone()) {
+        Ok(outcome) => {
+            eprintln!("vireo: {name} ended: {outcome:?}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("vireo: {name}: {message}");
+            // Only reaches the starter if the VM never came up.
+            ready.lock().unwrap().report(&format!("error: {message}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, String> {
+    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
+    let config = definition.vm_config().map_err(|e| e.to_string())?;
+    let files = RunFiles::new(&definition.name);
+    if let Some(state) = files.running() {
+        return Err(format!(
+            "domain '{name}' is already running (pid {})",
+            state.pid
+        ));
+    }
+    std::fs::create_dir_all(files.dir())
+        .map_err(|e| format!("cannot create {}: {e}", files.dir().display()))?;
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+    let result = serve(&definition.uuid, config, paused, &files, ready);
+    files.remove_all();
+    result
+}
+
+/// Publishes the sockets, runs the VM, and says "ok" to the starter once
+/// the first machine is built (disks opened, firmware loaded).
+fn serve(
+    uuid: &str,
+    config: crate::vmm::VmConfig,
+    paused: bool,
+    files: &RunFiles,
+    ready: Arc<Mutex<Ready>>,
+) -> Result<Outcome, String> {
+    let hub = SerialHub::default();
+    let (input_tx, input_rx) = mpsc::channel();
+    hub.listen(&files.serial(), input_tx)
+        .map_err(|e| format!("cannot listen on {}: {e}", files.serial().display()))?;
+    let mut console = ConsoleIo::new(SharedWriter::new(hub));
+    console.serial_input = Some(Arc::new(Mutex::new(input_rx)));
+
+    let id = next_id(files.dir()).map_err(|e| format!("cannot allocate a domain id: {e}"))?;
+    let state = RunState {
+        pid: std::process::id(),
+        id,
+        uuid: uuid.to_string(),
+        vnc_port: None,
+    };
+    let state_path = files.state();
+    let mut runner = VmRunner::new(config, console);
+    runner.on_ready(Box::new(move || {
+        let json = serde_json::to_string(&state).unwrap_or_default();
+        let message = match atomic_write(&state_path, json.as_bytes()) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        ready.lock().unwrap().report(&message);
+    }));
+    runner.run(&INTERRUPTED, paused).map_err(|e| e.to_string())
+}

@@ -1,0 +1,277 @@
+//! virsh's domain verbs with `vireo` in its place, as USER-STORIES.md's
+//! sessions run them: define, list, start (own process), console, kill,
+//! destroy, undefine — and the errors that must change nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kvm_available;
+
+struct Session {
+    home: tempfile::TempDir,
+}
+
+impl Session {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn vireo(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .args(args)
+            .env("VIREO_HOME", self.home.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a verb that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.vireo(args);
+        assert!(
+            out.status.success(),
+            "vireo {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a verb that must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.vireo(args);
+        assert!(!out.status.success(), "vireo {args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.home.path().join(name)
+    }
+
+    /// A raw disk whose boot sector is the demo guest (it echoes serial input).
+    fn demo_disk(&self, name: &str) -> std::path::PathBuf {
+        let path = self.path(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .args(["demo", "--serial", "null"])
+            .env("VIREO_HOME", self.home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        // `vireo demo` writes the disk first, then runs; take the disk and stop it.
+        let mut child = out.unwrap();
+        let demo = self.home.path().join("data/images/demo.img");
+        let start = Instant::now();
+        while !demo.is_file() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::copy(&demo, &path).unwrap();
+        path
+    }
+
+    fn domain_xml(&self, name: &str, disk: &Path) -> String {
+        format!(
+            "<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='MiB'>32</memory>\n  <vcpu>1</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>\n  <devices>\n    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='hda' bus='ide'/></disk>\n  </devices>\n</domain>\n",
+            disk.display()
+        )
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Leave no VM process behind, whatever the test did.
+        for name in ["c1", "c2"] {
+            let _ = self.vireo(&["destroy", name]);
+        }
+    }
+}
+
+fn attach_console(session: &Session, name: &str, typed: &[u8], expect: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+        .args(["console", name])
+        .env("VIREO_HOME", session.home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let start = Instant::now();
+    while !text().contains("comes back in capitals") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no greeting: {:?}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(typed).unwrap();
+    stdin.flush().unwrap();
+    while !text().contains(expect) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no {expect:?}: {:?}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdin.write_all(&[0x1d]).unwrap(); // Ctrl+] leaves
+    stdin.flush().unwrap();
+    assert!(child.wait().unwrap().success());
+    text()
+}
+
+#[test]
+fn define_clone_by_xml_start_console_destroy_undefine() {
+    if !kvm_available() {
+        return;
+    }
+    let s = Session::new();
+    let disk1 = s.demo_disk("c1.img");
+    let disk2 = s.demo_disk("c2.img");
+    std::fs::write(s.path("c1.xml"), s.domain_xml("c1", &disk1)).unwrap();
+    assert_eq!(
+        s.ok(&["define", s.path("c1.xml").to_str().unwrap()]),
+        format!("Domain 'c1' defined from {}\n", s.path("c1.xml").display())
+    );
+
+    // Clone by copying the definition: dumpxml, change name, uuid and disk, define.
+    let dumped = s.ok(&["dumpxml", "c1"]);
+    assert!(dumped.contains("<uuid>"), "define added a UUID:\n{dumped}");
+    let uuid1 = s.ok(&["domuuid", "c1"]).trim().to_string();
+    let c2 = dumped
+        .replace("<name>c1</name>", "<name>c2</name>")
+        .replace(&uuid1, "6229e3ad-efa7-e426-49eb-9ddf9060fde5")
+        .replace(disk1.to_str().unwrap(), disk2.to_str().unwrap());
+    std::fs::write(s.path("c2.xml"), c2).unwrap();
+    s.ok(&["define", s.path("c2.xml").to_str().unwrap()]);
+
+    assert_eq!(
+        s.ok(&["list", "--all"]),
+        " Id   Name   State\n-----------------------\n -    c1     shut off\n -    c2     shut off\n"
+    );
+    assert_eq!(
+        s.ok(&["list"]),
+        " Id   Name   State\n--------------------\n",
+        "nothing runs yet"
+    );
+
+    assert_eq!(s.ok(&["start", "c1"]), "Domain 'c1' started\n");
+    let list = s.ok(&["list", "--all"]);
+    let id = list
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(id.parse::<u32>().is_ok(), "{list}");
+    assert_eq!(list, format!(" Id   Name   State\n-----------------------\n {id}    c1     running\n -    c2     shut off\n"));
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "running");
+    assert_eq!(s.ok(&["domid", "c1"]).trim(), id);
+    assert!(s.ok(&["dominfo", &id]).contains("State:          running"));
+    assert!(s.fails(&["start", "c1"]).contains("already active"));
+    assert!(s.fails(&["undefine", "c1"]).contains("destroy"));
+
+    // The VM outlives the command that started it; its console echoes.
+    let seen = attach_console(&s, "c1", b"hello\r", "HELLO\r\n");
+    assert!(
+        seen.starts_with("Connected to domain 'c1'\nEscape character is ^] (Ctrl + ])\n"),
+        "{seen}"
+    );
+
+    assert_eq!(s.ok(&["destroy", &id]), "Domain 'c1' destroyed\n");
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "shut off");
+    assert_eq!(
+        s.ok(&["undefine", "c2"]),
+        "Domain 'c2' has been undefined\n"
+    );
+    assert_eq!(s.ok(&["list", "--all", "--name"]), "c1\n");
+}
+
+#[test]
+fn a_killed_vm_process_leaves_no_stale_state() {
+    if !kvm_available() {
+        return;
+    }
+    let s = Session::new();
+    let disk = s.demo_disk("c1.img");
+    std::fs::write(s.path("c1.xml"), s.domain_xml("c1", &disk)).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    s.ok(&["start", "c1"]);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("run/c1.json")).unwrap()).unwrap();
+    let pid = state["pid"].as_u64().unwrap() as i32;
+    // SAFETY: killing the VM process this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "shut off");
+    assert!(
+        !s.path("run/c1.json").exists() && !s.path("run/c1.serial").exists(),
+        "cleaned on the next look"
+    );
+    assert!(
+        s.ok(&["dumpxml", "c1"]).contains("<name>c1</name>"),
+        "the definition is intact"
+    );
+    // And it starts again: the disk lock died with the process.
+    s.ok(&["start", "c1"]);
+}
+
+#[test]
+fn errors_are_clear_and_change_nothing() {
+    let s = Session::new();
+    let disk = s.path("missing.img");
+    std::fs::write(s.path("c1.xml"), s.domain_xml("c1", &disk)).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    let stored = std::fs::read(s.path("config/domains/c1.xml")).unwrap();
+
+    std::fs::write(s.path("bad.xml"), "<domain><name>c1</name><memory").unwrap();
+    assert!(s
+        .fails(&["define", s.path("bad.xml").to_str().unwrap()])
+        .contains("malformed"));
+    let other_uuid = s.domain_xml("c1", &disk).replace(
+        "<name>c1</name>",
+        "<name>c1</name><uuid>6229e3ad-efa7-e426-49eb-9ddf9060fde5</uuid>",
+    );
+    std::fs::write(s.path("dup.xml"), other_uuid).unwrap();
+    assert!(s
+        .fails(&["define", s.path("dup.xml").to_str().unwrap()])
+        .contains("already exists"));
+    assert_eq!(
+        std::fs::read(s.path("config/domains/c1.xml")).unwrap(),
+        stored
+    );
+
+    assert!(s.fails(&["dumpxml", "nope"]).contains("does not exist"));
+    if kvm_available() {
+        let err = s.fails(&["start", "c1"]);
+        assert!(err.contains("missing.img"), "names the missing disk: {err}");
+        assert_eq!(s.ok(&["domstate", "c1"]).trim(), "shut off");
+    }
+}
