@@ -31,6 +31,9 @@ const MAX_LBA28_SECTORS: u64 = 0x0fff_ffff;
 const MODEL: &str = "VIREO HARDDISK";
 
 // Command codes (ATA-6 Table B.2).
+/// Packet-device commands (ATAPI), aborted by disks.
+const CMD_IDENTIFY_PACKET_DEVICE: u8 = 0xa1;
+const CMD_PACKET: u8 = 0xa0;
 const CMD_RECALIBRATE_FIRST: u8 = 0x10;
 const CMD_RECALIBRATE_LAST: u8 = 0x1f;
 const CMD_READ_SECTORS: u8 = 0x20;
@@ -165,6 +168,13 @@ impl Disk {
                 if self.range(st, lba48).is_some() {
                     st.complete();
                 }
+            }
+            // Packet-device commands: firmware sends them to every drive to
+            // tell disks from CD-ROMs; a disk aborts them (ATA-6 §8.15),
+            // which is an answer, not a guest error worth a warning.
+            CMD_IDENTIFY_PACKET_DEVICE | CMD_PACKET => {
+                tracing::debug!(command, "IDE: packet command to a disk, aborted");
+                st.abort();
             }
             CMD_FLUSH_CACHE | CMD_FLUSH_CACHE_EXT => match self.backend.flush() {
                 Ok(()) => st.complete(),
