@@ -275,3 +275,30 @@ fn errors_are_clear_and_change_nothing() {
         assert_eq!(s.ok(&["domstate", "c1"]).trim(), "shut off");
     }
 }
+
+#[test]
+fn edit_saves_valid_changes_and_refuses_broken_ones() {
+    let s = Session::new();
+    let disk = s.path("c1.img");
+    std::fs::write(s.path("c1.xml"), s.domain_xml("c1", &disk)).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    let edit = |script: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .args(["edit", "c1"])
+            .env("VIREO_HOME", s.home.path())
+            .env("EDITOR", script)
+            .output()
+            .unwrap()
+    };
+    // An "editor" that changes the memory.
+    let out = edit("sed -i 's/>32</>64</'");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Domain 'c1' XML configuration edited.\n");
+    assert!(s.ok(&["dominfo", "c1"]).contains("Max memory:     65536 KiB"));
+    // One that breaks the XML: refused, the stored definition unchanged.
+    let before = s.ok(&["dumpxml", "c1"]);
+    let out = edit("sed -i 's/<memory/<memory broken/; s/<\\/name>//'");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not changed"));
+    assert_eq!(s.ok(&["dumpxml", "c1"]), before);
+}

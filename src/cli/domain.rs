@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use crate::runtime::{spawn, RunFiles, RunState};
 use crate::store::{Definition, Store};
@@ -273,4 +273,45 @@ pub fn console(which: &str) -> CliResult {
     drop(_raw);
     println!();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vireo edit NAME`: the definition in `$EDITOR` (or `$VISUAL`, else
+/// `vi`), checked before it is saved; a broken edit is refused with the
+/// reason and the edited file kept for another try.
+pub fn edit(which: &str) -> CliResult {
+    let (definition, _) = resolve(which)?;
+    let dir = tempfile::Builder::new()
+        .prefix("vireo-edit")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let path = dir.path().join(format!("{}.xml", definition.name));
+    std::fs::write(&path, &definition.xml).map_err(|e| e.to_string())?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".to_string());
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(|e| format!("cannot run the editor '{editor}': {e}"))?;
+    if !status.success() {
+        return Err(format!("the editor '{editor}' failed ({status}); nothing changed"));
+    }
+    let edited = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    if edited == definition.xml {
+        println!("Domain '{}' XML configuration not changed.", definition.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match Store::open().define(&edited) {
+        Ok(saved) => {
+            println!("Domain '{}' XML configuration edited.", saved.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let kept = dir.keep().join(format!("{}.xml", definition.name));
+            Err(format!("{e}\nThe definition was not changed; your edit is kept in {}", kept.display()))
+        }
+    }
 }

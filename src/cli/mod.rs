@@ -48,6 +48,8 @@ enum Command {
     Domuuid { domain: String },
     /// Print a summary of a domain.
     Dominfo { domain: String },
+    /// Edit a domain's definition in $EDITOR; it is checked before it is saved.
+    Edit { domain: String },
     /// Rename a shut-off domain.
     Domrename { domain: String, new_name: String },
     /// Attach to a running domain's serial console (Ctrl+] leaves).
@@ -83,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Domid { domain } => domain::domid(&domain),
         Command::Domuuid { domain } => domain::domuuid(&domain),
         Command::Dominfo { domain } => domain::dominfo(&domain),
+        Command::Edit { domain } => domain::edit(&domain),
         Command::Domrename { domain, new_name } => domain::domrename(&domain, &new_name),
         Command::Console { domain } => domain::console(&domain),
         Command::Vmm { name, paused } => return crate::runtime::process::main(&name, paused),
