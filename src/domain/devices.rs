@@ -91,8 +91,13 @@ fn set_flag(el: &mut Element, child: &str, on: bool, order: &[&str]) {
     }
 }
 
+/// A device's `<address>`, which must say its type.
 fn read_address(el: &Element) -> Result<Option<Address>, DomainError> {
-    el.child("address").map(Address::from_element).transpose()
+    let Some(a) = el.child("address") else {
+        return Ok(None);
+    };
+    required(a, "type")?;
+    Address::from_element(a).map(Some)
 }
 
 fn write_address(el: &mut Element, address: &Option<Address>, order: &[&str]) {
@@ -106,7 +111,8 @@ fn write_address(el: &mut Element, address: &Option<Address>, order: &[&str]) {
 /// `<address type='drive' controller= bus= target= unit=/>` and the like.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Address {
-    /// `pci`, `drive`, `virtio-serial`, `usb`, `ccid`, `isa`…
+    /// `pci`, `drive`, `virtio-serial`, `usb`, `ccid`, `isa`…; empty for
+    /// the untyped PCI address inside `<hostdev><source>`.
     pub kind: String,
     pub domain: Option<u32>,
     pub bus: Option<u32>,
@@ -146,7 +152,7 @@ impl Address {
 
     pub fn from_element(el: &Element) -> Result<Self, DomainError> {
         Ok(Address {
-            kind: required(el, "type")?,
+            kind: el.attr("type").unwrap_or_default().to_string(),
             domain: attr_num(el, "domain")?,
             bus: attr_num(el, "bus")?,
             slot: attr_num(el, "slot")?,
@@ -161,8 +167,10 @@ impl Address {
 
     /// Writes the attributes in libvirt's order; PCI numbers in its hex widths.
     pub fn write_into(&self, el: &mut Element) {
-        el.set_attr("type", self.kind.as_str());
-        let pci = self.kind == "pci";
+        if !self.kind.is_empty() {
+            el.set_attr("type", self.kind.as_str());
+        }
+        let pci = self.kind == "pci" || self.kind.is_empty();
         let hex = |w| if pci { Some(w) } else { None };
         set_attr_num(el, "domain", self.domain.map(u64::from), hex(4));
         set_attr_num(el, "controller", self.controller.map(u64::from), None);

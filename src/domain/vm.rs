@@ -62,9 +62,13 @@ fn lifecycle(d: &Domain, event: LifecycleEvent, default: LifecycleAction) -> Lif
     }
 }
 
-/// `hda`→(0,0), `hdb`→(0,1), `hdc`→(1,0), `hdd`→(1,1).
+/// `hda`→(0,0), `hdb`→(0,1), `hdc`→(1,0), `hdd`→(1,1); `sda`… likewise.
 fn ide_position(dev: &str) -> Option<(u8, u8)> {
-    let letter = dev.strip_prefix("hd")?.bytes().next()?;
+    let letter = dev
+        .strip_prefix("hd")
+        .or_else(|| dev.strip_prefix("sd"))?
+        .bytes()
+        .next()?;
     let index = letter.checked_sub(b'a')?;
     (index < 4 && dev.len() == 3).then_some((index / 2, index % 2))
 }
@@ -109,14 +113,19 @@ fn disk_config(disk: &Disk, next_virtio_slot: &mut u8) -> Result<DiskConfig, Str
         .unwrap_or_else(|| default_bus(&target));
     let bus = match bus_name {
         "ide" | "sata" => {
+            // An IDE drive address is (channel, unit); a SATA one is a port
+            // number, so SATA disks take IDE positions from their name.
             let from_address = disk
                 .address
                 .as_ref()
-                .filter(|a| a.kind == "drive")
+                .filter(|a| a.kind == "drive" && bus_name == "ide")
                 .and_then(|a| Some((a.bus? as u8, a.unit? as u8)));
-            let (channel, unit) = from_address
-                .or_else(|| ide_position(&target))
-                .ok_or_else(|| format!("disk {target}: IDE targets are hda to hdd"))?;
+            let (channel, unit) =
+                from_address
+                    .or_else(|| ide_position(&target))
+                    .ok_or_else(|| {
+                        format!("disk {target}: IDE targets are hda to hdd (sda to sdd for SATA)")
+                    })?;
             if channel > 1 || unit > 1 {
                 return Err(format!("disk {target}: IDE has two channels of two units"));
             }
@@ -210,9 +219,13 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
         }
     }
     for name in [
+        "genid",
+        "blkiotune",
+        "memtune",
         "memoryBacking",
-        "numatune",
         "cputune",
+        "numatune",
+        "resource",
         "iothreads",
         "sysinfo",
         "seclabel",
@@ -220,6 +233,12 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
         if root.child(name).is_some() {
             out.push(format!("<{name}> settings are not applied"));
         }
+    }
+    if root.child("vcpu").and_then(|v| v.attr("cpuset")).is_some() {
+        out.push("vCPU pinning (<vcpu cpuset=>) is not applied".into());
+    }
+    if root.elements().any(|e| e.name.ends_with(":commandline")) {
+        out.push("QEMU command-line passthrough (<qemu:commandline>) is ignored".into());
     }
     if let (Ok(Some(memory)), Ok(Some(current))) = (d.memory(), d.current_memory()) {
         if current < memory {
@@ -239,15 +258,15 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
         }
     }
     if let Ok(Some(t)) = d.cpu_topology() {
-        if t.sockets > 1 || t.threads > 1 || t.dies.unwrap_or(1) > 1 {
-            out.push(format!(
-                "the CPU topology ({} sockets, {} cores, {} threads) is not shown to the guest; it sees {} single-core CPUs",
-                t.sockets,
-                t.cores,
-                t.threads,
-                d.vcpu().map(|v| v.count).unwrap_or(1)
-            ));
-        }
+        // cpuid.rs describes all vCPUs as one package (leaf 01h), whatever
+        // the definition's topology.
+        out.push(format!(
+            "the CPU topology (sockets={}, cores={}, threads={}) is not applied; the guest sees {} logical CPUs in one package",
+            t.sockets,
+            t.cores,
+            t.threads,
+            d.vcpu().map(|v| v.count).unwrap_or(1)
+        ));
     }
     if let Some(cpu) = root.child("cpu") {
         if cpu.child("model").is_some() || cpu.attr("mode").is_some_and(|m| m != "host-passthrough")

@@ -295,6 +295,7 @@ fn describe(error: &quick_xml::Error) -> String {
 fn parse(xml: &str) -> Result<Element, DomainError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
+    reader.config_mut().check_comments = true;
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
