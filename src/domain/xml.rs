@@ -292,6 +292,10 @@ fn describe(error: &quick_xml::Error) -> String {
     }
 }
 
+/// Far deeper than any definition (libvirt's go about six levels); the
+/// writer recurses, so a hostile file must not nest without bound.
+const MAX_DEPTH: usize = 256;
+
 fn parse(xml: &str) -> Result<Element, DomainError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
@@ -309,6 +313,13 @@ fn parse(xml: &str) -> Result<Element, DomainError> {
         match event {
             Event::Start(tag) => {
                 let element = start_element(xml, start, &tag, &stack, &root)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(syntax(
+                        xml,
+                        start,
+                        format!("elements are nested more than {MAX_DEPTH} deep"),
+                    ));
+                }
                 stack.push(element);
             }
             Event::Empty(tag) => {
@@ -601,6 +612,15 @@ mod tests {
     fn mixed_content_is_not_reindented() {
         let element = Element::parse("<p>a <b>bold</b> word</p>").unwrap();
         assert_eq!(element.to_xml(), "<p>a <b>bold</b> word</p>\n");
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused() {
+        let deep = "<a>".repeat(100_000);
+        let err = Element::parse(&deep).unwrap_err().to_string();
+        assert!(err.contains("nested more than 256 deep"), "{err}");
+        let fine = format!("{}{}", "<a>".repeat(200), "</a>".repeat(200));
+        assert!(Element::parse(&fine).is_ok());
     }
 
     #[test]
