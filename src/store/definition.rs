@@ -1,73 +1,75 @@
-//! One stored definition: its identity and its XML.
+//! One stored definition: its identity and its libvirt XML.
 
-use crate::domain::DomainError;
+use crate::domain::{generate_uuid, Domain, DomainError};
 use crate::vmm::VmConfig;
 
-/// The header libvirt puts on the files it stores, so people know to edit
-/// them through the tool.
-const STORED_HEADER: &str = "<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\nOVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n  vireo edit NAME\nor other application using the vireo API.\n-->\n\n";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Definition {
     pub name: String,
+    /// Lower case, as libvirt prints it.
     pub uuid: String,
     /// The definition as `dumpxml` prints it (no header).
     pub xml: String,
+    domain: Domain,
+}
+
+impl PartialEq for Definition {
+    fn eq(&self, other: &Self) -> bool {
+        self.xml == other.xml
+    }
 }
 
 impl Definition {
-    /// A stored definition (it must have a UUID).
+    /// A stored definition. One without a UUID gets one, as in `define`.
     pub fn parse(xml: &str) -> Result<Self, DomainError> {
-        let definition = Self::parse_new(xml)?;
-        Ok(definition)
+        Self::parse_new(xml)
     }
 
-    /// A definition being defined: a missing UUID is generated.
+    /// A definition being defined: validated, and a missing UUID generated.
     pub fn parse_new(xml: &str) -> Result<Self, DomainError> {
-        let body = strip_header(xml);
-        let config = crate::domain::parse(body)?;
-        let (uuid, xml) = match crate::domain::uuid_of(body)? {
-            Some(uuid) => (uuid, body.to_string()),
+        let mut domain = Domain::parse(xml)?;
+        let uuid = match domain.uuid() {
+            Some(uuid) => uuid.to_ascii_lowercase(),
             None => {
-                let uuid = crate::domain::generate_uuid();
-                (uuid.clone(), crate::domain::with_uuid(body, &uuid)?)
+                let uuid = generate_uuid()
+                    .map_err(|e| DomainError::whole(format!("cannot generate a UUID: {e}")))?;
+                domain.set_uuid(Some(&uuid));
+                uuid
             }
         };
-        Ok(Self {
-            name: config.name,
-            uuid,
-            xml,
-        })
+        Ok(Self::from_domain(domain, uuid))
+    }
+
+    fn from_domain(domain: Domain, uuid: String) -> Self {
+        Self { name: domain.name(), uuid, xml: domain.to_xml(), domain }
+    }
+
+    /// The typed view of the definition.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
     }
 
     pub fn vm_config(&self) -> Result<VmConfig, DomainError> {
-        crate::domain::parse(&self.xml)
+        self.domain.to_vm_config()
     }
 
-    /// The file's content: the header, then the XML.
+    /// The file's content: libvirt's do-not-edit header, then the XML.
     pub fn stored_xml(&self) -> String {
-        let header = STORED_HEADER.replace("NAME", &self.name);
-        format!("{header}{}", self.xml.trim_end()) + "\n"
+        self.domain.to_stored_xml()
     }
 
     /// The same definition under another name.
     pub fn renamed(&self, name: &str) -> Result<Self, DomainError> {
-        let xml = crate::domain::with_name(&self.xml, name)?;
-        Ok(Self {
-            name: name.to_string(),
-            uuid: self.uuid.clone(),
-            xml,
-        })
+        let mut domain = self.domain.clone();
+        domain.set_name(name);
+        domain.validate()?;
+        Ok(Self::from_domain(domain, self.uuid.clone()))
     }
-}
 
-fn strip_header(xml: &str) -> &str {
-    let trimmed = xml.trim_start();
-    match trimmed
-        .strip_prefix("<!--")
-        .and_then(|rest| rest.find("-->").map(|end| &rest[end + 3..]))
-    {
-        Some(rest) if trimmed.contains("AUTO-GENERATED") => rest.trim_start(),
-        _ => trimmed,
+    /// A changed copy (`edit` applied through the typed view), validated.
+    pub fn with_domain(&self, domain: Domain) -> Result<Self, DomainError> {
+        domain.validate()?;
+        let uuid = domain.uuid().unwrap_or_else(|| self.uuid.clone()).to_ascii_lowercase();
+        Ok(Self::from_domain(domain, uuid))
     }
 }

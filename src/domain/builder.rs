@@ -1,0 +1,263 @@
+//! New definitions: random UUIDs and MAC addresses, and [`NewVm`], the
+//! builder behind the New VM wizard and `virt-install`-like commands. The
+//! XML it writes is what virt-install writes for an i440FX KVM guest, with
+//! the devices Vireo emulates.
+
+use std::io::Read;
+
+use super::devices::{CharDevice, Console, Disk, Graphics, Input, Interface, Serial, Video};
+use super::os::{BootDevice, Os};
+use super::{Clock, Domain, LifecycleEvent, Timer, Vcpu};
+
+/// Random bytes from the kernel (`/dev/urandom` never blocks once the pool
+/// is initialised, which it is long before a desktop session starts).
+fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A random (version 4, RFC 4122 variant) UUID, `8-4-4-4-12` lower-case hex.
+pub fn generate_uuid() -> std::io::Result<String> {
+    let mut b: [u8; 16] = random_bytes()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(format_uuid(&b))
+}
+
+fn format_uuid(b: &[u8; 16]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A random MAC address in QEMU/libvirt's locally administered range
+/// `52:54:00:xx:xx:xx`.
+pub fn generate_mac() -> std::io::Result<String> {
+    let b: [u8; 3] = random_bytes()?;
+    Ok(format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]))
+}
+
+/// The pieces of a new VM. Disks are attached in order: disks as `vda`,
+/// `vdb`… on virtio (or `hda`… on IDE with [`NewVm::ide_disks`]), the
+/// CD-ROM as `hdc` on IDE (where SeaBIOS and every installer find it).
+#[derive(Debug, Clone)]
+pub struct NewVm {
+    name: String,
+    memory_mib: u64,
+    vcpus: u32,
+    disks: Vec<String>,
+    ide_disks: bool,
+    cdrom: Option<String>,
+    network: Option<String>,
+    vnc: bool,
+    serial_console: bool,
+    uuid: Option<String>,
+    mac: Option<String>,
+}
+
+impl NewVm {
+    /// A VM with 1 GiB of RAM, one vCPU, VNC graphics, a standard VGA, a USB
+    /// tablet and a serial console; no disks and no network until added.
+    pub fn new(name: &str) -> Self {
+        NewVm {
+            name: name.to_string(),
+            memory_mib: 1024,
+            vcpus: 1,
+            disks: Vec::new(),
+            ide_disks: false,
+            cdrom: None,
+            network: None,
+            vnc: true,
+            serial_console: true,
+            uuid: None,
+            mac: None,
+        }
+    }
+
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    pub fn vcpus(mut self, vcpus: u32) -> Self {
+        self.vcpus = vcpus;
+        self
+    }
+
+    /// Adds a raw disk image.
+    pub fn disk(mut self, path: &str) -> Self {
+        self.disks.push(path.to_string());
+        self
+    }
+
+    /// Puts the disks on IDE (for guests without virtio drivers, such as Windows XP).
+    pub fn ide_disks(mut self, ide: bool) -> Self {
+        self.ide_disks = ide;
+        self
+    }
+
+    /// An installation ISO in the CD-ROM drive; the VM boots from it first.
+    pub fn cdrom(mut self, iso: &str) -> Self {
+        self.cdrom = Some(iso.to_string());
+        self
+    }
+
+    /// A NIC on libvirt network `network` (`default` is NAT).
+    pub fn network(mut self, network: &str) -> Self {
+        self.network = Some(network.to_string());
+        self
+    }
+
+    pub fn vnc(mut self, on: bool) -> Self {
+        self.vnc = on;
+        self
+    }
+
+    pub fn serial_console(mut self, on: bool) -> Self {
+        self.serial_console = on;
+        self
+    }
+
+    /// A fixed UUID instead of a random one (tests, re-definitions).
+    pub fn uuid(mut self, uuid: &str) -> Self {
+        self.uuid = Some(uuid.to_string());
+        self
+    }
+
+    /// A fixed MAC instead of a random one.
+    pub fn mac(mut self, mac: &str) -> Self {
+        self.mac = Some(mac.to_string());
+        self
+    }
+
+    /// The definition. Fails only when no random numbers can be read.
+    pub fn build(self) -> std::io::Result<Domain> {
+        let mut d = Domain::new(&self.name);
+        let uuid = match self.uuid {
+            Some(u) => u,
+            None => generate_uuid()?,
+        };
+        d.set_uuid(Some(&uuid));
+        d.set_memory(self.memory_mib << 20);
+        d.set_current_memory(Some(self.memory_mib << 20));
+        d.set_vcpu(&Vcpu {
+            count: self.vcpus.max(1),
+            placement: Some("static".into()),
+            current: None,
+        });
+        let mut boot = Vec::new();
+        if self.cdrom.is_some() {
+            boot.push(BootDevice::Cdrom);
+        }
+        boot.push(BootDevice::Hd);
+        d.set_os(&Os {
+            os_type: Some("hvm".into()),
+            arch: Some("x86_64".into()),
+            machine: Some("pc".into()),
+            boot,
+            ..Os::default()
+        });
+        for feature in ["acpi", "apic"] {
+            d.set_feature(feature, true);
+        }
+        d.set_clock(&Clock {
+            offset: Some("utc".into()),
+            timers: vec![
+                Timer {
+                    name: "rtc".into(),
+                    tickpolicy: Some("catchup".into()),
+                    present: None,
+                },
+                Timer {
+                    name: "pit".into(),
+                    tickpolicy: Some("delay".into()),
+                    present: None,
+                },
+                Timer {
+                    name: "hpet".into(),
+                    tickpolicy: None,
+                    present: Some(false),
+                },
+            ],
+        });
+        d.set_lifecycle(LifecycleEvent::Poweroff, Some("destroy"));
+        d.set_lifecycle(LifecycleEvent::Reboot, Some("restart"));
+        d.set_lifecycle(LifecycleEvent::Crash, Some("destroy"));
+
+        for (i, path) in self.disks.iter().enumerate() {
+            let (target, bus) = if self.ide_disks {
+                // hdc is the CD-ROM's; the disks take hda, hdb, hdd.
+                let letter = [b'a', b'b', b'd'].get(i).copied().unwrap_or(b'z');
+                (format!("hd{}", letter as char), "ide")
+            } else {
+                (format!("vd{}", (b'a' + (i as u8 % 26)) as char), "virtio")
+            };
+            d.add_device(&Disk::file("disk", path, &target, bus));
+        }
+        if let Some(iso) = &self.cdrom {
+            d.add_device(&Disk::file("cdrom", iso, "hdc", "ide"));
+        }
+        if let Some(network) = &self.network {
+            let mac = match &self.mac {
+                Some(m) => m.clone(),
+                None => generate_mac()?,
+            };
+            d.add_device(&Interface::network(network, &mac));
+        }
+        if self.serial_console {
+            d.add_device(&Serial(CharDevice::pty(0)));
+            d.add_device(&Console(CharDevice {
+                target_type: Some("serial".into()),
+                ..CharDevice::pty(0)
+            }));
+        }
+        d.add_device(&Input {
+            kind: "tablet".into(),
+            bus: Some("usb".into()),
+        });
+        if self.vnc {
+            d.add_device(&Graphics::vnc());
+        }
+        d.add_device(&Video::vga());
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4() {
+        let a = generate_uuid().unwrap();
+        let b = generate_uuid().unwrap();
+        assert_ne!(a, b);
+        assert!(super::super::validate::is_uuid(&a), "{a}");
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!("89ab".contains(&a[19..20]), "{a}");
+    }
+
+    #[test]
+    fn macs_are_in_qemus_range() {
+        let mac = generate_mac().unwrap();
+        assert!(mac.starts_with("52:54:00:"), "{mac}");
+        assert_eq!(super::super::validate::is_unicast_mac(&mac), Some(true));
+    }
+
+    #[test]
+    fn format_uuid_groups() {
+        let b = [
+            0x51, 0x19, 0xe3, 0xad, 0xef, 0xa7, 0xe4, 0x26, 0x49, 0xeb, 0x9d, 0xdf, 0x90, 0x60,
+            0xfd, 0xe4,
+        ];
+        assert_eq!(format_uuid(&b), "5119e3ad-efa7-e426-49eb-9ddf9060fde4");
+    }
+}
