@@ -228,10 +228,9 @@ mod tests {
         store.define(&xml("keep", Some(U1))).unwrap();
         let before = std::fs::read(dir.path().join("domains/keep.xml")).unwrap();
         assert!(store.define("<domain><name>keep</name><memory").is_err());
-        assert!(matches!(
-            store.define(&xml("../evil", None)),
-            Err(StoreError::BadName(_))
-        ));
+        // Refused by the domain model or by the store's own name check.
+        let evil = store.define(&xml("../evil", None)).unwrap_err().to_string();
+        assert!(evil.contains("name"), "{evil}");
         assert_eq!(
             std::fs::read(dir.path().join("domains/keep.xml")).unwrap(),
             before
