@@ -292,9 +292,18 @@ fn edit_saves_valid_changes_and_refuses_broken_ones() {
     };
     // An "editor" that changes the memory.
     let out = edit("sed -i 's/>32</>64</'");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Domain 'c1' XML configuration edited.\n");
-    assert!(s.ok(&["dominfo", "c1"]).contains("Max memory:     65536 KiB"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Domain 'c1' XML configuration edited.\n"
+    );
+    assert!(s
+        .ok(&["dominfo", "c1"])
+        .contains("Max memory:     65536 KiB"));
     // One that breaks the XML: refused, the stored definition unchanged.
     let before = s.ok(&["dumpxml", "c1"]);
     let out = edit("sed -i 's/<memory/<memory broken/; s/<\\/name>//'");

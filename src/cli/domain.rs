@@ -297,11 +297,16 @@ pub fn edit(which: &str) -> CliResult {
         .status()
         .map_err(|e| format!("cannot run the editor '{editor}': {e}"))?;
     if !status.success() {
-        return Err(format!("the editor '{editor}' failed ({status}); nothing changed"));
+        return Err(format!(
+            "the editor '{editor}' failed ({status}); nothing changed"
+        ));
     }
     let edited = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
     if edited == definition.xml {
-        println!("Domain '{}' XML configuration not changed.", definition.name);
+        println!(
+            "Domain '{}' XML configuration not changed.",
+            definition.name
+        );
         return Ok(ExitCode::SUCCESS);
     }
     match Store::open().define(&edited) {
@@ -311,7 +316,10 @@ pub fn edit(which: &str) -> CliResult {
         }
         Err(e) => {
             let kept = dir.keep().join(format!("{}.xml", definition.name));
-            Err(format!("{e}\nThe definition was not changed; your edit is kept in {}", kept.display()))
+            Err(format!(
+                "{e}\nThe definition was not changed; your edit is kept in {}",
+                kept.display()
+            ))
         }
     }
 }

@@ -41,7 +41,12 @@ impl Definition {
     }
 
     fn from_domain(domain: Domain, uuid: String) -> Self {
-        Self { name: domain.name(), uuid, xml: domain.to_xml(), domain }
+        Self {
+            name: domain.name(),
+            uuid,
+            xml: domain.to_xml(),
+            domain,
+        }
     }
 
     /// The typed view of the definition.
@@ -69,7 +74,10 @@ impl Definition {
     /// A changed copy (`edit` applied through the typed view), validated.
     pub fn with_domain(&self, domain: Domain) -> Result<Self, DomainError> {
         domain.validate()?;
-        let uuid = domain.uuid().unwrap_or_else(|| self.uuid.clone()).to_ascii_lowercase();
+        let uuid = domain
+            .uuid()
+            .unwrap_or_else(|| self.uuid.clone())
+            .to_ascii_lowercase();
         Ok(Self::from_domain(domain, uuid))
     }
 }
