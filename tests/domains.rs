@@ -311,3 +311,75 @@ fn edit_saves_valid_changes_and_refuses_broken_ones() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not changed"));
     assert_eq!(s.ok(&["dumpxml", "c1"]), before);
 }
+
+#[test]
+fn attach_list_and_detach_disks_as_in_the_user_stories() {
+    let s = Session::new();
+    let root = s.path("cirros2.img");
+    std::fs::write(&root, vec![0u8; 1 << 20]).unwrap();
+    let xml = s.domain_xml("c2", &root).replace(
+        "<target dev='hda' bus='ide'/>",
+        "<target dev='vda' bus='virtio'/>",
+    );
+    std::fs::write(s.path("c2.xml"), xml).unwrap();
+    s.ok(&["define", s.path("c2.xml").to_str().unwrap()]);
+    let new_disk = s.path("newdisk.img");
+    std::fs::write(&new_disk, vec![0u8; 2 << 20]).unwrap();
+
+    assert_eq!(
+        s.ok(&["attach-disk", "c2", new_disk.to_str().unwrap(), "vdb"]),
+        "Disk attached successfully\n\n"
+    );
+    let list = s.ok(&["domblklist", "c2"]);
+    let width = new_disk
+        .to_str()
+        .unwrap()
+        .len()
+        .max(root.to_str().unwrap().len());
+    assert_eq!(
+        list,
+        format!(
+            " Target   Source\n{}\n vda      {}\n vdb      {}\n\n",
+            "-".repeat(9 + width + 3),
+            root.display(),
+            new_disk.display()
+        )
+    );
+    assert!(s
+        .ok(&["domblklist", "c2", "--details"])
+        .contains(" file   disk     vdb      "));
+    assert_eq!(
+        s.ok(&["domblkinfo", "c2", "vdb"]),
+        format!(
+            "Capacity:       {}\nAllocation:     {}\nPhysical:       {}\n\n",
+            2 << 20,
+            std::fs::metadata(&new_disk)
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.blocks() * 512
+                })
+                .unwrap(),
+            2 << 20
+        )
+    );
+    assert!(s
+        .fails(&["attach-disk", "c2", new_disk.to_str().unwrap(), "vdb"])
+        .contains("already exists"));
+    assert_eq!(
+        s.ok(&["detach-disk", "c2", "vdb"]),
+        "Disk detached successfully\n\n"
+    );
+    assert!(!s.ok(&["domblklist", "c2"]).contains("vdb"));
+    // The stored definition still passes libvirt's schema.
+    common::require_program("virt-xml-validate");
+    let out = Command::new("virt-xml-validate")
+        .arg(s.path("config/domains/c2.xml"))
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

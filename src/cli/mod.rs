@@ -1,6 +1,7 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
 mod demo;
+mod disks;
 mod domain;
 mod host;
 mod run;
@@ -52,6 +53,16 @@ enum Command {
     Edit { domain: String },
     /// Rename a shut-off domain.
     Domrename { domain: String, new_name: String },
+    /// Add a disk or CD-ROM to a domain's definition.
+    AttachDisk(disks::AttachDiskArgs),
+    /// Remove a disk from a domain's definition.
+    DetachDisk(disks::DetachDiskArgs),
+    /// Insert or eject a CD-ROM's medium.
+    ChangeMedia(disks::ChangeMediaArgs),
+    /// List a domain's disks.
+    Domblklist(disks::BlkListArgs),
+    /// Sizes of one of a domain's disks.
+    Domblkinfo { domain: String, target: String },
     /// Attach to a running domain's serial console (Ctrl+] leaves).
     Console { domain: String },
     /// The VM process itself (started by `start`; not for people).
@@ -88,6 +99,11 @@ pub fn main() -> ExitCode {
         Command::Edit { domain } => domain::edit(&domain),
         Command::Domrename { domain, new_name } => domain::domrename(&domain, &new_name),
         Command::Console { domain } => domain::console(&domain),
+        Command::AttachDisk(args) => disks::attach_disk(args),
+        Command::DetachDisk(args) => disks::detach_disk(args),
+        Command::ChangeMedia(args) => disks::change_media(args),
+        Command::Domblklist(args) => disks::domblklist(args),
+        Command::Domblkinfo { domain, target } => disks::domblkinfo(&domain, &target),
         Command::Vmm { name, paused } => return crate::runtime::process::main(&name, paused),
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),

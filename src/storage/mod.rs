@@ -76,6 +76,11 @@ pub enum OpenError {
     UnsupportedFormat { path: String, format: String },
 }
 
+/// The size the guest sees of the image at `path` (for raw files, the file size).
+pub fn virtual_size(path: &Path) -> std::io::Result<u64> {
+    Ok(std::fs::metadata(path)?.len())
+}
+
 /// Opens the image at `path` in `format`, locked against other writers.
 pub fn open_image(
     path: &Path,

@@ -1,0 +1,246 @@
+//! virsh's disk verbs: attach-disk, detach-disk, change-media,
+//! domblklist, domblkinfo. They change the stored definition; a running
+//! VM sees the change at its next start (hot-plug is not there yet, and
+//! `--live` says so).
+
+use std::os::unix::fs::MetadataExt;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::domain::Disk;
+use crate::runtime::RunFiles;
+use crate::store::Store;
+
+type CliResult = Result<ExitCode, String>;
+
+#[derive(Args)]
+pub struct Scope {
+    /// Change the stored definition (takes effect at the next start).
+    #[arg(long)]
+    config: bool,
+    /// Change the running VM now.
+    #[arg(long)]
+    live: bool,
+    /// Same as --config for a running VM's persistent definition.
+    #[arg(long)]
+    persistent: bool,
+    /// Both --live and --config when running, else --config.
+    #[arg(long)]
+    current: bool,
+}
+
+/// Refuses `--live` (and the implicit live change on a running VM) with a
+/// sentence that says what to do instead.
+fn config_only(name: &str, scope: &Scope) -> Result<(), String> {
+    let running = RunFiles::new(name).running().is_some();
+    let wants_live = scope.live || (running && !scope.config && !scope.persistent);
+    if wants_live {
+        return Err(format!(
+            "changing disks of a running VM needs hot-plug, which Vireo does not have yet; use --config to change '{name}' from its next start"
+        ));
+    }
+    Ok(())
+}
+
+fn load(which: &str) -> Result<(Store, crate::store::Definition), String> {
+    let store = Store::open();
+    let definition = store.find(which).map_err(|e| e.to_string())?;
+    Ok((store, definition))
+}
+
+fn save(store: &Store, domain: &crate::domain::Domain) -> Result<(), String> {
+    store
+        .define(&domain.to_xml())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Args)]
+pub struct AttachDiskArgs {
+    domain: String,
+    source: String,
+    target: String,
+    /// ide or virtio (default: from the target name, vdX is virtio).
+    #[arg(long)]
+    targetbus: Option<String>,
+    /// disk or cdrom.
+    #[arg(long = "type", default_value = "disk")]
+    kind: String,
+    /// readonly or shareable.
+    #[arg(long)]
+    mode: Option<String>,
+    /// The image format (raw or qcow2); `--driver qemu` is accepted and implied.
+    #[arg(long)]
+    subdriver: Option<String>,
+    #[arg(long)]
+    driver: Option<String>,
+    #[command(flatten)]
+    scope: Scope,
+}
+
+pub fn attach_disk(args: AttachDiskArgs) -> CliResult {
+    let (store, definition) = load(&args.domain)?;
+    config_only(&definition.name, &args.scope)?;
+    let mut domain = definition.domain().clone();
+    if domain
+        .disk(&args.target)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!(
+            "target {} already exists in '{}'",
+            args.target, definition.name
+        ));
+    }
+    let source = std::fs::canonicalize(&args.source)
+        .map_err(|e| format!("cannot use {} as a disk: {e}", args.source))?;
+    let bus = args.targetbus.clone().unwrap_or_else(|| {
+        if args.target.starts_with("vd") {
+            "virtio".into()
+        } else {
+            "ide".into()
+        }
+    });
+    let mut disk = Disk::file(&args.kind, &source.to_string_lossy(), &args.target, &bus);
+    if let Some(format) = &args.subdriver {
+        disk.driver_type = Some(format.clone());
+    }
+    match args.mode.as_deref() {
+        Some("readonly") => disk.readonly = true,
+        Some("shareable") => disk.shareable = true,
+        Some(other) => return Err(format!("--mode {other} is not readonly or shareable")),
+        None => {}
+    }
+    domain.add_device(&disk);
+    save(&store, &domain)?;
+    println!("Disk attached successfully\n");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DetachDiskArgs {
+    domain: String,
+    target: String,
+    #[command(flatten)]
+    scope: Scope,
+}
+
+pub fn detach_disk(args: DetachDiskArgs) -> CliResult {
+    let (store, definition) = load(&args.domain)?;
+    config_only(&definition.name, &args.scope)?;
+    let mut domain = definition.domain().clone();
+    if !domain
+        .remove_disk(&args.target)
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "no disk found whose source path or target is {}",
+            args.target
+        ));
+    }
+    save(&store, &domain)?;
+    println!("Disk detached successfully\n");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ChangeMediaArgs {
+    domain: String,
+    target: String,
+    /// Insert this image.
+    #[arg(long, conflicts_with = "eject")]
+    insert: Option<String>,
+    /// Take the medium out.
+    #[arg(long)]
+    eject: bool,
+    #[command(flatten)]
+    scope: Scope,
+}
+
+pub fn change_media(args: ChangeMediaArgs) -> CliResult {
+    let (store, definition) = load(&args.domain)?;
+    config_only(&definition.name, &args.scope)?;
+    let mut domain = definition.domain().clone();
+    let (index, mut disk) = domain
+        .disk(&args.target)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no disk {} in '{}'", args.target, definition.name))?;
+    if disk.device != "cdrom" && disk.device != "floppy" {
+        return Err(format!(
+            "{} is a {}, not removable media",
+            args.target, disk.device
+        ));
+    }
+    let message = match (&args.insert, args.eject) {
+        (Some(path), false) => {
+            let source =
+                std::fs::canonicalize(path).map_err(|e| format!("cannot insert {path}: {e}"))?;
+            disk.source = Some(source.to_string_lossy().into_owned());
+            "Successfully inserted media."
+        }
+        (None, true) => {
+            disk.source = None;
+            "Successfully ejected media."
+        }
+        _ => return Err("say --insert FILE or --eject".into()),
+    };
+    domain.update_device(index, &disk);
+    save(&store, &domain)?;
+    println!("{message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct BlkListArgs {
+    domain: String,
+    /// Also show the type and device of each disk.
+    #[arg(long)]
+    details: bool,
+}
+
+pub fn domblklist(args: BlkListArgs) -> CliResult {
+    let (_, definition) = load(&args.domain)?;
+    let disks = definition.domain().disks().map_err(|e| e.to_string())?;
+    let source = |d: &Disk| d.source.clone().unwrap_or_else(|| "-".into());
+    let table = if args.details {
+        let rows: Vec<Vec<String>> = disks
+            .iter()
+            .map(|d| {
+                vec![
+                    d.disk_type.clone(),
+                    d.device.clone(),
+                    d.target_dev.clone(),
+                    source(d),
+                ]
+            })
+            .collect();
+        super::table::render(&["Type", "Device", "Target", "Source"], &rows)
+    } else {
+        let rows: Vec<Vec<String>> = disks
+            .iter()
+            .map(|d| vec![d.target_dev.clone(), source(d)])
+            .collect();
+        super::table::render(&["Target", "Source"], &rows)
+    };
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn domblkinfo(which: &str, target: &str) -> CliResult {
+    let (_, definition) = load(which)?;
+    let (_, disk) = definition
+        .domain()
+        .disk(target)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no disk {target} in '{}'", definition.name))?;
+    let path = disk
+        .source
+        .ok_or_else(|| format!("{target} has no medium"))?;
+    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let capacity = crate::storage::virtual_size(std::path::Path::new(&path)).unwrap_or(meta.len());
+    println!("Capacity:       {capacity}");
+    println!("Allocation:     {}", meta.blocks() * 512);
+    println!("Physical:       {}\n", meta.len());
+    Ok(ExitCode::SUCCESS)
+}
