@@ -383,3 +383,43 @@ fn attach_list_and_detach_disks_as_in_the_user_stories() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn clone_gives_a_new_identity_and_its_own_disks() {
+    let s = Session::new();
+    let disk = if kvm_available() {
+        s.demo_disk("c1.img")
+    } else {
+        s.path("c1.img")
+    };
+    if !disk.exists() {
+        std::fs::write(&disk, vec![1u8; 4096]).unwrap();
+    }
+    let xml = s.domain_xml("c1", &disk).replace(
+        "</devices>",
+        "<interface type='network'><mac address='52:54:00:73:65:64'/><source network='default'/></interface></devices>",
+    );
+    std::fs::write(s.path("c1.xml"), xml).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    assert_eq!(
+        s.ok(&["clone", "c1", "c2"]),
+        "Clone 'c2' created successfully.\n"
+    );
+    let (a, b) = (s.ok(&["dumpxml", "c1"]), s.ok(&["dumpxml", "c2"]));
+    assert_ne!(s.ok(&["domuuid", "c1"]), s.ok(&["domuuid", "c2"]));
+    assert!(
+        a.contains("52:54:00:73:65:64") && !b.contains("52:54:00:73:65:64"),
+        "{b}"
+    );
+    assert!(b.contains("<mac address='52:54:00:"), "{b}");
+    let copy = s.path("c2.img");
+    assert!(b.contains(copy.to_str().unwrap()), "{b}");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&disk).unwrap());
+    assert!(s.fails(&["clone", "c1", "c2"]).contains("already exists"));
+    if kvm_available() {
+        // Both run at once: each has its own disk, so neither lock conflicts.
+        s.ok(&["start", "c1"]);
+        s.ok(&["start", "c2"]);
+        assert_eq!(s.ok(&["list", "--name"]), "c1\nc2\n");
+    }
+}

@@ -1,5 +1,6 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
+mod clone;
 mod demo;
 mod disks;
 mod domain;
@@ -51,6 +52,8 @@ enum Command {
     Dominfo { domain: String },
     /// Edit a domain's definition in $EDITOR; it is checked before it is saved.
     Edit { domain: String },
+    /// Make a new VM from a shut-off one: new name, UUID, MACs, copied disks.
+    Clone(clone::CloneArgs),
     /// Rename a shut-off domain.
     Domrename { domain: String, new_name: String },
     /// Add a disk or CD-ROM to a domain's definition.
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Domuuid { domain } => domain::domuuid(&domain),
         Command::Dominfo { domain } => domain::dominfo(&domain),
         Command::Edit { domain } => domain::edit(&domain),
+        Command::Clone(args) => clone::clone(args),
         Command::Domrename { domain, new_name } => domain::domrename(&domain, &new_name),
         Command::Console { domain } => domain::console(&domain),
         Command::AttachDisk(args) => disks::attach_disk(args),
