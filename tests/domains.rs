@@ -423,3 +423,24 @@ fn clone_gives_a_new_identity_and_its_own_disks() {
         assert_eq!(s.ok(&["list", "--name"]), "c1\nc2\n");
     }
 }
+
+#[test]
+fn undefine_with_remove_all_storage_deletes_writable_disks_only() {
+    let s = Session::new();
+    let disk = s.path("c1.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let iso = s.path("install.iso");
+    std::fs::write(&iso, vec![0u8; 4096]).unwrap();
+    let xml = s.domain_xml("c1", &disk).replace(
+        "</devices>",
+        &format!("<disk type='file' device='cdrom'><source file='{}'/><target dev='hdc' bus='ide'/><readonly/></disk></devices>", iso.display()),
+    );
+    std::fs::write(s.path("c1.xml"), xml).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    let out = s.ok(&["undefine", "c1", "--remove-all-storage"]);
+    assert!(out.starts_with("Domain 'c1' has been undefined\n"), "{out}");
+    assert!(
+        !disk.exists() && iso.exists(),
+        "the ISO is not the VM's to delete"
+    );
+}

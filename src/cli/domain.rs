@@ -47,18 +47,40 @@ pub fn define(file: PathBuf) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn undefine(which: &str) -> CliResult {
-    let (definition, state) = resolve(which)?;
+#[derive(clap::Args)]
+pub struct UndefineArgs {
+    domain: String,
+    /// Also delete the domain's writable disk images (CD-ROM and
+    /// read-only media are left alone).
+    #[arg(long)]
+    remove_all_storage: bool,
+}
+
+pub fn undefine(args: UndefineArgs) -> CliResult {
+    let (definition, state) = resolve(&args.domain)?;
     if state.is_some() {
         return Err(format!(
             "domain '{}' is running; stop it first with `vireo destroy {}`",
             definition.name, definition.name
         ));
     }
+    let disks = definition.domain().disks().map_err(|e| e.to_string())?;
     Store::open()
         .undefine(&definition.name)
         .map_err(|e| e.to_string())?;
     println!("Domain '{}' has been undefined", definition.name);
+    if args.remove_all_storage {
+        for disk in disks
+            .iter()
+            .filter(|d| d.device == "disk" && !d.readonly && !d.shareable)
+        {
+            let Some(path) = &disk.source else { continue };
+            match std::fs::remove_file(path) {
+                Ok(()) => println!("Volume '{}'({}) removed.", disk.target_dev, path),
+                Err(e) => eprintln!("vireo: cannot remove {path}: {e}"),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,7 @@ enum Command {
     /// Define (or redefine) a domain from an XML file.
     Define { file: std::path::PathBuf },
     /// Remove a domain's definition.
-    Undefine { domain: String },
+    Undefine(domain::UndefineArgs),
     /// List domains.
     List(domain::ListArgs),
     /// Start a defined domain in its own process.
@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Define { file } => domain::define(file),
-        Command::Undefine { domain } => domain::undefine(&domain),
+        Command::Undefine(args) => domain::undefine(args),
         Command::List(args) => domain::list(args),
         Command::Start(args) => domain::start(args),
         Command::Destroy { domain } => domain::destroy(&domain),

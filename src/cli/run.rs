@@ -31,7 +31,11 @@ extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let config = crate::domain::load(&args.domain).map_err(|e| e.to_string())?;
+    let domain = crate::domain::Domain::load(&args.domain).map_err(|e| e.to_string())?;
+    for note in domain.unsupported() {
+        eprintln!("vireo: note: {note}");
+    }
+    let config = domain.to_vm_config().map_err(|e| e.to_string())?;
     run_config(config, &args.serial, args.debugcon.as_deref())
 }
 

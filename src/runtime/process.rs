@@ -87,6 +87,9 @@ pub fn main(name: &str, paused: bool) -> ExitCode {
 fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, String> {
     let definition = Store::open().find(name).map_err(|e| e.to_string())?;
     let config = definition.vm_config().map_err(|e| e.to_string())?;
+    for note in definition.domain().unsupported() {
+        eprintln!("vireo: note: {note}");
+    }
     let files = RunFiles::new(&definition.name);
     if let Some(state) = files.running() {
         return Err(format!(
