@@ -23,3 +23,4 @@ pub mod logging;
 pub mod paths;
 pub mod storage;
 pub mod vmm;
+pub mod vnc;
