@@ -532,6 +532,7 @@ mod tests {
     use super::*;
     use crate::display::Rect;
     use crate::vnc::pixel::formats::*;
+    use crate::vnc::pixel::Converter;
     use crate::vnc::protocol::{encoding, ClientMessage, Screen};
     use crate::vnc::test_client::{Outcome, TestClient};
     use std::io::Read;
@@ -1131,5 +1132,174 @@ mod tests {
         assert!(parse_vnc_display("host:x").is_err());
         assert!(parse_vnc_display("nohost.example:1").is_err());
         assert!(parse_vnc_display(":70000").is_err());
+    }
+
+    /// A real viewer's program, or `None` (and a note) when it is not
+    /// installed: scripts/setup.sh installs gvncviewer and vncdotool.
+    fn tool(name: &str) -> Option<std::path::PathBuf> {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        });
+        if found.is_none() {
+            eprintln!("{name} is not installed: skipping the real-client check");
+        }
+        found
+    }
+
+    /// Runs a viewer's command, killing it if it hangs.
+    fn run_tool(command: &mut std::process::Command) -> std::process::Output {
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            // SAFETY: plain kill(2) of the child we started; harmless if gone.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        });
+        let output = child.wait_with_output().unwrap();
+        drop(watchdog);
+        output
+    }
+
+    fn assert_png_shows(path: &Path, display: &Display) {
+        let png = image::open(path).unwrap().to_rgb8();
+        display.with_surface(|s| {
+            assert_eq!((png.width(), png.height()), (s.width, s.height));
+            for (x, y, p) in png.enumerate_pixels() {
+                let rgb = (u32::from(p[0]) << 16) | (u32::from(p[1]) << 8) | u32::from(p[2]);
+                assert_eq!(rgb, s.pixel(x, y) & 0xffffff, "pixel ({x}, {y})");
+            }
+        });
+    }
+
+    /// A display with a picture behind an autoport listener (the tools
+    /// take a display number, 5900 + N).
+    fn real_client_server() -> (Arc<Display>, VncServer, Arc<FakeInput>, u16) {
+        // Not a multiple of 16 or 64: the viewers decode partial tiles too.
+        let display = Display::new(331, 203);
+        paint(&display, Rect::new(0, 0, 331, 203), picture);
+        let (server, input) = start(
+            &display,
+            VncConfig {
+                tcp: Some((IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
+                ..VncConfig::new("real-client")
+            },
+        );
+        let port = server.tcp_port().unwrap();
+        (display, server, input, port)
+    }
+
+    #[test]
+    fn gvnccapture_captures_the_surface() {
+        let Some(gvnccapture) = tool("gvnccapture") else {
+            return;
+        };
+        let (display, _server, _, port) = real_client_server();
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("capture.png");
+        let output = run_tool(
+            std::process::Command::new(gvnccapture)
+                .arg(format!("127.0.0.1:{}", port - AUTOPORT_BASE))
+                .arg(&png),
+        );
+        assert!(output.status.success(), "{output:?}");
+        assert_png_shows(&png, &display);
+    }
+
+    #[test]
+    fn vncdotool_captures_the_surface_and_types() {
+        let Some(vncdo) = tool("vncdo") else {
+            return;
+        };
+        let (display, _server, input, port) = real_client_server();
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("capture.png");
+        let output = run_tool(
+            std::process::Command::new(vncdo)
+                .args(["-s", &format!("127.0.0.1::{port}"), "-t", "30"])
+                .args(["key", "a", "move", "12", "34", "click", "1", "capture"])
+                .arg(&png),
+        );
+        assert!(output.status.success(), "{output:?}");
+        assert_png_shows(&png, &display);
+        let events = input.take();
+        assert!(events.contains(&Event::Key(0x1e, true)), "{events:?}");
+        assert!(events.contains(&Event::Key(0x1e, false)), "{events:?}");
+        assert!(events.contains(&Event::Pointer(12, 34, 1)), "{events:?}");
+    }
+
+    /// vncdotool's own decoders, driven from Python: its Hextile and ZRLE
+    /// in 32-bit and 16-bit (565) formats, as a second opinion on ours.
+    const VNCDOTOOL_CAPTURE: &str = r#"
+import sys
+from vncdotool import api, client
+server, out, encoding, fmt = sys.argv[1:5]
+client.VNCDoToolClient.encoding = int(encoding)
+if fmt == "565":
+    def set_image_mode(self):
+        self.setPixelFormat(client.BGR16)
+        self._image_mode = "BGR;16"
+    client.VNCDoToolClient.setImageMode = set_image_mode
+c = api.connect(server, timeout=30)
+c.captureScreen(out)
+c.disconnect()
+api.shutdown()
+"#;
+
+    #[test]
+    fn vncdotool_decodes_hextile_and_zrle_in_32_and_16_bits() {
+        let Some(python) = tool("python3") else {
+            return;
+        };
+        let probe = run_tool(std::process::Command::new(&python).args(["-c", "import vncdotool"]));
+        if !probe.status.success() {
+            eprintln!("the vncdotool module is not installed: skipping");
+            return;
+        }
+        let (display, _server, _, port) = real_client_server();
+        let dir = tempfile::tempdir().unwrap();
+        for enc in [encoding::RAW, encoding::HEXTILE, encoding::ZRLE] {
+            for format in ["32", "565"] {
+                if enc == encoding::ZRLE && format == "565" {
+                    // vncdotool's ZRLE knows only 3-byte CPIXELs.
+                    continue;
+                }
+                let png = dir.path().join(format!("{enc}-{format}.png"));
+                let output = run_tool(
+                    std::process::Command::new(&python)
+                        .args(["-c", VNCDOTOOL_CAPTURE])
+                        .arg(format!("127.0.0.1::{port}"))
+                        .arg(&png)
+                        .arg(enc.to_string())
+                        .arg(format),
+                );
+                assert!(output.status.success(), "{enc} {format}: {output:?}");
+                if format == "32" {
+                    assert_png_shows(&png, &display);
+                    continue;
+                }
+                // 565: compare the channels the client received.
+                let conv = Converter::new(rgb565());
+                let captured = image::open(&png).unwrap().to_rgb8();
+                display.with_surface(|s| {
+                    for (x, y, p) in captured.enumerate_pixels() {
+                        let v = conv.convert(s.pixel(x, y));
+                        let sent = ((v >> 11) & 31, (v >> 5) & 63, v & 31);
+                        let got = (
+                            u32::from(p[0]) >> 3,
+                            u32::from(p[1]) >> 2,
+                            u32::from(p[2]) >> 3,
+                        );
+                        assert_eq!(got, sent, "{enc} 565 pixel ({x}, {y})");
+                    }
+                });
+            }
+        }
     }
 }
