@@ -1302,4 +1302,170 @@ api.shutdown()
             }
         }
     }
+
+    /// A minimal RFB client around noVNC's own decoders and receive queue
+    /// (Debian's `novnc` package): it asks for one full update in noVNC's
+    /// pixel format and writes the framebuffer as a PPM.
+    const NOVNC_CAPTURE: &str = r#"
+import "./window.js"; // noVNC's logging looks at window.console
+import net from "node:net";
+import fs from "node:fs";
+import Websock from "./core/websock.js";
+import RawDecoder from "./core/decoders/raw.js";
+import HextileDecoder from "./core/decoders/hextile.js";
+import TightDecoder from "./core/decoders/tight.js";
+
+const [port, encoding, out, ...regions] = process.argv.slice(2);
+// After the full update, one update per region "x,y,w,h": small areas
+// make the server pick Tight's fill and palette modes.
+const requests = regions.map((r) => r.split(",").map(Number));
+const decoders = { 0: new RawDecoder(), 5: new HextileDecoder(), 7: new TightDecoder() };
+const ws = new Websock();
+ws.init();
+let width = 0, height = 0, fb = null, state = "version", rects = 0, rect = null;
+const display = {
+    fillRect(x, y, w, h, color) {
+        for (let yy = y; yy < y + h; yy++)
+            for (let xx = x; xx < x + w; xx++)
+                for (let c = 0; c < 3; c++) fb[(yy * width + xx) * 3 + c] = color[c];
+    },
+    blitImage(x, y, w, h, arr, offset) {
+        for (let i = 0; i < w * h; i++) {
+            const xx = x + (i % w), yy = y + Math.floor(i / w);
+            for (let c = 0; c < 3; c++) fb[(yy * width + xx) * 3 + c] = arr[offset + i * 4 + c];
+        }
+    },
+    imageRect() { throw new Error("no JPEG or PNG expected"); },
+};
+const socket = net.connect(Number(port), "127.0.0.1");
+const send = (bytes) => socket.write(Buffer.from(bytes));
+const be16 = (v) => [v >> 8, v & 255];
+function handle() {
+    for (;;) {
+        if (state === "version") {
+            if (ws.rQwait("version", 12)) return;
+            ws.rQskipBytes(12);
+            send(Buffer.from("RFB 003.008\n"));
+            state = "types";
+        } else if (state === "types") {
+            if (ws.rQwait("types", 1)) return;
+            const n = ws.rQpeek8();
+            if (ws.rQwait("types", 1 + n)) return;
+            ws.rQskipBytes(1 + n);
+            send([1]);
+            state = "result";
+        } else if (state === "result") {
+            if (ws.rQwait("result", 4)) return;
+            if (ws.rQshift32() !== 0) throw new Error("refused");
+            send([1]);
+            state = "init";
+        } else if (state === "init") {
+            if (ws.rQwait("init", 24)) return;
+            width = ws.rQshift16();
+            height = ws.rQshift16();
+            ws.rQskipBytes(16);
+            const len = ws.rQshift32();
+            if (ws.rQwait("name", len, 24)) return;
+            ws.rQskipBytes(len);
+            fb = new Uint8Array(width * height * 3);
+            // noVNC's format: 32 bpp, depth 24, little-endian, R at 0, G at 8, B at 16.
+            send([0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
+            const e = Number(encoding);
+            send([2, 0, 0, 1, (e >>> 24) & 255, (e >>> 16) & 255, (e >>> 8) & 255, e & 255]);
+            send([3, 0, 0, 0, 0, 0, ...be16(width), ...be16(height)]);
+            state = "update";
+        } else if (state === "update") {
+            if (ws.rQwait("update", 4)) return;
+            if (ws.rQshift8() !== 0) throw new Error("not an update");
+            ws.rQskipBytes(1);
+            rects = ws.rQshift16();
+            state = "rects";
+        } else {
+            if (rects === 0) {
+                const next = requests.shift();
+                if (next) {
+                    send([3, 0, ...next.flatMap(be16)]);
+                    state = "update";
+                    continue;
+                }
+                fs.writeFileSync(out, Buffer.concat([Buffer.from(`P6\n${width} ${height}\n255\n`), Buffer.from(fb)]));
+                socket.destroy();
+                return;
+            }
+            if (rect === null) {
+                if (ws.rQwait("rect", 12)) return;
+                rect = { x: ws.rQshift16(), y: ws.rQshift16(), w: ws.rQshift16(), h: ws.rQshift16(), e: ws.rQshift32() };
+            }
+            const decoder = decoders[rect.e];
+            if (!decoder) throw new Error(`encoding ${rect.e}`);
+            if (!decoder.decodeRect(rect.x, rect.y, rect.w, rect.h, ws, display, 24)) return;
+            rect = null;
+            rects--;
+        }
+    }
+}
+ws.on("message", handle);
+socket.on("data", (chunk) => {
+    ws._recvMessage({ data: chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.length) });
+});
+setTimeout(() => { console.error("timed out"); process.exit(2); }, 30000).unref();
+"#;
+
+    #[test]
+    fn novnc_decodes_tight_hextile_and_raw() {
+        let novnc = std::env::var_os("VIREO_NOVNC_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/usr/share/novnc".into());
+        if !novnc.join("core/decoders/tight.js").is_file() {
+            eprintln!("noVNC is not installed: skipping the real-client check");
+            return;
+        }
+        let Some(node) = tool("node") else {
+            return;
+        };
+        // noVNC's files are ES modules; node needs a package.json saying so.
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["core", "vendor"] {
+            let copied = run_tool(
+                std::process::Command::new("cp")
+                    .arg("-r")
+                    .arg(novnc.join(sub))
+                    .arg(dir.path()),
+            );
+            assert!(copied.status.success(), "{copied:?}");
+        }
+        std::fs::write(dir.path().join("package.json"), r#"{"type": "module"}"#).unwrap();
+        std::fs::write(dir.path().join("window.js"), "globalThis.window = globalThis;\nglobalThis.WebSocket = {};\nglobalThis.DataChannel = {};\n").unwrap();
+        let script = dir.path().join("capture.js");
+        std::fs::write(&script, NOVNC_CAPTURE).unwrap();
+        let (display, _server, _, port) = real_client_server();
+        for enc in [encoding::TIGHT, encoding::HEXTILE, encoding::RAW] {
+            let ppm = dir.path().join(format!("{enc}.ppm"));
+            let output = run_tool(
+                std::process::Command::new(&node)
+                    .arg(&script)
+                    .arg(port.to_string())
+                    .arg(enc.to_string())
+                    .arg(&ppm)
+                    // Inside the picture's flat, two-colour and five-colour columns.
+                    .args(["0,0,32,203", "48,0,32,203", "128,0,32,203"]),
+            );
+            assert!(output.status.success(), "{enc}: {output:?}");
+            let bytes = std::fs::read(&ppm).unwrap();
+            let header = format!(
+                "P6\n{} {}\n255\n",
+                display.with_surface(|s| s.width),
+                display.with_surface(|s| s.height)
+            );
+            assert!(bytes.starts_with(header.as_bytes()), "{enc}");
+            let rgb = &bytes[header.len()..];
+            display.with_surface(|s| {
+                for (i, (&want, got)) in s.pixels.iter().zip(rgb.chunks_exact(3)).enumerate() {
+                    let got =
+                        (u32::from(got[0]) << 16) | (u32::from(got[1]) << 8) | u32::from(got[2]);
+                    assert_eq!(got, want & 0xffffff, "encoding {enc}, pixel {i}");
+                }
+            });
+        }
+    }
 }
