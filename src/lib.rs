@@ -26,3 +26,4 @@ pub mod runtime;
 pub mod storage;
 pub mod store;
 pub mod vmm;
+pub mod vnc;

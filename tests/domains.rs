@@ -454,15 +454,29 @@ fn libvirts_own_xp_definition_loads_and_starts_with_a_list_of_what_is_not_emulat
     let disk = s.demo_disk("xp.img");
     let iso = s.path("xp.iso");
     std::fs::write(&iso, vec![0u8; 1 << 20]).unwrap();
-    let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/xp-for-test.domain.xml"))
-        .unwrap()
-        .replace("/var/lib/libvirt/images/XP_FOR_TEST.img", disk.to_str().unwrap())
-        .replace("/root/Desktop/xp.iso", iso.to_str().unwrap())
-        .replace("<vcpu placement='static'>2</vcpu>", "<vcpu placement='static'>1</vcpu>");
+    let xml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/xp-for-test.domain.xml"
+    ))
+    .unwrap()
+    .replace(
+        "/var/lib/libvirt/images/XP_FOR_TEST.img",
+        disk.to_str().unwrap(),
+    )
+    .replace("/root/Desktop/xp.iso", iso.to_str().unwrap())
+    .replace(
+        "<vcpu placement='static'>2</vcpu>",
+        "<vcpu placement='static'>1</vcpu>",
+    );
     std::fs::write(s.path("xp.xml"), xml).unwrap();
     s.ok(&["define", s.path("xp.xml").to_str().unwrap()]);
     let dumped = s.ok(&["dumpxml", "XP_FOR_TEST"]);
-    for kept in ["<hostdev mode='subsystem' type='usb' managed='yes'>", "<sound model='ich6'>", "<channel type='spicevmc'>", "passwd='123456'"] {
+    for kept in [
+        "<hostdev mode='subsystem' type='usb' managed='yes'>",
+        "<sound model='ich6'>",
+        "<channel type='spicevmc'>",
+        "passwd='123456'",
+    ] {
         assert!(dumped.contains(kept), "{kept} survives define:\n{dumped}");
     }
     s.ok(&["start", "XP_FOR_TEST"]);
@@ -470,7 +484,10 @@ fn libvirts_own_xp_definition_loads_and_starts_with_a_list_of_what_is_not_emulat
     assert!(console.contains("comes back in capitals"));
     let log = std::fs::read_to_string(s.path("state/log/XP_FOR_TEST.log")).unwrap();
     for note in ["SPICE", "QXL", "0951:1665", "ich6"] {
-        assert!(log.contains(note), "the log says what is not emulated ({note}):\n{log}");
+        assert!(
+            log.contains(note),
+            "the log says what is not emulated ({note}):\n{log}"
+        );
     }
     s.ok(&["destroy", "XP_FOR_TEST"]);
 }

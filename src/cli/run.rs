@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
+use crate::display::input::InputSink;
 use crate::vmm::{self, ConsoleIo, Outcome, SharedWriter, VmConfig};
+use crate::vnc::{parse_vnc_display, VncConfig, VncServer};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -21,6 +23,16 @@ pub struct RunArgs {
     /// Write what the guest sends to the debug port 0x402 (SeaBIOS's log) to this file.
     #[arg(long)]
     debugcon: Option<PathBuf>,
+    /// Serve the screen over VNC on ADDR:DISPLAY, as QEMU's -vnc does:
+    /// `127.0.0.1:0` is port 5900, `:1` is 127.0.0.1:5901.
+    #[arg(long, value_name = "ADDR:DISPLAY")]
+    vnc: Option<String>,
+    /// Serve the screen over VNC on this unix socket.
+    #[arg(long, value_name = "PATH")]
+    vnc_unix: Option<PathBuf>,
+    /// Require this VNC password (VNC authentication; 8 characters count).
+    #[arg(long, value_name = "PASS")]
+    vnc_password: Option<String>,
 }
 
 /// Set by SIGINT/SIGTERM; the VM loop polls it.
@@ -36,7 +48,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         eprintln!("vireo: note: {note}");
     }
     let config = domain.to_vm_config().map_err(|e| e.to_string())?;
-    run_config(config, &args.serial, args.debugcon.as_deref())
+    let vnc = vnc_config(&args, &config.name)?;
+    run_with_vnc(config, &args.serial, args.debugcon.as_deref(), vnc)
+}
+
+/// The VNC server the options ask for, if any.
+fn vnc_config(args: &RunArgs, name: &str) -> Result<Option<VncConfig>, String> {
+    if args.vnc.is_none() && args.vnc_unix.is_none() {
+        if args.vnc_password.is_some() {
+            return Err("--vnc-password needs --vnc or --vnc-unix".into());
+        }
+        return Ok(None);
+    }
+    let mut vnc = VncConfig::new(name);
+    if let Some(spec) = &args.vnc {
+        let (addr, port) = parse_vnc_display(spec).map_err(|e| format!("--vnc: {e}"))?;
+        vnc.tcp = Some((addr, Some(port)));
+    }
+    vnc.unix = args.vnc_unix.clone();
+    vnc.password = args.vnc_password.clone();
+    Ok(Some(vnc))
 }
 
 /// Runs `config` in the foreground with COM1 per `serial` (stdio,
@@ -45,6 +76,17 @@ pub fn run_config(
     config: VmConfig,
     serial: &str,
     debugcon: Option<&Path>,
+) -> Result<ExitCode, String> {
+    run_with_vnc(config, serial, debugcon, None)
+}
+
+/// [`run_config`], with the screen and input served over VNC per `vnc`
+/// for as long as the VM runs.
+pub fn run_with_vnc(
+    config: VmConfig,
+    serial: &str,
+    debugcon: Option<&Path>,
+    vnc: Option<VncConfig>,
 ) -> Result<ExitCode, String> {
     let mut console = ConsoleIo::new(SharedWriter::sink());
     let mut _raw_terminal = None;
@@ -73,6 +115,10 @@ pub fn run_config(
             File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         console.debugcon = SharedWriter::new(file);
     }
+    let _vnc_server = match vnc {
+        Some(vnc) => Some(start_vnc(&console, vnc)?),
+        None => None,
+    };
     for signal in [libc::SIGINT, libc::SIGTERM] {
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
@@ -86,6 +132,29 @@ pub fn run_config(
             "the VM stopped because KVM could not run it: {failure}"
         )),
     }
+}
+
+/// Starts the VNC server on the console's display and input and says
+/// where it listens (on stderr, as QEMU does not but a user wants).
+fn start_vnc(console: &ConsoleIo, vnc: VncConfig) -> Result<VncServer, String> {
+    let unix = vnc.unix.clone();
+    let input: Arc<dyn InputSink> = console.input.clone();
+    let server = VncServer::start(console.display.clone(), input, vnc).map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message
+    })?;
+    if let Some(addr) = server.tcp_addr() {
+        eprintln!("VNC server on {addr}");
+    }
+    if let Some(path) = unix {
+        eprintln!("VNC server on unix:{}", path.display());
+    }
+    Ok(server)
 }
 
 /// Reads stdin on a thread and hands chunks to the serial port.
