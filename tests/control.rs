@@ -628,3 +628,48 @@ asyncio.run(main(sys.argv[1]))
     assert_eq!(out["commands"], vireo::control::COMMANDS.len());
     assert_eq!(rig.vm.calls(), ["pause", "send_key [1d, 38, 3c] 50"]);
 }
+
+#[test]
+fn a_half_closed_connection_still_gets_its_answers() {
+    // `echo '...' | socat - UNIX-CONNECT:vm.ctl` sends, then shuts its
+    // writing side down and waits for what comes back.
+    let rig = Rig::new();
+    let mut stream = UnixStream::connect(rig.path()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-name\"}\n")
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    let lines: Vec<Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{all}");
+    assert_eq!(lines[1], json!({"return": {}}));
+    assert_eq!(lines[2], json!({"return": {"name": "fake"}}));
+}
+
+#[test]
+fn connections_past_the_limit_are_closed_at_once() {
+    let rig = Rig::new();
+    let served: Vec<Raw> = (0..32).map(|_| rig.raw()).collect();
+    let mut refused = UnixStream::connect(rig.path()).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    refused.read_to_end(&mut got).unwrap();
+    assert!(got.is_empty());
+    drop(served);
+    // Room again once they leave.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rig.server().client_count() > 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rig.client();
+}
