@@ -26,7 +26,9 @@ pub enum SizeError {
 
 /// Bytes in `text`, a number with an optional unit suffix; no suffix means bytes.
 pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    // strtoull's syntax, as virsh uses it: blanks and a '+' may lead.
     let trimmed = text.trim_start();
+    let trimmed = trimmed.strip_prefix('+').unwrap_or(trimmed);
     let digits = trimmed.len()
         - trimmed
             .trim_start_matches(|c: char| c.is_ascii_digit())
@@ -135,6 +137,7 @@ mod tests {
         assert_eq!(parse_size("1P"), Ok(1 << 50));
         assert_eq!(parse_size("1EiB"), Ok(1 << 60));
         assert_eq!(parse_size(" 3M"), Ok(3 << 20));
+        assert_eq!(parse_size("+1M"), Ok(1 << 20));
         assert_eq!(scale_unit(5, "GiB"), Ok(5 << 30));
         assert_eq!(scale_unit(7, ""), Ok(7));
     }

@@ -12,7 +12,7 @@
 //! `qemu-img convert`; a byte copy of a qcow2 file is an equally valid image).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -326,6 +326,9 @@ pub fn create_qcow2(
                 entry.copy_from_slice(&(offset | QCOW_OFLAG_COPIED).to_be_bytes());
             }
             file.write_all_at(&l2, (layout.first_l2() + table) * cluster)?;
+            if prealloc == Preallocation::Metadata {
+                progress((table + 1) * cluster, layout.l2_clusters * cluster);
+            }
         }
         file.set_len(total * cluster)?;
         let data_offset = layout.first_data() * cluster;
@@ -669,24 +672,6 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
         return Ok(());
     }
     file.write_all_at(&vec![0u8; len as usize], offset)
-}
-
-/// Copies all of `reader` to `writer` (stdin/stdout streams for upload and
-/// download to `-`).
-pub fn copy_stream(
-    reader: &mut dyn Read,
-    writer: &mut dyn Write,
-    limit: Option<u64>,
-) -> io::Result<u64> {
-    match limit {
-        Some(limit) => io::copy(&mut reader.take(limit), writer),
-        None => io::copy(reader, writer),
-    }
-}
-
-/// Moves `file`'s cursor to `offset` (for streams that are files).
-pub fn seek_to(file: &mut File, offset: u64) -> io::Result<()> {
-    file.seek(SeekFrom::Start(offset)).map(|_| ())
 }
 
 #[cfg(test)]
