@@ -708,7 +708,7 @@ fn vol_create_as(
         let _ = write!(
             out,
             "<volume>\n  <name>{}</name>\n  <capacity>{capacity}</capacity>\n",
-            args.name
+            crate::storage::pools::xml::escape(&args.name)
         );
         if let Some(allocation) = allocation {
             let _ = writeln!(out, "  <allocation>{allocation}</allocation>");
@@ -722,7 +722,7 @@ fn vol_create_as(
             let _ = write!(
                 out,
                 "  <backingStore>\n    <path>{}</path>\n",
-                path.display()
+                crate::storage::pools::xml::escape(&path.to_string_lossy())
             );
             if let Some(format) = format {
                 let _ = writeln!(out, "    <format type='{}'/>", format.name());
