@@ -5,6 +5,7 @@ mod demo;
 mod disks;
 mod domain;
 mod host;
+mod pool;
 mod run;
 mod table;
 mod terminal;
@@ -81,6 +82,8 @@ enum Command {
     Domcapabilities,
     /// Check whether this host can run VMs, and say why not.
     HostValidate,
+    #[command(flatten)]
+    Pool(pool::PoolCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),
+        Command::Pool(command) => pool::run(command),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 //! writer is refused instead of corrupting the disk.
 
 mod lock;
+pub mod pools;
 mod raw;
 
 pub use lock::{lock_image, ImageLockError};
