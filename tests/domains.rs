@@ -491,3 +491,70 @@ fn libvirts_own_xp_definition_loads_and_starts_with_a_list_of_what_is_not_emulat
     }
     s.ok(&["destroy", "XP_FOR_TEST"]);
 }
+
+#[test]
+fn suspend_resume_reset_screenshot_and_vnc_through_the_control_socket() {
+    if !kvm_available() {
+        return;
+    }
+    let s = Session::new();
+    let disk = s.demo_disk("c1.img");
+    let xml = s.domain_xml("c1", &disk).replace(
+        "</devices>",
+        "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/></devices>",
+    );
+    std::fs::write(s.path("c1.xml"), xml).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    s.ok(&["start", "c1"]);
+    assert_eq!(s.ok(&["suspend", "c1"]), "Domain 'c1' suspended\n\n");
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "paused");
+    assert!(s.ok(&["list"]).contains(" c1     paused"));
+    assert_eq!(s.ok(&["resume", "c1"]), "Domain 'c1' resumed\n\n");
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "running");
+    let refused = s.fails(&["shutdown", "c1"]);
+    assert!(
+        refused.contains("ACPI") && refused.contains("destroy"),
+        "{refused}"
+    );
+    assert_eq!(s.ok(&["reset", "c1"]), "Domain 'c1' was reset\n\n");
+    // The guest boots again after the reset: its greeting comes again.
+    attach_console(&s, "c1", b"x\r", "X\r\n");
+
+    let shot = s.path("shot.png");
+    let out = s.ok(&["screenshot", "c1", shot.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "Screenshot saved to {}, with type of image/png\n\n",
+            shot.display()
+        )
+    );
+    let bytes = std::fs::read(&shot).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+
+    let display = s.ok(&["vncdisplay", "c1"]);
+    let port: u16 = 5900
+        + display
+            .trim()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap();
+    assert!(display.starts_with("127.0.0.1:"), "{display}");
+    let mut vnc = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut banner = [0u8; 12];
+    vnc.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"RFB 003.008\n");
+    assert!(s
+        .fails(&["send-key", "c1", "KEY_NOPE"])
+        .contains("invalid keycode"));
+    s.ok(&[
+        "send-key",
+        "c1",
+        "KEY_LEFTCTRL",
+        "KEY_LEFTALT",
+        "KEY_DELETE",
+    ]);
+    s.ok(&["destroy", "c1"]);
+}

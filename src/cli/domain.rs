@@ -28,10 +28,12 @@ fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
     Ok((definition, state))
 }
 
-fn state_name(state: &Option<RunState>) -> &'static str {
+/// virsh's state words: "running", "paused" (asked of the VM itself),
+/// "shut off".
+fn state_name(definition: &Definition, state: &Option<RunState>) -> String {
     match state {
-        Some(_) => "running",
-        None => "shut off",
+        Some(_) => super::control::live_state(&definition.name).unwrap_or_else(|| "running".into()),
+        None => "shut off".into(),
     }
 }
 
@@ -132,7 +134,7 @@ pub fn list(args: ListArgs) -> CliResult {
         .iter()
         .map(|(d, s)| {
             let id = s.as_ref().map_or("-".to_string(), |s| s.id.to_string());
-            vec![id, d.name.clone(), state_name(s).to_string()]
+            vec![id, d.name.clone(), state_name(d, s)]
         })
         .collect();
     print!("{}", super::table::render(&["Id", "Name", "State"], &rows));
@@ -179,8 +181,8 @@ pub fn dumpxml(which: &str) -> CliResult {
 }
 
 pub fn domstate(which: &str) -> CliResult {
-    let (_, state) = resolve(which)?;
-    println!("{}\n", state_name(&state));
+    let (definition, state) = resolve(which)?;
+    println!("{}\n", state_name(&definition, &state));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -218,7 +220,7 @@ pub fn dominfo(which: &str) -> CliResult {
     field("Name", definition.name.clone());
     field("UUID", definition.uuid.clone());
     field("OS Type", "hvm".into());
-    field("State", state_name(&state).into());
+    field("State", state_name(&definition, &state));
     field("CPU(s)", config.vcpus.to_string());
     if let Some(seconds) = state.as_ref().and_then(|s| cpu_time(s.pid)) {
         field("CPU time", format!("{seconds:.1}s"));

@@ -1,6 +1,7 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
 mod clone;
+mod control;
 mod demo;
 mod disks;
 mod domain;
@@ -57,6 +58,25 @@ enum Command {
     Clone(clone::CloneArgs),
     /// Rename a shut-off domain.
     Domrename { domain: String, new_name: String },
+    /// Pause a running domain's vCPUs.
+    Suspend { domain: String },
+    /// Let a paused domain go on.
+    Resume { domain: String },
+    /// Ask the guest to shut down (ACPI power button).
+    Shutdown { domain: String },
+    /// Reboot the guest.
+    Reboot { domain: String },
+    /// Press the reset button.
+    Reset { domain: String },
+    /// Send keys to the guest, pressed together (e.g. KEY_LEFTCTRL KEY_LEFTALT KEY_DELETE).
+    SendKey(control::SendKeyArgs),
+    /// Save the guest's screen as PNG (or PPM).
+    Screenshot {
+        domain: String,
+        file: Option<std::path::PathBuf>,
+    },
+    /// The VNC display of a running domain.
+    Vncdisplay { domain: String },
     /// Add a disk or CD-ROM to a domain's definition.
     AttachDisk(disks::AttachDiskArgs),
     /// Remove a disk from a domain's definition.
@@ -106,6 +126,14 @@ pub fn main() -> ExitCode {
         Command::Clone(args) => clone::clone(args),
         Command::Domrename { domain, new_name } => domain::domrename(&domain, &new_name),
         Command::Console { domain } => domain::console(&domain),
+        Command::Suspend { domain } => control::suspend(&domain),
+        Command::Resume { domain } => control::resume(&domain),
+        Command::Shutdown { domain } => control::shutdown(&domain),
+        Command::Reboot { domain } => control::reboot(&domain),
+        Command::Reset { domain } => control::reset(&domain),
+        Command::SendKey(args) => control::send_key(args),
+        Command::Screenshot { domain, file } => control::screenshot(&domain, file),
+        Command::Vncdisplay { domain } => control::vncdisplay(&domain),
         Command::AttachDisk(args) => disks::attach_disk(args),
         Command::DetachDisk(args) => disks::detach_disk(args),
         Command::ChangeMedia(args) => disks::change_media(args),

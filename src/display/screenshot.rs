@@ -32,6 +32,16 @@ pub fn write_png(surface: &Surface, path: &Path) -> Result<(), ScreenshotError> 
         })
 }
 
+/// Writes `surface` to `path` as binary PPM (P6), QEMU's `screendump` default.
+pub fn write_ppm(surface: &Surface, path: &Path) -> std::io::Result<()> {
+    let mut bytes = format!("P6\n{} {}\n255\n", surface.width, surface.height).into_bytes();
+    bytes.reserve(surface.pixels.len() * 3);
+    for p in &surface.pixels {
+        bytes.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, *p as u8]);
+    }
+    std::fs::write(path, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +56,17 @@ mod tests {
         assert_eq!(back.dimensions(), (3, 2));
         assert_eq!(back.get_pixel(2, 1).0, [0x12, 0x34, 0x56]);
         assert_eq!(back.get_pixel(0, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn ppm_holds_the_pixels() {
+        let mut surface = Surface::new(2, 1);
+        surface.row_mut(0)[1] = 0x00ab_cdef;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        write_ppm(&surface, file.path()).unwrap();
+        assert_eq!(
+            std::fs::read(file.path()).unwrap(),
+            b"P6\n2 1\n255\n\0\0\0\xab\xcd\xef"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! A VM process that died (killed, crashed) leaves these behind; whoever
 //! looks next finds the pid gone and removes them.
 
+pub mod controller;
 pub mod process;
 pub mod serial_hub;
 pub mod spawn;

@@ -9,10 +9,18 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::controller::{qmp_event, Controller};
 use super::serial_hub::SerialHub;
 use super::{next_id, RunFiles, RunState};
+use crate::control::{ControlServer, VncInfo};
+use crate::display::input::InputSink;
+use crate::domain::Domain;
 use crate::store::{atomic_write, Store};
 use crate::vmm::{ConsoleIo, Outcome, SharedWriter, VmRunner};
+use crate::vnc::{VncConfig, VncServer};
 
 /// The hidden verb that runs a VM process.
 pub const VMM_VERB: &str = "__vmm";
@@ -103,15 +111,48 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    let result = serve(&definition.uuid, config, paused, &files, ready);
+    let result = serve(&definition, config, paused, &files, ready);
     files.remove_all();
     result
+}
+
+/// The VNC listeners a definition asks for: always the VM's unix socket
+/// (the window's way in), and TCP per `<graphics type='vnc'>` (SPICE is
+/// served as VNC): `listen` (default 127.0.0.1), `port` or autoport.
+pub fn vnc_config(domain: &Domain, name: &str, unix: PathBuf) -> Result<VncConfig, String> {
+    let mut config = VncConfig::new(name);
+    config.unix = Some(unix);
+    let graphics = domain.graphics().map_err(|e| e.to_string())?;
+    if let Some(g) = graphics
+        .iter()
+        .find(|g| g.kind == "vnc" || g.kind == "spice")
+    {
+        let listen = g
+            .listen
+            .clone()
+            .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        let address: IpAddr = listen
+            .parse()
+            .map_err(|_| format!("<graphics listen='{listen}'> is not an IP address"))?;
+        let port = match (g.autoport, g.port) {
+            (Some(true), _) | (_, None) => None,
+            (_, Some(port)) if port < 0 => None,
+            (_, Some(port)) => Some(
+                u16::try_from(port)
+                    .map_err(|_| format!("<graphics port='{port}'> is not a port"))?,
+            ),
+        };
+        config.tcp = Some((address, port));
+        config.password = g.passwd.clone().filter(|p| !p.is_empty());
+    }
+    Ok(config)
 }
 
 /// Publishes the sockets, runs the VM, and says "ok" to the starter once
 /// the first machine is built (disks opened, firmware loaded).
 fn serve(
-    uuid: &str,
+    definition: &crate::store::Definition,
     config: crate::vmm::VmConfig,
     paused: bool,
     files: &RunFiles,
@@ -124,15 +165,70 @@ fn serve(
     let mut console = ConsoleIo::new(SharedWriter::new(hub));
     console.serial_input = Some(Arc::new(Mutex::new(input_rx)));
 
+    let vnc_config = vnc_config(definition.domain(), &definition.name, files.vnc())?;
+    let input: Arc<dyn InputSink> = console.input.clone();
+    let vnc =
+        VncServer::start(console.display.clone(), input, vnc_config).map_err(|e| e.to_string())?;
+    let vnc_info = match vnc.tcp_addr() {
+        Some(addr) => VncInfo {
+            enabled: true,
+            host: Some(addr.ip().to_string()),
+            family: Some(if addr.is_ipv4() { "ipv4" } else { "ipv6" }.to_string()),
+            service: Some(addr.port().to_string()),
+            auth: Some(
+                if definition
+                    .domain()
+                    .graphics()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| g.passwd.is_some())
+                {
+                    "vnc"
+                } else {
+                    "none"
+                }
+                .to_string(),
+            ),
+            ..Default::default()
+        },
+        None => VncInfo {
+            enabled: true,
+            host: Some(files.vnc().display().to_string()),
+            family: Some("unix".into()),
+            ..Default::default()
+        },
+    };
+
+    let mut runner = VmRunner::new(config, console.clone());
+    let controller = Arc::new(Controller {
+        name: definition.name.clone(),
+        handle: runner.handle(),
+        display: console.display.clone(),
+        input: console.input.clone(),
+        vnc: Mutex::new(vnc_info),
+    });
+    let control = ControlServer::bind(&files.control(), controller)
+        .map_err(|e| format!("cannot listen on {}: {e}", files.control().display()))?;
+    let events = control.emitter();
+    runner.on_event(move |event| events.emit(&qmp_event(event)));
+
     let id = next_id(files.dir()).map_err(|e| format!("cannot allocate a domain id: {e}"))?;
     let state = RunState {
         pid: std::process::id(),
         id,
-        uuid: uuid.to_string(),
-        vnc_port: None,
+        uuid: definition.uuid.clone(),
+        vnc_port: vnc.tcp_port(),
     };
+    if let Some(port) = state.vnc_port {
+        eprintln!(
+            "vireo: VNC server on {}",
+            vnc.tcp_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| port.to_string())
+        );
+    }
     let state_path = files.state();
-    let mut runner = VmRunner::new(config, console);
     runner.on_ready(Box::new(move || {
         let json = serde_json::to_string(&state).unwrap_or_default();
         let message = match atomic_write(&state_path, json.as_bytes()) {
@@ -141,5 +237,8 @@ fn serve(
         };
         ready.lock().unwrap().report(&message);
     }));
-    runner.run(&INTERRUPTED, paused).map_err(|e| e.to_string())
+    let outcome = runner.run(&INTERRUPTED, paused).map_err(|e| e.to_string());
+    drop(control);
+    drop(vnc);
+    outcome
 }
