@@ -134,7 +134,7 @@ pub fn screenshot(which: &str, file: Option<PathBuf>) -> CliResult {
     let definition = Store::open().find(which).map_err(|e| e.to_string())?;
     let file = file.unwrap_or_else(|| PathBuf::from(format!("{}-screenshot.png", definition.name)));
     let file = std::path::absolute(&file).map_err(|e| e.to_string())?;
-    let png = file.extension().is_none_or(|e| e != "ppm");
+    let png = file.extension().map_or(true, |e| e != "ppm");
     let format = if png { "png" } else { "ppm" };
     execute(
         which,

@@ -208,7 +208,7 @@ fn serve(
         input: console.input.clone(),
         vnc: Mutex::new(vnc_info),
     });
-    let control = ControlServer::bind(&files.control(), controller)
+    let control = ControlServer::bind(files.control(), controller)
         .map_err(|e| format!("cannot listen on {}: {e}", files.control().display()))?;
     let events = control.emitter();
     runner.on_event(move |event| events.emit(&qmp_event(event)));
