@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// Write what the guest sends to the debug port 0x402 (SeaBIOS's log) to this file.
     #[arg(long)]
     debugcon: Option<PathBuf>,
+    /// When the VM stops, write its screen as it was then to this PNG file.
+    #[arg(long, value_name = "FILE")]
+    screenshot_on_exit: Option<PathBuf>,
 }
 
 /// Set by SIGINT/SIGTERM; the VM loop polls it.
@@ -32,15 +35,22 @@ extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let config = crate::domain::load(&args.domain).map_err(|e| e.to_string())?;
-    run_config(config, &args.serial, args.debugcon.as_deref())
+    run_config(
+        config,
+        &args.serial,
+        args.debugcon.as_deref(),
+        args.screenshot_on_exit.as_deref(),
+    )
 }
 
 /// Runs `config` in the foreground with COM1 per `serial` (stdio,
-/// file:PATH, null) and the debug port to `debugcon`.
+/// file:PATH, null) and the debug port to `debugcon`; when it stops, its
+/// screen goes to `screenshot_on_exit` as PNG.
 pub fn run_config(
     config: VmConfig,
     serial: &str,
     debugcon: Option<&Path>,
+    screenshot_on_exit: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let mut console = ConsoleIo::new(SharedWriter::sink());
     let mut _raw_terminal = None;
@@ -73,7 +83,13 @@ pub fn run_config(
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    match vmm::run(&config, &console, &INTERRUPTED).map_err(|e| e.to_string())? {
+    let outcome = vmm::run(&config, &console, &INTERRUPTED).map_err(|e| e.to_string())?;
+    if let Some(path) = screenshot_on_exit {
+        // The machine drew its last frame as it stopped.
+        crate::display::screenshot::write_png(&console.display.snapshot(), path)
+            .map_err(|e| e.to_string())?;
+    }
+    match outcome {
         Outcome::PoweredOff | Outcome::Interrupted => Ok(ExitCode::SUCCESS),
         Outcome::Crashed { vcpu, rip } => Err(format!(
             "the guest crashed: vCPU {vcpu} triple-faulted at RIP {rip:#x} (on_crash is destroy)"
