@@ -53,5 +53,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let disk = write_demo_disk(&crate::paths::images_dir())
         .map_err(|e| format!("cannot write the demo disk: {e}"))?;
     eprintln!("Starting the demo VM (SeaBIOS boots its disk; Ctrl+C stops it)…");
-    super::run::run_config(demo_config(disk), &args.serial, None)
+    super::run::run_with(
+        demo_config(disk),
+        super::run::RunOptions {
+            serial: &args.serial,
+            debugcon: None,
+            vnc: None,
+            screenshot_on_exit: None,
+        },
+    )
 }

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Require this VNC password (VNC authentication; 8 characters count).
     #[arg(long, value_name = "PASS")]
     vnc_password: Option<String>,
+    /// When the VM stops, write its screen as it was then to this PNG file.
+    #[arg(long, value_name = "FILE")]
+    screenshot_on_exit: Option<PathBuf>,
 }
 
 /// Set by SIGINT/SIGTERM; the VM loop polls it.
@@ -49,7 +52,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     }
     let config = domain.to_vm_config().map_err(|e| e.to_string())?;
     let vnc = vnc_config(&args, &config.name)?;
-    run_with_vnc(config, &args.serial, args.debugcon.as_deref(), vnc)
+    run_with(
+        config,
+        RunOptions {
+            serial: &args.serial,
+            debugcon: args.debugcon.as_deref(),
+            vnc,
+            screenshot_on_exit: args.screenshot_on_exit.as_deref(),
+        },
+    )
 }
 
 /// The VNC server the options ask for, if any.
@@ -70,24 +81,26 @@ fn vnc_config(args: &RunArgs, name: &str) -> Result<Option<VncConfig>, String> {
     Ok(Some(vnc))
 }
 
-/// Runs `config` in the foreground with COM1 per `serial` (stdio,
-/// file:PATH, null) and the debug port to `debugcon`.
-pub fn run_config(
-    config: VmConfig,
-    serial: &str,
-    debugcon: Option<&Path>,
-) -> Result<ExitCode, String> {
-    run_with_vnc(config, serial, debugcon, None)
+/// How a foreground VM's consoles are connected.
+pub struct RunOptions<'a> {
+    /// COM1: `stdio`, `file:PATH` or `null`.
+    pub serial: &'a str,
+    /// The debug port's output file.
+    pub debugcon: Option<&'a Path>,
+    /// The VNC server, if any, for as long as the VM runs.
+    pub vnc: Option<VncConfig>,
+    /// When the VM stops, its screen goes here as PNG.
+    pub screenshot_on_exit: Option<&'a Path>,
 }
 
-/// [`run_config`], with the screen and input served over VNC per `vnc`
-/// for as long as the VM runs.
-pub fn run_with_vnc(
-    config: VmConfig,
-    serial: &str,
-    debugcon: Option<&Path>,
-    vnc: Option<VncConfig>,
-) -> Result<ExitCode, String> {
+/// Runs `config` in the foreground with its consoles per `options`.
+pub fn run_with(config: VmConfig, options: RunOptions) -> Result<ExitCode, String> {
+    let RunOptions {
+        serial,
+        debugcon,
+        vnc,
+        screenshot_on_exit,
+    } = options;
     let mut console = ConsoleIo::new(SharedWriter::sink());
     let mut _raw_terminal = None;
     match serial {
@@ -123,7 +136,13 @@ pub fn run_with_vnc(
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    match vmm::run(&config, &console, &INTERRUPTED).map_err(|e| e.to_string())? {
+    let outcome = vmm::run(&config, &console, &INTERRUPTED).map_err(|e| e.to_string())?;
+    if let Some(path) = screenshot_on_exit {
+        // The machine drew its last frame as it stopped.
+        crate::display::screenshot::write_png(&console.display.snapshot(), path)
+            .map_err(|e| e.to_string())?;
+    }
+    match outcome {
         Outcome::PoweredOff | Outcome::Interrupted => Ok(ExitCode::SUCCESS),
         Outcome::Crashed { vcpu, rip } => Err(format!(
             "the guest crashed: vCPU {vcpu} triple-faulted at RIP {rip:#x} (on_crash is destroy)"

@@ -44,6 +44,33 @@ pub enum LifecycleAction {
     Preserve,
 }
 
+/// Which display adapter the machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoModel {
+    /// QEMU's standard VGA (PCI 1234:1111) with Bochs VBE (libvirt `<model type='vga'/>`).
+    Vga,
+    /// No display adapter (libvirt `<model type='none'/>`).
+    None,
+}
+
+/// The display adapter (libvirt `<video><model type= vram=/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoConfig {
+    pub model: VideoModel,
+    /// Video memory in bytes: a power of two from 1 MiB to 256 MiB. 16 MiB
+    /// holds the largest VBE mode (2560×1600 at 32 bits) twice over.
+    pub vram_bytes: u64,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self {
+            model: VideoModel::Vga,
+            vram_bytes: 16 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
     pub name: String,
@@ -53,13 +80,14 @@ pub struct VmConfig {
     /// An explicit firmware image (`<os><loader>`); otherwise searched for.
     pub loader: Option<PathBuf>,
     pub disks: Vec<DiskConfig>,
+    pub video: VideoConfig,
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
     pub on_crash: LifecycleAction,
 }
 
 impl VmConfig {
-    /// A machine with `memory` bytes of RAM, one vCPU and no disks.
+    /// A machine with `memory` bytes of RAM, one vCPU, a VGA card and no disks.
     pub fn new(name: impl Into<String>, memory: u64) -> Self {
         Self {
             name: name.into(),
@@ -67,6 +95,7 @@ impl VmConfig {
             vcpus: 1,
             loader: None,
             disks: Vec::new(),
+            video: VideoConfig::default(),
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,

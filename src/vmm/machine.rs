@@ -126,6 +126,18 @@ impl Machine {
         let mut workers = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
 
+        if let Some(refresh) = super::display::attach(
+            &vm,
+            &io_bus,
+            &mmio_bus,
+            &pci,
+            &config.video,
+            console.display.clone(),
+            stop.clone(),
+        )? {
+            workers.push(refresh);
+        }
+
         let cmos = Arc::new(Mutex::new(CmosRtc::new(
             KvmIrq::new(vm.clone(), IRQ_RTC),
             Box::new(std::time::SystemTime::now),

@@ -9,6 +9,7 @@ mod boot;
 pub mod config;
 pub mod console;
 mod cpuid;
+mod display;
 mod events;
 pub mod firmware;
 mod input;
@@ -21,7 +22,9 @@ mod vcpu;
 
 use std::sync::atomic::AtomicBool;
 
-pub use config::{DiskBus, DiskConfig, DiskKind, LifecycleAction, VmConfig};
+pub use config::{
+    DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+};
 pub use console::{ConsoleIo, SharedWriter};
 pub use events::Request;
 pub use input::InputRouter;
@@ -58,6 +61,8 @@ pub enum VmmError {
         #[source]
         source: crate::storage::OpenError,
     },
+    #[error("video memory: {0}")]
+    Video(#[from] crate::devices::vga::VramError),
     #[error("invalid machine configuration: {0}")]
     Config(String),
     #[error("cannot start a thread: {0}")]

@@ -1,0 +1,195 @@
+//! The machine's display adapter: the std VGA card in PCI slot 2 (where
+//! QEMU puts it), its legacy ports and memory window, its VRAM mapped into
+//! the guest as a dirty-logged KVM memory slot wherever the guest places
+//! BAR0, and the refresh thread that renders the card into the console's
+//! [`Display`], which outlives the machine across resets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
+use kvm_ioctls::VmFd;
+use tracing::{debug, warn};
+
+use super::config::{VideoConfig, VideoModel};
+use super::VmmError;
+use crate::devices::pci::PciBus;
+use crate::devices::vga::{BlinkPhase, Renderer, SharedVga, StdVga, Vram, VramMapper};
+use crate::devices::Bus;
+use crate::display::Display;
+
+/// The VGA's PCI slot (00:02.0), as on QEMU's `pc` machine.
+pub const VGA_PCI_SLOT: u8 = 2;
+/// The VGA BIOS SeaBIOS runs from the card's expansion ROM.
+pub const VGA_BIOS_FILE: &str = "vgabios-stdvga.bin";
+/// KVM memory slot of the VRAM; the RAM and BIOS slots count up from 0.
+const VRAM_SLOT: u32 = 16;
+/// About 30 frames per second.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(33);
+
+/// Puts the display adapter `video` asks for on the machine; returns the
+/// refresh thread that draws it into `display` until `stop`.
+pub(super) fn attach(
+    vm: &Arc<VmFd>,
+    io_bus: &Bus,
+    mmio_bus: &Bus,
+    pci: &PciBus,
+    video: &VideoConfig,
+    display: Arc<Display>,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<JoinHandle<()>>, VmmError> {
+    if video.model == VideoModel::None {
+        return Ok(None);
+    }
+    let vram = Vram::new(video.vram_bytes)?;
+    let mapper = KvmVramMapper {
+        vm: vm.clone(),
+        host_address: vram.host_address() as u64,
+        size: vram.len() as u64,
+        mapped_at: None,
+    };
+    let card = StdVga::new(vram, load_vga_bios());
+    let vga = card.vga();
+    vga.lock().unwrap().set_mapper(Box::new(mapper));
+    let legacy = card.legacy_devices();
+    for (port, len, device) in legacy.ports {
+        io_bus.insert(device, port as u64, len)?;
+    }
+    let (base, len, window) = legacy.window;
+    mmio_bus.insert(window, base, len)?;
+    pci.add(VGA_PCI_SLOT, 0, Arc::new(Mutex::new(card)))?;
+    spawn_refresh(vga, display, stop).map(Some)
+}
+
+/// Reads the VGA BIOS; without it the machine still runs (a guest can
+/// program the card itself), but firmware shows nothing.
+fn load_vga_bios() -> Option<Vec<u8>> {
+    let path = match super::firmware::find(VGA_BIOS_FILE) {
+        Ok(path) => path,
+        Err(searched) => {
+            warn!(
+                searched = ?searched,
+                "no {VGA_BIOS_FILE}: the VGA card has no BIOS, so the screen stays blank until the guest drives the card itself. Install SeaBIOS (Debian/Ubuntu: `apt install seabios`) or set VIREO_FIRMWARE_DIR"
+            );
+            return None;
+        }
+    };
+    match std::fs::read(&path) {
+        Ok(rom) if !rom.is_empty() => {
+            debug!(path = %path.display(), "VGA BIOS");
+            Some(rom)
+        }
+        Ok(_) => {
+            warn!(path = %path.display(), "the VGA BIOS is empty; running without it");
+            None
+        }
+        Err(e) => {
+            warn!(path = %path.display(), "cannot read the VGA BIOS ({e}); running without it");
+            None
+        }
+    }
+}
+
+/// Redraws the card about 30 times a second; when the machine stops, draws
+/// one last frame with the cursor shown, so the display keeps a faithful
+/// still picture of where the machine ended.
+fn spawn_refresh(
+    vga: SharedVga,
+    display: Arc<Display>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, VmmError> {
+    std::thread::Builder::new()
+        .name("display".into())
+        .spawn(move || {
+            let mut renderer = Renderer::new();
+            let powered_on = Instant::now();
+            loop {
+                let stopping = stop.load(Ordering::Acquire);
+                let frame = vga.lock().unwrap_or_else(|e| e.into_inner()).frame();
+                let blink = if stopping {
+                    BlinkPhase::STEADY
+                } else {
+                    BlinkPhase::at(powered_on.elapsed())
+                };
+                renderer.render(&frame, &display, blink);
+                if stopping {
+                    break;
+                }
+                std::thread::sleep(REFRESH_INTERVAL);
+            }
+        })
+        .map_err(VmmError::Thread)
+}
+
+/// Maps the VRAM at BAR0 as a KVM memory slot with dirty logging, so the
+/// guest's framebuffer writes run at memory speed and the renderer learns
+/// which pages changed from `KVM_GET_DIRTY_LOG`.
+struct KvmVramMapper {
+    vm: Arc<VmFd>,
+    /// The VRAM's address in this process (kept alive by the card, which
+    /// drops this mapper before its memory).
+    host_address: u64,
+    size: u64,
+    mapped_at: Option<u64>,
+}
+
+impl KvmVramMapper {
+    fn set_slot(&self, guest_address: u64, size: u64) -> Result<(), kvm_ioctls::Error> {
+        let region = kvm_userspace_memory_region {
+            slot: VRAM_SLOT,
+            flags: KVM_MEM_LOG_DIRTY_PAGES,
+            guest_phys_addr: guest_address,
+            memory_size: size,
+            userspace_addr: self.host_address,
+        };
+        // SAFETY: the host range is the card's VRAM, `size` bytes long, and
+        // outlives the slot: the card removes the slot (by dropping this
+        // mapper) before it frees its memory. A size of 0 removes the slot.
+        unsafe { self.vm.set_user_memory_region(region) }
+    }
+}
+
+impl VramMapper for KvmVramMapper {
+    fn map(&mut self, base: Option<u64>) -> bool {
+        if let Some(old) = self.mapped_at.take() {
+            if let Err(e) = self.set_slot(old, 0) {
+                warn!("cannot unmap the VGA framebuffer from {old:#x}: {e}");
+            }
+        }
+        let Some(base) = base else {
+            return true;
+        };
+        match self.set_slot(base, self.size) {
+            Ok(()) => {
+                debug!("VGA framebuffer mapped at {base:#x}");
+                self.mapped_at = Some(base);
+                true
+            }
+            Err(e) => {
+                debug!("cannot map the VGA framebuffer at {base:#x}: {e}");
+                false
+            }
+        }
+    }
+
+    fn take_dirty(&mut self) -> Option<Vec<u64>> {
+        self.mapped_at?;
+        match self.vm.get_dirty_log(VRAM_SLOT, self.size as usize) {
+            Ok(bitmap) => Some(bitmap),
+            Err(e) => {
+                warn!("cannot read the VGA framebuffer's dirty log: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for KvmVramMapper {
+    fn drop(&mut self) {
+        if let Some(old) = self.mapped_at.take() {
+            let _ = self.set_slot(old, 0);
+        }
+    }
+}
