@@ -24,10 +24,13 @@ setup-bench:
 run: setup-run build
 	scripts/demo.sh
 
+# Real clients the tests drive (vncdo, qemu.qmp) live in build/venv.
+# VIREO_REQUIRE_TOOLS=1 makes a missing tool fail its test instead of
+# skipping it: the setup step installed them all.
 test: setup-test
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --release --all-targets
+	PATH="$(CURDIR)/build/venv/bin:$$PATH" VIREO_REQUIRE_TOOLS=1 $(CARGO) test --release --all-targets
 
 bench: setup-bench build
 	scripts/bench.sh

@@ -10,7 +10,8 @@ purpose=${1:-run}
 run_packages=(seabios)
 # Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
 # made by grub-mkrescue, image tools, the libvirt schema validator.
-test_packages=(seabios grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils)
+test_packages=(seabios grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+  gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 
@@ -33,7 +34,20 @@ for pkg in "${wanted[@]}"; do
   fi
 done
 
+# Python tools the tests drive (real VNC and QMP clients), in a venv of
+# the project's own so the system's Python stays untouched.
+python_tools() {
+  [ "$purpose" = run ] && return 0
+  local venv=build/venv
+  if [ ! -x "$venv/bin/vncdo" ] || ! "$venv/bin/python" -c 'import qemu.qmp' 2>/dev/null; then
+    echo "setup: installing vncdotool and qemu.qmp into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check vncdotool qemu.qmp
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  python_tools
   exit 0
 fi
 
@@ -64,3 +78,5 @@ done
 
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
   --allow-downgrades "${missing[@]}" "${extra[@]}"
+
+python_tools

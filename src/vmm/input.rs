@@ -49,6 +49,7 @@ impl InputRouter {
 
 impl InputSink for InputRouter {
     fn key(&self, qnum: u16, down: bool) {
+        tracing::trace!(qnum, down, "console key");
         let route = self.route.lock().unwrap();
         if let Some(i8042) = &route.i8042 {
             i8042.lock().unwrap().key_event(qnum, down);

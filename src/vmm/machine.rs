@@ -197,11 +197,9 @@ impl Machine {
             KvmIrq::new(vm.clone(), IRQ_MOUSE),
             machine_control.clone(),
         );
-        io_bus.insert(
-            Arc::new(Mutex::new(i8042)),
-            PORT_I8042_DATA as u64,
-            I8042_PORTS,
-        )?;
+        let i8042 = Arc::new(Mutex::new(i8042));
+        io_bus.insert(i8042.clone(), PORT_I8042_DATA as u64, I8042_PORTS)?;
+        console.input.attach(i8042, &console.display);
 
         let ide = IdeController::new(
             memory.ram.clone(),

@@ -336,6 +336,9 @@ fn handle(
     input: &dyn InputSink,
     held: &mut HashSet<u16>,
 ) -> io::Result<()> {
+    const SHIFT: u16 = 0x2a;
+    const SHIFT_R: u16 = 0x36;
+    let shift_held = held.contains(&SHIFT) || held.contains(&SHIFT_R);
     let mut key = |qnum: Option<u16>, down: bool, keysym: u32| match qnum {
         Some(qnum) => {
             if down {
@@ -398,7 +401,20 @@ fn handle(
             drop(state);
             shared.wake.notify_all();
         }
-        ClientMessage::KeyEvent { down, keysym } => key(keysym::to_qnum(keysym), down, keysym),
+        ClientMessage::KeyEvent { down, keysym } => {
+            // A client that sends a shifted symbol ('H', '!') without
+            // pressing Shift itself (vncdotool does) gets Shift pressed
+            // around the key press, as QEMU's server does, so the guest
+            // sees the character the user meant.
+            let implicit_shift = down && keysym::needs_shift(keysym) && !shift_held;
+            if implicit_shift {
+                input.key(SHIFT, true);
+            }
+            key(keysym::to_qnum(keysym), down, keysym);
+            if implicit_shift {
+                input.key(SHIFT, false);
+            }
+        }
         ClientMessage::QemuExtendedKeyEvent { down, keysym, qnum } => {
             // The client knows the physical key: trust it over the layout table.
             let qnum = match u16::try_from(qnum) {

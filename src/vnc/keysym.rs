@@ -8,6 +8,16 @@
 //! QEMU's Extended Key Event instead, which carries the qnum and needs no
 //! table; that is the way to non-US layouts.
 
+/// Whether a US keyboard needs Shift held to type `keysym` (capitals and
+/// the symbols above the digits and punctuation keys).
+pub fn needs_shift(keysym: u32) -> bool {
+    match keysym {
+        0x41..=0x5a => true,
+        0x20..=0x7e => "~!@#$%^&*()_+{}|:\"<>?".contains(keysym as u8 as char),
+        _ => false,
+    }
+}
+
 /// The key for `keysym`, or `None` for symbols a US keyboard lacks.
 pub fn to_qnum(keysym: u32) -> Option<u16> {
     let qnum = match keysym {

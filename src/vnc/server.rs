@@ -1143,9 +1143,19 @@ mod tests {
                 .find(|p| p.is_file())
         });
         if found.is_none() {
-            eprintln!("{name} is not installed: skipping the real-client check");
+            missing(&format!("{name} is not installed"));
         }
         found
+    }
+
+    /// A real client is missing: a failure where the setup step installed
+    /// them all (`VIREO_REQUIRE_TOOLS=1`, as `make test` sets), else a
+    /// visible skip.
+    fn missing(what: &str) {
+        if std::env::var("VIREO_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{what}, and VIREO_REQUIRE_TOOLS=1; run scripts/setup.sh test");
+        }
+        eprintln!("SKIPPED: {what}; run scripts/setup.sh test");
     }
 
     /// Runs a viewer's command, killing it if it hangs.
@@ -1259,7 +1269,7 @@ api.shutdown()
         };
         let probe = run_tool(std::process::Command::new(&python).args(["-c", "import vncdotool"]));
         if !probe.status.success() {
-            eprintln!("the vncdotool module is not installed: skipping");
+            missing("the vncdotool Python module is not installed");
             return;
         }
         let (display, _server, _, port) = real_client_server();
@@ -1417,7 +1427,7 @@ setTimeout(() => { console.error("timed out"); process.exit(2); }, 30000).unref(
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| "/usr/share/novnc".into());
         if !novnc.join("core/decoders/tight.js").is_file() {
-            eprintln!("noVNC is not installed: skipping the real-client check");
+            missing("noVNC is not installed");
             return;
         }
         let Some(node) = tool("node") else {
