@@ -123,7 +123,7 @@ def main():
             f.write(domain_xml(iso))
         vireo = [args.vireo, "run", xml, "--serial", "stdio"]
         qemu = ["qemu-system-x86_64", "-enable-kvm", "-m", str(MEMORY_MIB), "-cdrom", iso,
-                "-display", "none", "-vga", "none", "-nic", "none", "-serial", "stdio",
+                "-display", "none", "-nic", "none", "-serial", "stdio",
                 "-monitor", "none"]
         print(f"GRUB boot to menu, {MEMORY_MIB} MiB guest, ISO from grub-mkrescue")
         print("QEMU: " + " ".join(qemu))

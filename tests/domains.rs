@@ -558,3 +558,22 @@ fn suspend_resume_reset_screenshot_and_vnc_through_the_control_socket() {
     ]);
     s.ok(&["destroy", "c1"]);
 }
+
+#[test]
+fn a_second_vm_on_the_same_writable_image_is_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let s = Session::new();
+    let disk = s.demo_disk("shared.img");
+    for name in ["c1", "c2"] {
+        std::fs::write(s.path(&format!("{name}.xml")), s.domain_xml(name, &disk)).unwrap();
+        s.ok(&["define", s.path(&format!("{name}.xml")).to_str().unwrap()]);
+    }
+    s.ok(&["start", "c1"]);
+    let refused = s.fails(&["start", "c2"]);
+    assert!(refused.contains("in use by another VM"), "{refused}");
+    assert!(refused.contains("shared.img"), "names the image: {refused}");
+    assert_eq!(s.ok(&["domstate", "c2"]).trim(), "shut off");
+    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "running", "the first VM is untouched");
+}
