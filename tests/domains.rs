@@ -575,5 +575,9 @@ fn a_second_vm_on_the_same_writable_image_is_refused() {
     assert!(refused.contains("in use by another VM"), "{refused}");
     assert!(refused.contains("shared.img"), "names the image: {refused}");
     assert_eq!(s.ok(&["domstate", "c2"]).trim(), "shut off");
-    assert_eq!(s.ok(&["domstate", "c1"]).trim(), "running", "the first VM is untouched");
+    assert_eq!(
+        s.ok(&["domstate", "c1"]).trim(),
+        "running",
+        "the first VM is untouched"
+    );
 }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use super::devices::{Console, Controller, Disk, Hostdev, Input, Memballoon, Serial, Sound, Video};
 use super::os::BootDevice;
 use super::{Domain, DomainError, LifecycleEvent};
-use crate::vmm::{DiskBus, DiskConfig, DiskKind, LifecycleAction, VmConfig};
+use crate::vmm::{
+    DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+};
 
 /// The first PCI slot given to virtio disks without an address (slots 2 and
 /// 3 are where QEMU puts the VGA card and the first NIC).
@@ -48,7 +50,34 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
         );
     }
     apply_os_boot_order(&os.boot, &mut config.disks)?;
+    if let Some(video) = d.devices::<Video>()?.first() {
+        config.video = video_config(video);
+    }
     Ok(config)
+}
+
+/// `<video>`: every model runs as the standard VGA (the unsupported list
+/// says so), `none` has no display; `vram` (KiB) becomes a power of two
+/// between 1 and 256 MiB, as the card's BAR must be.
+fn video_config(video: &Video) -> VideoConfig {
+    if video.model.as_deref() == Some("none") {
+        return VideoConfig {
+            model: VideoModel::None,
+            ..VideoConfig::default()
+        };
+    }
+    let vram_bytes = video
+        .vram
+        .map(|kib| {
+            (kib as u64 * 1024)
+                .clamp(1 << 20, 256 << 20)
+                .next_power_of_two()
+        })
+        .unwrap_or(VideoConfig::default().vram_bytes);
+    VideoConfig {
+        model: VideoModel::Vga,
+        vram_bytes,
+    }
 }
 
 fn lifecycle(d: &Domain, event: LifecycleEvent, default: LifecycleAction) -> LifecycleAction {
@@ -568,5 +597,33 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
             },
         };
         out.push(format!("{detail} is not emulated"));
+    }
+}
+
+#[cfg(test)]
+mod video_tests {
+    use super::*;
+
+    fn config(devices: &str) -> VmConfig {
+        let xml = format!("<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>{devices}</devices></domain>");
+        Domain::parse(&xml).unwrap().to_vm_config().unwrap()
+    }
+
+    #[test]
+    fn video_model_and_vram_map_to_the_card() {
+        assert_eq!(config("").video, VideoConfig::default());
+        let qxl = config("<video><model type='qxl' ram='65536' vram='65536' heads='1'/></video>");
+        assert_eq!(
+            (qxl.video.model, qxl.video.vram_bytes),
+            (VideoModel::Vga, 64 << 20)
+        );
+        let odd = config("<video><model type='vga' vram='9216'/></video>");
+        assert_eq!(
+            odd.video.vram_bytes,
+            16 << 20,
+            "rounded up to a power of two"
+        );
+        let none = config("<video><model type='none'/></video>");
+        assert_eq!(none.video.model, VideoModel::None);
     }
 }
