@@ -20,6 +20,7 @@ pub mod control;
 pub mod devices;
 pub mod display;
 pub mod domain;
+pub mod fsutil;
 pub mod host;
 pub mod logging;
 pub mod paths;

@@ -747,36 +747,9 @@ fn vol_create_as(
     Ok(())
 }
 
-/// Lays out a table as virsh's `vshTable` does: a space before each cell,
-/// columns padded to their widest cell plus two, a dashed rule as wide as
-/// every column plus three.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(width(cell));
-        }
-    }
-    let line = |out: &mut String, cells: &[&str]| {
-        for (i, cell) in cells.iter().enumerate() {
-            out.push(' ');
-            out.push_str(cell);
-            if i + 1 < cells.len() {
-                out.push_str(&" ".repeat(widths[i] - width(cell) + 2));
-            }
-        }
-        out.push('\n');
-    };
-    let mut out = String::new();
-    line(&mut out, header);
-    out.push_str(&"-".repeat(widths.iter().map(|w| w + 3).sum()));
-    out.push('\n');
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&mut out, &cells);
-    }
-    out
+/// virsh's table layout (see [`super::table`]).
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    super::table::render(header, &rows)
 }
 
 /// Runs `work` with a progress callback that draws a line on stderr when

@@ -170,26 +170,13 @@ pub struct ResizeFlags {
     pub shrink: bool,
 }
 
-/// The runtime directory, as `paths.rs` documents it (`$VIREO_HOME/run`,
-/// else `$XDG_RUNTIME_DIR/vireo`).
-fn runtime_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("VIREO_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join("run");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("vireo"),
-        // SAFETY: getuid cannot fail.
-        None => std::env::temp_dir().join(format!("vireo-{}", unsafe { libc::getuid() })),
-    }
-}
-
 impl PoolStore {
     /// The user's pools; defines the default pool on first use and starts
     /// autostart pools on the first use after boot.
     pub fn open() -> Result<Self, PoolError> {
         Self::open_at(
             &crate::paths::config_dir().join("pools"),
-            &runtime_dir().join("pools"),
+            &crate::paths::runtime_dir().join("pools"),
             &crate::paths::images_dir(),
         )
     }
@@ -881,51 +868,24 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     canon(a) == canon(b)
 }
 
-/// Replaces `path` with `bytes` so a crash leaves the old or the new file,
-/// never half of one: write a temporary file, fsync, rename, fsync the directory.
+/// Replaces `path` with `bytes` atomically (see [`crate::fsutil::atomic_write`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PoolError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let action = || format!("write {}", path.display());
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(io_error(action()))
+    crate::fsutil::atomic_write(path, bytes).map_err(io_error(format!("write {}", path.display())))
 }
 
 /// A random (version 4) UUID.
 pub fn new_uuid() -> String {
-    let mut bytes = [0u8; 16];
-    // SAFETY: getrandom writes at most `len` bytes into the buffer.
-    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if got != bytes.len() as isize {
-        // No getrandom (very old kernels): time and pid are unique enough here.
+    crate::domain::generate_uuid().unwrap_or_else(|_| {
+        // No randomness to be had: time and pid are unique enough here.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        bytes[..8].copy_from_slice(&(now.as_nanos() as u64).to_le_bytes());
-        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    xml::normalize_uuid(&hex).unwrap_or(hex)
+        format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            std::process::id(),
+            now.as_nanos() as u64 & 0xffff_ffff_ffff
+        )
+    })
 }
 
 #[cfg(test)]
