@@ -6,51 +6,28 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kvm_available;
 
+/// A `vireo` session with the helpers these tests share.
 struct Session {
-    home: tempfile::TempDir,
+    home: common::Home,
+}
+
+impl std::ops::Deref for Session {
+    type Target = common::Home;
+    fn deref(&self) -> &common::Home {
+        &self.home
+    }
 }
 
 impl Session {
     fn new() -> Self {
         Self {
-            home: tempfile::tempdir().unwrap(),
+            home: common::Home::new(),
         }
-    }
-
-    fn vireo(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vireo"))
-            .args(args)
-            .env("VIREO_HOME", self.home.path())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a verb that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.vireo(args);
-        assert!(
-            out.status.success(),
-            "vireo {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a verb that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.vireo(args);
-        assert!(!out.status.success(), "vireo {args:?} should have failed");
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.home.path().join(name)
     }
 
     /// A raw disk whose boot sector is the demo guest (it echoes serial input).
@@ -58,14 +35,14 @@ impl Session {
         let path = self.path(name);
         let out = Command::new(env!("CARGO_BIN_EXE_vireo"))
             .args(["demo", "--serial", "null"])
-            .env("VIREO_HOME", self.home.path())
+            .env("VIREO_HOME", self.home.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         // `vireo demo` writes the disk first, then runs; take the disk and stop it.
         let mut child = out.unwrap();
-        let demo = self.home.path().join("data/images/demo.img");
+        let demo = self.home.dir.path().join("data/images/demo.img");
         let start = Instant::now();
         while !demo.is_file() {
             assert!(start.elapsed() < Duration::from_secs(10));
@@ -89,7 +66,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Leave no VM process behind, whatever the test did.
         for name in ["c1", "c2"] {
-            let _ = self.vireo(&["destroy", name]);
+            let _ = self.run(&["destroy", name]);
         }
     }
 }
@@ -97,7 +74,7 @@ impl Drop for Session {
 fn attach_console(session: &Session, name: &str, typed: &[u8], expect: &str) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
         .args(["console", name])
-        .env("VIREO_HOME", session.home.path())
+        .env("VIREO_HOME", session.home.dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -285,7 +262,7 @@ fn edit_saves_valid_changes_and_refuses_broken_ones() {
     let edit = |script: &str| {
         Command::new(env!("CARGO_BIN_EXE_vireo"))
             .args(["edit", "c1"])
-            .env("VIREO_HOME", s.home.path())
+            .env("VIREO_HOME", s.home.dir.path())
             .env("EDITOR", script)
             .output()
             .unwrap()

@@ -4,59 +4,12 @@
 //! what it prints is compared with what virsh prints, and every qcow2 it
 //! makes is checked by `qemu-img`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-struct Session {
-    home: tempfile::TempDir,
-}
+use std::path::Path;
+use std::process::Command;
 
-impl Session {
-    fn new() -> Self {
-        Self {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rest: &str) -> PathBuf {
-        self.home.path().join(rest)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vireo"))
-            .args(args)
-            .env("VIREO_HOME", self.home.path())
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a verb that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "vireo {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    /// Runs a verb that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            !output.status.success(),
-            "vireo {args:?} should have failed"
-        );
-        assert!(
-            output.stdout.is_empty(),
-            "a failure prints nothing on stdout"
-        );
-        String::from_utf8(output.stderr).unwrap()
-    }
-}
+type Session = common::Home;
 
 /// A table's rows split into cells, after checking the header and the rule
 /// under it as virsh draws them.

@@ -236,3 +236,62 @@ impl Drop for Vm {
         let _ = self.child.wait();
     }
 }
+
+/// A `VIREO_HOME` of its own, in which `vireo` verbs run as a user types
+/// them (virsh sessions with `vireo` in its place).
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, rest: &str) -> PathBuf {
+        self.dir.path().join(rest)
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .args(args)
+            .env("VIREO_HOME", self.dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a verb that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "vireo {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a verb that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "vireo {args:?} should have failed"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "a failure prints nothing on stdout"
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+}
