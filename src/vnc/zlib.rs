@@ -77,6 +77,17 @@ pub fn encode(
     Ok(())
 }
 
+/// The client side of a length-prefixed zlib block (Zlib and ZRLE
+/// rectangles): reads the length and the data, returns it inflated.
+pub fn read_inflated(r: &mut impl Read, stream: &mut Decompress) -> io::Result<Vec<u8>> {
+    let len = read_u32(r)? as usize;
+    let mut compressed = vec![0; len];
+    r.read_exact(&mut compressed)?;
+    let mut raw = Vec::new();
+    inflate(stream, &compressed, &mut raw)?;
+    Ok(raw)
+}
+
 /// The client side: reads a length and zlib data, returns the
 /// `width` × `height` pixel values it holds.
 pub fn decode(
@@ -86,11 +97,7 @@ pub fn decode(
     format: &PixelFormat,
     stream: &mut Decompress,
 ) -> io::Result<Vec<u32>> {
-    let len = read_u32(r)? as usize;
-    let mut compressed = vec![0; len];
-    r.read_exact(&mut compressed)?;
-    let mut raw = Vec::new();
-    inflate(stream, &compressed, &mut raw)?;
+    let raw = read_inflated(r, stream)?;
     let expected = width * height * format.bytes_per_pixel();
     if raw.len() != expected {
         return Err(io::Error::new(

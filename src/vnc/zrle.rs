@@ -8,8 +8,8 @@ use std::io::{self, Read};
 use flate2::{Compress, Decompress};
 
 use super::pixel::Block;
-use super::protocol::{read_u32, read_u8, PixelFormat};
-use super::zlib::{deflate, inflate};
+use super::protocol::{read_u8, PixelFormat};
+use super::zlib::deflate;
 
 const TILE: usize = 64;
 
@@ -165,11 +165,7 @@ pub fn decode(
     format: &PixelFormat,
     stream: &mut Decompress,
 ) -> io::Result<Vec<u32>> {
-    let len = read_u32(r)? as usize;
-    let mut compressed = vec![0; len];
-    r.read_exact(&mut compressed)?;
-    let mut data = Vec::new();
-    inflate(stream, &compressed, &mut data)?;
+    let data = super::zlib::read_inflated(r, stream)?;
     let r = &mut &data[..];
     let cp = format.cpixel_len();
     let cpixel = |r: &mut &[u8]| -> io::Result<u32> {
