@@ -407,3 +407,11 @@ fn loads_files_and_reports_missing_ones() {
     let err = load(&dir.path().join("missing.xml")).unwrap_err();
     assert!(matches!(err, DomainError::Read { .. }), "{err}");
 }
+
+#[test]
+fn an_unknown_device_is_refused_with_its_place() {
+    let xml = "<domain type='kvm'>\n  <name>u</name>\n  <memory unit='MiB'>32</memory>\n  <os><type>hvm</type></os>\n  <devices>\n    <frobnicator/>\n  </devices>\n</domain>";
+    let err = Domain::parse(xml).unwrap_err().to_string();
+    assert!(err.contains("<frobnicator> is not a device"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}

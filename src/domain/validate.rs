@@ -325,6 +325,29 @@ pub(super) fn validate(d: &Domain) -> Result<(), DomainError> {
 }
 
 fn validate_devices(d: &Domain, os_boot: bool) -> Result<(), DomainError> {
+    // Unknown elements elsewhere are kept for the round trip, but an
+    // unknown *device* is almost always a typo or a device from another
+    // hypervisor: say so instead of silently running without it. The
+    // list is libvirt's device elements (formatdomain "Devices"), plus
+    // a few newer ones libvirt accepts.
+    const EXTRA_DEVICES: &[&str] = &["nvram", "crypto", "pstore"];
+    if let Some(devices) = d.root().child("devices") {
+        for node in &devices.children {
+            if let crate::domain::Node::Element(el) = node {
+                let known = crate::domain::devices::DEVICES_ORDER.contains(&el.name.as_str())
+                    || EXTRA_DEVICES.contains(&el.name.as_str());
+                if !known {
+                    return Err(DomainError::invalid(
+                        el,
+                        format!(
+                            "<{}> is not a device libvirt knows (under <devices>)",
+                            el.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let mut targets: HashMap<String, usize> = HashMap::new();
     let mut boot_orders: HashMap<u32, String> = HashMap::new();
     for (i, disk) in d.devices::<Disk>()?.iter().enumerate() {
