@@ -1,6 +1,7 @@
 //! The `vireo` command line: virsh- and qemu-img-like verbs.
 
 mod demo;
+mod img;
 mod run;
 mod terminal;
 
@@ -25,6 +26,8 @@ enum Command {
     Run(run::RunArgs),
     /// Start the demo VM that ships with Vireo, its console in this terminal.
     Demo(demo::DemoArgs),
+    /// Create, inspect, check, convert and resize disk images, like qemu-img.
+    Img(img::ImgArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -33,6 +36,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Img(args) => img::run(args),
     };
     match result {
         Ok(code) => code,

@@ -127,7 +127,6 @@ impl Counter<'_> {
         let Some(l1) = self.read_table(l1_offset, l1_size) else {
             return copied_checks;
         };
-        let mut next_contiguous = 0;
         for entry in l1 {
             let l2_offset = entry & OFFSET_MASK;
             if l2_offset == 0 {
@@ -150,6 +149,8 @@ impl Counter<'_> {
             let Some(l2) = self.read_table(l2_offset, cs / 8) else {
                 continue;
             };
+            // As QEMU counts it: contiguity restarts with each L2 table.
+            let mut next_contiguous = 0;
             for l2_entry in l2 {
                 if l2_entry & FLAG_COMPRESSED != 0 {
                     let csize_shift = 62 - (self.header.cluster_bits - 8);

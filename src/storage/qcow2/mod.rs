@@ -296,13 +296,14 @@ impl Qcow2Image {
         drop(file); // imago's copy keeps the lock until the open below
 
         // The size is set by growing the empty image, which is where imago
-        // preallocates; growing in steps gives the progress.
+        // preallocates metadata and falloc; growing in steps gives the
+        // progress. Full preallocation writes zeroes in order instead, which
+        // also keeps the data clusters in guest order in the file.
         let mut image = Self::open(path, false)?;
         let mode = match options.preallocation {
-            Preallocation::Off => PreallocateMode::None,
+            Preallocation::Off | Preallocation::Full => PreallocateMode::None,
             Preallocation::Metadata => PreallocateMode::FormatAllocate,
             Preallocation::Falloc => PreallocateMode::FullAllocate,
-            Preallocation::Full => PreallocateMode::WriteData,
         };
         let steps: u64 = if mode == PreallocateMode::None {
             1
@@ -320,6 +321,16 @@ impl Qcow2Image {
             image.access.resize_grow(size, mode)?;
             if mode != PreallocateMode::None {
                 progress(size as f64 * 100.0 / options.size as f64);
+            }
+        }
+        if options.preallocation == Preallocation::Full {
+            let zeroes = vec![0u8; (1 << 20).max(cs as usize)];
+            let mut done = 0;
+            while done < options.size {
+                let n = (options.size - done).min(zeroes.len() as u64) as usize;
+                image.access.write(&zeroes[..n], done)?;
+                done += n as u64;
+                progress(done as f64 * 100.0 / options.size as f64);
             }
         }
         image.flush()?;
