@@ -861,6 +861,9 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(report.exit_code()))
 }
 
+/// Granularity at which `convert` skips zeroes.
+const SPARSE_BLOCK: usize = 64 << 10;
+
 fn convert(args: ConvertArgs) -> Result<ExitCode, String> {
     let source_format = format_or_probe(&args.format, &args.source)?;
     let output_format = parse_format(&args.output_format, &args.destination)?;
@@ -887,11 +890,29 @@ fn convert(args: ConvertArgs) -> Result<ExitCode, String> {
         source
             .read_at(&mut buf[..n], done)
             .map_err(|e| format!("error while reading at byte {done}: {e}"))?;
-        // The new image reads as zeroes already: keep it sparse.
-        if buf[..n].iter().any(|&b| b != 0) {
+        // The new image reads as zeroes already: write only the runs of
+        // 64 KiB blocks with data in them, so it stays sparse.
+        let mut at = 0;
+        while at < n {
+            let block_has_data = |start: usize| {
+                buf[start..(start + SPARSE_BLOCK).min(n)]
+                    .iter()
+                    .any(|&b| b != 0)
+            };
+            if !block_has_data(at) {
+                at += SPARSE_BLOCK;
+                continue;
+            }
+            let mut end = at + SPARSE_BLOCK;
+            while end < n && block_has_data(end) {
+                end += SPARSE_BLOCK;
+            }
+            let end = end.min(n);
+            let offset = done + at as u64;
             destination
-                .write_at(&buf[..n], done)
-                .map_err(|e| format!("error while writing at byte {done} of {dest_name}: {e}"))?;
+                .write_at(&buf[at..end], offset)
+                .map_err(|e| format!("error while writing at byte {offset} of {dest_name}: {e}"))?;
+            at = end;
         }
         done += n as u64;
         progress.update(done as f64 * 100.0 / size as f64);

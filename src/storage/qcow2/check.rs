@@ -58,6 +58,15 @@ impl CheckReport {
     }
 }
 
+/// An active L1 or L2 entry whose COPIED flag is checked against the refcount.
+struct CopiedCheck {
+    /// Host offset of the cluster the entry points at.
+    offset: u64,
+    entry: u64,
+    /// For L1 entries (pointing at L2 tables), their index.
+    l1_index: Option<usize>,
+}
+
 /// Reference counts being gathered, one per cluster of the file.
 struct Counter<'a> {
     header: &'a Qcow2Header,
@@ -120,14 +129,14 @@ impl Counter<'_> {
 
     /// Counts an L1 table, its L2 tables and their data clusters.
     /// `active` gathers fragmentation statistics (the snapshot tables do not).
-    fn walk_l1(&mut self, l1_offset: u64, l1_size: u64, active: bool) -> Vec<(u64, u64)> {
+    fn walk_l1(&mut self, l1_offset: u64, l1_size: u64, active: bool) -> Vec<CopiedCheck> {
         let cs = self.cluster_size();
         let mut copied_checks = Vec::new();
         self.reference(l1_offset, l1_size * 8);
         let Some(l1) = self.read_table(l1_offset, l1_size) else {
             return copied_checks;
         };
-        for entry in l1 {
+        for (l1_index, entry) in l1.into_iter().enumerate() {
             let l2_offset = entry & OFFSET_MASK;
             if l2_offset == 0 {
                 continue;
@@ -139,7 +148,11 @@ impl Counter<'_> {
                 continue;
             }
             if active {
-                copied_checks.push((l2_offset, entry & FLAG_COPIED));
+                copied_checks.push(CopiedCheck {
+                    offset: l2_offset,
+                    entry,
+                    l1_index: Some(l1_index),
+                });
             }
             let before = self.report.corruptions;
             self.reference(l2_offset, cs);
@@ -183,7 +196,11 @@ impl Counter<'_> {
                 }
                 self.reference(host, cs);
                 if active {
-                    copied_checks.push((host, l2_entry & FLAG_COPIED));
+                    copied_checks.push(CopiedCheck {
+                        offset: host,
+                        entry: l2_entry,
+                        l1_index: None,
+                    });
                     self.report.allocated_clusters += 1;
                     if next_contiguous != 0 && host != next_contiguous {
                         self.report.fragmented_clusters += 1;
@@ -283,12 +300,11 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
         .read_table(reftable_offset, reftable_entries)
         .unwrap_or_default();
 
-    // Stored refcounts of the clusters inside the file; clusters past it
-    // that still have a refcount are leaks.
+    // Stored refcounts of the clusters inside the file. Like QEMU, refcounts
+    // of clusters past the end of the file are not compared.
     let bits = header.refcount_bits();
     let per_block = cs * 8 / u64::from(bits);
     let mut stored = vec![0u64; file_clusters as usize];
-    let mut leaks_past_end = 0;
     let mut blocks = Vec::new();
     for (index, &entry) in reftable.iter().enumerate() {
         let block_offset = entry & !(cs - 1) & OFFSET_MASK;
@@ -318,10 +334,8 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
         for i in 0..per_block {
             let cluster = index as u64 * per_block + i;
             let refcount = refcount_at(&block, i as usize, bits);
-            match stored.get_mut(cluster as usize) {
-                Some(slot) => *slot = refcount,
-                None if refcount != 0 => leaks_past_end += 1,
-                None => {}
+            if let Some(slot) = stored.get_mut(cluster as usize) {
+                *slot = refcount;
             }
         }
     }
@@ -348,17 +362,22 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
             }
         }
     }
-    counter.report.leaks += leaks_past_end;
 
     // COPIED must be set exactly on clusters nobody else shares.
-    for (offset, copied) in copied_checks {
-        let Some(&refcount) = stored.get((offset / cs) as usize) else {
+    for item in copied_checks {
+        let Some(&refcount) = stored.get((item.offset / cs) as usize) else {
             continue;
         };
-        if (refcount == 1) != (copied != 0) {
-            counter.corrupt(format!(
-                "ERROR OFLAG_COPIED: offset={offset:x} refcount={refcount}"
-            ));
+        if (refcount == 1) != (item.entry & FLAG_COPIED != 0) {
+            let entry = item.entry;
+            counter.corrupt(match item.l1_index {
+                Some(index) => format!(
+                    "ERROR OFLAG_COPIED L2 cluster: l1_index={index} l1_entry={entry:x} refcount={refcount}"
+                ),
+                None => format!(
+                    "ERROR OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={refcount}"
+                ),
+            });
         }
     }
 
