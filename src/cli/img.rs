@@ -134,7 +134,7 @@ struct ResizeArgs {
 struct BenchArgs {
     #[arg(short = 'f')]
     format: Option<String>,
-    /// seq-read, seq-write, rand-read or rand-write.
+    /// seq-read, seq-write, rand-read or rand-write (a stride of 7919 blocks).
     #[arg(long)]
     pattern: String,
     /// Bytes per request.
@@ -984,6 +984,9 @@ enum Resizable {
     Raw(File),
 }
 
+/// Blocks between two requests of the `rand-*` bench patterns (a prime).
+const RANDOM_STRIDE: u64 = 7919;
+
 /// Times one access pattern through `open_image`, printing
 /// `PATTERN BYTES SECONDS MiB/s`; scripts/bench_block.py reads it.
 fn bench(args: BenchArgs) -> Result<ExitCode, String> {
@@ -1002,19 +1005,13 @@ fn bench(args: BenchArgs) -> Result<ExitCode, String> {
     }
     let mut buf = vec![0xa5u8; block];
     let count = total / block as u64;
-    // xorshift: reproducible offsets without a crate.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    // "Random" is a large odd stride through the image, wrapping around, as
+    // `qemu-img bench -S` walks it: the same offsets in both tools, each
+    // block visited once before any is visited again.
+    let step = if random { RANDOM_STRIDE } else { 1 };
     let start = std::time::Instant::now();
     for i in 0..count {
-        let slot = if random {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % slots
-        } else {
-            i % slots
-        };
-        let offset = slot * block as u64;
+        let offset = (i * step % slots) * block as u64;
         let result = if write {
             disk.write_at(&buf, offset)
         } else {
@@ -1022,10 +1019,11 @@ fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         };
         result.map_err(|e| format!("{} at {offset}: {e}", args.pattern))?;
     }
+    // As qemu-io times its requests: the final flush is not counted.
+    let seconds = start.elapsed().as_secs_f64();
     if write {
         disk.flush().map_err(|e| e.to_string())?;
     }
-    let seconds = start.elapsed().as_secs_f64();
     let bytes = count * block as u64;
     println!(
         "{} {bytes} {seconds:.6} {:.1}",
