@@ -596,6 +596,16 @@ fn a_vm_image_in_use_is_locked_against_vireo_img() {
     let resize = vireo(&v, &["img", "resize", "busy.qcow2", "2M"]);
     assert_eq!(resize.status.code(), Some(1));
     assert!(stderr(&resize).contains("in use"), "{}", stderr(&resize));
+    // Nor is it overwritten by a create under the same name.
+    for format in ["qcow2", "raw"] {
+        let create = vireo(
+            &v,
+            &["img", "create", "-q", "-f", format, "busy.qcow2", "4M"],
+        );
+        assert_eq!(create.status.code(), Some(1));
+        assert!(stderr(&create).contains("in use"), "{}", stderr(&create));
+    }
     drop(disk);
+    ok(tool(&v, "qemu-img", &["check", "busy.qcow2"]));
     ok(vireo(&v, &["img", "resize", "busy.qcow2", "2M"]));
 }

@@ -494,12 +494,13 @@ fn make_image(plan: &CreatePlan, file: &Path, progress: &mut Progress) -> Result
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false) // not before the lock: a VM may be using it
                 .open(file)
                 .map_err(|e| format!("{name}: Could not create '{name}': {e}"))?;
             lock_image(&image, file, false).map_err(|e| e.to_string())?;
             let size = plan.qcow2.size;
             let io = |e: std::io::Error| format!("{name}: {e}");
+            image.set_len(0).map_err(io)?;
             match plan.preallocation {
                 Preallocation::Off | Preallocation::Metadata => image.set_len(size).map_err(io),
                 Preallocation::Falloc => {

@@ -273,10 +273,11 @@ impl Qcow2Image {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false) // not before the lock: a VM may be using it
             .open(path)
             .map_err(|e| open_error(path, e))?;
         lock_image(&file, path, false).map_err(OpenError::from)?;
+        file.set_len(0)?;
         let mut builder = Qcow2::<Storage>::create_builder(storage(file.try_clone()?, path, true)?)
             .cluster_size(cs as usize)
             .refcount_width(options.refcount_bits as usize)
