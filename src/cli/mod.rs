@@ -6,6 +6,7 @@ mod demo;
 mod disks;
 mod domain;
 mod host;
+mod img;
 mod pool;
 mod run;
 mod table;
@@ -104,6 +105,8 @@ enum Command {
     HostValidate,
     #[command(flatten)]
     Pool(pool::PoolCommand),
+    /// Create, inspect, check, convert and resize disk images, like qemu-img.
+    Img(img::ImgArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),
         Command::Pool(command) => pool::run(command),
+        Command::Img(args) => img::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,693 @@
+//! qcow2 images (QEMU's `docs/interop/qcow2.txt`, versions 2 and 3).
+//!
+//! The cluster mapping, allocation, copy-on-write from backing files, zero
+//! clusters and discard are imago's (a qcow2 library by a QEMU block-layer
+//! maintainer, built here fully synchronous). Vireo adds around it:
+//! - its own header parser ([`header`]), run before imago sees the file, so a
+//!   truncated or corrupted image is refused with a clear sentence and
+//!   nothing is written to it;
+//! - OFD locks on the image (exclusive for writing, shared for reading) and
+//!   shared locks on every file of its backing chain, as QEMU takes them;
+//! - a bounded backing chain (no loops through symlinks or renamed files);
+//! - `create` with QEMU's options (preallocation off/metadata/falloc/full with
+//!   progress, cluster size, refcount bits, lazy refcounts), `resize`, and a
+//!   refcount [`check`] like `qemu-img check`.
+//!
+//! Not supported: encryption, external data files, extended L2 entries,
+//! zstd compression, internal snapshots for writing (images with snapshots
+//! open read-only), creating version 2 images, repairing (`check -r`), and
+//! opening images left dirty by lazy refcounts (run `qemu-img check -r all`).
+
+pub mod check;
+pub mod header;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use imago::format::gate::ImplicitOpenGate;
+use imago::format::PreallocateMode;
+use imago::qcow2::Qcow2;
+use imago::{FormatAccess, FormatCreateBuilder, FormatDriverBuilder, StorageOpenOptions};
+
+use super::{check_range, lock_image, BlockBackend, OpenError};
+use header::{HeaderError, Qcow2Header, COMPATIBLE_FEATURES_OFFSET, COMPAT_LAZY_REFCOUNTS};
+
+pub use check::{check, CheckReport};
+
+/// imago's storage for a plain file.
+type Storage = imago::file::File;
+
+/// Longest backing chain Vireo follows; a longer one is almost surely a loop.
+const MAX_CHAIN_DEPTH: usize = 32;
+
+/// How much of a new image is allocated up front (`-o preallocation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preallocation {
+    /// Nothing: clusters are allocated on first write.
+    #[default]
+    Off,
+    /// L2 tables and data clusters mapped, the file left sparse.
+    Metadata,
+    /// Like metadata, with the data area reserved by `fallocate`.
+    Falloc,
+    /// Like metadata, with zeroes written over the whole data area.
+    Full,
+}
+
+impl Preallocation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Metadata => "metadata",
+            Self::Falloc => "falloc",
+            Self::Full => "full",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "off" => Self::Off,
+            "metadata" => Self::Metadata,
+            "falloc" => Self::Falloc,
+            "full" => Self::Full,
+            _ => return None,
+        })
+    }
+}
+
+/// Options for a new qcow2 image, as `qemu-img create -o` takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateOptions {
+    pub size: u64,
+    pub cluster_size: u32,
+    pub refcount_bits: u32,
+    pub lazy_refcounts: bool,
+    pub preallocation: Preallocation,
+    /// Backing file name as written into the header (relative to the image).
+    pub backing_file: Option<String>,
+    /// "raw" or "qcow2".
+    pub backing_format: Option<String>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            cluster_size: 65536,
+            refcount_bits: 16,
+            lazy_refcounts: false,
+            preallocation: Preallocation::Off,
+            backing_file: None,
+            backing_format: None,
+        }
+    }
+}
+
+/// Errors from creating or resizing an image.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A qcow2 image open for the VMM.
+pub struct Qcow2Image {
+    access: FormatAccess<Storage>,
+    header: Qcow2Header,
+    read_only: bool,
+    path: String,
+}
+
+impl std::fmt::Debug for Qcow2Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qcow2Image")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+fn open_error(path: &Path, source: io::Error) -> OpenError {
+    OpenError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn header_error(path: &Path, error: HeaderError) -> OpenError {
+    match error {
+        HeaderError::Io(source) => open_error(path, source),
+        other => open_error(path, io::Error::new(io::ErrorKind::InvalidData, other)),
+    }
+}
+
+/// Opens and locks a file of an image chain (shared when `read_only`).
+fn open_locked(path: &Path, read_only: bool) -> Result<File, OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    lock_image(&file, path, read_only)?;
+    Ok(file)
+}
+
+/// Wraps a locked file for imago, remembering its path so relative
+/// backing file names resolve against the image's directory.
+fn storage(file: File, path: &Path, writable: bool) -> io::Result<Storage> {
+    let options = StorageOpenOptions::new().filename(path).write(writable);
+    Storage::from_open_file(file, options)
+}
+
+/// Opens backing files for imago: each locked shared, each qcow2 header
+/// checked by Vireo first, the chain at most [`MAX_CHAIN_DEPTH`] deep.
+struct ChainGate {
+    depth: usize,
+}
+
+impl ImplicitOpenGate<Storage> for ChainGate {
+    fn open_format<F: FormatDriverBuilder<Storage>>(
+        &mut self,
+        builder: F,
+    ) -> io::Result<FormatAccess<Storage>> {
+        if self.depth >= MAX_CHAIN_DEPTH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("backing chain is longer than {MAX_CHAIN_DEPTH} images (a loop?)"),
+            ));
+        }
+        let next = ChainGate {
+            depth: self.depth + 1,
+        };
+        Ok(FormatAccess::new(builder.write(false).open(next)?))
+    }
+
+    fn open_storage(&mut self, options: StorageOpenOptions) -> io::Result<Storage> {
+        let path = options
+            .get_filename()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| io::Error::other("backing file without a name"))?;
+        let file = open_locked(&path, true).map_err(io::Error::other)?;
+        let mut magic = [0u8; 4];
+        if file.read_at(&mut magic, 0).ok() == Some(4) && magic == header::MAGIC {
+            Qcow2Header::read(&file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        storage(file, &path, false)
+    }
+}
+
+impl Qcow2Image {
+    /// Opens and locks the image at `path` with its backing chain.
+    pub fn open(path: &Path, read_only: bool) -> Result<Self, OpenError> {
+        let file = open_locked(path, read_only)?;
+        let header = Qcow2Header::read(&file).map_err(|e| header_error(path, e))?;
+        let refuse = |message: &str| {
+            Err(open_error(
+                path,
+                io::Error::new(io::ErrorKind::InvalidData, message.to_string()),
+            ))
+        };
+        if header.dirty() {
+            return refuse(
+                "image was not closed cleanly (lazy refcounts); repair it with 'qemu-img check -r all'",
+            );
+        }
+        if header.corrupt() && !read_only {
+            return refuse("image is marked corrupt; it can only be opened read-only");
+        }
+        if header.nb_snapshots > 0 && !read_only {
+            return refuse("image has internal snapshots, which Vireo can only read");
+        }
+        let metadata = storage(file, path, !read_only).map_err(|e| open_error(path, e))?;
+        let qcow2 = Qcow2::<Storage>::builder(metadata)
+            .write(!read_only)
+            .open(ChainGate { depth: 1 })
+            .map_err(|e| open_error(path, e))?;
+        Ok(Self {
+            access: FormatAccess::new(qcow2),
+            header,
+            read_only,
+            path: path.display().to_string(),
+        })
+    }
+
+    /// The header as it was when the image was opened.
+    pub fn header(&self) -> &Qcow2Header {
+        &self.header
+    }
+
+    /// Creates (or overwrites) a qcow2 image at `path`. `progress` is called
+    /// with the percentage done while preallocating.
+    pub fn create(
+        path: &Path,
+        options: &CreateOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<(), CreateError> {
+        let invalid = |m: String| Err(CreateError::Invalid(m));
+        let cs = options.cluster_size;
+        if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
+            return invalid("Cluster size must be a power of two between 512 and 2048k".into());
+        }
+        if !options.refcount_bits.is_power_of_two() || options.refcount_bits > 64 {
+            return invalid(
+                "Refcount width must be a power of two and may not exceed 64 bits".into(),
+            );
+        }
+        if options.backing_file.is_some() && options.preallocation != Preallocation::Off {
+            return invalid(
+                "Backing file and preallocation can only be used at the same time if extended_l2 is on"
+                    .into(),
+            );
+        }
+        if options.size > (1 << 62) {
+            return invalid(format!("Image size is too large: {}", options.size));
+        }
+
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false) // not before the lock: a VM may be using it
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
+        lock_image(&file, path, false).map_err(OpenError::from)?;
+        file.set_len(0)?;
+        let mut builder = Qcow2::<Storage>::create_builder(storage(file.try_clone()?, path, true)?)
+            .cluster_size(cs as usize)
+            .refcount_width(options.refcount_bits as usize)
+            .size(0);
+        if let (Some(name), format) = (&options.backing_file, &options.backing_format) {
+            builder = builder.backing(name.clone(), format.clone().unwrap_or_default());
+        }
+        builder.create()?;
+        if options.lazy_refcounts {
+            // imago updates refcounts eagerly, which a lazy-refcounts image
+            // allows; the bit tells QEMU it may defer them.
+            let mut bits = [0u8; 8];
+            file.read_exact_at(&mut bits, COMPATIBLE_FEATURES_OFFSET)?;
+            let value = u64::from_be_bytes(bits) | COMPAT_LAZY_REFCOUNTS;
+            file.write_all_at(&value.to_be_bytes(), COMPATIBLE_FEATURES_OFFSET)?;
+        }
+        drop(file); // imago's copy keeps the lock until the open below
+
+        // The size is set by growing the empty image, which is where imago
+        // preallocates metadata and falloc; growing in steps gives the
+        // progress. Full preallocation writes zeroes in order instead, which
+        // also keeps the data clusters in guest order in the file.
+        let mut image = Self::open(path, false)?;
+        let mode = match options.preallocation {
+            Preallocation::Off | Preallocation::Full => PreallocateMode::None,
+            Preallocation::Metadata => PreallocateMode::FormatAllocate,
+            Preallocation::Falloc => PreallocateMode::FullAllocate,
+        };
+        let steps: u64 = if mode == PreallocateMode::None {
+            1
+        } else {
+            100
+        };
+        let step = options
+            .size
+            .div_ceil(steps)
+            .next_multiple_of(u64::from(cs))
+            .max(u64::from(cs));
+        let mut size = 0;
+        while size < options.size {
+            size = (size + step).min(options.size);
+            image.access.resize_grow(size, mode)?;
+            if mode != PreallocateMode::None {
+                progress(size as f64 * 100.0 / options.size as f64);
+            }
+        }
+        if options.preallocation == Preallocation::Full {
+            let zeroes = vec![0u8; (1 << 20).max(cs as usize)];
+            let mut done = 0;
+            while done < options.size {
+                let n = (options.size - done).min(zeroes.len() as u64) as usize;
+                image.access.write(&zeroes[..n], done)?;
+                done += n as u64;
+                progress(done as f64 * 100.0 / options.size as f64);
+            }
+        }
+        image.flush()?;
+        image.header = Qcow2Header::read(&File::open(path)?)
+            .map_err(|e| CreateError::Invalid(format!("the new image does not read back: {e}")))?;
+        Ok(())
+    }
+
+    /// Grows or shrinks the virtual disk to `new_size` bytes.
+    pub fn resize(&mut self, new_size: u64) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only disk",
+            ));
+        }
+        self.access.resize(new_size, PreallocateMode::None)?;
+        self.flush()
+    }
+}
+
+impl BlockBackend for Qcow2Image {
+    fn size(&self) -> u64 {
+        self.access.size()
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(offset, buf.len(), self.size())?;
+        self.access.read(buf, offset)
+    }
+
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only disk",
+            ));
+        }
+        check_range(offset, buf.len(), self.size())?;
+        self.access.write(buf, offset)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        // Metadata caches out to the file, then the file to the disk.
+        self.access.flush()?;
+        self.access.sync()
+    }
+
+    fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only disk",
+            ));
+        }
+        check_range(offset, len as usize, self.size())?;
+        // Version 2 has no zero flag, so a discarded cluster would show the
+        // backing file again; QEMU ignores such discards too.
+        if self.header.version < 3 {
+            return Ok(());
+        }
+        self.access.discard_to_zero(offset, len)
+    }
+
+    fn identity(&self) -> String {
+        self.path.clone()
+    }
+}
+
+impl Drop for Qcow2Image {
+    fn drop(&mut self) {
+        if !self.read_only {
+            if let Err(error) = self.flush() {
+                tracing::error!("cannot flush {}: {error}", self.path);
+            }
+        }
+    }
+}
+
+/// The backing file's path as QEMU resolves it: relative names are relative
+/// to the directory of the image that names them.
+pub fn resolve_backing(image: &Path, backing: &str) -> PathBuf {
+    let backing = Path::new(backing);
+    if backing.is_absolute() {
+        return backing.to_path_buf();
+    }
+    match image.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(backing),
+        _ => backing.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A named way to damage an image's bytes.
+    type Damage = (&'static str, Box<dyn Fn(&mut Vec<u8>)>);
+
+    use super::*;
+
+    fn create(dir: &Path, name: &str, options: &CreateOptions) -> PathBuf {
+        let path = dir.join(name);
+        Qcow2Image::create(&path, options, &mut |_| {}).unwrap();
+        path
+    }
+
+    fn sized(size: u64) -> CreateOptions {
+        CreateOptions {
+            size,
+            ..CreateOptions::default()
+        }
+    }
+
+    #[test]
+    fn writes_read_back_across_reopen_at_odd_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "a.qcow2", &sized(4 << 20));
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        assert_eq!(disk.size(), 4 << 20);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        disk.write_at(&data, 65_000).unwrap(); // spans three clusters
+        disk.write_at(&[0xab; 512], (4 << 20) - 512).unwrap();
+        disk.flush().unwrap();
+        drop(disk);
+        let mut disk = Qcow2Image::open(&path, true).unwrap();
+        let mut back = vec![0; data.len()];
+        disk.read_at(&mut back, 65_000).unwrap();
+        assert_eq!(back, data);
+        let mut untouched = [1u8; 4096];
+        disk.read_at(&mut untouched, 1 << 20).unwrap();
+        assert_eq!(untouched, [0; 4096]);
+        assert!(disk.read_at(&mut [0; 2], (4 << 20) - 1).is_err());
+        assert_eq!(
+            disk.write_at(&[0], 0).unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        let report = check(&File::open(&path).unwrap()).unwrap();
+        assert_eq!(report.messages, Vec::<String>::new());
+    }
+
+    #[test]
+    fn backing_chain_reads_through_and_copies_on_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.raw");
+        std::fs::write(&base, vec![0x11; 1 << 20]).unwrap();
+        let mid = create(
+            dir.path(),
+            "mid.qcow2",
+            &CreateOptions {
+                backing_file: Some("base.raw".into()),
+                backing_format: Some("raw".into()),
+                ..sized(1 << 20)
+            },
+        );
+        let top = create(
+            dir.path(),
+            "top.qcow2",
+            &CreateOptions {
+                backing_file: Some(mid.display().to_string()),
+                backing_format: Some("qcow2".into()),
+                ..sized(2 << 20)
+            },
+        );
+        let mut disk = Qcow2Image::open(&top, false).unwrap();
+        disk.write_at(&[0x22; 512], 1024).unwrap();
+        let mut back = vec![0; 4096];
+        disk.read_at(&mut back, 0).unwrap();
+        assert_eq!(&back[..1024], &[0x11; 1024][..]);
+        assert_eq!(&back[1024..1536], &[0x22; 512][..]);
+        assert_eq!(&back[1536..], &[0x11; 2560][..]);
+        // Past the backing file's end, the disk reads zeroes.
+        disk.read_at(&mut back, 1 << 20).unwrap();
+        assert_eq!(back, vec![0; 4096]);
+        // The backing files are locked shared: nobody can write them now.
+        assert!(matches!(
+            super::super::RawFile::open(&base, false),
+            Err(OpenError::Locked(_))
+        ));
+        drop(disk);
+        assert_eq!(std::fs::read(&base).unwrap(), vec![0x11; 1 << 20]);
+    }
+
+    #[test]
+    fn discard_reads_back_as_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "d.qcow2", &sized(1 << 20));
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&vec![0x55; 1 << 20], 0).unwrap();
+        disk.discard(65536, 131072).unwrap();
+        let mut back = vec![0; 65536];
+        disk.read_at(&mut back, 65536).unwrap();
+        assert_eq!(back, vec![0; 65536]);
+        disk.read_at(&mut back, 0).unwrap();
+        assert_eq!(back, vec![0x55; 65536]);
+    }
+
+    #[test]
+    fn every_preallocation_reads_zeroes_and_checks_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [
+            Preallocation::Metadata,
+            Preallocation::Falloc,
+            Preallocation::Full,
+        ] {
+            let mut seen = Vec::new();
+            let path = dir.path().join(format!("{}.qcow2", mode.name()));
+            let options = CreateOptions {
+                preallocation: mode,
+                ..sized(3 << 20)
+            };
+            Qcow2Image::create(&path, &options, &mut |p| seen.push(p)).unwrap();
+            assert_eq!(seen.last().copied(), Some(100.0));
+            let report = check(&File::open(&path).unwrap()).unwrap();
+            assert_eq!(report.messages, Vec::<String>::new(), "{mode:?}");
+            assert_eq!(report.allocated_clusters, 48, "{mode:?}");
+            let mut disk = Qcow2Image::open(&path, true).unwrap();
+            let mut back = vec![1; 3 << 20];
+            disk.read_at(&mut back, 0).unwrap();
+            assert!(back.iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn resize_grows_and_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "r.qcow2", &sized(1 << 20));
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&[7; 512], 0).unwrap();
+        disk.resize(10 << 30).unwrap();
+        assert_eq!(disk.size(), 10 << 30);
+        disk.write_at(&[8; 512], (10 << 30) - 512).unwrap();
+        disk.resize(1 << 20).unwrap();
+        drop(disk);
+        let disk = Qcow2Image::open(&path, true).unwrap();
+        assert_eq!(disk.size(), 1 << 20);
+        assert_eq!(check(&File::open(&path).unwrap()).unwrap().exit_code(), 0);
+    }
+
+    #[test]
+    fn corrupted_images_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "c.qcow2", &sized(1 << 20));
+        {
+            let mut disk = Qcow2Image::open(&path, false).unwrap();
+            disk.write_at(&[9; 4096], 0).unwrap();
+        }
+        let good = std::fs::read(&path).unwrap();
+        let damages: Vec<Damage> = vec![
+            ("truncated to the header", Box::new(|d| d.truncate(100))),
+            ("truncated to one cluster", Box::new(|d| d.truncate(65536))),
+            ("bad version", Box::new(|d| d[7] = 9)),
+            ("L1 offset past the end", Box::new(|d| d[40] = 0x7f)),
+            ("refcount table past the end", Box::new(|d| d[48] = 0x7f)),
+            ("dirty", Box::new(|d| d[79] |= 1)),
+            ("huge cluster bits", Box::new(|d| d[23] = 30)),
+            ("L1 too small for the size", Box::new(|d| d[24] = 0x7f)),
+        ];
+        for (what, damage) in damages {
+            let mut data = good.clone();
+            damage(&mut data);
+            std::fs::write(&path, &data).unwrap();
+            let error = Qcow2Image::open(&path, false).expect_err(what);
+            assert!(!error.to_string().is_empty());
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                data,
+                "{what}: file was written"
+            );
+        }
+    }
+
+    #[test]
+    fn backing_loops_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.qcow2");
+        let b = dir.path().join("b.qcow2");
+        create(dir.path(), "b.qcow2", &sized(1 << 20));
+        create(
+            dir.path(),
+            "a.qcow2",
+            &CreateOptions {
+                backing_file: Some("b.qcow2".into()),
+                backing_format: Some("qcow2".into()),
+                ..sized(1 << 20)
+            },
+        );
+        // Point b back at a by renaming a copy of a over b.
+        std::fs::copy(&a, &b).unwrap();
+        let error = Qcow2Image::open(&a, true).unwrap_err();
+        assert!(error.to_string().contains("loop"), "{error}");
+    }
+
+    /// Random damage to the metadata clusters (header, refcount table and
+    /// block, L1 and L2 tables) must give errors, never panics or hangs,
+    /// in the backend and in `check`.
+    #[test]
+    fn random_metadata_damage_is_survived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.qcow2");
+        let options = CreateOptions {
+            cluster_size: 4096,
+            ..sized(4 << 20)
+        };
+        Qcow2Image::create(&path, &options, &mut |_| {}).unwrap();
+        {
+            let mut disk = Qcow2Image::open(&path, false).unwrap();
+            for i in 0..64u64 {
+                disk.write_at(&[i as u8; 4096], i * 65536).unwrap();
+            }
+        }
+        let good = std::fs::read(&path).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let metadata_end = 8 * 4096;
+        let mut opened = 0;
+        for round in 0..1500 {
+            let mut data = good.clone();
+            for _ in 0..1 + random() % 4 {
+                let at = (random() % metadata_end) as usize;
+                data[at] = random() as u8;
+            }
+            std::fs::write(&path, &data).unwrap();
+            let survived = std::panic::catch_unwind(|| {
+                let _ = check(&File::open(&path).unwrap());
+                let Ok(mut disk) = Qcow2Image::open(&path, false) else {
+                    return false;
+                };
+                let mut buf = vec![0; 65536];
+                for i in 0..64u64 {
+                    let _ = disk.read_at(&mut buf, i * 65536);
+                }
+                for i in 0..8u64 {
+                    let _ = disk.write_at(&[1; 8192], i * 300_000);
+                }
+                let _ = disk.discard(0, 1 << 20);
+                let _ = disk.flush();
+                true
+            });
+            match survived {
+                Ok(true) => opened += 1,
+                Ok(false) => {}
+                Err(_) => panic!("round {round} panicked"),
+            }
+        }
+        // Most damage lands in tables the header check does not read.
+        assert!(opened > 100, "only {opened} damaged images opened");
+    }
+}
