@@ -155,3 +155,31 @@ fn seabios_finds_every_vcpu_and_logs_on_the_debug_port() {
     assert!(text.contains("Running on QEMU (i440fx)"), "{text}");
     assert!(text.contains("Running on KVM"), "{text}");
 }
+
+#[test]
+fn seabios_boots_a_boot_sector_from_a_qcow2_virtio_disk() {
+    if !kvm_available() {
+        return;
+    }
+    common::require_program("qemu-img");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = guest::raw_disk(
+        dir.path(),
+        "disk.img",
+        &announcing_boot_sector("BOOTED FROM QCOW2\n"),
+        1 << 20,
+    );
+    let qcow2 = dir.path().join("disk.qcow2");
+    guest::run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow2),
+    );
+    let mut domain = Domain::new("qcow2-boot");
+    domain.disks.push(format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+        qcow2.display()
+    ));
+    boots_and_prints(domain, "BOOTED FROM QCOW2\n");
+}

@@ -43,6 +43,7 @@ pub fn demo_config(disk: PathBuf) -> VmConfig {
             unit: 0,
         },
         path: Some(disk),
+        format: crate::storage::ImageFormat::Raw,
         read_only: false,
         boot_order: Some(1),
     });

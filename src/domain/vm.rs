@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use super::devices::{Console, Controller, Disk, Hostdev, Input, Memballoon, Serial, Sound, Video};
 use super::os::BootDevice;
 use super::{Domain, DomainError, LifecycleEvent};
+use crate::storage::ImageFormat;
 use crate::vmm::{
     DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
 };
@@ -123,13 +124,15 @@ fn disk_config(disk: &Disk, next_virtio_slot: &mut u8) -> Result<DiskConfig, Str
             ))
         }
     };
-    if let Some(format) = disk.driver_type.as_deref() {
-        if format != "raw" {
+    let format = match disk.driver_type.as_deref() {
+        None | Some("raw") => ImageFormat::Raw,
+        Some("qcow2") => ImageFormat::Qcow2,
+        Some(other) => {
             return Err(format!(
-                "disk {target}: format '{format}' is not supported yet (raw only)"
-            ));
+                "disk {target}: image format '{other}' is not supported (raw or qcow2)"
+            ))
         }
-    }
+    };
     if !matches!(disk.disk_type.as_str(), "file" | "block") {
         return Err(format!(
             "disk {target}: type '{}' is not supported (file or block)",
@@ -195,6 +198,7 @@ fn disk_config(disk: &Disk, next_virtio_slot: &mut u8) -> Result<DiskConfig, Str
         kind,
         bus,
         path,
+        format,
         read_only: disk.readonly || kind == DiskKind::Cdrom,
         boot_order: disk.boot_order,
     })

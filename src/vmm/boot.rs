@@ -79,6 +79,7 @@ mod tests {
             kind: DiskKind::Disk,
             bus,
             path: None,
+            format: crate::storage::ImageFormat::Raw,
             read_only: false,
             boot_order,
         }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::storage::ImageFormat;
+
 /// Where a disk sits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskBus {
@@ -27,6 +29,9 @@ pub struct DiskConfig {
     pub bus: DiskBus,
     /// `None` is an empty CD-ROM drive.
     pub path: Option<PathBuf>,
+    /// The image format (`<driver type=>`; raw unless it says otherwise,
+    /// as libvirt never guesses a format from the file's content).
+    pub format: ImageFormat,
     pub read_only: bool,
     /// Position in the boot order (1 = first), from `<boot order=>` or `<os><boot dev=>`.
     pub boot_order: Option<u32>,

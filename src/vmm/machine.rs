@@ -37,7 +37,7 @@ use crate::devices::system_control::SystemControlA;
 use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::pci::VirtioPciDevice;
 use crate::devices::{Bus, MachineControl};
-use crate::storage::{self, BlockBackend, ImageFormat};
+use crate::storage::{self, BlockBackend};
 
 /// Turns device requests into stop reasons for the machine's main loop.
 struct MachineEvents {
@@ -347,7 +347,7 @@ fn open_disk(disk: &DiskConfig) -> Result<Option<Box<dyn BlockBackend>>, VmmErro
     let Some(path) = &disk.path else {
         return Ok(None);
     };
-    storage::open_image(path, ImageFormat::Raw, disk.read_only)
+    storage::open_image(path, disk.format, disk.read_only)
         .map(Some)
         .map_err(|source| VmmError::Disk {
             target: disk.target.clone(),
