@@ -558,3 +558,45 @@ fn a_second_vm_on_the_same_writable_image_is_refused() {
         "the first VM is untouched"
     );
 }
+
+#[test]
+fn clone_with_overlays_backs_the_clone_with_the_original_disk() {
+    common::require_program("qemu-img");
+    let s = Session::new();
+    let disk = s.path("c1.img");
+    std::fs::write(&disk, vec![7u8; 1 << 20]).unwrap();
+    std::fs::write(s.path("c1.xml"), s.domain_xml("c1", &disk)).unwrap();
+    s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
+    assert_eq!(
+        s.ok(&["clone", "c1", "c2", "--overlay"]),
+        "Clone 'c2' created successfully.\n"
+    );
+    let overlay = s.path("c2.qcow2");
+    let xml = s.ok(&["dumpxml", "c2"]);
+    assert!(
+        xml.contains(overlay.to_str().unwrap()) && xml.contains("type='qcow2'"),
+        "{xml}"
+    );
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["virtual-size"], 1 << 20);
+    assert_eq!(info["backing-filename"], disk.to_str().unwrap());
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert_eq!(
+        s.ok(&["domblkinfo", "c2", "hda"]).lines().next(),
+        Some("Capacity:       1048576")
+    );
+}

@@ -123,9 +123,16 @@ pub enum OpenError {
     UnsupportedFormat { path: String, format: String },
 }
 
-/// The size the guest sees of the image at `path` (for raw files, the file size).
+/// The size the guest sees of the image at `path`: a qcow2 image's
+/// virtual size, a raw file's length.
 pub fn virtual_size(path: &Path) -> std::io::Result<u64> {
-    Ok(std::fs::metadata(path)?.len())
+    let file = std::fs::File::open(path)?;
+    match detect_format(path) {
+        Ok(ImageFormat::Qcow2) => qcow2::header::Qcow2Header::read(&file)
+            .map(|header| header.size)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        _ => Ok(file.metadata()?.len()),
+    }
 }
 
 /// Opens the image at `path` in `format`, locked against other writers.
