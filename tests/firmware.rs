@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::asm::boot_sector;
 use common::{guest, kvm_available, Domain, Vm};
+use iced_x86::code_asm::*;
 
 const BOOT: Duration = Duration::from_secs(240);
 const GRUB: Duration = Duration::from_secs(600);
@@ -182,4 +183,71 @@ fn seabios_boots_a_boot_sector_from_a_qcow2_virtio_disk() {
         qcow2.display()
     ));
     boots_and_prints(domain, "BOOTED FROM QCOW2\n");
+}
+
+#[test]
+fn a_guest_writing_through_virtio_blk_leaves_a_qcow2_that_checks_clean() {
+    if !kvm_available() {
+        return;
+    }
+    common::require_program("qemu-img");
+    // The boot sector writes itself to LBA 5 through int 13h, which
+    // SeaBIOS carries out with its virtio-blk driver (virtqueue writes).
+    let sector = boot_sector(|p| {
+        let a = &mut p.a;
+        a.xor(ax, ax).unwrap();
+        a.mov(es, ax).unwrap();
+        a.mov(bx, 0x7c00u32).unwrap();
+        a.mov(ax, 0x0301u32).unwrap(); // AH=3 write, AL=1 sector
+        a.mov(cx, 0x0006u32).unwrap(); // cylinder 0, sector 6 (LBA 5)
+        a.mov(dx, 0x0080u32).unwrap(); // head 0, first hard disk
+        a.int(0x13).unwrap();
+        let mut failed = a.create_label();
+        a.jc(failed).unwrap();
+        p.print("WRITTEN\n");
+        p.exit();
+        p.a.set_label(&mut failed).unwrap();
+        p.print("WRITE FAILED\n");
+        p.exit();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let raw = guest::raw_disk(dir.path(), "disk.img", &sector, 1 << 20);
+    let qcow2 = dir.path().join("disk.qcow2");
+    guest::run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow2),
+    );
+    let mut domain = Domain::new("virtio-write");
+    domain.disks.push(format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+        qcow2.display()
+    ));
+    boots_and_prints(domain, "WRITTEN\n");
+    let check = std::process::Command::new("qemu-img")
+        .arg("check")
+        .arg(&qcow2)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // What the guest wrote is where it wrote it, as QEMU reads the image.
+    let back = dir.path().join("back.img");
+    guest::run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(&qcow2)
+            .arg(&back),
+    );
+    let bytes = std::fs::read(&back).unwrap();
+    assert_eq!(
+        &bytes[5 * 512..6 * 512],
+        &sector[..],
+        "LBA 5 holds the boot sector"
+    );
+    assert_eq!(&bytes[..512], &sector[..]);
 }
