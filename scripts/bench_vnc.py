@@ -396,7 +396,11 @@ def make_disk(work, name, code):
 
 def grub_full_update(launcher, iso, timeout):
     """Both VMMs boot GRUB at once (only bytes are measured here)."""
-    vms = {k: launcher.start(k, f"grub-{k}", iso, cdrom=True) for k in ("vireo", "qemu")}
+    # One copy of the ISO each: QEMU refuses an image another process has locked.
+    copy = iso + ".qemu"
+    shutil.copyfile(iso, copy)
+    vms = {"vireo": launcher.start("vireo", "grub-vireo", iso, cdrom=True),
+           "qemu": launcher.start("qemu", "grub-qemu", copy, cdrom=True)}
     out = {}
     for kind, vm in vms.items():
         if not vm.wait_serial(lambda s: b"Entry two" in s, timeout):
