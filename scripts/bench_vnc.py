@@ -431,7 +431,7 @@ def text_guest(launcher, disk, kind, pokes, timeout):
     client.request(False)
     full, _ = client.update(decode=False)
     band = (client.height * 12 // 25, client.height * 13 // 25)
-    line_bytes, latency, reaction, others = [], [], [], 0
+    line_bytes, line_pixels, line_rects, latency, reaction, others = [], [], [], [], [], 0
     client.sock.settimeout(10)
     for _ in range(pokes):
         client.request(True)
@@ -457,12 +457,15 @@ def text_guest(launcher, disk, kind, pokes, timeout):
             others += 1
             client.request(True)
         line_bytes.append(size)
+        line_pixels.append(sum(w * h for (_, _, w, h, _) in rects))
+        line_rects.append(len(rects))
         latency.append(t1 - t0)
         if vm.wait_serial(lambda s: len(vm.events) > echoes, 5):
             reaction.append(vm.events[echoes][0] - t0)
     result = {
         "full": full, "size": (client.width, client.height),
-        "line": statistics.median(line_bytes), "latency": latency, "reaction": reaction,
+        "line": statistics.median(line_bytes), "line_pixels": statistics.median(line_pixels),
+        "line_rects": statistics.median(line_rects), "latency": latency, "reaction": reaction,
         "encodings": sorted(client.encodings_seen), "others": others,
     }
     client.close()
@@ -588,6 +591,8 @@ def main():
           f"{'%dx%d' % text[q]['size']:>10}")
     row("text screen, full update (bytes)", text[v]["full"], text[q]["full"])
     row("one-line change, median (bytes)", text[v]["line"], text[q]["line"])
+    row("  pixels in its rectangles (median)", text[v]["line_pixels"], text[q]["line_pixels"])
+    row("  rectangles (median)", text[v]["line_rects"], text[q]["line_rects"])
     for p in (50, 99):
         row(f"poke -> pixels at client p{p} (ms)", pct(text[v]["latency"], p) * 1e3,
             pct(text[q]["latency"], p) * 1e3, "{:10.1f}")
