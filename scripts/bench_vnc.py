@@ -600,7 +600,7 @@ def main():
         if text[v]["reaction"] and text[q]["reaction"]:
             row(f"  of which poke -> guest echo p{p} (ms)", pct(text[v]["reaction"], p) * 1e3,
                 pct(text[q]["reaction"], p) * 1e3, "{:10.1f}")
-    row("  other updates (e.g. a change split in 2)", text[v]["others"], text[q]["others"])
+    row("  other updates (a split change...)", text[v]["others"], text[q]["others"])
     row("1024x768 complete frames/s at client", vbe[v]["fps"], vbe[q]["fps"], "{:10.2f}")
     row("  guest's own repaint rate (frames/s)", vbe[v]["guest_fps"], vbe[q]["guest_fps"],
         "{:10.2f}")
