@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 scripts/bench.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
-python3 scripts/bench_vnc.py target/release/vireo
+python3 scripts/bench_vnc.py --vireo target/release/vireo
