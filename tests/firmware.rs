@@ -32,40 +32,28 @@ fn boots_and_prints(domain: Domain, expect: &str) {
     assert!(status.success(), "{status}: {}", vm.stderr());
 }
 
-#[test]
-fn seabios_boots_a_boot_sector_from_an_ide_disk() {
+/// SeaBIOS boots a raw disk on `target`/`bus` whose boot sector says `message`.
+fn boots_from_raw_disk(target: &str, bus: &str, message: &str) {
     if !kvm_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = guest::raw_disk(
-        dir.path(),
-        "disk.img",
-        &announcing_boot_sector("BOOTED FROM IDE DISK\n"),
-        1 << 20,
-    );
+    let sector = announcing_boot_sector(message);
+    let disk = guest::raw_disk(dir.path(), "disk.img", &sector, 1 << 20);
     boots_and_prints(
-        Domain::new("ide-boot").disk("disk", &disk, "hda", "ide"),
-        "BOOTED FROM IDE DISK\n",
+        Domain::new("disk-boot").disk("disk", &disk, target, bus),
+        message,
     );
 }
 
 #[test]
+fn seabios_boots_a_boot_sector_from_an_ide_disk() {
+    boots_from_raw_disk("hda", "ide", "BOOTED FROM IDE DISK\n");
+}
+
+#[test]
 fn seabios_boots_a_boot_sector_from_a_virtio_disk() {
-    if !kvm_available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let disk = guest::raw_disk(
-        dir.path(),
-        "disk.img",
-        &announcing_boot_sector("BOOTED FROM VIRTIO DISK\n"),
-        1 << 20,
-    );
-    boots_and_prints(
-        Domain::new("virtio-boot").disk("disk", &disk, "vda", "virtio"),
-        "BOOTED FROM VIRTIO DISK\n",
-    );
+    boots_from_raw_disk("vda", "virtio", "BOOTED FROM VIRTIO DISK\n");
 }
 
 #[test]
