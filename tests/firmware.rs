@@ -145,6 +145,30 @@ fn seabios_finds_every_vcpu_and_logs_on_the_debug_port() {
     assert!(text.contains("Running on KVM"), "{text}");
 }
 
+/// A domain whose virtio disk is a qcow2 image (made by `qemu-img
+/// convert`) starting with `sector`; returns it and the image's path.
+fn qcow2_virtio_domain(
+    name: &str,
+    dir: &std::path::Path,
+    sector: &[u8],
+) -> (Domain, std::path::PathBuf) {
+    common::require_program("qemu-img");
+    let raw = guest::raw_disk(dir, "disk.img", sector, 1 << 20);
+    let qcow2 = dir.join("disk.qcow2");
+    guest::run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow2),
+    );
+    let mut domain = Domain::new(name);
+    domain.disks.push(format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+        qcow2.display()
+    ));
+    (domain, qcow2)
+}
+
 #[test]
 fn seabios_boots_a_boot_sector_from_a_qcow2_virtio_disk() {
     if !kvm_available() {
@@ -152,24 +176,8 @@ fn seabios_boots_a_boot_sector_from_a_qcow2_virtio_disk() {
     }
     common::require_program("qemu-img");
     let dir = tempfile::tempdir().unwrap();
-    let raw = guest::raw_disk(
-        dir.path(),
-        "disk.img",
-        &announcing_boot_sector("BOOTED FROM QCOW2\n"),
-        1 << 20,
-    );
-    let qcow2 = dir.path().join("disk.qcow2");
-    guest::run_tool(
-        std::process::Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(&qcow2),
-    );
-    let mut domain = Domain::new("qcow2-boot");
-    domain.disks.push(format!(
-        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
-        qcow2.display()
-    ));
+    let sector = announcing_boot_sector("BOOTED FROM QCOW2\n");
+    let (domain, _) = qcow2_virtio_domain("qcow2-boot", dir.path(), &sector);
     boots_and_prints(domain, "BOOTED FROM QCOW2\n");
 }
 
@@ -199,19 +207,7 @@ fn a_guest_writing_through_virtio_blk_leaves_a_qcow2_that_checks_clean() {
         p.exit();
     });
     let dir = tempfile::tempdir().unwrap();
-    let raw = guest::raw_disk(dir.path(), "disk.img", &sector, 1 << 20);
-    let qcow2 = dir.path().join("disk.qcow2");
-    guest::run_tool(
-        std::process::Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(&raw)
-            .arg(&qcow2),
-    );
-    let mut domain = Domain::new("virtio-write");
-    domain.disks.push(format!(
-        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
-        qcow2.display()
-    ));
+    let (domain, qcow2) = qcow2_virtio_domain("virtio-write", dir.path(), &sector);
     boots_and_prints(domain, "WRITTEN\n");
     let check = std::process::Command::new("qemu-img")
         .arg("check")
