@@ -1,0 +1,6 @@
+//! What the window does, without GTK: VM lifecycles, the inventory of
+//! defined and running VMs, and the operations behind every button. The
+//! `ui` module draws these; the command line can use them too, and every
+//! rule here is unit-tested headless.
+
+pub mod lifecycle;
