@@ -4,15 +4,12 @@
 //! `guests/demo.rs`; it lives on a 1 MiB raw disk in the default pool and
 //! boots through SeaBIOS like any other disk.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::manager::demo::write_demo_disk;
 use std::process::ExitCode;
 
 use crate::vmm::{DiskBus, DiskConfig, DiskKind, VmConfig};
-
-/// The demo guest's boot sector.
-pub const DEMO_BOOT_SECTOR: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/demo-boot-sector.bin"));
-const DEMO_DISK_SIZE: u64 = 1 << 20;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -21,20 +18,11 @@ pub struct DemoArgs {
     serial: String,
 }
 
-/// Writes the demo disk into `dir` (replacing an outdated one) and returns its path.
-pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("demo.img");
-    let mut disk = DEMO_BOOT_SECTOR.to_vec();
-    disk.resize(DEMO_DISK_SIZE as usize, 0);
-    let tmp = dir.join(".demo.img.tmp");
-    std::fs::write(&tmp, &disk)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
-}
-
 pub fn demo_config(disk: PathBuf) -> VmConfig {
-    let mut config = VmConfig::new("Demo", 32 << 20);
+    let mut config = VmConfig::new(
+        crate::manager::demo::DEMO_NAME,
+        crate::manager::demo::DEMO_MEMORY_MIB << 20,
+    );
     config.disks.push(DiskConfig {
         target: "hda".into(),
         kind: DiskKind::Disk,

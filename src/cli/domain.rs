@@ -66,21 +66,17 @@ pub fn undefine(args: UndefineArgs) -> CliResult {
             definition.name, definition.name
         ));
     }
-    let disks = definition.domain().disks().map_err(|e| e.to_string())?;
-    Store::open()
-        .undefine(&definition.name)
-        .map_err(|e| e.to_string())?;
+    let storage = if args.remove_all_storage {
+        crate::manager::operations::owned_storage(&definition.name)?
+    } else {
+        Vec::new()
+    };
+    let left = crate::manager::operations::delete(&definition.name, args.remove_all_storage)?;
     println!("Domain '{}' has been undefined", definition.name);
-    if args.remove_all_storage {
-        for disk in disks
-            .iter()
-            .filter(|d| d.device == "disk" && !d.readonly && !d.shareable)
-        {
-            let Some(path) = &disk.source else { continue };
-            match std::fs::remove_file(path) {
-                Ok(()) => println!("Volume '{}'({}) removed.", disk.target_dev, path),
-                Err(e) => eprintln!("vireo: cannot remove {path}: {e}"),
-            }
+    for (target, path) in storage {
+        match left.iter().find(|(p, _)| *p == path) {
+            None => println!("Volume '{target}'({}) removed.", path.display()),
+            Some((_, e)) => eprintln!("vireo: cannot remove {}: {e}", path.display()),
         }
     }
     Ok(ExitCode::SUCCESS)

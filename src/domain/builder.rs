@@ -52,8 +52,10 @@ pub struct NewVm {
     name: String,
     memory_mib: u64,
     vcpus: u32,
-    disks: Vec<String>,
+    /// Paths and formats (`raw`, `qcow2`).
+    disks: Vec<(String, String)>,
     ide_disks: bool,
+    kernel: Option<(String, Option<String>, Option<String>)>,
     cdrom: Option<String>,
     network: Option<String>,
     vnc: bool,
@@ -72,6 +74,7 @@ impl NewVm {
             vcpus: 1,
             disks: Vec::new(),
             ide_disks: false,
+            kernel: None,
             cdrom: None,
             network: None,
             vnc: true,
@@ -92,8 +95,24 @@ impl NewVm {
     }
 
     /// Adds a raw disk image.
-    pub fn disk(mut self, path: &str) -> Self {
-        self.disks.push(path.to_string());
+    pub fn disk(self, path: &str) -> Self {
+        self.disk_as(path, "raw")
+    }
+
+    /// Adds a disk image in `format` (`raw` or `qcow2`).
+    pub fn disk_as(mut self, path: &str, format: &str) -> Self {
+        self.disks.push((path.to_string(), format.to_string()));
+        self
+    }
+
+    /// Boots a Linux kernel directly (virt-install's `--boot kernel=`),
+    /// with an optional initrd and command line.
+    pub fn kernel(mut self, kernel: &str, initrd: Option<&str>, cmdline: Option<&str>) -> Self {
+        self.kernel = Some((
+            kernel.to_string(),
+            initrd.map(str::to_string),
+            cmdline.map(str::to_string),
+        ));
         self
     }
 
@@ -157,11 +176,15 @@ impl NewVm {
             boot.push(BootDevice::Cdrom);
         }
         boot.push(BootDevice::Hd);
+        let (kernel, initrd, cmdline) = self.kernel.clone().unwrap_or_default();
         d.set_os(&Os {
             os_type: Some("hvm".into()),
             arch: Some("x86_64".into()),
             machine: Some("pc".into()),
             boot,
+            kernel: (!kernel.is_empty()).then_some(kernel),
+            initrd,
+            cmdline,
             ..Os::default()
         });
         for feature in ["acpi", "apic"] {
@@ -191,7 +214,7 @@ impl NewVm {
         d.set_lifecycle(LifecycleEvent::Reboot, Some("restart"));
         d.set_lifecycle(LifecycleEvent::Crash, Some("destroy"));
 
-        for (i, path) in self.disks.iter().enumerate() {
+        for (i, (path, format)) in self.disks.iter().enumerate() {
             let (target, bus) = if self.ide_disks {
                 // hdc is the CD-ROM's; the disks take hda, hdb, hdd.
                 let letter = [b'a', b'b', b'd'].get(i).copied().unwrap_or(b'z');
@@ -199,7 +222,9 @@ impl NewVm {
             } else {
                 (format!("vd{}", (b'a' + (i as u8 % 26)) as char), "virtio")
             };
-            d.add_device(&Disk::file("disk", path, &target, bus));
+            let mut disk = Disk::file("disk", path, &target, bus);
+            disk.driver_type = Some(format.clone());
+            d.add_device(&disk);
         }
         if let Some(iso) = &self.cdrom {
             d.add_device(&Disk::file("cdrom", iso, "hdc", "ide"));

@@ -3,4 +3,10 @@
 //! `ui` module draws these; the command line can use them too, and every
 //! rule here is unit-tested headless.
 
+pub mod clone;
+pub mod create;
+pub mod demo;
+pub mod inventory;
 pub mod lifecycle;
+pub mod operations;
+pub mod osinfo;

@@ -1,0 +1,93 @@
+//! The VMs the window lists: every stored definition with its state, as
+//! the store and the VM processes say. Reading it never blocks for long:
+//! definitions are small files, and a running VM answers `query-status`
+//! on its control socket within the client's timeout.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::lifecycle::VmState;
+use crate::control::ControlClient;
+use crate::runtime::RunFiles;
+use crate::store::{Definition, Store};
+
+/// How long a VM may take to answer a status query before the window
+/// stops waiting for it (it is then listed as running).
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One VM as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    pub name: String,
+    pub uuid: String,
+    pub title: Option<String>,
+    pub memory_bytes: u64,
+    pub vcpus: u32,
+    pub state: VmState,
+}
+
+impl VmSummary {
+    fn new(definition: &Definition, state: VmState) -> Self {
+        let domain = definition.domain();
+        VmSummary {
+            name: definition.name.clone(),
+            uuid: definition.uuid.clone(),
+            title: domain.title(),
+            memory_bytes: domain.memory().ok().flatten().unwrap_or(0),
+            vcpus: domain.vcpu().map(|v| v.count).unwrap_or(1),
+            state,
+        }
+    }
+}
+
+/// What the VM process of `name` says it is doing; `ShutOff` when there
+/// is no process.
+pub fn live_state(name: &str) -> VmState {
+    let files = RunFiles::new(name);
+    if files.running().is_none() {
+        return VmState::ShutOff;
+    }
+    let status = ControlClient::connect(files.control()).and_then(|mut client| {
+        client.set_timeout(STATUS_TIMEOUT);
+        client.execute("query-status", Value::Null)
+    });
+    match status {
+        Ok(status) => match status["status"].as_str() {
+            Some("paused") => VmState::Paused,
+            Some("guest-panicked") | Some("internal-error") => VmState::Crashed,
+            _ => VmState::Running,
+        },
+        Err(e) => {
+            tracing::debug!(vm = name, "status query failed: {e}");
+            VmState::Running
+        }
+    }
+}
+
+/// Every defined VM, sorted by name, with what its process says.
+pub fn list() -> Vec<VmSummary> {
+    Store::open()
+        .list()
+        .iter()
+        .map(|definition| VmSummary::new(definition, live_state(&definition.name)))
+        .collect()
+}
+
+/// Every defined VM, sorted by name, without asking running VMs anything:
+/// what the window shows at once, before the first full poll.
+pub fn list_quickly() -> Vec<VmSummary> {
+    Store::open()
+        .list()
+        .iter()
+        .map(|definition| {
+            let running = RunFiles::new(&definition.name).running().is_some();
+            let state = if running {
+                VmState::Running
+            } else {
+                VmState::ShutOff
+            };
+            VmSummary::new(definition, state)
+        })
+        .collect()
+}
