@@ -23,8 +23,11 @@ use clap::{Parser, Subcommand};
     about = "A virtual-machine manager with its own KVM monitor"
 )]
 struct Cli {
+    /// Open the window and start the demo VM in it.
+    #[arg(long)]
+    demo: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -112,7 +115,10 @@ enum Command {
 pub fn main() -> ExitCode {
     crate::logging::init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return open_window(cli.demo);
+    };
+    let result = match command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Define { file } => domain::define(file),
@@ -156,4 +162,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vireo` without a command: the window, where there is a display.
+fn open_window(demo: bool) -> ExitCode {
+    let has_display = ["WAYLAND_DISPLAY", "DISPLAY"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    if !has_display {
+        eprintln!(
+            "vireo: there is no display to open the window on; `vireo demo` runs the demo VM in this terminal, and `vireo --help` lists the commands"
+        );
+        return ExitCode::FAILURE;
+    }
+    crate::ui::run(crate::ui::Startup { demo })
 }

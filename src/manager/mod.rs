@@ -6,6 +6,7 @@
 pub mod clone;
 pub mod create;
 pub mod demo;
+pub mod host_check;
 pub mod inventory;
 pub mod lifecycle;
 pub mod operations;

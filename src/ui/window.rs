@@ -1,0 +1,1035 @@
+//! The main window: the list of VMs, the selected VM's page, and every
+//! action on a VM. Each action asks the VM's [`Lifecycle`] first, runs on
+//! a worker thread, and reports back; a poller thread keeps states and
+//! thumbnails current. The GTK thread never waits on a VM or a disk.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adw::prelude::*;
+use relm4::prelude::*;
+
+use super::i18n::gettext_f;
+use super::vm_list::{VmList, THUMBNAIL_WIDTH};
+use super::vm_page::VmPage;
+use super::wizard::{NewVmWizard, WizardOutput};
+use super::{gettext, Startup};
+use crate::manager::host_check::{self, KvmProblem};
+use crate::manager::inventory::{self, VmSummary};
+use crate::manager::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
+use crate::manager::operations;
+use crate::runtime::RunFiles;
+use crate::store::Store;
+
+/// How often the poller asks every VM for its state.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Thumbnails are refreshed every this many polls.
+const THUMBNAIL_EVERY: u32 = 2;
+
+/// A downscaled screen, RGBA, made on the poller thread.
+#[derive(Debug)]
+pub struct Thumbnail {
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+}
+
+/// Keys the Send Key menu offers, as QEMU key names.
+const SEND_KEYS: &[(&str, &str)] = &[
+    ("ctrl+alt+delete", "Ctrl+Alt+Del"),
+    ("ctrl+alt+backspace", "Ctrl+Alt+Backspace"),
+    ("ctrl+alt+f1", "Ctrl+Alt+F1"),
+    ("ctrl+alt+f2", "Ctrl+Alt+F2"),
+    ("ctrl+alt+f3", "Ctrl+Alt+F3"),
+    ("ctrl+alt+f4", "Ctrl+Alt+F4"),
+    ("ctrl+alt+f5", "Ctrl+Alt+F5"),
+    ("ctrl+alt+f6", "Ctrl+Alt+F6"),
+    ("ctrl+alt+f7", "Ctrl+Alt+F7"),
+    ("ctrl+alt+f8", "Ctrl+Alt+F8"),
+    ("ctrl+alt+f9", "Ctrl+Alt+F9"),
+    ("ctrl+alt+f10", "Ctrl+Alt+F10"),
+    ("ctrl+alt+f11", "Ctrl+Alt+F11"),
+    ("ctrl+alt+f12", "Ctrl+Alt+F12"),
+    ("print", "PrintScreen"),
+];
+
+/// The `vm.` actions and the lifecycle action each one asks for.
+const VM_ACTIONS: &[(&str, Action)] = &[
+    ("start", Action::Start),
+    ("pause", Action::Pause),
+    ("resume", Action::Resume),
+    ("shutdown", Action::ShutDown),
+    ("reboot", Action::Reboot),
+    ("force-off", Action::ForceOff),
+    ("delete", Action::Delete),
+    ("clone", Action::Clone),
+    ("screenshot", Action::Screenshot),
+];
+
+#[derive(Debug)]
+pub enum AppMsg {
+    Inventory(Vec<VmSummary>),
+    Thumbnail(String, Thumbnail),
+    Selected(Option<String>),
+    /// A `vm.` action on the selected VM.
+    Request(Action),
+    SendKey(String),
+    /// The user confirmed a dialog for `action` (with its text input).
+    Confirmed(String, Action, ConfirmInput),
+    NewVm,
+    WizardDone(WizardOutput),
+    Demo,
+    ToggleFullscreen,
+    SetScaleToFit(bool),
+    About,
+}
+
+/// What a confirmation dialog collected.
+#[derive(Debug, Clone, Default)]
+pub struct ConfirmInput {
+    pub delete_storage: bool,
+    pub clone_name: String,
+}
+
+#[derive(Debug)]
+pub enum CmdOut {
+    Done {
+        name: String,
+        action: Action,
+        result: Result<Option<PathBuf>, String>,
+        observed: VmState,
+    },
+    DemoReady(Result<String, String>),
+}
+
+pub struct App {
+    window: adw::ApplicationWindow,
+    toasts: adw::ToastOverlay,
+    list: VmList,
+    page: VmPage,
+    content: gtk::Stack,
+    header_title: adw::WindowTitle,
+    switcher: adw::ViewSwitcherTitle,
+    actions: gtk::gio::SimpleActionGroup,
+    pause_button: gtk::Button,
+    resume_button: gtk::Button,
+    /// The content header's VM controls, hidden while no VM is shown.
+    vm_controls: Vec<gtk::Widget>,
+    summaries: Vec<VmSummary>,
+    lifecycles: HashMap<String, Lifecycle>,
+    selected: Option<String>,
+    /// The VM whose serial console and details the page shows.
+    shown: Option<(String, bool)>,
+    kvm_problem: Option<KvmProblem>,
+    wizard: Option<Controller<NewVmWizard>>,
+    /// Select (and start) this VM when it appears in the list.
+    pending_select: Option<(String, bool)>,
+    console: super::console_host::ConsoleHost,
+    sender: ComponentSender<App>,
+}
+
+pub struct AppWidgets {}
+
+impl Component for App {
+    type CommandOutput = CmdOut;
+    type Input = AppMsg;
+    type Output = ();
+    type Init = Startup;
+    type Root = adw::ApplicationWindow;
+    type Widgets = AppWidgets;
+
+    fn init_root() -> Self::Root {
+        adw::ApplicationWindow::builder()
+            .title(gettext("Vireo"))
+            .default_width(1100)
+            .default_height(720)
+            .build()
+    }
+
+    fn init(
+        startup: Startup,
+        window: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        let list = VmList::new();
+        let page = VmPage::new();
+
+        // Sidebar: the list under its own header bar.
+        let new_button = gtk::Button::builder()
+            .icon_name("list-add-symbolic")
+            .tooltip_text(gettext("New VM"))
+            .action_name("win.new-vm")
+            .build();
+        let primary_menu = gtk::gio::Menu::new();
+        let section = gtk::gio::Menu::new();
+        section.append(Some(&gettext("_Preferences")), Some("win.preferences"));
+        section.append(
+            Some(&gettext("_Keyboard Shortcuts")),
+            Some("win.show-help-overlay"),
+        );
+        section.append(Some(&gettext("_About Vireo")), Some("win.about"));
+        primary_menu.append_section(None, &section);
+        let menu_button = gtk::MenuButton::builder()
+            .icon_name("open-menu-symbolic")
+            .menu_model(&primary_menu)
+            .primary(true)
+            .tooltip_text(gettext("Main Menu"))
+            .build();
+        let sidebar_header = adw::HeaderBar::builder()
+            .title_widget(&adw::WindowTitle::new(&gettext("Vireo"), ""))
+            .show_end_title_buttons(false)
+            .build();
+        sidebar_header.pack_start(&new_button);
+        sidebar_header.pack_end(&menu_button);
+        let scrolled = gtk::ScrolledWindow::builder()
+            .child(list.widget())
+            .vexpand(true)
+            .hscrollbar_policy(gtk::PolicyType::Never)
+            .build();
+        let sidebar = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .width_request(260)
+            .build();
+        sidebar.append(&sidebar_header);
+        sidebar.append(&scrolled);
+
+        // Content: the VM's actions and page, or a status page.
+        let header_title = adw::WindowTitle::new("", "");
+        let switcher = adw::ViewSwitcherTitle::builder().stack(&page.stack).build();
+        let start_button = icon_button(
+            "media-playback-start-symbolic",
+            &gettext("Start"),
+            "vm.start",
+        );
+        let pause_button = icon_button(
+            "media-playback-pause-symbolic",
+            &gettext("Pause"),
+            "vm.pause",
+        );
+        let resume_button = icon_button(
+            "media-playback-start-symbolic",
+            &gettext("Resume"),
+            "vm.resume",
+        );
+        let shutdown_button = icon_button(
+            "system-shutdown-symbolic",
+            &gettext("Shut Down"),
+            "vm.shutdown",
+        );
+        let vm_menu_button = gtk::MenuButton::builder()
+            .icon_name("view-more-symbolic")
+            .menu_model(&vm_menu())
+            .tooltip_text(gettext("VM Menu"))
+            .build();
+        let content_header = adw::HeaderBar::builder().title_widget(&switcher).build();
+        content_header.pack_start(&start_button);
+        content_header.pack_start(&pause_button);
+        content_header.pack_start(&resume_button);
+        content_header.pack_start(&shutdown_button);
+        content_header.pack_end(&vm_menu_button);
+
+        let content = gtk::Stack::new();
+        content.add_named(&empty_page(), Some("empty"));
+        content.add_named(
+            &adw::StatusPage::builder()
+                .icon_name("computer-symbolic")
+                .title(gettext("Select a Virtual Machine"))
+                .build(),
+            Some("none"),
+        );
+        let kvm_problem = host_check::kvm_problem(&host_check::kvm_device());
+        if let Some(problem) = &kvm_problem {
+            content.add_named(&kvm_page(problem), Some("no-kvm"));
+        }
+        content.add_named(&page.stack, Some("vm"));
+        let content_box = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .hexpand(true)
+            .build();
+        content_box.append(&content_header);
+        content_box.append(&content);
+
+        let leaflet = adw::Leaflet::builder().can_navigate_back(true).build();
+        leaflet.append(&sidebar);
+        leaflet.append(&gtk::Separator::new(gtk::Orientation::Vertical));
+        leaflet.append(&content_box);
+        let toasts = adw::ToastOverlay::new();
+        toasts.set_child(Some(&leaflet));
+        window.set_content(Some(&toasts));
+
+        let actions = gtk::gio::SimpleActionGroup::new();
+        for (name, action) in VM_ACTIONS {
+            let a = gtk::gio::SimpleAction::new(name, None);
+            let input = sender.input_sender().clone();
+            let action = *action;
+            a.connect_activate(move |_, _| input.emit(AppMsg::Request(action)));
+            a.set_enabled(false);
+            actions.add_action(&a);
+        }
+        let send_key = gtk::gio::SimpleAction::new("send-key", Some(gtk::glib::VariantTy::STRING));
+        let input = sender.input_sender().clone();
+        send_key.connect_activate(move |_, keys| {
+            if let Some(keys) = keys.and_then(|k| k.get::<String>()) {
+                input.emit(AppMsg::SendKey(keys));
+            }
+        });
+        actions.add_action(&send_key);
+        let fullscreen = gtk::gio::SimpleAction::new("fullscreen", None);
+        let input = sender.input_sender().clone();
+        fullscreen.connect_activate(move |_, _| input.emit(AppMsg::ToggleFullscreen));
+        actions.add_action(&fullscreen);
+        let scale = gtk::gio::SimpleAction::new_stateful("scale-to-fit", None, &true.to_variant());
+        let input = sender.input_sender().clone();
+        scale.connect_change_state(move |action, value| {
+            if let Some(on) = value.and_then(|v| v.get::<bool>()) {
+                action.set_state(&on.to_variant());
+                input.emit(AppMsg::SetScaleToFit(on));
+            }
+        });
+        actions.add_action(&scale);
+        window.insert_action_group("vm", Some(&actions));
+
+        let win_actions = gtk::gio::SimpleActionGroup::new();
+        for (name, msg) in [
+            ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
+            ("demo", || AppMsg::Demo),
+            ("about", || AppMsg::About),
+            ("preferences", || AppMsg::About),
+        ] {
+            let a = gtk::gio::SimpleAction::new(name, None);
+            let input = sender.input_sender().clone();
+            a.connect_activate(move |_, _| input.emit(msg()));
+            win_actions.add_action(&a);
+        }
+        window.insert_action_group("win", Some(&win_actions));
+        if let Some(app) = relm4::main_application().downcast_ref::<gtk::Application>() {
+            app.set_accels_for_action("win.new-vm", &["<Control>n"]);
+            app.set_accels_for_action("vm.fullscreen", &["F11"]);
+            app.set_accels_for_action("vm.force-off", &["<Control><Shift>f"]);
+            app.set_accels_for_action("vm.screenshot", &["<Control><Shift>s"]);
+            app.set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
+        }
+        window.set_help_overlay(Some(&shortcuts_window()));
+
+        let input = sender.input_sender().clone();
+        list.widget().connect_row_selected(move |_, row| {
+            input.emit(AppMsg::Selected(row.map(VmList::name_of)));
+        });
+
+        let console = super::console_host::ConsoleHost::new(&page.console_slot);
+        let mut model = App {
+            window: window.clone(),
+            toasts,
+            list,
+            page,
+            content,
+            header_title,
+            switcher: switcher.clone(),
+            actions,
+            vm_controls: vec![
+                start_button.upcast(),
+                shutdown_button.upcast(),
+                vm_menu_button.upcast(),
+                switcher.clone().upcast(),
+            ],
+            pause_button,
+            resume_button,
+            summaries: Vec::new(),
+            lifecycles: HashMap::new(),
+            selected: None,
+            shown: None,
+            kvm_problem,
+            wizard: None,
+            pending_select: None,
+            console,
+            sender: sender.clone(),
+        };
+        // What the store says, at once; the poller adds what VMs say.
+        model.apply_inventory(inventory::list_quickly());
+        start_poller(sender.input_sender().clone());
+        if startup.demo {
+            sender.input(AppMsg::Demo);
+        }
+        model.refresh_view();
+        ComponentParts {
+            model,
+            widgets: AppWidgets {},
+        }
+    }
+
+    fn update(&mut self, msg: AppMsg, sender: ComponentSender<Self>, _root: &Self::Root) {
+        match msg {
+            AppMsg::Inventory(vms) => self.apply_inventory(vms),
+            AppMsg::Thumbnail(name, thumbnail) => {
+                let bytes = gtk::glib::Bytes::from_owned(thumbnail.rgba);
+                let texture = gtk::gdk::MemoryTexture::new(
+                    thumbnail.width as i32,
+                    thumbnail.height as i32,
+                    gtk::gdk::MemoryFormat::R8g8b8a8,
+                    &bytes,
+                    thumbnail.width as usize * 4,
+                );
+                self.list.set_thumbnail(&name, texture.upcast_ref());
+            }
+            AppMsg::Selected(name) => {
+                self.selected = name;
+            }
+            AppMsg::Request(action) => self.request(action, sender),
+            AppMsg::SendKey(keys) => {
+                if let Some(name) = self.selected.clone() {
+                    if self.decide(&name, Action::SendKey) == Decision::Accept {
+                        sender.spawn_oneshot_command(move || {
+                            let codes: Vec<&str> = keys.split('+').collect();
+                            let result = operations::send_key(&name, &codes).map(|_| None);
+                            let observed = inventory::live_state(&name);
+                            CmdOut::Done {
+                                name,
+                                action: Action::SendKey,
+                                result,
+                                observed,
+                            }
+                        });
+                    }
+                }
+            }
+            AppMsg::Confirmed(name, action, input) => self.run(name, action, input, sender),
+            AppMsg::NewVm => self.open_wizard(sender),
+            AppMsg::WizardDone(output) => {
+                self.wizard = None;
+                if let WizardOutput::Created { name, start } = output {
+                    self.pending_select = Some((name, start));
+                    self.apply_inventory(inventory::list_quickly());
+                }
+            }
+            AppMsg::Demo => {
+                sender.spawn_oneshot_command(|| {
+                    CmdOut::DemoReady(crate::manager::demo::ensure_demo())
+                });
+            }
+            AppMsg::ToggleFullscreen => {
+                self.window.set_fullscreened(!self.window.is_fullscreen());
+            }
+            AppMsg::SetScaleToFit(on) => self.console.set_scale_to_fit(on),
+            AppMsg::About => self.about(),
+        }
+        self.refresh_view();
+    }
+
+    fn update_cmd(&mut self, msg: CmdOut, sender: ComponentSender<Self>, _root: &Self::Root) {
+        match msg {
+            CmdOut::Done {
+                name,
+                action,
+                result,
+                observed,
+            } => {
+                if let Some(lifecycle) = self.lifecycles.get_mut(&name) {
+                    lifecycle.finished(action, result.is_ok(), observed);
+                }
+                match result {
+                    Ok(saved) => self.succeeded(&name, action, saved),
+                    Err(error) => self.failed(&name, action, &error),
+                }
+                if matches!(action, Action::Delete | Action::Clone) {
+                    self.apply_inventory(inventory::list_quickly());
+                }
+                self.shown = None;
+            }
+            CmdOut::DemoReady(Ok(name)) => {
+                self.pending_select = Some((name, true));
+                self.apply_inventory(inventory::list_quickly());
+            }
+            CmdOut::DemoReady(Err(error)) => {
+                self.toast(&gettext_f(
+                    "The demo VM could not be created: {error}",
+                    &[("error", &error)],
+                ));
+            }
+        }
+        let _ = sender;
+        self.refresh_view();
+    }
+}
+
+impl App {
+    fn apply_inventory(&mut self, vms: Vec<VmSummary>) {
+        for vm in &vms {
+            self.lifecycles
+                .entry(vm.name.clone())
+                .and_modify(|l| l.observe(vm.state))
+                .or_insert_with(|| Lifecycle::new(vm.state));
+        }
+        self.lifecycles
+            .retain(|name, _| vms.iter().any(|vm| &vm.name == name));
+        self.summaries = vms;
+        let rows: Vec<(VmSummary, VmState)> = self
+            .summaries
+            .iter()
+            .map(|vm| (vm.clone(), self.lifecycles[&vm.name].state()))
+            .collect();
+        self.list.update(&rows);
+        if let Some((name, start)) = self.pending_select.clone() {
+            if self.lifecycles.contains_key(&name) {
+                self.pending_select = None;
+                self.list.select(&name);
+                self.selected = Some(name.clone());
+                if start && self.decide(&name, Action::Start) == Decision::Accept {
+                    self.run(
+                        name,
+                        Action::Start,
+                        ConfirmInput::default(),
+                        self.sender.clone(),
+                    );
+                }
+            }
+        }
+        if let Some(selected) = &self.selected {
+            if !self.lifecycles.contains_key(selected) {
+                self.selected = None;
+            }
+        }
+    }
+
+    /// The VM page's widgets and the actions' enabled states, from the model.
+    fn refresh_view(&mut self) {
+        let state = self
+            .selected
+            .as_ref()
+            .and_then(|name| self.lifecycles.get(name))
+            .map(|l| l.state());
+        let page = match (&self.selected, state) {
+            (Some(_), Some(_)) => "vm",
+            _ if self.list.is_empty() && self.kvm_problem.is_none() => "empty",
+            _ if self.kvm_problem.is_some() => "no-kvm",
+            _ => "none",
+        };
+        self.content.set_visible_child_name(page);
+        for (name, action) in VM_ACTIONS {
+            let enabled = self
+                .selected
+                .as_ref()
+                .and_then(|n| self.lifecycles.get(n))
+                .is_some_and(|l| l.allows(*action));
+            if let Some(a) = self.actions.lookup_action(name) {
+                if let Some(a) = a.downcast_ref::<gtk::gio::SimpleAction>() {
+                    a.set_enabled(enabled);
+                }
+            }
+        }
+        let can_send = self
+            .selected
+            .as_ref()
+            .and_then(|n| self.lifecycles.get(n))
+            .is_some_and(|l| l.allows(Action::SendKey));
+        if let Some(a) = self.actions.lookup_action("send-key") {
+            if let Some(a) = a.downcast_ref::<gtk::gio::SimpleAction>() {
+                a.set_enabled(can_send);
+            }
+        }
+        let paused = state == Some(VmState::Paused);
+        let shown = state.is_some();
+        self.pause_button.set_visible(shown && !paused);
+        self.resume_button.set_visible(shown && paused);
+        for control in &self.vm_controls {
+            control.set_visible(shown);
+        }
+
+        let (Some(name), Some(state)) = (self.selected.clone(), state) else {
+            self.switcher.set_title("");
+            self.console.show(None);
+            self.page.serial.attach(None);
+            self.shown = None;
+            return;
+        };
+        self.switcher.set_title(&name);
+        self.switcher
+            .set_subtitle(&super::vm_list::state_label(state));
+        self.header_title.set_title(&name);
+        self.page.show_state(&name, state);
+        let live = state.is_active();
+        if self.shown.as_ref() != Some(&(name.clone(), live)) {
+            self.shown = Some((name.clone(), live));
+            let files = RunFiles::new(&name);
+            self.console.show(live.then(|| files.vnc()));
+            self.page.serial.attach(live.then(|| files.serial()));
+            if let Ok(definition) = Store::open().find(&name) {
+                self.page.show_details(&definition, state);
+            }
+        }
+    }
+
+    fn decide(&self, name: &str, action: Action) -> Decision {
+        self.lifecycles
+            .get(name)
+            .map(|l| l.decide(action))
+            .unwrap_or(Decision::Refuse(Refusal::NotRunning))
+    }
+
+    /// A `vm.` action on the selected VM: asks first where the action
+    /// cannot be undone, then runs it.
+    fn request(&mut self, action: Action, sender: ComponentSender<Self>) {
+        let Some(name) = self.selected.clone() else {
+            return;
+        };
+        match self.decide(&name, action) {
+            Decision::Accept => {}
+            Decision::Ignore => return,
+            Decision::Refuse(refusal) => {
+                self.toast(&refusal_text(&name, refusal));
+                return;
+            }
+        }
+        match action {
+            Action::ForceOff => self.confirm_force_off(name, sender),
+            Action::Delete => self.confirm_delete(name, sender),
+            Action::Clone => self.ask_clone_name(name, sender),
+            _ => self.run(name, action, ConfirmInput::default(), sender),
+        }
+    }
+
+    /// Runs `action` on a worker once the lifecycle accepts it.
+    fn run(
+        &mut self,
+        name: String,
+        action: Action,
+        input: ConfirmInput,
+        sender: ComponentSender<Self>,
+    ) {
+        let Some(lifecycle) = self.lifecycles.get_mut(&name) else {
+            return;
+        };
+        if lifecycle.request(action) != Decision::Accept {
+            return;
+        }
+        let pictures = pictures_dir();
+        sender.spawn_oneshot_command(move || {
+            let result = match action {
+                Action::Start => operations::start(&name).map(|_| None),
+                Action::Pause => operations::pause(&name).map(|_| None),
+                Action::Resume => operations::resume(&name).map(|_| None),
+                Action::ShutDown => operations::shut_down(&name).map(|_| None),
+                Action::Reboot => operations::reboot(&name).map(|_| None),
+                Action::ForceOff => operations::force_off(&name).map(|_| None),
+                Action::Delete => {
+                    operations::delete(&name, input.delete_storage).and_then(|left| {
+                        match left.first() {
+                            None => Ok(None),
+                            Some((path, e)) => Err(format!("{}: {e}", path.display())),
+                        }
+                    })
+                }
+                Action::Clone => {
+                    crate::manager::clone::clone_vm(&name, &input.clone_name, false, &mut |_, _| {})
+                        .map(|_| None)
+                }
+                Action::Screenshot => {
+                    let _ = std::fs::create_dir_all(&pictures);
+                    let now = gtk::glib::DateTime::now_local()
+                        .and_then(|t| t.format("%Y-%m-%d %H-%M-%S"))
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    let path = operations::screenshot_path(&name, &pictures, &now);
+                    operations::screenshot(&name, &path).map(|_| Some(path))
+                }
+                Action::SendKey => Ok(None),
+            };
+            let observed = inventory::live_state(&name);
+            CmdOut::Done {
+                name,
+                action,
+                result,
+                observed,
+            }
+        });
+    }
+
+    fn succeeded(&mut self, name: &str, action: Action, saved: Option<PathBuf>) {
+        match action {
+            Action::Screenshot => {
+                if let Some(path) = saved {
+                    let toast = adw::Toast::builder()
+                        .title(gettext("Screenshot saved"))
+                        .button_label(gettext("_Open"))
+                        .build();
+                    toast.connect_button_clicked(move |_| {
+                        let uri = gtk::gio::File::for_path(&path).uri();
+                        let _ = gtk::gio::AppInfo::launch_default_for_uri(
+                            &uri,
+                            gtk::gio::AppLaunchContext::NONE,
+                        );
+                    });
+                    self.toasts.add_toast(toast);
+                }
+            }
+            Action::Delete => {
+                self.toast(&gettext_f("“{name}” was deleted", &[("name", name)]));
+                self.selected = None;
+            }
+            Action::Clone => self.toast(&gettext_f("“{name}” was cloned", &[("name", name)])),
+            Action::ShutDown => self.toast(&gettext_f(
+                "“{name}” was asked to shut down",
+                &[("name", name)],
+            )),
+            _ => {}
+        }
+    }
+
+    fn failed(&mut self, name: &str, action: Action, error: &str) {
+        let headline = match action {
+            Action::Start => gettext_f("“{name}” could not be started", &[("name", name)]),
+            Action::ShutDown => gettext_f(
+                "“{name}” could not be asked to shut down",
+                &[("name", name)],
+            ),
+            Action::ForceOff => gettext_f("“{name}” could not be forced off", &[("name", name)]),
+            Action::Delete => gettext_f("“{name}” could not be deleted", &[("name", name)]),
+            Action::Clone => gettext_f("“{name}” could not be cloned", &[("name", name)]),
+            Action::Screenshot => gettext("The screenshot could not be saved"),
+            _ => gettext_f("The action on “{name}” failed", &[("name", name)]),
+        };
+        tracing::warn!(vm = name, ?action, "{error}");
+        let dialog = adw::MessageDialog::builder()
+            .transient_for(&self.window)
+            .modal(true)
+            .heading(headline)
+            .body(error)
+            .build();
+        dialog.add_response("close", &gettext("_Close"));
+        dialog.present();
+    }
+
+    fn confirm_force_off(&self, name: String, sender: ComponentSender<Self>) {
+        let dialog = adw::MessageDialog::builder()
+            .transient_for(&self.window)
+            .modal(true)
+            .heading(gettext_f("Force Off “{name}”?", &[("name", &name)]))
+            .body(gettext(
+                "The VM stops at once, as if its power cord were pulled. Unsaved work in the guest is lost.",
+            ))
+            .build();
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("force-off", &gettext("_Force Off"));
+        dialog.set_response_appearance("force-off", adw::ResponseAppearance::Destructive);
+        dialog.set_default_response(Some("force-off"));
+        dialog.set_close_response("cancel");
+        dialog.connect_response(None, move |_, response| {
+            if response == "force-off" {
+                sender.input(AppMsg::Confirmed(
+                    name.clone(),
+                    Action::ForceOff,
+                    ConfirmInput::default(),
+                ));
+            }
+        });
+        dialog.present();
+    }
+
+    fn confirm_delete(&self, name: String, sender: ComponentSender<Self>) {
+        let storage = operations::owned_storage(&name).unwrap_or_default();
+        let check = gtk::CheckButton::builder()
+            .label(ngettext_files(storage.len()))
+            .active(!storage.is_empty())
+            .sensitive(!storage.is_empty())
+            .build();
+        let dialog = adw::MessageDialog::builder()
+            .transient_for(&self.window)
+            .modal(true)
+            .heading(gettext_f("Delete “{name}”?", &[("name", &name)]))
+            .body(gettext("Its definition is removed. This cannot be undone."))
+            .extra_child(&check)
+            .build();
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("delete", &gettext("_Delete"));
+        dialog.set_response_appearance("delete", adw::ResponseAppearance::Destructive);
+        dialog.set_close_response("cancel");
+        dialog.connect_response(None, move |_, response| {
+            if response == "delete" {
+                sender.input(AppMsg::Confirmed(
+                    name.clone(),
+                    Action::Delete,
+                    ConfirmInput {
+                        delete_storage: check.is_active(),
+                        ..Default::default()
+                    },
+                ));
+            }
+        });
+        dialog.present();
+    }
+
+    fn ask_clone_name(&self, name: String, sender: ComponentSender<Self>) {
+        let taken: Vec<String> = self.summaries.iter().map(|s| s.name.clone()).collect();
+        let suggested = crate::manager::create::unique_name(&format!("{name}-clone"), &taken);
+        let entry = gtk::Entry::builder()
+            .text(&suggested)
+            .activates_default(true)
+            .build();
+        let dialog = adw::MessageDialog::builder()
+            .transient_for(&self.window)
+            .modal(true)
+            .heading(gettext_f("Clone “{name}”", &[("name", &name)]))
+            .body(gettext(
+                "The clone gets its own copy of every writable disk, a new UUID and new MAC addresses.",
+            ))
+            .extra_child(&entry)
+            .build();
+        dialog.add_response("cancel", &gettext("_Cancel"));
+        dialog.add_response("clone", &gettext("C_lone"));
+        dialog.set_response_appearance("clone", adw::ResponseAppearance::Suggested);
+        dialog.set_default_response(Some("clone"));
+        dialog.set_close_response("cancel");
+        let check_taken = taken.clone();
+        let d = dialog.clone();
+        entry.connect_changed(move |entry| {
+            let ok = crate::manager::create::check_name(&entry.text(), &check_taken).is_none();
+            d.set_response_enabled("clone", ok);
+        });
+        dialog.connect_response(None, move |_, response| {
+            if response == "clone" {
+                sender.input(AppMsg::Confirmed(
+                    name.clone(),
+                    Action::Clone,
+                    ConfirmInput {
+                        clone_name: entry.text().to_string(),
+                        ..Default::default()
+                    },
+                ));
+            }
+        });
+        dialog.present();
+    }
+
+    fn open_wizard(&mut self, sender: ComponentSender<Self>) {
+        let taken: Vec<String> = self.summaries.iter().map(|s| s.name.clone()).collect();
+        let wizard = NewVmWizard::builder()
+            .transient_for(&self.window)
+            .launch(taken)
+            .forward(sender.input_sender(), AppMsg::WizardDone);
+        wizard.widget().present();
+        self.wizard = Some(wizard);
+    }
+
+    fn about(&self) {
+        let about = adw::AboutWindow::builder()
+            .transient_for(&self.window)
+            .application_name(gettext("Vireo"))
+            .application_icon(super::APP_ID)
+            .developer_name(gettext("The Vireo developers"))
+            .version(env!("CARGO_PKG_VERSION"))
+            .comments(gettext(
+                "Create and run virtual machines, with a monitor of its own on KVM",
+            ))
+            .license_type(gtk::License::Gpl30)
+            .build();
+        about.present();
+    }
+
+    fn toast(&self, text: &str) {
+        self.toasts.add_toast(adw::Toast::new(text));
+    }
+}
+
+fn ngettext_files(n: usize) -> String {
+    super::ngettext(
+        "Also delete its disk image",
+        "Also delete its {n} disk images",
+        n as u32,
+    )
+    .replace("{n}", &n.to_string())
+}
+
+fn refusal_text(name: &str, refusal: Refusal) -> String {
+    match refusal {
+        Refusal::NotRunning => gettext_f("“{name}” is not running", &[("name", name)]),
+        Refusal::NotShutOff => gettext_f("Shut “{name}” off first", &[("name", name)]),
+        Refusal::Paused => gettext_f("“{name}” is paused; resume it first", &[("name", name)]),
+        Refusal::Busy(_) => gettext_f("“{name}” is busy; try again in a moment", &[("name", name)]),
+    }
+}
+
+fn icon_button(icon: &str, tooltip: &str, action: &str) -> gtk::Button {
+    gtk::Button::builder()
+        .icon_name(icon)
+        .tooltip_text(tooltip)
+        .action_name(action)
+        .build()
+}
+
+fn vm_menu() -> gtk::gio::Menu {
+    let menu = gtk::gio::Menu::new();
+    let power = gtk::gio::Menu::new();
+    power.append(Some(&gettext("_Reboot")), Some("vm.reboot"));
+    power.append(Some(&gettext("_Force Off…")), Some("vm.force-off"));
+    menu.append_section(None, &power);
+    let keys = gtk::gio::Menu::new();
+    for (codes, label) in SEND_KEYS {
+        let item = gtk::gio::MenuItem::new(Some(label), None);
+        item.set_action_and_target_value(Some("vm.send-key"), Some(&codes.to_variant()));
+        keys.append_item(&item);
+    }
+    let console = gtk::gio::Menu::new();
+    console.append_submenu(Some(&gettext("Send _Key")), &keys);
+    console.append(Some(&gettext("Take _Screenshot")), Some("vm.screenshot"));
+    console.append(Some(&gettext("F_ullscreen")), Some("vm.fullscreen"));
+    console.append(Some(&gettext("Scale to _Window")), Some("vm.scale-to-fit"));
+    menu.append_section(None, &console);
+    let manage = gtk::gio::Menu::new();
+    manage.append(Some(&gettext("_Clone…")), Some("vm.clone"));
+    manage.append(Some(&gettext("_Delete…")), Some("vm.delete"));
+    menu.append_section(None, &manage);
+    menu
+}
+
+fn empty_page() -> adw::StatusPage {
+    let new_vm = gtk::Button::builder()
+        .label(gettext("_New VM"))
+        .use_underline(true)
+        .action_name("win.new-vm")
+        .css_classes(["pill", "suggested-action"])
+        .build();
+    let demo = gtk::Button::builder()
+        .label(gettext("Try the _Demo VM"))
+        .use_underline(true)
+        .action_name("win.demo")
+        .css_classes(["pill"])
+        .build();
+    let buttons = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .spacing(12)
+        .halign(gtk::Align::Center)
+        .build();
+    buttons.append(&new_vm);
+    buttons.append(&demo);
+    adw::StatusPage::builder()
+        .icon_name("computer-symbolic")
+        .title(gettext("No Virtual Machines"))
+        .description(gettext(
+            "Create a VM from an installer ISO, a disk image or a Linux kernel, or try the small demo VM that ships with Vireo.",
+        ))
+        .child(&buttons)
+        .build()
+}
+
+fn kvm_page(problem: &KvmProblem) -> adw::StatusPage {
+    let description = match problem {
+        KvmProblem::Missing => gettext(
+            "This computer does not offer KVM: /dev/kvm is missing. Turn on virtualization (Intel VT-x or AMD-V) in the computer's firmware settings and make sure the kvm_intel or kvm_amd module is loaded. Inside a Flatpak, Vireo also needs the --device=kvm permission.",
+        ),
+        KvmProblem::NoAccess { group } => {
+            let group = group.clone().unwrap_or_else(|| "kvm".into());
+            gettext_f(
+                "You may not use /dev/kvm. Add yourself to the “{group}” group with “sudo usermod -aG {group} $USER”, then log out and back in.",
+                &[("group", &group)],
+            )
+        }
+    };
+    adw::StatusPage::builder()
+        .icon_name("dialog-warning-symbolic")
+        .title(gettext("Virtual Machines Cannot Run Here"))
+        .description(description)
+        .build()
+}
+
+fn shortcuts_window() -> gtk::ShortcutsWindow {
+    let shortcut = |accel: &str, title: String| {
+        format!(
+            "<child><object class='GtkShortcutsShortcut'><property name='accelerator'>{accel}</property><property name='title'>{}</property></object></child>",
+            gtk::glib::markup_escape_text(&title)
+        )
+    };
+    let group = |title: String, shortcuts: String| {
+        format!(
+            "<child><object class='GtkShortcutsGroup'><property name='title'>{}</property>{shortcuts}</object></child>",
+            gtk::glib::markup_escape_text(&title)
+        )
+    };
+    let general = [
+        shortcut("&lt;Control&gt;n", gettext("New VM")),
+        shortcut("&lt;Control&gt;question", gettext("Keyboard shortcuts")),
+        shortcut("&lt;Control&gt;q", gettext("Quit")),
+    ]
+    .concat();
+    let vm = [
+        shortcut("F11", gettext("Fullscreen")),
+        shortcut("&lt;Control&gt;&lt;Shift&gt;s", gettext("Take screenshot")),
+        shortcut("&lt;Control&gt;&lt;Shift&gt;f", gettext("Force off")),
+        shortcut(
+            "&lt;Control&gt;&lt;Alt&gt;",
+            gettext("Release the keyboard from the console"),
+        ),
+    ]
+    .concat();
+    let xml = format!(
+        "<interface><object class='GtkShortcutsWindow' id='shortcuts'><property name='modal'>1</property><child><object class='GtkShortcutsSection'>{}{}</object></child></object></interface>",
+        group(gettext("General"), general),
+        group(gettext("Virtual Machine"), vm)
+    );
+    gtk::Builder::from_string(&xml)
+        .object("shortcuts")
+        .expect("the shortcuts window's UI is valid")
+}
+
+fn pictures_dir() -> PathBuf {
+    gtk::glib::user_special_dir(gtk::glib::UserDirectory::Pictures)
+        .unwrap_or_else(|| gtk::glib::home_dir().join("Pictures"))
+}
+
+/// Polls every VM's state (and screen, for thumbnails) off the GTK thread.
+fn start_poller(input: relm4::Sender<AppMsg>) {
+    std::thread::Builder::new()
+        .name("vm-poller".into())
+        .spawn(move || {
+            let mut tick = 0u32;
+            let mut last: HashMap<String, u64> = HashMap::new();
+            loop {
+                let vms = inventory::list();
+                let running: Vec<String> = vms
+                    .iter()
+                    .filter(|vm| vm.state.is_active())
+                    .map(|vm| vm.name.clone())
+                    .collect();
+                if input.send(AppMsg::Inventory(vms)).is_err() {
+                    return;
+                }
+                if tick % THUMBNAIL_EVERY == 0 {
+                    for name in running {
+                        if let Some((thumbnail, hash)) = take_thumbnail(&name) {
+                            if last.insert(name.clone(), hash) != Some(hash)
+                                && input.send(AppMsg::Thumbnail(name, thumbnail)).is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+                tick = tick.wrapping_add(1);
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        })
+        .expect("spawn the VM poller");
+}
+
+/// The VM's screen, scaled down to [`THUMBNAIL_WIDTH`], and a hash of it
+/// so an unchanged screen is not sent again.
+fn take_thumbnail(name: &str) -> Option<(Thumbnail, u64)> {
+    use std::hash::{Hash, Hasher};
+    let path = RunFiles::new(name)
+        .dir()
+        .join(format!(".{name}.thumbnail.png"));
+    operations::screenshot(name, &path).ok()?;
+    let image = image::open(&path).ok()?.to_rgba8();
+    let _ = std::fs::remove_file(&path);
+    let height = (image.height() * THUMBNAIL_WIDTH / image.width().max(1)).max(1);
+    let small = image::imageops::thumbnail(&image, THUMBNAIL_WIDTH, height);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    small.as_raw().hash(&mut hasher);
+    Some((
+        Thumbnail {
+            width: small.width(),
+            height: small.height(),
+            rgba: small.into_raw(),
+        },
+        hasher.finish(),
+    ))
+}
