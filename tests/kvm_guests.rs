@@ -306,8 +306,8 @@ fn a_pci_scan_finds_the_chipset_and_a_virtio_disk() {
     let seen = vm.wait_for("scan done\n", QUICK);
     assert_eq!(
         seen,
-        "00.0 8086:1237\n01.0 8086:7000\n01.1 8086:7010\n02.0 1234:1111\n05.0 1af4:1042\nscan done\n",
-        "host bridge, PIIX3 ISA and IDE, the VGA at slot 2, then the virtio disk at slot 5"
+        "00.0 8086:1237\n01.0 8086:7000\n01.1 8086:7010\n01.3 8086:7113\n02.0 1234:1111\n05.0 1af4:1042\nscan done\n",
+        "host bridge, PIIX3 ISA and IDE, PIIX4 PM, the VGA at slot 2, then the virtio disk at slot 5"
     );
 }
 

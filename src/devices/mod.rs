@@ -5,6 +5,7 @@
 //! output sinks and guest memory are injected, so each is unit-tested alone.
 
 pub mod absent;
+pub mod acpi_pm;
 pub mod bus;
 pub mod cmos;
 pub mod debugcon;

@@ -142,7 +142,6 @@ fn unsupported_list_for_libvirts_example_is_complete() {
     let d = Domain::parse(XP).unwrap();
     let list = d.unsupported();
     let expected = [
-        "ACPI is not provided yet (no power button, no ACPI tables)",
         "clock offset 'localtime' is not applied; the guest's clock starts at UTC",
         "timer rtc: tick policy 'catchup' is not applied",
         "the emulator /usr/libexec/qemu-kvm is not used; Vireo runs the VM itself",

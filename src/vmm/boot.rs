@@ -1,5 +1,5 @@
 //! What the firmware is told about the machine through fw_cfg: CPUs, the
-//! memory map and the boot order.
+//! memory map, the ACPI tables and the boot order.
 
 use super::config::{DiskBus, VmConfig};
 use super::layout::{HIGH_RAM_START, KVM_IDENTITY_MAP, KVM_TSS};
@@ -61,6 +61,13 @@ pub fn fill_fw_cfg(
     fw_cfg.add_u16(keys::NOGRAPHIC, 0);
     fw_cfg.add_u16(keys::BOOT_MENU, 0);
     fw_cfg.add_file("etc/e820", fw_cfg::e820_file(&e820_map(memory)))?;
+    let acpi = super::acpi::build(&super::acpi::AcpiConfig {
+        vcpus: config.vcpus,
+        low_ram_end: memory.low_ram,
+    });
+    fw_cfg.add_file(super::acpi::TABLES_FILE, acpi.tables)?;
+    fw_cfg.add_file(super::acpi::RSDP_FILE, acpi.rsdp)?;
+    fw_cfg.add_file(super::acpi::LOADER_FILE, acpi.loader)?;
     let order = boot_order(config);
     if !order.is_empty() {
         fw_cfg.add_file("bootorder", fw_cfg::bootorder_file(&order))?;

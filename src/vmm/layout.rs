@@ -18,6 +18,9 @@ pub const CMOS_PORTS: u64 = 2;
 pub const PORT_POST: u16 = 0x80;
 /// System control port A: fast A20 and fast reset.
 pub const PORT_SYSTEM_CONTROL_A: u16 = 0x92;
+/// APM control (the FADT's SMI_CMD) and status ports of the PIIX4.
+pub const PORT_APM_CONTROL: u16 = 0xb2;
+pub const APM_PORTS: u64 = 2;
 /// IDE secondary channel command block and control register.
 pub const PORT_IDE_SECONDARY: u16 = 0x170;
 pub const PORT_IDE_SECONDARY_CONTROL: u16 = 0x376;
@@ -31,6 +34,9 @@ pub const UART_PORTS: u64 = 8;
 /// Bochs/QEMU debug console: bytes written appear in the debug log; reads
 /// return 0xE9 so firmware can detect it.
 pub const PORT_DEBUGCON: u16 = 0x402;
+/// PIIX4 ACPI power-management I/O space (PM1 event/control, PM timer),
+/// where SeaBIOS programs PMBASE on QEMU's `pc` machine.
+pub const PORT_ACPI_PM: u16 = 0x600;
 /// QEMU firmware configuration: selector, data, DMA address (12 ports).
 pub const PORT_FW_CFG: u16 = 0x510;
 pub const FW_CFG_PORTS: u64 = 0x0c;
@@ -44,6 +50,8 @@ pub const PCI_CONFIG_PORTS: u64 = 8;
 pub const IRQ_KEYBOARD: u32 = 1;
 pub const IRQ_COM1: u32 = 4;
 pub const IRQ_RTC: u32 = 8;
+/// The ACPI system control interrupt (PIIX4: hard-wired to IRQ 9, level).
+pub const IRQ_SCI: u32 = 9;
 pub const IRQ_MOUSE: u32 = 12;
 pub const IRQ_IDE_PRIMARY: u32 = 14;
 pub const IRQ_IDE_SECONDARY: u32 = 15;

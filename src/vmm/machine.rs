@@ -23,6 +23,7 @@ use super::memory::GuestMemory;
 use super::vcpu::{self, kick_signal, StopReason, VcpuContext, VcpuGate};
 use super::VmmError;
 use crate::devices::absent::{AbsentIsaDevice, ABSENT_ISA_DEVICES};
+use crate::devices::acpi_pm::{AcpiPm, AcpiPmError, ApmPorts, PM_IO_SIZE};
 use crate::devices::cmos::CmosRtc;
 use crate::devices::debugcon::{DebugCon, PostCode};
 use crate::devices::fw_cfg::FwCfg;
@@ -30,6 +31,7 @@ use crate::devices::i8042::I8042;
 use crate::devices::ide::{self, IdeController, IdeMedia};
 use crate::devices::pci::host_bridge::I440fxHostBridge;
 use crate::devices::pci::piix3::Piix3IsaBridge;
+use crate::devices::pci::piix4_pm::Piix4Pm;
 use crate::devices::pci::PciIntx;
 use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
 use crate::devices::serial::Uart16550;
@@ -61,6 +63,8 @@ pub struct Machine {
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     gate: Arc<VcpuGate>,
+    /// The ACPI power-management registers, for the power button.
+    acpi_pm: Arc<Mutex<AcpiPm>>,
     /// Kept alive while vCPUs and devices use them: KVM maps `_memory`
     /// into `_vm`, and the VM must go before the memory does.
     _vm: Arc<VmFd>,
@@ -122,6 +126,17 @@ impl Machine {
             ))),
             PORT_PCI_CONFIG as u64,
             PCI_CONFIG_PORTS,
+        )?;
+        let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(
+            KvmIrq::new(vm.clone(), IRQ_SCI),
+            machine_control.clone(),
+        )));
+        pci.add(1, 3, Arc::new(Mutex::new(Piix4Pm::new())))?;
+        io_bus.insert(acpi_pm.clone(), PORT_ACPI_PM as u64, PM_IO_SIZE)?;
+        io_bus.insert(
+            Arc::new(Mutex::new(ApmPorts::new(acpi_pm.clone()))),
+            PORT_APM_CONTROL as u64,
+            APM_PORTS,
         )?;
         let mut workers = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
@@ -265,6 +280,7 @@ impl Machine {
             workers,
             stop,
             gate,
+            acpi_pm,
             _vm: vm.clone(),
             _memory: memory,
         };
@@ -310,6 +326,11 @@ impl Machine {
         if !self.kick_until(|| self.gate.parked() >= running) {
             warn!("a vCPU did not pause");
         }
+    }
+
+    /// Presses the ACPI power button.
+    pub fn power_button(&self) -> Result<(), AcpiPmError> {
+        self.acpi_pm.lock().unwrap().press_power_button()
     }
 
     /// Lets paused vCPUs go on.

@@ -5,6 +5,7 @@
 //! reset, powered off, crashed; the user interrupted) as the definition's
 //! `on_reboot` / `on_poweroff` / `on_crash` say.
 
+mod acpi;
 mod boot;
 pub mod config;
 pub mod console;
@@ -18,6 +19,7 @@ pub mod layout;
 mod machine;
 pub mod memory;
 mod runner;
+mod table_loader;
 mod vcpu;
 
 use std::sync::atomic::AtomicBool;

@@ -306,7 +306,10 @@ impl VmRunner {
                         }
                         Request::Resume => {
                             if *self.status.lock().unwrap() == VmStatus::GuestPanicked {
-                                Err("the guest crashed and is kept for inspection; it cannot go on".to_string())
+                                Err(
+                                    "the guest crashed and is kept for inspection; it cannot go on"
+                                        .to_string(),
+                                )
                             } else {
                                 if *paused {
                                     machine.resume();
@@ -324,9 +327,13 @@ impl VmRunner {
                             *paused = false;
                             return StopReason::HostReset;
                         }
-                        Request::PowerButton => Err(
-                            "this VM has no ACPI power button yet, so the guest cannot be asked to shut down; use destroy to force it off".to_string(),
-                        ),
+                        Request::PowerButton => {
+                            let pressed = machine.power_button().map_err(|e| e.to_string());
+                            if pressed.is_ok() {
+                                self.emit(VmEvent::Powerdown);
+                            }
+                            pressed
+                        }
                         Request::Quit => {
                             let _ = reply.send(Ok(()));
                             return StopReason::Interrupted;

@@ -8,6 +8,7 @@ mod bus;
 mod config;
 pub mod host_bridge;
 pub mod piix3;
+pub mod piix4_pm;
 
 pub use bus::{IntxRouter, PciBus, PciConfigIo, PciError, PciIntx, SharedPciDevice};
 pub use config::{AddressSpace, BarKind, BarRegion, PciClass, PciConfig, PCI_ROM_BAR};
