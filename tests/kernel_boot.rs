@@ -23,8 +23,10 @@ use vm_memory::{Bytes, GuestAddress};
 const MEMORY: u64 = 256 << 20;
 const CMDLINE: &str = "console=ttyS0 earlyprintk=serial,ttyS0,115200";
 
-/// The installed kernel and its initrd, whatever version Debian has.
-fn debian_kernel() -> (PathBuf, PathBuf) {
+/// The installed kernel and its initrd, whatever version Debian has. A
+/// missing kernel skips the test visibly, or fails it under
+/// `VIREO_REQUIRE_TOOLS=1` (as `make test` sets after installing it).
+fn debian_kernel() -> Option<(PathBuf, PathBuf)> {
     let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
         .into_iter()
         .flatten()
@@ -38,13 +40,18 @@ fn debian_kernel() -> (PathBuf, PathBuf) {
         .collect();
     kernels.sort();
     for kernel in kernels.iter().rev() {
-        let version = kernel.file_name().unwrap().to_str().unwrap()["vmlinuz-".len()..].to_string();
-        let initrd = PathBuf::from(format!("/boot/initrd.img-{version}"));
+        let name = kernel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let initrd = PathBuf::from(format!("/boot/initrd.img-{}", &name["vmlinuz-".len()..]));
         if initrd.is_file() {
-            return (kernel.clone(), initrd);
+            return Some((kernel.clone(), initrd));
         }
     }
-    panic!("no /boot/vmlinuz-* with its initrd.img-*: install linux-image-amd64 (`scripts/setup.sh test`)");
+    let what = "no /boot/vmlinuz-* with its initrd.img-*: install linux-image-amd64 (`scripts/setup.sh test`)";
+    if std::env::var("VIREO_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{what}, and VIREO_REQUIRE_TOOLS=1");
+    }
+    eprintln!("SKIPPED: {what}");
+    None
 }
 
 #[derive(Clone, Default)]
@@ -83,7 +90,9 @@ fn debian_kernel_is_loaded_and_entered_per_the_boot_protocol() {
     if !kvm_available() {
         return;
     }
-    let (kernel, initrd) = debian_kernel();
+    let Some((kernel, initrd)) = debian_kernel() else {
+        return;
+    };
     let image = std::fs::read(&kernel).unwrap();
     let initrd_bytes = std::fs::read(&initrd).unwrap();
     let mut config = VmConfig::new("kboot", MEMORY);
@@ -296,7 +305,9 @@ fn vireo_run_refuses_an_initrd_bigger_than_ram() {
     if !kvm_available() {
         return;
     }
-    let (kernel, initrd) = debian_kernel();
+    let Some((kernel, initrd)) = debian_kernel() else {
+        return;
+    };
     let mut domain = kernel_domain(
         "bigrd",
         kernel.to_str().unwrap(),
@@ -317,7 +328,9 @@ fn vireo_run_boots_a_kernel_from_the_definition() {
     if !kvm_available() {
         return;
     }
-    let (kernel, initrd) = debian_kernel();
+    let Some((kernel, initrd)) = debian_kernel() else {
+        return;
+    };
     let domain = kernel_domain(
         "kernel",
         kernel.to_str().unwrap(),
