@@ -144,10 +144,6 @@ impl VcpuGate {
         self.changed.notify_all();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.state.lock().unwrap().closed
-    }
-
     pub fn parked(&self) -> usize {
         self.state.lock().unwrap().parked
     }
@@ -159,11 +155,14 @@ impl VcpuGate {
 
     /// Called by a vCPU thread: waits while the gate is closed and the
     /// machine is not stopping.
-    fn pass(&self, stop: &AtomicBool) {
+    /// `on_park` runs before the vCPU counts as parked, so whoever waits
+    /// for the pause sees what it did.
+    fn pass(&self, stop: &AtomicBool, on_park: impl FnOnce()) {
         let mut state = self.state.lock().unwrap();
         if !state.closed {
             return;
         }
+        on_park();
         state.parked += 1;
         self.changed.notify_all();
         while state.closed && !stop.load(Ordering::Acquire) {
@@ -210,10 +209,9 @@ impl Vcpu {
     /// Runs until the machine stops or this vCPU cannot go on.
     fn run(&mut self) -> Option<StopReason> {
         loop {
-            if self.context.gate.is_closed() {
-                self.record_registers();
-            }
-            self.context.gate.pass(&self.context.stop);
+            self.context
+                .gate
+                .pass(&self.context.stop, || self.record_registers());
             if self.context.stop.load(Ordering::Acquire) {
                 return None;
             }
