@@ -414,3 +414,22 @@ fn an_unknown_device_is_refused_with_its_place() {
     assert!(err.contains("<frobnicator> is not a device"), "{err}");
     assert!(err.contains("line 6"), "{err}");
 }
+
+#[test]
+fn os_kernel_initrd_cmdline_become_a_direct_boot() {
+    let xml = "<domain type='kvm'><name>k</name><memory unit='MiB'>256</memory><os><type>hvm</type><kernel> /boot/vmlinuz </kernel><initrd>/boot/initrd.img</initrd><cmdline>console=ttyS0 quiet</cmdline></os></domain>";
+    let d = Domain::parse(xml).unwrap();
+    assert_eq!(d.unsupported(), Vec::<String>::new());
+    let boot = d.to_vm_config().unwrap().direct_boot.unwrap();
+    assert_eq!(boot.kernel, std::path::PathBuf::from("/boot/vmlinuz"));
+    assert_eq!(
+        boot.initrd.as_deref(),
+        Some(std::path::Path::new("/boot/initrd.img"))
+    );
+    assert_eq!(boot.cmdline, "console=ttyS0 quiet");
+
+    // An initrd with nothing to boot it is a mistake in the definition.
+    let xml = "<domain type='kvm'><name>k</name><memory unit='MiB'>256</memory><os><type>hvm</type><initrd>/boot/initrd.img</initrd></os></domain>";
+    let err = Domain::parse(xml).unwrap().to_vm_config().unwrap_err();
+    assert!(err.to_string().contains("no <kernel>"), "{err}");
+}

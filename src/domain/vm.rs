@@ -10,11 +10,11 @@
 use std::path::PathBuf;
 
 use super::devices::{Console, Controller, Disk, Hostdev, Input, Memballoon, Serial, Sound, Video};
-use super::os::BootDevice;
+use super::os::{BootDevice, Os};
 use super::{Domain, DomainError, LifecycleEvent};
 use crate::storage::ImageFormat;
 use crate::vmm::{
-    DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
 };
 
 /// The first PCI slot given to virtio disks without an address (slots 2 and
@@ -35,6 +35,7 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
     config.vcpus = d.vcpu()?.count;
     let os = d.os()?;
     config.loader = os.loader.as_ref().map(|l| PathBuf::from(&l.path));
+    config.direct_boot = direct_boot(&os)?;
     config.on_poweroff = lifecycle(d, LifecycleEvent::Poweroff, LifecycleAction::Destroy);
     config.on_reboot = lifecycle(d, LifecycleEvent::Reboot, LifecycleAction::Restart);
     config.on_crash = lifecycle(d, LifecycleEvent::Crash, LifecycleAction::Destroy);
@@ -55,6 +56,35 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
         config.video = video_config(video);
     }
     Ok(config)
+}
+
+/// `<os><kernel>`, `<initrd>`, `<cmdline>`: a kernel to boot directly.
+/// An initrd or command line without a kernel is refused, as libvirt
+/// would have nothing to hand them to.
+fn direct_boot(os: &Os) -> Result<Option<DirectBoot>, DomainError> {
+    let kernel = os
+        .kernel
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(kernel) = kernel else {
+        if os.initrd.is_some() || os.cmdline.as_deref().is_some_and(|c| !c.trim().is_empty()) {
+            return Err(DomainError::whole(
+                "<os> has an <initrd> or <cmdline> but no <kernel> to boot with them",
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(DirectBoot {
+        kernel: PathBuf::from(kernel),
+        initrd: os
+            .initrd
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(PathBuf::from),
+        cmdline: os.cmdline.as_deref().unwrap_or("").trim().to_string(),
+    }))
 }
 
 /// `<video>`: every model runs as the standard VGA (the unsupported list
@@ -336,8 +366,11 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
                     .into(),
             );
         }
-        if os.kernel.is_some() {
-            out.push("direct kernel boot (<kernel>, <initrd>, <cmdline>) is not supported yet; the VM boots from its disks".into());
+        if os.kernel.is_some() && os.loader.is_some() {
+            out.push("with direct kernel boot the <loader> firmware does not run; Vireo starts the kernel itself".into());
+        }
+        if os.kernel.is_some() && !os.boot.is_empty() {
+            out.push("with direct kernel boot the <boot dev> order is not used".into());
         }
         for dev in &os.boot {
             match dev {

@@ -7,7 +7,7 @@ use super::memory::GuestMemory;
 use crate::devices::fw_cfg::{self, keys, E820Entry, E820Kind, FwCfg, FwCfgError};
 
 /// KVM's identity-map page and TSS (three pages) must not be used as RAM.
-const KVM_PRIVATE_SIZE: u64 = KVM_TSS + 3 * 0x1000 - KVM_IDENTITY_MAP;
+pub(super) const KVM_PRIVATE_SIZE: u64 = KVM_TSS + 3 * 0x1000 - KVM_IDENTITY_MAP;
 
 /// The e820 map: RAM as laid out, plus KVM's private pages. SeaBIOS adds
 /// its own reservations (EBDA, BIOS area) on top.

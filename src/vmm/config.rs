@@ -76,6 +76,17 @@ impl Default for VideoConfig {
     }
 }
 
+/// Direct kernel boot (libvirt `<os><kernel>`, `<initrd>`, `<cmdline>`;
+/// virt-install `--boot kernel=,initrd=,kernel_args=`): the VMM loads a
+/// Linux bzImage itself and starts it, instead of the firmware booting a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (empty when the definition gives none).
+    pub cmdline: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
     pub name: String,
@@ -86,6 +97,8 @@ pub struct VmConfig {
     pub loader: Option<PathBuf>,
     pub disks: Vec<DiskConfig>,
     pub video: VideoConfig,
+    /// Boot this kernel directly rather than through the firmware.
+    pub direct_boot: Option<DirectBoot>,
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
     pub on_crash: LifecycleAction,
@@ -101,6 +114,7 @@ impl VmConfig {
             loader: None,
             disks: Vec::new(),
             video: VideoConfig::default(),
+            direct_boot: None,
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,

@@ -14,9 +14,11 @@ use kvm_ioctls::VmFd;
 use tracing::{debug, warn};
 
 use super::config::{VideoConfig, VideoModel};
+use super::kernel_boot::Framebuffer;
+use super::layout::IOAPIC_START;
 use super::VmmError;
 use crate::devices::pci::PciBus;
-use crate::devices::vga::{BlinkPhase, Renderer, SharedVga, StdVga, Vram, VramMapper};
+use crate::devices::vga::{vbe, BlinkPhase, Renderer, SharedVga, StdVga, Vram, VramMapper};
 use crate::devices::Bus;
 use crate::display::Display;
 
@@ -29,8 +31,15 @@ const VRAM_SLOT: u32 = 16;
 /// About 30 frames per second.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(33);
 
+/// The card on the machine and the thread that draws it.
+pub(super) struct AttachedVga {
+    pub vga: SharedVga,
+    pub vram_bytes: u64,
+    pub refresh: JoinHandle<()>,
+}
+
 /// Puts the display adapter `video` asks for on the machine; returns the
-/// refresh thread that draws it into `display` until `stop`.
+/// card and the refresh thread that draws it into `display` until `stop`.
 pub(super) fn attach(
     vm: &Arc<VmFd>,
     io_bus: &Bus,
@@ -39,7 +48,7 @@ pub(super) fn attach(
     video: &VideoConfig,
     display: Arc<Display>,
     stop: Arc<AtomicBool>,
-) -> Result<Option<JoinHandle<()>>, VmmError> {
+) -> Result<Option<AttachedVga>, VmmError> {
     if video.model == VideoModel::None {
         return Ok(None);
     }
@@ -60,7 +69,61 @@ pub(super) fn attach(
     let (base, len, window) = legacy.window;
     mmio_bus.insert(window, base, len)?;
     pci.add(VGA_PCI_SLOT, 0, Arc::new(Mutex::new(card)))?;
-    spawn_refresh(vga, display, stop).map(Some)
+    let refresh = spawn_refresh(vga.clone(), display, stop)?;
+    Ok(Some(AttachedVga {
+        vga,
+        vram_bytes: video.vram_bytes,
+        refresh,
+    }))
+}
+
+/// Modes tried for direct kernel boot, largest first: QEMU's bochs-drm
+/// default, then smaller ones for cards with little video memory.
+const BOOT_MODES: [(u16, u16); 3] = [(1024, 768), (800, 600), (640, 480)];
+/// PCI command register bits: I/O and memory decoding.
+const PCI_COMMAND: usize = 0x04;
+const PCI_COMMAND_IO_MEMORY: u16 = 0x0003;
+const PCI_BAR0: usize = 0x10;
+
+/// Does for direct kernel boot what SeaBIOS and the VGA BIOS would have
+/// done: places BAR0 (the framebuffer) in the PCI hole, turns decoding on,
+/// and sets a 32-bit linear mode through the Bochs VBE registers, so the
+/// kernel's `screen_info` describes a mode that is really on. Returns the
+/// framebuffer, or `None` when the VRAM holds no mode.
+pub(super) fn set_boot_mode(pci: &PciBus, card: &AttachedVga) -> Option<Framebuffer> {
+    let (width, height) = BOOT_MODES
+        .into_iter()
+        .find(|&(w, h)| w as u64 * h as u64 * 4 <= card.vram_bytes)?;
+    // Highest naturally aligned place below the IOAPIC, where SeaBIOS puts
+    // the first large BAR too (0xFD000000 for 16 MiB).
+    let size = card.vram_bytes;
+    let base = (IOAPIC_START - size) & !(size - 1);
+    let devfn = VGA_PCI_SLOT << 3;
+    pci.write_config(devfn, PCI_BAR0, &(base as u32).to_le_bytes());
+    let mut command = [0u8; 2];
+    pci.read_config(devfn, PCI_COMMAND, &mut command);
+    let command = u16::from_le_bytes(command) | PCI_COMMAND_IO_MEMORY;
+    pci.write_config(devfn, PCI_COMMAND, &command.to_le_bytes());
+
+    let mut vga = card.vga.lock().unwrap_or_else(|e| e.into_inner());
+    vga.write_dispi(vbe::INDEX_ENABLE, 0);
+    vga.write_dispi(vbe::INDEX_XRES, width);
+    vga.write_dispi(vbe::INDEX_YRES, height);
+    vga.write_dispi(vbe::INDEX_BPP, Framebuffer::DEPTH);
+    vga.write_dispi(vbe::INDEX_BANK, 0);
+    vga.write_dispi(vbe::INDEX_VIRT_WIDTH, width);
+    vga.write_dispi(vbe::INDEX_X_OFFSET, 0);
+    vga.write_dispi(vbe::INDEX_Y_OFFSET, 0);
+    vga.write_dispi(vbe::INDEX_ENABLE, vbe::ENABLED | vbe::LFB_ENABLED);
+    if vga.framebuffer_mapping() != Some(base) {
+        warn!("the VGA framebuffer is not mapped at {base:#x}; the kernel's console there will be slow");
+    }
+    Some(Framebuffer {
+        base,
+        size,
+        width,
+        height,
+    })
 }
 
 /// Reads the VGA BIOS; without it the machine still runs (a guest can

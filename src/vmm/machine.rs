@@ -18,9 +18,12 @@ use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::console::ConsoleIo;
 use super::events::StopSender;
 use super::irq::KvmIrq;
+use super::kernel_boot::{Framebuffer, KernelEntry};
 use super::layout::*;
 use super::memory::GuestMemory;
-use super::vcpu::{self, kick_signal, StopReason, VcpuContext, VcpuGate};
+use super::vcpu::{
+    self, kick_signal, RegisterSnapshots, StopReason, VcpuContext, VcpuGate, VcpuRegisters,
+};
 use super::VmmError;
 use crate::devices::absent::{AbsentIsaDevice, ABSENT_ISA_DEVICES};
 use crate::devices::acpi_pm::{AcpiPm, AcpiPmError, ApmPorts, PM_IO_SIZE};
@@ -65,6 +68,10 @@ pub struct Machine {
     gate: Arc<VcpuGate>,
     /// The ACPI power-management registers, for the power button.
     acpi_pm: Arc<Mutex<AcpiPm>>,
+    registers: RegisterSnapshots,
+    /// The linear mode set for a directly booted kernel.
+    framebuffer: Option<Framebuffer>,
+    kernel_entry: Option<KernelEntry>,
     /// Kept alive while vCPUs and devices use them: KVM maps `_memory`
     /// into `_vm`, and the VM must go before the memory does.
     _vm: Arc<VmFd>,
@@ -141,7 +148,7 @@ impl Machine {
         let mut workers = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
 
-        if let Some(refresh) = super::display::attach(
+        let vga = super::display::attach(
             &vm,
             &io_bus,
             &mmio_bus,
@@ -149,9 +156,30 @@ impl Machine {
             &config.video,
             console.display.clone(),
             stop.clone(),
-        )? {
-            workers.push(refresh);
+        )?;
+        // Direct kernel boot: the VMM does the firmware's part (a video
+        // mode, the kernel in memory, the CPU at its 64-bit entry).
+        let framebuffer = match (&config.direct_boot, &vga) {
+            (Some(_), Some(card)) => super::display::set_boot_mode(&pci, card),
+            _ => None,
+        };
+        if let Some(card) = vga {
+            workers.push(card.refresh);
         }
+        let kernel_entry = match &config.direct_boot {
+            Some(boot) => {
+                let entry = super::kernel_boot::load(
+                    &memory.ram,
+                    memory.low_ram,
+                    memory.high_ram,
+                    boot,
+                    framebuffer.as_ref(),
+                )?;
+                info!(kernel = %boot.kernel.display(), entry = format_args!("{:#x}", entry.rip), "direct kernel boot");
+                Some(entry)
+            }
+            None => None,
+        };
 
         let cmos = Arc::new(Mutex::new(CmosRtc::new(
             KvmIrq::new(vm.clone(), IRQ_RTC),
@@ -259,6 +287,7 @@ impl Machine {
             }
         }
 
+        let registers = RegisterSnapshots::default();
         let gate = Arc::new(VcpuGate::default());
         if start_paused {
             gate.close();
@@ -270,6 +299,7 @@ impl Machine {
             stop: stop.clone(),
             gate: gate.clone(),
             events,
+            registers: registers.clone(),
         };
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -281,6 +311,9 @@ impl Machine {
             stop,
             gate,
             acpi_pm,
+            registers,
+            framebuffer,
+            kernel_entry,
             _vm: vm.clone(),
             _memory: memory,
         };
@@ -294,6 +327,10 @@ impl Machine {
             fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, config.vcpus))
                 .map_err(VmmError::kvm("set CPUID"))?;
             fds.push(fd);
+        }
+        if let (Some(entry), Some(bsp)) = (&kernel_entry, fds.first()) {
+            super::kernel_boot::enter(bsp, entry)
+                .map_err(VmmError::kvm("put the vCPU at the kernel's entry point"))?;
         }
         for (id, fd) in fds.into_iter().enumerate() {
             let handle = vcpu::spawn(id as u32, fd, context.clone()).map_err(VmmError::Thread)?;
@@ -331,6 +368,37 @@ impl Machine {
     /// Presses the ACPI power button.
     pub fn power_button(&self) -> Result<(), AcpiPmError> {
         self.acpi_pm.lock().unwrap().press_power_button()
+    }
+
+    /// vCPU `id`'s registers as of the last pause (or power-on, when the
+    /// machine started paused).
+    pub fn registers(&self, id: u32) -> Option<VcpuRegisters> {
+        self.registers.lock().unwrap().get(&id).copied()
+    }
+
+    /// Waits up to `timeout` for every vCPU to be parked (as after a start
+    /// in the paused state).
+    pub fn wait_parked(&self, timeout: Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        while self.gate.parked() < self.vcpus.len() {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    pub fn memory(&self) -> &GuestMemory {
+        &self._memory
+    }
+
+    pub fn framebuffer(&self) -> Option<Framebuffer> {
+        self.framebuffer
+    }
+
+    pub fn kernel_entry(&self) -> Option<KernelEntry> {
+        self.kernel_entry
     }
 
     /// Lets paused vCPUs go on.

@@ -14,10 +14,13 @@ mod display;
 mod events;
 pub mod firmware;
 mod input;
+pub mod inspect;
 mod irq;
+pub mod kernel_boot;
 pub mod layout;
 mod machine;
 pub mod memory;
+pub mod page_tables;
 mod runner;
 mod table_loader;
 mod vcpu;
@@ -25,13 +28,13 @@ mod vcpu;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{
-    DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
 };
 pub use console::{ConsoleIo, SharedWriter};
 pub use events::Request;
 pub use input::InputRouter;
 pub use runner::{VmEvent, VmHandle, VmRunner, VmStatus};
-pub use vcpu::{KvmFailure, StopReason};
+pub use vcpu::{KvmFailure, StopReason, VcpuRegisters};
 
 use crate::devices::pci::PciError;
 use crate::devices::BusError;
@@ -65,6 +68,8 @@ pub enum VmmError {
     },
     #[error("video memory: {0}")]
     Video(#[from] crate::devices::vga::VramError),
+    #[error("direct kernel boot: {0}")]
+    KernelBoot(#[from] kernel_boot::KernelBootError),
     #[error("invalid machine configuration: {0}")]
     Config(String),
     #[error("cannot start a thread: {0}")]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use kvm_bindings::{kvm_run, KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_bindings::{kvm_regs, kvm_run, kvm_sregs, KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use tracing::{error, trace};
 
@@ -96,6 +96,17 @@ pub fn install_kick_handler() {
     });
 }
 
+/// A vCPU's registers as it stood when it last parked at a pause (or
+/// before its first instruction, when the machine started paused).
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuRegisters {
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+}
+
+/// Register snapshots by vCPU id.
+pub type RegisterSnapshots = Arc<Mutex<std::collections::BTreeMap<u32, VcpuRegisters>>>;
+
 /// What a vCPU thread shares with the machine.
 #[derive(Clone)]
 pub struct VcpuContext {
@@ -105,6 +116,7 @@ pub struct VcpuContext {
     pub stop: Arc<AtomicBool>,
     pub gate: Arc<VcpuGate>,
     pub events: StopSender,
+    pub registers: RegisterSnapshots,
 }
 
 /// Holds vCPUs still while the VM is paused. A vCPU checks the gate each
@@ -143,11 +155,14 @@ impl VcpuGate {
 
     /// Called by a vCPU thread: waits while the gate is closed and the
     /// machine is not stopping.
-    fn pass(&self, stop: &AtomicBool) {
+    /// `on_park` runs before the vCPU counts as parked, so whoever waits
+    /// for the pause sees what it did.
+    fn pass(&self, stop: &AtomicBool, on_park: impl FnOnce()) {
         let mut state = self.state.lock().unwrap();
         if !state.closed {
             return;
         }
+        on_park();
         state.parked += 1;
         self.changed.notify_all();
         while state.closed && !stop.load(Ordering::Acquire) {
@@ -194,7 +209,9 @@ impl Vcpu {
     /// Runs until the machine stops or this vCPU cannot go on.
     fn run(&mut self) -> Option<StopReason> {
         loop {
-            self.context.gate.pass(&self.context.stop);
+            self.context
+                .gate
+                .pass(&self.context.stop, || self.record_registers());
             if self.context.stop.load(Ordering::Acquire) {
                 return None;
             }
@@ -291,6 +308,18 @@ impl Vcpu {
                     guest_warn!(port = format_args!("{port:#x}"), value = ?element, "write to unassigned port");
                 }
             }
+        }
+    }
+
+    /// Leaves this vCPU's registers where the machine can read them while
+    /// it is paused.
+    fn record_registers(&self) {
+        if let (Ok(regs), Ok(sregs)) = (self.fd.get_regs(), self.fd.get_sregs()) {
+            self.context
+                .registers
+                .lock()
+                .unwrap()
+                .insert(self.id, VcpuRegisters { regs, sregs });
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Domain {
     pub on_crash: &'static str,
     /// Raw `<disk>` elements.
     pub disks: Vec<String>,
+    /// Raw elements appended inside `<os>` (`<kernel>`, `<cmdline>`…).
+    pub os_extra: String,
 }
 
 impl Domain {
@@ -66,6 +68,7 @@ impl Domain {
             on_reboot: "destroy",
             on_crash: "destroy",
             disks: Vec::new(),
+            os_extra: String::new(),
         }
     }
 
@@ -95,10 +98,11 @@ impl Domain {
             .map(|d| format!("<boot dev='{d}'/>"))
             .collect();
         format!(
-            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
             self.name,
             self.memory_mib,
             self.vcpus,
+            self.os_extra,
             self.on_reboot,
             self.on_crash,
             self.disks.join("\n    ")
@@ -223,6 +227,11 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     pub fn pid(&self) -> u32 {

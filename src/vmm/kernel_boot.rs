@@ -1,0 +1,613 @@
+//! Direct kernel boot: load a Linux bzImage, its initrd and command line
+//! into guest RAM, fill the zero page (`struct boot_params`) and start the
+//! kernel at its 64-bit entry point, the way the Linux x86 boot protocol
+//! describes (`Documentation/arch/x86/boot.rst`, "64-bit Boot Protocol";
+//! `Documentation/arch/x86/zero-page.rst`).
+//!
+//! The firmware does not run on this path: the VMM plays the boot loader
+//! (type_of_loader 0xFF, "undefined"), as cloud-hypervisor and Firecracker
+//! do. That is simpler than QEMU's route through fw_cfg and an option ROM
+//! (`linuxboot_dma.bin`), needs no extra firmware file, and is the only
+//! route that avoids minutes of real-mode emulation on hosts without VMX.
+//!
+//! Not done: the 16-bit real-mode entry, EFI handover, `setup_data`
+//! chains, kernels or initrds above 4 GiB (`ext_*` fields), ELF vmlinux
+//! images, ACPI/MP tables (none exist on this machine yet).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use linux_loader::bootparam::{boot_e820_entry, boot_params, screen_info};
+use linux_loader::loader::bzimage::BzImage;
+use linux_loader::loader::KernelLoader;
+use vm_memory::{Bytes, GuestAddress};
+
+use super::config::DirectBoot;
+use super::layout::{
+    BIOS_ALIAS_SIZE, BIOS_ALIAS_START, HIGH_RAM_START, KVM_IDENTITY_MAP, VGA_WINDOW_START,
+};
+use super::page_tables;
+use crate::devices::fw_cfg::{E820Entry, E820Kind};
+use crate::devices::GuestRam;
+
+/// The zero page (`struct boot_params`).
+pub const BOOT_PARAMS_ADDR: u64 = 0x7000;
+/// The boot stack grows down from here, through the page above the zero page.
+pub const BOOT_STACK_TOP: u64 = 0x9000;
+/// The kernel command line.
+pub const CMDLINE_ADDR: u64 = 0x2_0000;
+/// The most command-line bytes this layout has room for (below the VGA window).
+const CMDLINE_ROOM: u64 = 0x1_0000;
+/// Where a bzImage's protected-mode code goes when its header does not say.
+pub const KERNEL_LOAD_ADDR: u64 = 0x10_0000;
+/// The 64-bit entry point's offset from the protected-mode code's start
+/// (`startup_64` in `arch/x86/boot/compressed/head_64.S`).
+pub const STARTUP_64_OFFSET: u64 = 0x200;
+
+// The low-memory boot data must not overlap: GDT, zero page, stack, page
+// tables, command line, all below the VGA window.
+const _: () = assert!(
+    page_tables::GDT_ADDR + 32 <= BOOT_PARAMS_ADDR
+        && BOOT_PARAMS_ADDR + 0x1000 < BOOT_STACK_TOP
+        && BOOT_STACK_TOP <= page_tables::PML4_ADDR
+        && page_tables::PAGE_TABLES_END <= CMDLINE_ADDR
+        && CMDLINE_ADDR + CMDLINE_ROOM <= VGA_WINDOW_START
+);
+
+/// `boot_params.hdr.type_of_loader`: a boot loader without an assigned id.
+pub const LOADER_TYPE_UNDEFINED: u8 = 0xff;
+/// `loadflags` bits.
+const LOADED_HIGH: u8 = 0x01;
+pub const CAN_USE_HEAP: u8 = 0x80;
+/// `xloadflags` bit 0: the kernel has the 64-bit entry at +0x200.
+const XLF_KERNEL_64: u16 = 0x01;
+/// The setup header's magic ("HdrS") and the boot-sector signature.
+pub const HDRS_MAGIC: u32 = 0x5372_6448;
+pub const BOOT_FLAG: u16 = 0xaa55;
+/// The protocol version with `xloadflags` (2.12).
+const PROTOCOL_2_12: u16 = 0x020c;
+
+/// `screen_info.orig_video_isVGA` for a VESA linear framebuffer.
+pub const VIDEO_TYPE_VLFB: u8 = 0x23;
+
+/// The linear framebuffer the kernel is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framebuffer {
+    /// Guest-physical address (the VGA card's BAR0).
+    pub base: u64,
+    /// Bytes of video memory behind `base`.
+    pub size: u64,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Framebuffer {
+    /// Bits per pixel: XRGB8888.
+    pub const DEPTH: u16 = 32;
+
+    pub fn line_bytes(&self) -> u16 {
+        self.width * (Self::DEPTH / 8)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelBootError {
+    /// The kernel file cannot be opened or read.
+    #[error("cannot read the kernel {}: {source}", path.display())]
+    ReadKernel {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has no Linux setup header.
+    #[error("{} is not a Linux bzImage kernel ({reason})", path.display())]
+    NotBzImage { path: PathBuf, reason: String },
+    /// An old kernel without the 64-bit entry point.
+    #[error("{} is too old for direct boot: it needs boot protocol 2.12 with a 64-bit entry point (Linux 3.8 or later), it has protocol {}.{}", path.display(), version >> 8, version & 0xff)]
+    No64BitEntry { path: PathBuf, version: u16 },
+    /// Kernel and its decompression buffer do not fit in low RAM.
+    #[error("the kernel {} needs {need} bytes from {load:#x} to decompress, but low RAM ends at {low_ram:#x}; give the VM more memory", path.display())]
+    KernelTooLarge {
+        path: PathBuf,
+        load: u64,
+        need: u64,
+        low_ram: u64,
+    },
+    #[error("cannot read the initrd {}: {source}", path.display())]
+    ReadInitrd {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No room for the initrd between the kernel and the top of usable RAM.
+    #[error("the initrd {} ({size} bytes) does not fit in the VM's RAM: {room} bytes are free between the kernel and {top:#x}; give the VM more memory", path.display())]
+    InitrdTooLarge {
+        path: PathBuf,
+        size: u64,
+        room: u64,
+        top: u64,
+    },
+    #[error("the kernel command line is {len} bytes; this kernel accepts at most {max}")]
+    CmdlineTooLong { len: usize, max: usize },
+    #[error("the kernel command line contains a NUL byte")]
+    CmdlineNul,
+    #[error("cannot write the boot data into guest memory: {0}")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+}
+
+/// Where the loaded kernel starts, for the vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelEntry {
+    /// Where the protected-mode code was loaded.
+    pub load_addr: u64,
+    /// `startup_64`.
+    pub rip: u64,
+    /// The zero page, passed in RSI.
+    pub boot_params: u64,
+}
+
+/// The e820 map the kernel gets: the machine's RAM as `memory.rs` maps it
+/// (the 640 KiB below the VGA window, RAM from 1 MiB to the PCI hole, RAM
+/// above 4 GiB), the BIOS area below 1 MiB, and KVM's private pages.
+pub fn e820_map(low_ram: u64, high_ram: u64) -> Vec<E820Entry> {
+    let mut map = vec![
+        E820Entry {
+            addr: 0,
+            len: VGA_WINDOW_START,
+            kind: E820Kind::Ram,
+        },
+        E820Entry {
+            addr: BIOS_ALIAS_START,
+            len: BIOS_ALIAS_SIZE,
+            kind: E820Kind::Reserved,
+        },
+        E820Entry {
+            addr: KERNEL_LOAD_ADDR,
+            len: low_ram - KERNEL_LOAD_ADDR,
+            kind: E820Kind::Ram,
+        },
+        E820Entry {
+            addr: KVM_IDENTITY_MAP,
+            len: super::boot::KVM_PRIVATE_SIZE,
+            kind: E820Kind::Reserved,
+        },
+    ];
+    if high_ram > 0 {
+        map.push(E820Entry {
+            addr: HIGH_RAM_START,
+            len: high_ram,
+            kind: E820Kind::Ram,
+        });
+    }
+    map
+}
+
+/// `screen_info` for a VESA linear framebuffer in XRGB8888, as `vesafb`,
+/// `simplefb` and `sysfb` read it (`include/uapi/linux/screen_info.h`).
+pub fn screen_info_for(fb: &Framebuffer) -> screen_info {
+    let frame = fb.line_bytes() as u64 * fb.height as u64;
+    screen_info {
+        orig_video_isVGA: VIDEO_TYPE_VLFB,
+        lfb_width: fb.width,
+        lfb_height: fb.height,
+        lfb_depth: Framebuffer::DEPTH,
+        lfb_base: fb.base as u32,
+        ext_lfb_base: (fb.base >> 32) as u32,
+        // For VLFB the size is in 64 KiB units.
+        lfb_size: (fb.size >> 16) as u32,
+        lfb_linelength: fb.line_bytes(),
+        red_size: 8,
+        red_pos: 16,
+        green_size: 8,
+        green_pos: 8,
+        blue_size: 8,
+        blue_pos: 0,
+        rsvd_size: 8,
+        rsvd_pos: 24,
+        pages: (fb.size / frame.max(1)).min(u16::MAX as u64) as u16,
+        ..Default::default()
+    }
+}
+
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Loads `boot` into `ram` (`low_ram` bytes below the PCI hole, `high_ram`
+/// above 4 GiB) and writes the zero page, the command line and the tables
+/// for the 64-bit entry. `framebuffer` is the mode the VGA card is in.
+pub fn load(
+    ram: &GuestRam,
+    low_ram: u64,
+    high_ram: u64,
+    boot: &DirectBoot,
+    framebuffer: Option<&Framebuffer>,
+) -> Result<KernelEntry, KernelBootError> {
+    let kernel_path = &boot.kernel;
+    let mut kernel = File::open(kernel_path).map_err(|source| KernelBootError::ReadKernel {
+        path: kernel_path.clone(),
+        source,
+    })?;
+    let kernel_len = kernel
+        .metadata()
+        .map_err(|source| KernelBootError::ReadKernel {
+            path: kernel_path.clone(),
+            source,
+        })?
+        .len();
+    let not_bzimage = |reason: String| KernelBootError::NotBzImage {
+        path: kernel_path.clone(),
+        reason,
+    };
+    // The loader copies the protected-mode code wherever code32_start
+    // says (1 MiB for every bzImage), after checking the header.
+    let loaded = BzImage::load(ram, None, &mut kernel, Some(GuestAddress(KERNEL_LOAD_ADDR)))
+        .map_err(|e| match e {
+            linux_loader::loader::Error::Bzimage(
+                linux_loader::loader::bzimage::Error::ReadBzImageCompressedKernel,
+            ) => KernelBootError::KernelTooLarge {
+                path: kernel_path.clone(),
+                load: KERNEL_LOAD_ADDR,
+                need: kernel_len,
+                low_ram,
+            },
+            other => not_bzimage(other.to_string()),
+        })?;
+    let mut hdr = loaded
+        .setup_header
+        .ok_or_else(|| not_bzimage("no setup header".into()))?;
+    if hdr.boot_flag != BOOT_FLAG {
+        return Err(not_bzimage(format!(
+            "boot signature {:#06x}, not 0xaa55",
+            { hdr.boot_flag }
+        )));
+    }
+    let version = hdr.version;
+    if version < PROTOCOL_2_12 || hdr.xloadflags & XLF_KERNEL_64 == 0 {
+        return Err(KernelBootError::No64BitEntry {
+            path: kernel_path.clone(),
+            version,
+        });
+    }
+    let load_addr = loaded.kernel_load.0;
+    // The decompressor needs init_size bytes from where it decompresses to
+    // (boot.rst, "init_size"): the load address, or pref_address when that
+    // is higher (head_64.S never decompresses below LOAD_PHYSICAL_ADDR).
+    let output = load_addr.max(hdr.pref_address);
+    let kernel_end = output + (hdr.init_size as u64).max(loaded.kernel_end - load_addr);
+    if kernel_end > low_ram {
+        return Err(KernelBootError::KernelTooLarge {
+            path: kernel_path.clone(),
+            load: output,
+            need: kernel_end - output,
+            low_ram,
+        });
+    }
+
+    let cmdline = boot.cmdline.as_bytes();
+    if cmdline.contains(&0) {
+        return Err(KernelBootError::CmdlineNul);
+    }
+    // cmdline_size excludes the terminating NUL.
+    let max = (hdr.cmdline_size as u64).min(CMDLINE_ROOM - 1) as usize;
+    if cmdline.len() > max {
+        return Err(KernelBootError::CmdlineTooLong {
+            len: cmdline.len(),
+            max,
+        });
+    }
+    ram.write_slice(cmdline, GuestAddress(CMDLINE_ADDR))?;
+    ram.write_obj(0u8, GuestAddress(CMDLINE_ADDR + cmdline.len() as u64))?;
+
+    let (ramdisk_image, ramdisk_size) = match &boot.initrd {
+        Some(path) => {
+            let data = read_file(path).map_err(|source| KernelBootError::ReadInitrd {
+                path: path.clone(),
+                source,
+            })?;
+            let addr = place_initrd(data.len() as u64, kernel_end, low_ram, hdr.initrd_addr_max)
+                .map_err(|(room, top)| KernelBootError::InitrdTooLarge {
+                    path: path.clone(),
+                    size: data.len() as u64,
+                    room,
+                    top,
+                })?;
+            ram.write_slice(&data, GuestAddress(addr))?;
+            (addr as u32, data.len() as u32)
+        }
+        None => (0, 0),
+    };
+
+    hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
+    hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;
+    // The end of the real-mode heap, relative to the setup code; unused by
+    // the 64-bit entry but required with CAN_USE_HEAP (boot.rst).
+    hdr.heap_end_ptr = 0xfe00 - 0x200;
+    hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
+    hdr.ramdisk_image = ramdisk_image;
+    hdr.ramdisk_size = ramdisk_size;
+
+    let mut params = boot_params {
+        hdr,
+        ..Default::default()
+    };
+    let e820 = e820_map(low_ram, high_ram);
+    for (slot, entry) in params.e820_table.iter_mut().zip(&e820) {
+        *slot = boot_e820_entry {
+            addr: entry.addr,
+            size: entry.len,
+            r#type: entry.kind.code(),
+        };
+    }
+    params.e820_entries = e820.len() as u8;
+    if let Some(fb) = framebuffer {
+        params.screen_info = screen_info_for(fb);
+    }
+    ram.write_obj(params, GuestAddress(BOOT_PARAMS_ADDR))?;
+    page_tables::write_tables(ram)?;
+
+    Ok(KernelEntry {
+        load_addr,
+        rip: load_addr + STARTUP_64_OFFSET,
+        boot_params: BOOT_PARAMS_ADDR,
+    })
+}
+
+/// The initrd's address: as high as it can go, page-aligned, below both
+/// the end of low RAM and `initrd_addr_max`, above `kernel_end`. On failure,
+/// the room there is and the top it had to stay under.
+fn place_initrd(
+    size: u64,
+    kernel_end: u64,
+    low_ram: u64,
+    initrd_addr_max: u32,
+) -> Result<u64, (u64, u64)> {
+    // initrd_addr_max is the highest address the initrd's last byte may
+    // occupy; 0 means the protocol's old default.
+    let max = if initrd_addr_max == 0 {
+        0x37ff_ffff
+    } else {
+        initrd_addr_max as u64
+    };
+    let top = low_ram.min(max + 1);
+    let room = top.saturating_sub(kernel_end);
+    match top.checked_sub(size) {
+        Some(start) if start & !0xfff >= kernel_end => Ok(start & !0xfff),
+        _ => Err((room, top)),
+    }
+}
+
+/// Puts vCPU `fd` at the 64-bit entry of `entry`.
+pub fn enter(fd: &kvm_ioctls::VcpuFd, entry: &KernelEntry) -> Result<(), kvm_ioctls::Error> {
+    let mut sregs = fd.get_sregs()?;
+    page_tables::long_mode_sregs(&mut sregs);
+    fd.set_sregs(&sregs)?;
+    fd.set_regs(&page_tables::entry_regs(
+        entry.rip,
+        entry.boot_params,
+        BOOT_STACK_TOP,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::layout::{ram_split, KVM_TSS};
+
+    #[test]
+    fn e820_follows_the_machines_layout() {
+        let (low, high) = ram_split(256 << 20);
+        let map = e820_map(low, high);
+        let table: Vec<(u64, u64, u32)> =
+            map.iter().map(|e| (e.addr, e.len, e.kind.code())).collect();
+        assert_eq!(
+            table,
+            [
+                (0, 0xa_0000, 1),
+                (0xe_0000, 0x2_0000, 2),
+                (0x10_0000, (256 << 20) - 0x10_0000, 1),
+                (0xfffb_c000, 0x4000, 2),
+            ]
+        );
+        // Above the PCI hole the rest of RAM continues at 4 GiB.
+        let (low, high) = ram_split(4 << 30);
+        let map = e820_map(low, high);
+        assert_eq!(map[2].addr + map[2].len, 3 << 30);
+        assert_eq!(
+            map.last().map(|e| (e.addr, e.len)),
+            Some((1 << 32, 1 << 30))
+        );
+        // KVM's TSS pages are inside the reserved entry.
+        assert!(KVM_TSS + 0x3000 <= map[3].addr + map[3].len);
+    }
+
+    #[test]
+    fn screen_info_describes_an_xrgb8888_linear_framebuffer() {
+        let fb = Framebuffer {
+            base: 0xfd00_0000,
+            size: 16 << 20,
+            width: 1024,
+            height: 768,
+        };
+        let si = screen_info_for(&fb);
+        assert_eq!(si.orig_video_isVGA, 0x23);
+        assert_eq!({ si.lfb_base }, 0xfd00_0000);
+        assert_eq!({ si.ext_lfb_base }, 0);
+        assert_eq!(
+            ({ si.lfb_width }, { si.lfb_height }, { si.lfb_depth }),
+            (1024, 768, 32)
+        );
+        assert_eq!({ si.lfb_linelength }, 4096);
+        assert_eq!({ si.lfb_size }, 256, "64 KiB units");
+        assert_eq!(
+            (si.red_pos, si.green_pos, si.blue_pos, si.rsvd_pos),
+            (16, 8, 0, 24)
+        );
+        assert_eq!((si.red_size, si.green_size, si.blue_size), (8, 8, 8));
+    }
+
+    #[test]
+    fn initrd_goes_high_below_the_limits_and_above_the_kernel() {
+        // Below the end of RAM, page aligned.
+        assert_eq!(
+            place_initrd(0x1800, 0x200_0000, 0x1000_0000, 0x7fff_ffff),
+            Ok(0x1000_0000 - 0x2000)
+        );
+        // initrd_addr_max is the last byte's address.
+        assert_eq!(
+            place_initrd(0x1000, 0x200_0000, 0x1_0000_0000, 0x0fff_ffff),
+            Ok(0x0fff_f000)
+        );
+        // Too big: the error says how much room there was.
+        assert_eq!(
+            place_initrd(0x900_0000, 0x800_0000, 0x1000_0000, 0x7fff_ffff),
+            Err((0x800_0000, 0x1000_0000))
+        );
+    }
+
+    fn direct(kernel: &Path) -> DirectBoot {
+        DirectBoot {
+            kernel: kernel.to_path_buf(),
+            initrd: None,
+            cmdline: String::new(),
+        }
+    }
+
+    fn ram() -> GuestRam {
+        GuestRam::from_ranges(&[(GuestAddress(0), 32 << 20)]).unwrap()
+    }
+
+    #[test]
+    fn a_missing_kernel_is_a_clear_error() {
+        let err = load(
+            &ram(),
+            32 << 20,
+            0,
+            &direct(Path::new("/nonexistent/vmlinuz")),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, KernelBootError::ReadKernel { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/vmlinuz"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_bzimage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
+        assert!(err.to_string().contains("is not a Linux bzImage"), "{err}");
+        // Shorter than a setup header.
+        std::fs::write(&path, b"tiny").unwrap();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
+    }
+
+    /// A synthetic bzImage: a setup header and a few bytes of "kernel".
+    fn fake_bzimage(dir: &Path, init_size: u32) -> PathBuf {
+        let mut image = vec![0u8; 5 * 512 + 4096];
+        image[0x1f1] = 4; // setup_sects
+        image[0x1fe..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
+        image[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
+        image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // version 2.15
+        image[0x211] = LOADED_HIGH; // loadflags
+        image[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
+        image[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+        image[0x236..0x238].copy_from_slice(&XLF_KERNEL_64.to_le_bytes()); // xloadflags
+        image[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+        image[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes()); // pref_address
+        image[0x260..0x264].copy_from_slice(&init_size.to_le_bytes()); // init_size
+        image[5 * 512..5 * 512 + 4].copy_from_slice(b"KERN");
+        let path = dir.join("bzImage");
+        std::fs::write(&path, image).unwrap();
+        path
+    }
+
+    #[test]
+    fn zero_page_of_a_synthetic_bzimage() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = fake_bzimage(dir.path(), 0x40_0000);
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, vec![0x5a; 10_000]).unwrap();
+        let boot = DirectBoot {
+            kernel,
+            initrd: Some(initrd),
+            cmdline: "console=ttyS0 quiet".into(),
+        };
+        let ram = ram();
+        let entry = load(&ram, 32 << 20, 0, &boot, None).unwrap();
+        assert_eq!(entry.rip, 0x10_0200);
+        let mut kern = [0u8; 4];
+        ram.read_slice(&mut kern, GuestAddress(0x10_0000)).unwrap();
+        assert_eq!(&kern, b"KERN");
+        let params: boot_params = ram.read_obj(GuestAddress(BOOT_PARAMS_ADDR)).unwrap();
+        let hdr = params.hdr;
+        assert_eq!({ hdr.header }, HDRS_MAGIC);
+        assert_eq!(hdr.type_of_loader, 0xff);
+        assert_eq!(hdr.loadflags & CAN_USE_HEAP, CAN_USE_HEAP);
+        let mut line = vec![0u8; 20];
+        ram.read_slice(&mut line, GuestAddress(hdr.cmd_line_ptr as u64))
+            .unwrap();
+        assert_eq!(&line, b"console=ttyS0 quiet\0");
+        let (image, size) = ({ hdr.ramdisk_image }, { hdr.ramdisk_size });
+        assert_eq!(size, 10_000);
+        assert_eq!(image % 4096, 0);
+        assert!(image as u64 + 10_000 <= 32 << 20);
+        assert!(
+            image as u64 >= 0x100_0000 + 0x40_0000,
+            "above the decompression buffer at pref_address"
+        );
+        let mut data = vec![0u8; 10_000];
+        ram.read_slice(&mut data, GuestAddress(image as u64))
+            .unwrap();
+        assert!(data.iter().all(|&b| b == 0x5a));
+        assert_eq!(params.e820_entries, 4);
+        assert_eq!({ params.e820_table[2].addr }, 0x10_0000);
+        assert_eq!(params.screen_info.orig_video_isVGA, 0, "no framebuffer");
+    }
+
+    #[test]
+    fn an_initrd_that_does_not_fit_and_a_long_cmdline_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = fake_bzimage(dir.path(), 0x40_0000);
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, vec![0; 30 << 20]).unwrap();
+        let mut boot = DirectBoot {
+            kernel,
+            initrd: Some(initrd),
+            cmdline: String::new(),
+        };
+        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        assert!(
+            matches!(err, KernelBootError::InitrdTooLarge { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        boot.initrd = None;
+        boot.cmdline = "x".repeat(2049);
+        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KernelBootError::CmdlineTooLong {
+                    len: 2049,
+                    max: 2048
+                }
+            ),
+            "{err}"
+        );
+        // A kernel whose decompression needs more than the RAM there is.
+        boot.cmdline.clear();
+        boot.kernel = fake_bzimage(dir.path(), 64 << 20);
+        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        assert!(
+            matches!(err, KernelBootError::KernelTooLarge { .. }),
+            "{err}"
+        );
+    }
+}
