@@ -1,17 +1,17 @@
 //! `vireo demo`: the demo VM that ships with Vireo, started at once.
 //!
-//! Its guest is a boot sector assembled at build time from
-//! `guests/demo.rs`; it lives on a 1 MiB raw disk in the default pool and
-//! boots through SeaBIOS like any other disk.
+//! Its guest (a boot sector and the program it loads, assembled at build
+//! time from `guests/demo.rs`) lives at the start of a 1 MiB raw disk in
+//! the default pool and boots through SeaBIOS like any other disk. It
+//! draws a splash on the VGA screen and echoes keys and serial input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::vmm::{DiskBus, DiskConfig, DiskKind, VmConfig};
 
-/// The demo guest's boot sector.
-pub const DEMO_BOOT_SECTOR: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/demo-boot-sector.bin"));
+/// The demo guest: the disk's first sectors.
+pub const DEMO_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-image.bin"));
 const DEMO_DISK_SIZE: u64 = 1 << 20;
 
 #[derive(clap::Args)]
@@ -19,13 +19,16 @@ pub struct DemoArgs {
     /// Where COM1 goes (see `vireo run --help`); the demo talks on it.
     #[arg(long, default_value = "stdio")]
     serial: String,
+    /// Also serve its screen over VNC on ADDR:DISPLAY (see `vireo run --help`).
+    #[arg(long, value_name = "ADDR:DISPLAY")]
+    vnc: Option<String>,
 }
 
 /// Writes the demo disk into `dir` (replacing an outdated one) and returns its path.
 pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("demo.img");
-    let mut disk = DEMO_BOOT_SECTOR.to_vec();
+    let mut disk = DEMO_IMAGE.to_vec();
     disk.resize(DEMO_DISK_SIZE as usize, 0);
     let tmp = dir.join(".demo.img.tmp");
     std::fs::write(&tmp, &disk)?;
@@ -51,6 +54,16 @@ pub fn demo_config(disk: PathBuf) -> VmConfig {
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
+    let vnc = match &args.vnc {
+        Some(spec) => {
+            let (addr, port) =
+                crate::vnc::parse_vnc_display(spec).map_err(|e| format!("--vnc: {e}"))?;
+            let mut vnc = crate::vnc::VncConfig::new("Demo");
+            vnc.tcp = Some((addr, Some(port)));
+            Some(vnc)
+        }
+        None => None,
+    };
     let disk = write_demo_disk(&crate::paths::images_dir())
         .map_err(|e| format!("cannot write the demo disk: {e}"))?;
     eprintln!("Starting the demo VM (SeaBIOS boots its disk; Ctrl+C stops it)…");
@@ -59,7 +72,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
         super::run::RunOptions {
             serial: &args.serial,
             debugcon: None,
-            vnc: None,
+            vnc,
             screenshot_on_exit: None,
         },
     )
