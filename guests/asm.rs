@@ -237,3 +237,61 @@ pub fn boot_sector(body: impl FnOnce(&mut Program)) -> Vec<u8> {
     sector[511] = 0xaa;
     sector
 }
+
+/// Where [`boot_image`] loads and runs its program: right after the boot
+/// sector.
+pub const STAGE2_ORIGIN: u16 = 0x7e00;
+
+/// A disk image for programs larger than a boot sector: a boot sector that
+/// reads the sectors after it from the boot disk (int 13h AH=02h, the drive
+/// in DL as the BIOS passes it) to 0:[`STAGE2_ORIGIN`] and jumps there,
+/// followed by `body` assembled for that address. The body starts with
+/// DS = ES = SS = 0, the stack below 0:7C00, interrupts off. If the BIOS
+/// cannot read the disk, the loader says so on COM1 and halts.
+pub fn boot_image(body: impl FnOnce(&mut Program)) -> Vec<u8> {
+    let mut p = Program::new();
+    body(&mut p);
+    let stage2 = p.finish(STAGE2_ORIGIN as u64);
+    // One CHS read stays within the first track (SeaBIOS gives a small
+    // disk 63 sectors per track), so at most 62 sectors follow the loader.
+    let sectors = stage2.len().div_ceil(512);
+    assert!(sectors <= 62, "boot image body is {} bytes", stage2.len());
+
+    let mut a = CodeAssembler::new(16).unwrap();
+    a.cli().unwrap();
+    a.xor(ax, ax).unwrap();
+    a.mov(ds, ax).unwrap();
+    a.mov(es, ax).unwrap();
+    a.mov(ss, ax).unwrap();
+    a.mov(sp, 0x7c00u32).unwrap();
+    a.cld().unwrap();
+    // Read `sectors` sectors from cylinder 0, head 0, sector 2 to ES:BX.
+    a.mov(bx, STAGE2_ORIGIN as u32).unwrap();
+    a.mov(ax, 0x0200u32 | sectors as u32).unwrap();
+    a.mov(cx, 0x0002u32).unwrap();
+    a.xor(dh, dh).unwrap();
+    a.int(0x13).unwrap();
+    let mut failed = a.create_label();
+    a.jc(failed).unwrap();
+    a.jmp(STAGE2_ORIGIN as u64).unwrap();
+    // The read failed: report it on COM1 (already set up by the BIOS).
+    a.set_label(&mut failed).unwrap();
+    a.mov(dx, COM1 as u32).unwrap();
+    for &byte in b"boot: disk read failed\r\n" {
+        a.mov(al, byte as u32).unwrap();
+        a.out(dx, al).unwrap();
+    }
+    let mut halt = a.create_label();
+    a.set_label(&mut halt).unwrap();
+    a.hlt().unwrap();
+    a.jmp(halt).unwrap();
+    let loader = a.assemble(0x7c00).expect("assemble boot loader");
+    assert!(loader.len() <= 510, "boot loader is {} bytes", loader.len());
+
+    let mut image = vec![0u8; 512 + sectors * 512];
+    image[..loader.len()].copy_from_slice(&loader);
+    image[510] = 0x55;
+    image[511] = 0xaa;
+    image[512..512 + stage2.len()].copy_from_slice(&stage2);
+    image
+}

@@ -1,8 +1,9 @@
 //! `vireo demo`: the demo VM that ships with Vireo, started at once.
 //!
-//! Its guest is a boot sector assembled at build time from
-//! `guests/demo.rs`; it lives on a 1 MiB raw disk in the default pool and
-//! boots through SeaBIOS like any other disk.
+//! Its guest (a boot sector and the program it loads, assembled at build
+//! time from `guests/demo.rs`) lives at the start of a 1 MiB raw disk in
+//! the default pool and boots through SeaBIOS like any other disk. It
+//! draws a splash on the VGA screen and echoes keys and serial input.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,9 @@ pub struct DemoArgs {
     /// Where COM1 goes (see `vireo run --help`); the demo talks on it.
     #[arg(long, default_value = "stdio")]
     serial: String,
+    /// Also serve its screen over VNC on ADDR:DISPLAY (see `vireo run --help`).
+    #[arg(long, value_name = "ADDR:DISPLAY")]
+    vnc: Option<String>,
 }
 
 pub fn demo_config(disk: PathBuf) -> VmConfig {
@@ -39,6 +43,16 @@ pub fn demo_config(disk: PathBuf) -> VmConfig {
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
+    let vnc = match &args.vnc {
+        Some(spec) => {
+            let (addr, port) =
+                crate::vnc::parse_vnc_display(spec).map_err(|e| format!("--vnc: {e}"))?;
+            let mut vnc = crate::vnc::VncConfig::new("Demo");
+            vnc.tcp = Some((addr, Some(port)));
+            Some(vnc)
+        }
+        None => None,
+    };
     let disk = write_demo_disk(&crate::paths::images_dir())
         .map_err(|e| format!("cannot write the demo disk: {e}"))?;
     eprintln!("Starting the demo VM (SeaBIOS boots its disk; Ctrl+C stops it)…");
@@ -47,7 +61,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
         super::run::RunOptions {
             serial: &args.serial,
             debugcon: None,
-            vnc: None,
+            vnc,
             screenshot_on_exit: None,
         },
     )

@@ -1,5 +1,6 @@
 //! The demo VM that ships with Vireo: a guest assembled at build time
-//! from `guests/demo.rs`, on a 1 MiB raw disk in the default pool, booted
+//! from `guests/demo.rs` that draws a splash and echoes what is typed, on
+//! a 1 MiB raw disk in the default pool, booted
 //! through SeaBIOS like any other disk. The window's empty state and
 //! `make run` define and start it as "Demo".
 
@@ -8,9 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::domain::{Disk, NewVm};
 use crate::store::Store;
 
-/// The demo guest's boot sector.
-pub const DEMO_BOOT_SECTOR: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/demo-boot-sector.bin"));
+/// The demo guest: the disk's first sectors.
+pub const DEMO_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-image.bin"));
 const DEMO_DISK_SIZE: u64 = 1 << 20;
 /// The demo VM's name in the store.
 pub const DEMO_NAME: &str = "Demo";
@@ -21,7 +21,7 @@ pub const DEMO_MEMORY_MIB: u64 = 32;
 pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("demo.img");
-    let mut disk = DEMO_BOOT_SECTOR.to_vec();
+    let mut disk = DEMO_IMAGE.to_vec();
     disk.resize(DEMO_DISK_SIZE as usize, 0);
     let tmp = dir.join(".demo.img.tmp");
     std::fs::write(&tmp, &disk)?;
