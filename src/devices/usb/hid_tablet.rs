@@ -163,25 +163,25 @@ fn configuration_descriptor() -> Vec<u8> {
         50,   // bMaxPower: 100 mA
         // Interface descriptor (§9.6.3).
         9,
-        4,    // INTERFACE
-        0,    // bInterfaceNumber
-        0,    // bAlternateSetting
-        1,    // bNumEndpoints
-        3,    // bInterfaceClass: HID
-        0,    // bInterfaceSubClass: no boot interface
-        2,    // bInterfaceProtocol: mouse
-        0,    // iInterface
+        4, // INTERFACE
+        0, // bInterfaceNumber
+        0, // bAlternateSetting
+        1, // bNumEndpoints
+        3, // bInterfaceClass: HID
+        0, // bInterfaceSubClass: no boot interface
+        2, // bInterfaceProtocol: mouse
+        0, // iInterface
     ];
     d.extend_from_slice(&HID_DESCRIPTOR);
     d.extend_from_slice(&[
         // Endpoint descriptor (§9.6.4).
         7,
-        5,    // ENDPOINT
+        5,                         // ENDPOINT
         0x80 | INTERRUPT_ENDPOINT, // bEndpointAddress: IN 1
-        3,    // bmAttributes: interrupt
+        3,                         // bmAttributes: interrupt
         8,
-        0,    // wMaxPacketSize
-        10,   // bInterval: 10 ms
+        0,  // wMaxPacketSize
+        10, // bInterval: 10 ms
     ]);
     let total = d.len() as u16;
     d[2..4].copy_from_slice(&total.to_le_bytes());
@@ -289,12 +289,19 @@ impl TabletInput {
 enum Control {
     Idle,
     /// Device-to-host data left to send; the status stage is an OUT.
-    DataIn { data: Vec<u8>, sent: usize },
+    DataIn {
+        data: Vec<u8>,
+        sent: usize,
+    },
     /// Host-to-device data still expected, then an IN status stage.
-    DataOut { remaining: usize },
+    DataOut {
+        remaining: usize,
+    },
     /// A zero-length IN status stage ends the request; an address set by
     /// SET_ADDRESS takes effect only then (§9.4.6).
-    StatusIn { new_address: Option<u8> },
+    StatusIn {
+        new_address: Option<u8>,
+    },
 }
 
 /// The USB tablet device.
@@ -519,8 +526,14 @@ mod tests {
     fn enumerated() -> (HidTablet, Arc<TabletInput>) {
         let input = TabletInput::new();
         let mut dev = HidTablet::new(input.clone());
-        assert_eq!(control_out(&mut dev, setup(0, SET_ADDRESS, 5, 0, 0)), UsbResponse::Ack(0));
-        assert_eq!(control_out(&mut dev, setup(0, SET_CONFIGURATION, 1, 0, 0)), UsbResponse::Ack(0));
+        assert_eq!(
+            control_out(&mut dev, setup(0, SET_ADDRESS, 5, 0, 0)),
+            UsbResponse::Ack(0)
+        );
+        assert_eq!(
+            control_out(&mut dev, setup(0, SET_CONFIGURATION, 1, 0, 0)),
+            UsbResponse::Ack(0)
+        );
         (dev, input)
     }
 
@@ -559,29 +572,51 @@ mod tests {
         let mut dev = HidTablet::new(TabletInput::new());
         let device = control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0100, 0, 18)).unwrap();
         assert_eq!(device, DEVICE_DESCRIPTOR);
-        assert_eq!(&device[8..12], &[0x27, 0x06, 0x01, 0x00], "QEMU's 0627:0001");
+        assert_eq!(
+            &device[8..12],
+            &[0x27, 0x06, 0x01, 0x00],
+            "QEMU's 0627:0001"
+        );
         // A host first reads 8 bytes to learn bMaxPacketSize0.
         let first = control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0100, 0, 8)).unwrap();
         assert_eq!(first, &DEVICE_DESCRIPTOR[..8]);
         let config = control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0200, 0, 255)).unwrap();
         assert_eq!(config.len(), 34);
         assert_eq!(u16::from_le_bytes([config[2], config[3]]), 34);
-        assert_eq!(&config[9..18], &[9, 4, 0, 0, 1, 3, 0, 2, 0], "HID interface");
-        assert_eq!(&config[27..34], &[7, 5, 0x81, 3, 8, 0, 10], "interrupt IN 1");
+        assert_eq!(
+            &config[9..18],
+            &[9, 4, 0, 0, 1, 3, 0, 2, 0],
+            "HID interface"
+        );
+        assert_eq!(
+            &config[27..34],
+            &[7, 5, 0x81, 3, 8, 0, 10],
+            "interrupt IN 1"
+        );
         let report = control_in(&mut dev, setup(0x81, GET_DESCRIPTOR, 0x2200, 0, 74)).unwrap();
         assert_eq!(report, REPORT_DESCRIPTOR);
         let langs = control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0300, 0, 255)).unwrap();
         assert_eq!(langs, [4, 3, 0x09, 0x04]);
-        let product = control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0302, 0x409, 255)).unwrap();
-        let text: Vec<u16> = product[2..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let product =
+            control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0302, 0x409, 255)).unwrap();
+        let text: Vec<u16> = product[2..]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         assert_eq!(String::from_utf16(&text).unwrap(), "Vireo USB Tablet");
-        assert_eq!(control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0700, 0, 8)), None);
+        assert_eq!(
+            control_in(&mut dev, setup(0x80, GET_DESCRIPTOR, 0x0700, 0, 8)),
+            None
+        );
     }
 
     #[test]
     fn the_address_changes_after_the_status_stage() {
         let mut dev = HidTablet::new(TabletInput::new());
-        assert_eq!(dev.setup(setup(0, SET_ADDRESS, 9, 0, 0)), UsbResponse::Ack(8));
+        assert_eq!(
+            dev.setup(setup(0, SET_ADDRESS, 9, 0, 0)),
+            UsbResponse::Ack(8)
+        );
         assert_eq!(dev.address(), 0, "still 0 until the status stage");
         assert_eq!(dev.data_in(0, &mut []), UsbResponse::Ack(0));
         assert_eq!(dev.address(), 9);
@@ -599,14 +634,21 @@ mod tests {
         assert!(!input.configured());
         let (mut dev, input) = enumerated();
         assert!(input.configured());
-        assert_eq!(dev.data_in(1, &mut buf), UsbResponse::Nak, "nothing pending");
+        assert_eq!(
+            dev.data_in(1, &mut buf),
+            UsbResponse::Nak,
+            "nothing pending"
+        );
         input.pointer(0x4000, 0x7fff, REPORT_LEFT | REPORT_MIDDLE, -1);
         assert_eq!(dev.data_in(1, &mut buf), UsbResponse::Ack(6));
         assert_eq!(&buf[..6], &[0x05, 0x00, 0x40, 0xff, 0x7f, 0xff]);
         assert_eq!(dev.data_in(1, &mut buf), UsbResponse::Nak);
         let current = control_in(&mut dev, setup(0xa1, HID_GET_REPORT, 0x0100, 0, 6)).unwrap();
         assert_eq!(current, [0x05, 0x00, 0x40, 0xff, 0x7f, 0x00]);
-        assert_eq!(control_out(&mut dev, setup(0, SET_CONFIGURATION, 0, 0, 0)), UsbResponse::Ack(0));
+        assert_eq!(
+            control_out(&mut dev, setup(0, SET_CONFIGURATION, 0, 0, 0)),
+            UsbResponse::Ack(0)
+        );
         assert!(!input.configured());
     }
 
@@ -628,17 +670,38 @@ mod tests {
     #[test]
     fn hid_class_requests_and_unknown_requests() {
         let (mut dev, _) = enumerated();
-        assert_eq!(control_out(&mut dev, setup(0x21, HID_SET_IDLE, 0, 0, 0)), UsbResponse::Ack(0));
-        assert_eq!(control_in(&mut dev, setup(0xa1, HID_GET_IDLE, 0, 0, 1)), Some(vec![0]));
-        assert_eq!(control_out(&mut dev, setup(0x21, HID_SET_PROTOCOL, 0, 0, 0)), UsbResponse::Ack(0));
-        assert_eq!(control_in(&mut dev, setup(0xa1, HID_GET_PROTOCOL, 0, 0, 1)), Some(vec![0]));
-        assert_eq!(control_out(&mut dev, setup(0, SET_CONFIGURATION, 7, 0, 0)), UsbResponse::Stall);
-        assert_eq!(control_out(&mut dev, setup(0x40, 0x99, 0, 0, 0)), UsbResponse::Stall);
+        assert_eq!(
+            control_out(&mut dev, setup(0x21, HID_SET_IDLE, 0, 0, 0)),
+            UsbResponse::Ack(0)
+        );
+        assert_eq!(
+            control_in(&mut dev, setup(0xa1, HID_GET_IDLE, 0, 0, 1)),
+            Some(vec![0])
+        );
+        assert_eq!(
+            control_out(&mut dev, setup(0x21, HID_SET_PROTOCOL, 0, 0, 0)),
+            UsbResponse::Ack(0)
+        );
+        assert_eq!(
+            control_in(&mut dev, setup(0xa1, HID_GET_PROTOCOL, 0, 0, 1)),
+            Some(vec![0])
+        );
+        assert_eq!(
+            control_out(&mut dev, setup(0, SET_CONFIGURATION, 7, 0, 0)),
+            UsbResponse::Stall
+        );
+        assert_eq!(
+            control_out(&mut dev, setup(0x40, 0x99, 0, 0, 0)),
+            UsbResponse::Stall
+        );
         assert_eq!(dev.data_in(2, &mut [0; 8]), UsbResponse::Stall);
     }
 
     #[test]
     fn coordinates_beyond_the_range_are_clamped() {
-        assert_eq!(encode_report(0xffff, 0x8000, 0xff, 1), [7, 0xff, 0x7f, 0xff, 0x7f, 1]);
+        assert_eq!(
+            encode_report(0xffff, 0x8000, 0xff, 1),
+            [7, 0xff, 0x7f, 0xff, 0x7f, 1]
+        );
     }
 }
