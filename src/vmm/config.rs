@@ -86,13 +86,17 @@ pub struct VmConfig {
     pub loader: Option<PathBuf>,
     pub disks: Vec<DiskConfig>,
     pub video: VideoConfig,
+    /// A USB tablet on the PIIX3's UHCI (libvirt `<input type='tablet' bus='usb'/>`),
+    /// the absolute pointer for the console.
+    pub usb_tablet: bool,
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
     pub on_crash: LifecycleAction,
 }
 
 impl VmConfig {
-    /// A machine with `memory` bytes of RAM, one vCPU, a VGA card and no disks.
+    /// A machine with `memory` bytes of RAM, one vCPU, a VGA card, no disks
+    /// and no USB tablet.
     pub fn new(name: impl Into<String>, memory: u64) -> Self {
         Self {
             name: name.into(),
@@ -101,6 +105,7 @@ impl VmConfig {
             loader: None,
             disks: Vec::new(),
             video: VideoConfig::default(),
+            usb_tablet: false,
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,

@@ -18,6 +18,7 @@ pub mod layout;
 mod machine;
 pub mod memory;
 mod runner;
+mod usb;
 mod vcpu;
 
 use std::sync::atomic::AtomicBool;
