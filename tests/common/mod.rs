@@ -83,6 +83,13 @@ impl Domain {
         self
     }
 
+    /// Adds a raw device element such as `<input type='tablet' bus='usb'/>`
+    /// (it joins the `<disk>` elements inside `<devices>`).
+    pub fn device(mut self, xml: &str) -> Self {
+        self.disks.push(xml.to_string());
+        self
+    }
+
     pub fn xml(&self) -> String {
         let loader = self
             .loader
