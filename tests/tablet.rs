@@ -14,7 +14,8 @@ use common::asm::{boot_sector, firmware};
 use common::{guest, kvm_available, require_program, Domain, Vm};
 use iced_x86::code_asm::*;
 
-const TABLET: &str = "<controller type='usb' index='0' model='piix3-uhci'/><input type='tablet' bus='usb'/>";
+const TABLET: &str =
+    "<controller type='usb' index='0' model='piix3-uhci'/><input type='tablet' bus='usb'/>";
 /// Where the guest puts the UHCI's registers (BAR4).
 const IO: u16 = 0xc000;
 /// The guest's data structures, in the first 64 KiB (ES = 0).
@@ -64,8 +65,16 @@ fn token(pid: u32, address: u32, endpoint: u32, len: u32) -> u32 {
 /// until the queue head's element pointer reaches the end.
 fn control_transfer(a: &mut CodeAssembler, address: u32, setup: [u8; 8]) {
     let length = u16::from_le_bytes([setup[6], setup[7]]) as u32;
-    store32(a, SETUP_PACKET, u32::from_le_bytes(setup[..4].try_into().unwrap()));
-    store32(a, SETUP_PACKET + 4, u32::from_le_bytes(setup[4..].try_into().unwrap()));
+    store32(
+        a,
+        SETUP_PACKET,
+        u32::from_le_bytes(setup[..4].try_into().unwrap()),
+    );
+    store32(
+        a,
+        SETUP_PACKET + 4,
+        u32::from_le_bytes(setup[4..].try_into().unwrap()),
+    );
     let mut tds = vec![(token(PID_SETUP, address, 0, 8), SETUP_PACKET)];
     let mut offset = 0;
     while offset < length {
@@ -105,7 +114,12 @@ fn tablet_guest() -> Vec<u8> {
         a.xor(ax, ax).unwrap();
         a.mov(es, ax).unwrap();
         // A known display size: Bochs VBE 640×480×32.
-        for (index, value) in [(3u16, 32u16), (1, WIDTH as u16), (2, HEIGHT as u16), (4, 0x01)] {
+        for (index, value) in [
+            (3u16, 32u16),
+            (1, WIDTH as u16),
+            (2, HEIGHT as u16),
+            (4, 0x01),
+        ] {
             out16(a, 0x1ce, index);
             out16(a, 0x1cf, value);
         }
@@ -259,7 +273,11 @@ fn a_vnc_click_reaches_a_guest_driving_the_usb_tablet_at_the_same_place() {
     loop {
         let shot = dir.path().join("shot.png");
         let out = vncdo(display, &["capture", shot.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let png = std::fs::read(&shot).unwrap();
         let size = (
             u32::from_be_bytes(png[16..20].try_into().unwrap()),
@@ -268,23 +286,38 @@ fn a_vnc_click_reaches_a_guest_driving_the_usb_tablet_at_the_same_place() {
         if size == (WIDTH, HEIGHT) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "screen stays {size:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "screen stays {size:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (x, y) = (123, 456);
-    let out = vncdo(display, &["move", &x.to_string(), &y.to_string(), "click", "1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = vncdo(
+        display,
+        &["move", &x.to_string(), &y.to_string(), "click", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (abs_x, abs_y) = (absolute(x, WIDTH), absolute(y, HEIGHT));
     let pressed = format!("report btn 01 x {abs_x:04x} y {abs_y:04x}\n");
     let released = format!("report btn 00 x {abs_x:04x} y {abs_y:04x}\n");
     let seen = vm.wait_for(&released, Duration::from_secs(30));
-    let press_at = seen.find(&pressed).unwrap_or_else(|| panic!("no {pressed:?} in {seen}"));
+    let press_at = seen
+        .find(&pressed)
+        .unwrap_or_else(|| panic!("no {pressed:?} in {seen}"));
     assert!(
         seen[press_at..].contains(&released),
         "the release follows the press: {seen}"
     );
     let moved = format!("report btn 00 x {abs_x:04x} y {abs_y:04x}\n");
-    assert!(seen[..press_at].contains(&moved), "the move came first: {seen}");
+    assert!(
+        seen[..press_at].contains(&moved),
+        "the move came first: {seen}"
+    );
 }
 
 #[test]
@@ -302,8 +335,23 @@ fn seabios_finds_the_uhci_and_the_tablet_and_boots_on() {
     let domain = Domain::new("seabios-usb")
         .disk("disk", &disk, "hda", "ide")
         .device(TABLET);
-    let mut vm = Vm::start_with(&domain, &["--debugcon", log.to_str().unwrap()]);
+    let mut vm = Vm::start_with_env(
+        &domain,
+        &["--debugcon", log.to_str().unwrap()],
+        &[("VIREO_LOG", "warn,vireo::devices::usb=debug")],
+    );
     vm.wait_for("BOOTED\n", Duration::from_secs(180));
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("UHCI init on dev 00:01.2"), "{text}");
+    assert!(text.contains("UHCI init on dev 00:01.2 (io="), "{text}");
+    // SeaBIOS's debug level does not log USB enumeration; the tablet's
+    // own log shows that SeaBIOS reset the port, gave the tablet an
+    // address and read its descriptors. (It leaves the tablet
+    // unconfigured: its HID driver takes boot-protocol devices only.)
+    let log = vm.stderr();
+    assert!(log.contains("USB tablet: address set"), "{log}");
+    assert!(
+        log.contains("request: 6, value: 512"),
+        "configuration descriptor read: {log}"
+    );
+    assert!(!log.contains("UHCI:"), "no guest warnings from the UHCI: {log}");
 }

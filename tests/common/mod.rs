@@ -140,6 +140,12 @@ impl Vm {
     }
 
     pub fn start_with(domain: &Domain, extra_args: &[&str]) -> Self {
+        Self::start_with_env(domain, extra_args, &[])
+    }
+
+    /// Like [`Self::start_with`], with extra environment variables for
+    /// `vireo` (such as `VIREO_LOG` to see a device's debug log on stderr).
+    pub fn start_with_env(domain: &Domain, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let xml = dir.path().join("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
@@ -149,6 +155,7 @@ impl Vm {
             .args(["--serial", "stdio"])
             .args(extra_args)
             .env("VIREO_HOME", dir.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

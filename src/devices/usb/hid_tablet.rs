@@ -362,6 +362,7 @@ impl HidTablet {
             (TYPE_STANDARD, SET_ADDRESS) if setup.value <= 127 => Ok(Some(setup.value as u8)),
             (TYPE_STANDARD, SET_CONFIGURATION) if setup.value <= 1 => {
                 self.configuration = setup.value as u8;
+                tracing::debug!(configuration = self.configuration, "USB tablet: configured");
                 self.input
                     .configured
                     .store(self.configuration == 1, Ordering::Release);
@@ -449,6 +450,7 @@ impl UsbDevice for HidTablet {
             }
             Control::StatusIn { new_address } => {
                 if let Some(address) = *new_address {
+                    tracing::debug!(address, "USB tablet: address set");
                     self.address = address;
                 }
                 self.control = Control::Idle;
