@@ -353,5 +353,8 @@ fn seabios_finds_the_uhci_and_the_tablet_and_boots_on() {
         log.contains("request: 6, value: 512"),
         "configuration descriptor read: {log}"
     );
-    assert!(!log.contains("UHCI:"), "no guest warnings from the UHCI: {log}");
+    assert!(
+        !log.contains("UHCI:"),
+        "no guest warnings from the UHCI: {log}"
+    );
 }

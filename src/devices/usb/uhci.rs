@@ -554,6 +554,12 @@ mod tests {
     const TDS: u32 = 0x3000;
     const DATA: u32 = 0x4000;
 
+    /// A TD token: PID, device address, endpoint, MaxLen (n - 1; 0x7FF for 0).
+    fn token(pid: u8, addr: u8, ep: u8, len: usize) -> u32 {
+        let max = (len as u32).wrapping_sub(1) & 0x7ff;
+        (max << 21) | ((ep as u32) << 15) | ((addr as u32) << 8) | pid as u32
+    }
+
     fn ram() -> GuestRam {
         GuestRam::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
     }
@@ -618,19 +624,7 @@ mod tests {
             self.out16(USBCMD, CMD_RS);
         }
         /// Writes a TD at `at`: link, control (active + `flags`), token, buffer.
-        fn td(
-            &self,
-            at: u32,
-            link: u32,
-            flags: u32,
-            pid: u8,
-            addr: u8,
-            ep: u8,
-            len: usize,
-            buf: u32,
-        ) {
-            let max = (len as u32).wrapping_sub(1) & 0x7ff;
-            let token = (max << 21) | ((ep as u32) << 15) | ((addr as u32) << 8) | pid as u32;
+        fn td(&self, at: u32, link: u32, flags: u32, token: u32, buf: u32) {
             self.put(at, link);
             self.put(at + 4, TD_ACTIVE | (3 << 27) | flags);
             self.put(at + 8, token);
@@ -651,10 +645,7 @@ mod tests {
                 at,
                 (at + 16) | LINK_DEPTH_FIRST,
                 0,
-                PID_SETUP,
-                addr,
-                0,
-                8,
+                token(PID_SETUP, addr, 0, 8),
                 DATA,
             );
             for i in 0..packets {
@@ -664,16 +655,13 @@ mod tests {
                     at,
                     (at + 16) | LINK_DEPTH_FIRST,
                     0,
-                    PID_IN,
-                    addr,
-                    0,
-                    len,
+                    token(PID_IN, addr, 0, len),
                     DATA + 0x100 + 8 * i as u32,
                 );
             }
             at += 16;
             let status_pid = if packets == 0 { PID_IN } else { PID_OUT };
-            self.td(at, LINK_TERMINATE, TD_IOC, status_pid, addr, 0, 0, 0);
+            self.td(at, LINK_TERMINATE, TD_IOC, token(status_pid, addr, 0, 0), 0);
             self.queue(TDS);
             self.uhci.run_frame();
             for i in 0..=packets + 1 {
@@ -743,7 +731,7 @@ mod tests {
         rig.control(3, [0, 9, 1, 0, 0, 0, 0, 0], 0);
         assert!(rig.input.configured());
         // Interrupt IN: NAK while nothing is pending, then the report.
-        rig.td(TDS, LINK_TERMINATE, TD_IOC, PID_IN, 3, 1, 8, DATA);
+        rig.td(TDS, LINK_TERMINATE, TD_IOC, token(PID_IN, 3, 1, 8), DATA);
         rig.queue(TDS);
         rig.uhci.run_frame();
         let ctrl = rig.get(TDS + 4);
@@ -770,8 +758,14 @@ mod tests {
         rig.control(1, [0, 9, 1, 0, 0, 0, 0, 0], 0);
         rig.out16(USBSTS, 0x3f);
         rig.input.pointer(1, 2, 0, 0);
-        rig.td(TDS, TDS + 16, TD_SPD, PID_IN, 1, 1, 8, DATA);
-        rig.td(TDS + 16, LINK_TERMINATE, 0, PID_IN, 1, 1, 8, DATA + 8);
+        rig.td(TDS, TDS + 16, TD_SPD, token(PID_IN, 1, 1, 8), DATA);
+        rig.td(
+            TDS + 16,
+            LINK_TERMINATE,
+            0,
+            token(PID_IN, 1, 1, 8),
+            DATA + 8,
+        );
         rig.queue(TDS);
         rig.uhci.run_frame();
         assert_eq!(rig.get(TDS + 4) & TD_ACTIVE, 0);
@@ -785,7 +779,7 @@ mod tests {
         let mut rig = Rig::new();
         rig.start();
         rig.out16(USBINTR, INTR_TIMEOUT_CRC);
-        rig.td(TDS, LINK_TERMINATE, 0, PID_SETUP, 9, 0, 8, DATA);
+        rig.td(TDS, LINK_TERMINATE, 0, token(PID_SETUP, 9, 0, 8), DATA);
         rig.queue(TDS);
         rig.uhci.run_frame();
         let ctrl = rig.get(TDS + 4);
@@ -801,13 +795,10 @@ mod tests {
             TDS,
             (TDS + 16) | LINK_DEPTH_FIRST,
             0,
-            PID_SETUP,
-            0,
-            0,
-            8,
+            token(PID_SETUP, 0, 0, 8),
             DATA,
         );
-        rig.td(TDS + 16, LINK_TERMINATE, 0, PID_IN, 0, 0, 0, 0);
+        rig.td(TDS + 16, LINK_TERMINATE, 0, token(PID_IN, 0, 0, 0), 0);
         rig.queue(TDS);
         rig.uhci.run_frame();
         assert_eq!(rig.get(TDS + 4) & (TD_ACTIVE | TD_STALLED), TD_STALLED);
@@ -822,11 +813,11 @@ mod tests {
         // A QH whose horizontal link points back at itself, holding a TD
         // that NAKs forever; and a TD list that links to itself.
         rig.put(QH, QH | LINK_QH);
-        rig.td(TDS, TDS | LINK_DEPTH_FIRST, 0, PID_IN, 0, 1, 8, DATA);
+        rig.td(TDS, TDS | LINK_DEPTH_FIRST, 0, token(PID_IN, 0, 1, 8), DATA);
         rig.queue(TDS);
         rig.uhci.run_frame();
         rig.put(FRAME_LIST, TDS + 32);
-        rig.td(TDS + 32, TDS + 32, 0, PID_IN, 0, 1, 8, DATA);
+        rig.td(TDS + 32, TDS + 32, 0, token(PID_IN, 0, 1, 8), DATA);
         for _ in 0..1024 {
             rig.uhci.run_frame();
         }
