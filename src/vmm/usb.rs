@@ -24,6 +24,8 @@ const FRAME: Duration = Duration::from_millis(1);
 /// Frames one wake-up may run to catch up after the thread was held up;
 /// beyond that, time is let slip rather than replayed in a burst.
 const MAX_CATCH_UP: u32 = 8;
+/// How often a halted controller is checked for having been started.
+const IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// Builds the controller when `usb_tablet` is set (with no USB device
 /// there is nothing for a guest's driver to find, so the function is left
@@ -64,6 +66,14 @@ fn spawn_frame_timer(
                 let now = Instant::now();
                 let mut frames = 0;
                 let mut uhci = uhci.lock().unwrap_or_else(|e| e.into_inner());
+                if !uhci.running() {
+                    // A halted controller has no frames to run: look again
+                    // later rather than waking every millisecond.
+                    drop(uhci);
+                    std::thread::sleep(IDLE_POLL);
+                    next = Instant::now();
+                    continue;
+                }
                 while next <= now && frames < MAX_CATCH_UP {
                     uhci.run_frame();
                     next += FRAME;
