@@ -16,6 +16,7 @@ pub mod irq;
 pub mod pci;
 pub mod serial;
 pub mod system_control;
+pub mod usb;
 pub mod vga;
 pub mod virtio;
 

@@ -5,7 +5,9 @@
 
 use std::io::Read;
 
-use super::devices::{CharDevice, Console, Disk, Graphics, Input, Interface, Serial, Video};
+use super::devices::{
+    CharDevice, Console, Controller, Disk, Graphics, Input, Interface, Serial, Video,
+};
 use super::os::{BootDevice, Os};
 use super::{Clock, Domain, LifecycleEvent, Timer, Vcpu};
 
@@ -243,10 +245,21 @@ impl NewVm {
                 ..CharDevice::pty(0)
             }));
         }
-        d.add_device(&Input {
-            kind: "tablet".into(),
-            bus: Some("usb".into()),
+        // The absolute pointer virt-manager gives every VM: a USB tablet
+        // on the PIIX3's UHCI. libvirt writes the controller and the PS/2
+        // mouse and keyboard (the i8042 is always there) out too.
+        d.add_device(&Controller {
+            kind: "usb".into(),
+            index: Some(0),
+            model: Some("piix3-uhci".into()),
+            address: None,
         });
+        for (kind, bus) in [("tablet", "usb"), ("mouse", "ps2"), ("keyboard", "ps2")] {
+            d.add_device(&Input {
+                kind: kind.into(),
+                bus: Some(bus.into()),
+            });
+        }
         if self.vnc {
             d.add_device(&Graphics::vnc());
         }

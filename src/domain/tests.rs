@@ -146,10 +146,9 @@ fn unsupported_list_for_libvirts_example_is_complete() {
         "timer rtc: tick policy 'catchup' is not applied",
         "the emulator /usr/libexec/qemu-kvm is not used; Vireo runs the VM itself",
         "disk hda: cache mode 'none' is not applied; the host page cache is used",
-        "USB controllers are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3)",
+        "USB controllers other than the PIIX3 UHCI are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3); USB devices are on the PIIX3 UHCI",
         "the virtio-serial controller is not emulated",
         "network interface 52:54:00:73:65:64 (network 'default') is not connected: network cards are not emulated yet",
-        "the usb tablet is not emulated; the pointer is the PS/2 mouse",
         "SPICE graphics will be served as VNC",
         "QXL video falls back to the standard VGA",
         "sound card ich6 is not emulated",
@@ -293,6 +292,7 @@ fn new_vm_builder() {
     assert_eq!(config.disks[0].boot_order, Some(2));
     assert_eq!(config.disks[1].kind, DiskKind::Cdrom);
     assert_eq!(config.disks[1].boot_order, Some(1));
+    assert!(config.usb_tablet, "new VMs get the USB tablet");
     assert_eq!(again.graphics().unwrap()[0].kind, "vnc");
     assert_eq!(
         again.devices::<Video>().unwrap()[0].model.as_deref(),
@@ -432,4 +432,29 @@ fn os_kernel_initrd_cmdline_become_a_direct_boot() {
     let xml = "<domain type='kvm'><name>k</name><memory unit='MiB'>256</memory><os><type>hvm</type><initrd>/boot/initrd.img</initrd></os></domain>";
     let err = Domain::parse(xml).unwrap().to_vm_config().unwrap_err();
     assert!(err.to_string().contains("no <kernel>"), "{err}");
+}
+
+#[test]
+fn a_usb_tablet_in_the_definition_gives_the_machine_one() {
+    let xml = |devices: &str| {
+        format!("<domain type='kvm'><name>t</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>{devices}</devices></domain>")
+    };
+    let config = |devices: &str| {
+        Domain::parse(&xml(devices))
+            .unwrap()
+            .to_vm_config()
+            .unwrap()
+    };
+    assert!(config("<controller type='usb' index='0' model='piix3-uhci'/><input type='tablet' bus='usb'/><input type='mouse' bus='ps2'/>").usb_tablet);
+    assert!(config("<input type='tablet' bus='usb'/>").usb_tablet);
+    assert!(!config("<input type='mouse' bus='ps2'/>").usb_tablet);
+    assert!(
+        !config("<controller type='usb' model='none'/><input type='tablet' bus='usb'/>").usb_tablet
+    );
+    let d = Domain::parse(&xml(
+        "<controller type='usb' model='piix3-uhci'/><input type='tablet' bus='usb'/>",
+    ))
+    .unwrap();
+    assert!(d.validate().is_ok());
+    assert!(d.unsupported().is_empty(), "{:?}", d.unsupported());
 }

@@ -3,8 +3,8 @@
 //! what in the definition Vireo will not emulate or will do differently.
 //!
 //! The machine is the i440FX/PIIX3 PC of DESIGN.md section 3: PIIX IDE at
-//! 00:01.1, virtio-blk disks, COM1, an i8042 PS/2 keyboard and mouse, the
-//! RTC, and SeaBIOS. What else a definition asks for is listed by
+//! 00:01.1, virtio-blk disks, COM1, an i8042 PS/2 keyboard and mouse, a USB
+//! tablet on the PIIX3 UHCI at 00:01.2, the RTC, and SeaBIOS. What else a definition asks for is listed by
 //! [`unsupported`].
 
 use std::path::PathBuf;
@@ -55,6 +55,7 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
     if let Some(video) = d.devices::<Video>()?.first() {
         config.video = video_config(video);
     }
+    config.usb_tablet = has_usb_tablet(d)?;
     Ok(config)
 }
 
@@ -85,6 +86,21 @@ fn direct_boot(os: &Os) -> Result<Option<DirectBoot>, DomainError> {
             .map(PathBuf::from),
         cmdline: os.cmdline.as_deref().unwrap_or("").trim().to_string(),
     }))
+}
+
+/// `<input type='tablet' bus='usb'/>`, unless USB is switched off with
+/// `<controller type='usb' model='none'/>` (libvirt refuses that pair; a
+/// definition written by hand gets the PS/2 mouse alone).
+fn has_usb_tablet(d: &Domain) -> Result<bool, DomainError> {
+    let usb_off = d
+        .devices::<Controller>()?
+        .iter()
+        .any(|c| c.kind == "usb" && c.model.as_deref() == Some("none"));
+    let tablet = d
+        .devices::<Input>()?
+        .iter()
+        .any(|i| i.kind == "tablet" && i.bus.as_deref() == Some("usb"));
+    Ok(tablet && !usb_off)
 }
 
 /// `<video>`: every model runs as the standard VGA (the unsupported list
@@ -470,14 +486,16 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
     }
 
     let controllers = d.devices::<Controller>().unwrap_or_default();
+    // The PIIX3's own UHCI (libvirt's default USB controller for a pc
+    // machine) is the one there is; USB devices sit on it.
     let usb: Vec<String> = controllers
         .iter()
-        .filter(|c| c.kind == "usb" && c.model.as_deref() != Some("none"))
-        .map(|c| c.model.clone().unwrap_or_else(|| "piix3-uhci".into()))
+        .filter_map(|c| c.model.clone().filter(|_| c.kind == "usb"))
+        .filter(|m| m != "none" && m != "piix3-uhci")
         .collect();
     if !usb.is_empty() {
         out.push(format!(
-            "USB controllers are not emulated ({})",
+            "USB controllers other than the PIIX3 UHCI are not emulated ({}); USB devices are on the PIIX3 UHCI",
             usb.join(", ")
         ));
     }
@@ -538,7 +556,7 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
     for input in d.devices::<Input>().unwrap_or_default() {
         let bus = input.bus.as_deref().unwrap_or("ps2");
         match (input.kind.as_str(), bus) {
-            ("mouse" | "keyboard", "ps2") => {}
+            ("mouse" | "keyboard", "ps2") | ("tablet", "usb") => {}
             ("tablet", _) => out.push(format!(
                 "the {bus} tablet is not emulated; the pointer is the PS/2 mouse"
             )),

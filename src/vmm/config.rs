@@ -99,13 +99,17 @@ pub struct VmConfig {
     pub video: VideoConfig,
     /// Boot this kernel directly rather than through the firmware.
     pub direct_boot: Option<DirectBoot>,
+    /// A USB tablet on the PIIX3's UHCI (libvirt `<input type='tablet' bus='usb'/>`),
+    /// the absolute pointer for the console.
+    pub usb_tablet: bool,
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
     pub on_crash: LifecycleAction,
 }
 
 impl VmConfig {
-    /// A machine with `memory` bytes of RAM, one vCPU, a VGA card and no disks.
+    /// A machine with `memory` bytes of RAM, one vCPU, a VGA card, no disks
+    /// and no USB tablet.
     pub fn new(name: impl Into<String>, memory: u64) -> Self {
         Self {
             name: name.into(),
@@ -115,6 +119,7 @@ impl VmConfig {
             disks: Vec::new(),
             video: VideoConfig::default(),
             direct_boot: None,
+            usb_tablet: false,
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,

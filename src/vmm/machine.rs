@@ -243,6 +243,16 @@ impl Machine {
         let i8042 = Arc::new(Mutex::new(i8042));
         io_bus.insert(i8042.clone(), PORT_I8042_DATA as u64, I8042_PORTS)?;
         console.input.attach(i8042, &console.display);
+        if let Some(frames) = super::usb::attach(
+            &pci,
+            &intx,
+            &memory.ram,
+            config.usb_tablet,
+            console,
+            stop.clone(),
+        )? {
+            workers.push(frames);
+        }
 
         let ide = IdeController::new(
             memory.ram.clone(),

@@ -23,6 +23,7 @@ pub mod memory;
 pub mod page_tables;
 mod runner;
 mod table_loader;
+mod usb;
 mod vcpu;
 
 use std::sync::atomic::AtomicBool;

@@ -86,6 +86,13 @@ impl Domain {
         self
     }
 
+    /// Adds a raw device element such as `<input type='tablet' bus='usb'/>`
+    /// (it joins the `<disk>` elements inside `<devices>`).
+    pub fn device(mut self, xml: &str) -> Self {
+        self.disks.push(xml.to_string());
+        self
+    }
+
     pub fn xml(&self) -> String {
         let loader = self
             .loader
@@ -137,6 +144,12 @@ impl Vm {
     }
 
     pub fn start_with(domain: &Domain, extra_args: &[&str]) -> Self {
+        Self::start_with_env(domain, extra_args, &[])
+    }
+
+    /// Like [`Self::start_with`], with extra environment variables for
+    /// `vireo` (such as `VIREO_LOG` to see a device's debug log on stderr).
+    pub fn start_with_env(domain: &Domain, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let xml = dir.path().join("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
@@ -146,6 +159,7 @@ impl Vm {
             .args(["--serial", "stdio"])
             .args(extra_args)
             .env("VIREO_HOME", dir.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
