@@ -541,9 +541,34 @@ impl NewVmWizard {
             .collect()
     }
 
+    /// The field a step starts in, so the keyboard alone can drive the wizard.
+    fn focus_step(&self) {
+        let w = &self.w;
+        match STEPS[self.step] {
+            "media" => {
+                match self.method() {
+                    Method::Iso => w.iso.grab_focus(),
+                    Method::Import => w.import_disk.grab_focus(),
+                    Method::Kernel => w.kernel.grab_focus(),
+                };
+            }
+            "resources" => {
+                w.memory.grab_focus();
+            }
+            "finish" => {
+                w.name.grab_focus();
+            }
+            _ => {}
+        }
+    }
+
     fn refresh(&self) {
         let w = &self.w;
+        let step_changed = w.stack.visible_child_name().as_deref() != Some(STEPS[self.step]);
         w.stack.set_visible_child_name(STEPS[self.step]);
+        if step_changed {
+            self.focus_step();
+        }
         w.media_stack.set_visible_child_name(match self.method() {
             Method::Iso => "iso",
             Method::Import => "import",

@@ -4,6 +4,7 @@
 
 #[path = "../../guests/asm.rs"]
 pub mod asm;
+pub mod desktop;
 pub mod guest;
 
 use std::io::Read;

@@ -1,0 +1,193 @@
+//! A real X display for GUI tests: an Xvfb server of the test's own, the
+//! `vireo` window started on it as a user would start it, driven with
+//! xdotool (keys and clicks, as a person would) and read back with
+//! screenshots and tesseract.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::require_program;
+
+/// An Xvfb display, stopped when dropped.
+pub struct Display {
+    server: Child,
+    pub name: String,
+}
+
+impl Display {
+    pub fn start() -> Self {
+        require_program("Xvfb");
+        require_program("xdotool");
+        require_program("import");
+        require_program("tesseract");
+        // Xvfb picks a free display number and prints it on stdout.
+        let mut server = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut number = String::new();
+        let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+        use std::io::BufRead;
+        stdout.read_line(&mut number).unwrap();
+        assert!(!number.is_empty(), "Xvfb did not start");
+        Display {
+            server,
+            name: format!(":{}", number.trim()),
+        }
+    }
+
+    /// Runs xdotool with `args` on this display.
+    pub fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.name)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn key(&self, keys: &str) {
+        self.xdotool(&["key", "--clearmodifiers", keys]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn type_text(&self, text: &str) {
+        self.xdotool(&["type", "--delay", "60", text]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn click(&self, x: u32, y: u32) {
+        self.xdotool(&["mousemove", &x.to_string(), &y.to_string(), "click", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// A PNG of the whole screen.
+    pub fn screenshot(&self, path: &Path) {
+        let status = Command::new("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .env("DISPLAY", &self.name)
+            .status()
+            .unwrap();
+        assert!(status.success(), "import failed");
+    }
+
+    /// What tesseract reads on the screen now (`lang`: `eng`, `chi_sim`).
+    pub fn read_screen(&self, dir: &Path, lang: &str) -> String {
+        let shot = dir.join("screen.png");
+        self.screenshot(&shot);
+        ocr(&shot, lang)
+    }
+
+    /// Waits until the screen shows `text` (case-insensitive), returning
+    /// everything read; panics with the last reading after `timeout`.
+    pub fn wait_for_text(&self, dir: &Path, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.read_screen(dir, "eng");
+            if seen.to_lowercase().contains(&text.to_lowercase()) {
+                return seen;
+            }
+            if Instant::now() > deadline {
+                let kept = dir.join("last-screen.png");
+                let _ = std::fs::copy(dir.join("screen.png"), &kept);
+                panic!("the screen never showed {text:?}; it read:\n{seen}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// Tesseract's reading of a PNG, scaled up first (small UI text reads
+/// better at twice the size), and of its negative too, so light text on a
+/// dark background (a suggested button, a guest's console) is read as well.
+pub fn ocr(png: &Path, lang: &str) -> String {
+    let mut text = String::new();
+    for (suffix, negate) in [("x2.png", false), ("neg.png", true)] {
+        let scaled = png.with_extension(suffix);
+        let mut convert = Command::new("convert");
+        convert.arg(png).args(["-resize", "200%", "-colorspace", "Gray"]);
+        if negate {
+            convert.args(["-threshold", "55%", "-negate"]);
+        }
+        let _ = convert.arg(&scaled).status();
+        let out = Command::new("tesseract")
+            .arg(&scaled)
+            .arg("-")
+            .args(["-l", lang])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        text.push('\n');
+    }
+    text
+}
+
+/// The `vireo` window, started as a user starts it, in `home`.
+pub struct App {
+    child: Child,
+}
+
+impl App {
+    pub fn start(display: &Display, home: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vireo"));
+        command
+            .env("VIREO_HOME", home)
+            .env("DISPLAY", &display.name)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("GDK_BACKEND", "x11")
+            .env("GSK_RENDERER", "cairo")
+            .env("NO_AT_BRIDGE", "1")
+            .env("LANG", "C.UTF-8")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let app = App { child };
+        // The window is up when X knows it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while display
+            .xdotool(&["search", "--onlyvisible", "--name", "Vireo"])
+            .trim()
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "the window never appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Bring it to the front with the keyboard focus, as a click would.
+        let id = display.xdotool(&["search", "--onlyvisible", "--name", "Vireo"]);
+        if let Some(id) = id.lines().next() {
+            display.xdotool(&["windowactivate", "--sync", id]);
+            display.xdotool(&["windowfocus", "--sync", id]);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        app
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a GUI test keeps screenshots that explain a failure.
+pub fn artifacts(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
