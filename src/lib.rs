@@ -23,6 +23,7 @@ pub mod domain;
 pub mod fsutil;
 pub mod host;
 pub mod logging;
+pub mod net;
 pub mod paths;
 pub mod runtime;
 pub mod storage;
