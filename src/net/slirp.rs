@@ -50,8 +50,7 @@ mod ffi {
     /// `SlirpCb`, in the header's field order.
     #[repr(C)]
     pub struct SlirpCb {
-        pub send_packet:
-            Option<unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> isize>,
+        pub send_packet: Option<unsafe extern "C" fn(*const c_void, usize, *mut c_void) -> isize>,
         pub guest_error: Option<unsafe extern "C" fn(*const c_char, *mut c_void)>,
         pub clock_get_ns: Option<unsafe extern "C" fn(*mut c_void) -> i64>,
         pub timer_new:
@@ -100,8 +99,11 @@ mod ffi {
 
     #[link(name = "slirp")]
     extern "C" {
-        pub fn slirp_new(cfg: *const SlirpConfig, cb: *const SlirpCb, opaque: *mut c_void)
-            -> *mut Slirp;
+        pub fn slirp_new(
+            cfg: *const SlirpConfig,
+            cb: *const SlirpCb,
+            opaque: *mut c_void,
+        ) -> *mut Slirp;
         pub fn slirp_cleanup(slirp: *mut Slirp);
         pub fn slirp_pollfds_fill(
             slirp: *mut Slirp,
@@ -180,7 +182,12 @@ unsafe fn context<'a>(opaque: *mut c_void) -> &'a mut Context {
 unsafe extern "C" fn cb_send_packet(buf: *const c_void, len: usize, opaque: *mut c_void) -> isize {
     // SAFETY: libslirp passes a buffer of `len` bytes valid for this call,
     // and our own opaque pointer.
-    let (frame, ctx) = unsafe { (std::slice::from_raw_parts(buf as *const u8, len), context(opaque)) };
+    let (frame, ctx) = unsafe {
+        (
+            std::slice::from_raw_parts(buf as *const u8, len),
+            context(opaque),
+        )
+    };
     ctx.sink.deliver(frame);
     isize::try_from(len).unwrap_or(isize::MAX)
 }
@@ -511,12 +518,7 @@ fn run(
         }
         // SAFETY: a live instance; the callback reads this round's pollfds.
         unsafe {
-            ffi::slirp_pollfds_poll(
-                slirp,
-                c_int::from(ready_fds < 0),
-                cb_get_revents,
-                opaque,
-            )
+            ffi::slirp_pollfds_poll(slirp, c_int::from(ready_fds < 0), cb_get_revents, opaque)
         };
         let now_ms = ctx.clock_ns() / 1_000_000;
         let due: Vec<*mut Timer> = ctx
@@ -612,8 +614,14 @@ mod tests {
 
         let host = UdpSocket::bind("127.0.0.1:0").unwrap();
         host.send_to(b"to-guest", ("127.0.0.1", port)).unwrap();
-        let frame = wait_for(&sink, |f| f.len() > 42 && f[12..14] == [8, 0] && f[23] == 17);
-        assert_eq!(&frame[30..34], &[192, 168, 122, 2], "to the DHCP start address");
+        let frame = wait_for(&sink, |f| {
+            f.len() > 42 && f[12..14] == [8, 0] && f[23] == 17
+        });
+        assert_eq!(
+            &frame[30..34],
+            &[192, 168, 122, 2],
+            "to the DHCP start address"
+        );
         assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), 7777);
         assert_eq!(&frame[42..], b"to-guest");
     }
