@@ -149,7 +149,6 @@ fn unsupported_list_for_libvirts_example_is_complete() {
         "disk hda: cache mode 'none' is not applied; the host page cache is used",
         "USB controllers are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3)",
         "the virtio-serial controller is not emulated",
-        "network interface 52:54:00:73:65:64 (network 'default') is not connected: network cards are not emulated yet",
         "the usb tablet is not emulated; the pointer is the PS/2 mouse",
         "SPICE graphics will be served as VNC",
         "QXL video falls back to the standard VGA",

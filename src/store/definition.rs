@@ -25,9 +25,11 @@ impl Definition {
         Self::parse_new(xml)
     }
 
-    /// A definition being defined: validated, and a missing UUID generated.
+    /// A definition being defined: validated, and a missing UUID and NIC
+    /// MAC addresses generated.
     pub fn parse_new(xml: &str) -> Result<Self, DomainError> {
         let mut domain = Domain::parse(xml)?;
+        crate::domain::nic::fill_macs(&mut domain)?;
         let uuid = match domain.uuid() {
             Some(uuid) => uuid.to_ascii_lowercase(),
             None => {

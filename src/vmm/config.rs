@@ -37,6 +37,22 @@ pub struct DiskConfig {
     pub boot_order: Option<u32>,
 }
 
+/// What a NIC is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBackend {
+    /// User-mode NAT (libslirp) with this guest-side addressing.
+    User(crate::net::UserNetConfig),
+}
+
+/// A virtio-net NIC (libvirt `<interface>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicConfig {
+    pub mac: [u8; 6],
+    /// PCI slot on bus 0.
+    pub slot: u8,
+    pub backend: NicBackend,
+}
+
 /// What happens when the guest does something that ends its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LifecycleAction {
@@ -85,6 +101,7 @@ pub struct VmConfig {
     /// An explicit firmware image (`<os><loader>`); otherwise searched for.
     pub loader: Option<PathBuf>,
     pub disks: Vec<DiskConfig>,
+    pub nics: Vec<NicConfig>,
     pub video: VideoConfig,
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
@@ -100,6 +117,7 @@ impl VmConfig {
             vcpus: 1,
             loader: None,
             disks: Vec::new(),
+            nics: Vec::new(),
             video: VideoConfig::default(),
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,

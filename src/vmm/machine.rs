@@ -244,6 +244,11 @@ impl Machine {
             }
         }
 
+        for nic in &config.nics {
+            let device = super::network::virtio_net(nic, memory.ram.clone(), &intx)?;
+            pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
+        }
+
         let gate = Arc::new(VcpuGate::default());
         if start_paused {
             gate.close();

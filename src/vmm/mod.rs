@@ -17,13 +17,15 @@ mod irq;
 pub mod layout;
 mod machine;
 pub mod memory;
+mod network;
 mod runner;
 mod vcpu;
 
 use std::sync::atomic::AtomicBool;
 
 pub use config::{
-    DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+    DiskBus, DiskConfig, DiskKind, LifecycleAction, NicBackend, NicConfig, VideoConfig, VideoModel,
+    VmConfig,
 };
 pub use console::{ConsoleIo, SharedWriter};
 pub use events::Request;
@@ -63,6 +65,12 @@ pub enum VmmError {
     },
     #[error("video memory: {0}")]
     Video(#[from] crate::devices::vga::VramError),
+    #[error("network interface {mac}: {source}")]
+    Nic {
+        mac: String,
+        #[source]
+        source: crate::net::NetError,
+    },
     #[error("invalid machine configuration: {0}")]
     Config(String),
     #[error("cannot start a thread: {0}")]
