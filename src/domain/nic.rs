@@ -137,13 +137,10 @@ fn user_net(nic: &Interface, el: &Element) -> Result<UserNetConfig, String> {
                 .map(|p| p.parse().map_err(|_| format!("bad <ip prefix='{p}'>")))
                 .transpose()?
                 .unwrap_or(24);
-            config.prefix = prefix;
-            let mask = u32::from(config.netmask());
-            let net = u32::from(address) & mask;
-            config.network = Ipv4Addr::from(net);
-            config.gateway = Ipv4Addr::from(net + 1);
-            config.dns = config.gateway;
-            config.dhcp_start = Ipv4Addr::from(net + 2);
+            if !(8..=30).contains(&prefix) {
+                return Err(format!("<ip prefix='{prefix}'> must be 8 to 30"));
+            }
+            config = UserNetConfig::for_network(address, prefix);
         }
     }
     for forward in el.children_named("portForward") {

@@ -87,6 +87,9 @@ pub struct UserNetConfig {
     /// The first address the DHCP server hands out.
     pub dhcp_start: Ipv4Addr,
     /// The DNS server address the guest is told (forwarded to the host's).
+    /// It must differ from the gateway: libslirp sends everything addressed
+    /// to its DNS address to the host's resolver, so a shared address would
+    /// hide the host's loopback.
     pub dns: Ipv4Addr,
     pub forwards: Vec<PortForward>,
     /// A directory served over TFTP, and the boot file DHCP names (PXE).
@@ -95,15 +98,16 @@ pub struct UserNetConfig {
 }
 
 impl Default for UserNetConfig {
-    /// libvirt's `default` network: 192.168.122.0/24, gateway and DNS .1,
-    /// DHCP from .2.
+    /// libvirt's `default` network: 192.168.122.0/24, gateway .1, DHCP
+    /// from .2; DNS at .254 (libvirt puts it on the gateway, which libslirp
+    /// cannot do while the gateway also reaches the host, see `dns`).
     fn default() -> Self {
         Self {
             network: Ipv4Addr::new(192, 168, 122, 0),
             prefix: 24,
             gateway: Ipv4Addr::new(192, 168, 122, 1),
             dhcp_start: Ipv4Addr::new(192, 168, 122, 2),
-            dns: Ipv4Addr::new(192, 168, 122, 1),
+            dns: Ipv4Addr::new(192, 168, 122, 254),
             forwards: Vec::new(),
             tftp_root: None,
             boot_file: None,
@@ -144,7 +148,29 @@ impl UserNetConfig {
                 )));
             }
         }
+        if self.dns == self.gateway {
+            return Err(NetError::Config(format!(
+                "the DNS server and the gateway cannot share the address {} in user mode",
+                self.dns
+            )));
+        }
         Ok(())
+    }
+
+    /// The conventional layout of `network`/`prefix`: gateway first, DHCP
+    /// from the second address, DNS on the last one.
+    pub fn for_network(network: Ipv4Addr, prefix: u8) -> Self {
+        let mut config = Self {
+            prefix,
+            ..Self::default()
+        };
+        let mask = u32::from(config.netmask());
+        let net = u32::from(network) & mask;
+        config.network = Ipv4Addr::from(net);
+        config.gateway = Ipv4Addr::from(net.wrapping_add(1));
+        config.dhcp_start = Ipv4Addr::from(net.wrapping_add(2));
+        config.dns = Ipv4Addr::from((net | !mask).wrapping_sub(1));
+        config
     }
 }
 
@@ -166,5 +192,20 @@ mod tests {
             ..Default::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("DNS"));
+        let shared = UserNetConfig {
+            dns: Ipv4Addr::new(192, 168, 122, 1),
+            ..Default::default()
+        };
+        assert!(shared.validate().is_err());
+    }
+
+    #[test]
+    fn layout_of_another_network() {
+        let config = UserNetConfig::for_network(Ipv4Addr::new(10, 1, 0, 77), 16);
+        assert_eq!(config.network, Ipv4Addr::new(10, 1, 0, 0));
+        assert_eq!(config.gateway, Ipv4Addr::new(10, 1, 0, 1));
+        assert_eq!(config.dhcp_start, Ipv4Addr::new(10, 1, 0, 2));
+        assert_eq!(config.dns, Ipv4Addr::new(10, 1, 255, 254));
+        config.validate().unwrap();
     }
 }

@@ -83,6 +83,12 @@ impl Domain {
         self
     }
 
+    /// Adds a raw device element (an `<interface>`…) after the disks.
+    pub fn device(mut self, xml: &str) -> Self {
+        self.disks.push(xml.to_string());
+        self
+    }
+
     pub fn xml(&self) -> String {
         let loader = self
             .loader
