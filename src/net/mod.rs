@@ -15,6 +15,7 @@
 //! Not here yet: tap devices on a host bridge, and the isolated networks
 //! between VMs.
 
+pub mod network;
 pub mod slirp;
 
 use std::net::Ipv4Addr;
