@@ -98,6 +98,11 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
             mac,
             slot,
             backend: NicBackend::User(config),
+            network: (nic.kind == "network").then(|| {
+                nic.source_network
+                    .clone()
+                    .unwrap_or_else(|| "default".into())
+            }),
         });
     }
     Ok(nics)

@@ -83,7 +83,11 @@ impl NetworkDef {
     }
 
     pub fn name(&self) -> String {
-        self.root.child_text("name").unwrap_or_default().trim().to_string()
+        self.root
+            .child_text("name")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     pub fn uuid(&self) -> Option<String> {
@@ -94,7 +98,8 @@ impl NetworkDef {
     fn ensure_uuid(&mut self) {
         if self.uuid().is_none() {
             if let Ok(uuid) = crate::domain::generate_uuid() {
-                self.root.set_child_text("uuid", Some(&uuid), &["name", "uuid"]);
+                self.root
+                    .set_child_text("uuid", Some(&uuid), &["name", "uuid"]);
             }
         }
     }
@@ -186,7 +191,10 @@ pub struct NetworkStore {
 
 impl NetworkStore {
     /// The user's store; creates and starts `default` on first use, as a
-    /// libvirt installation ships it.
+    /// libvirt installation ships it. Autostart networks start the first
+    /// time the store is opened after the runtime directory was cleared
+    /// (a new login session), the counterpart of libvirtd starting them at
+    /// boot.
     pub fn open() -> Result<Self, NetworkError> {
         let store = Self::at(
             crate::paths::config_dir().join("networks"),
@@ -198,9 +206,12 @@ impl NetworkStore {
             store.define(default)?;
             store.set_autostart("default", true)?;
         }
-        for network in store.list()? {
-            if network.autostart && !network.active && network.def.forward_mode() == "nat" {
-                store.start(&network.def.name())?;
+        if !store.run_dir.exists() {
+            std::fs::create_dir_all(&store.run_dir).map_err(io("cannot create", &store.run_dir))?;
+            for network in store.list()? {
+                if network.autostart && network.def.forward_mode() == "nat" {
+                    store.start(&network.def.name())?;
+                }
             }
         }
         Ok(store)
@@ -354,13 +365,16 @@ mod tests {
     fn store_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
         let store = NetworkStore::at(dir.path().join("n"), dir.path().join("r"));
-        let def = NetworkDef::parse("<network><name>lab</name><forward mode='nat'/></network>")
-            .unwrap();
+        let def =
+            NetworkDef::parse("<network><name>lab</name><forward mode='nat'/></network>").unwrap();
         let def = store.define(def).unwrap();
         assert!(def.uuid().is_some());
         assert!(!store.get("lab").unwrap().active);
         store.start("lab").unwrap();
-        assert!(matches!(store.start("lab"), Err(NetworkError::AlreadyActive(_))));
+        assert!(matches!(
+            store.start("lab"),
+            Err(NetworkError::AlreadyActive(_))
+        ));
         store.set_autostart("lab", true).unwrap();
         let lab = store.get("lab").unwrap();
         assert!(lab.active && lab.autostart);

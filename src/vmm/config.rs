@@ -51,6 +51,9 @@ pub struct NicConfig {
     /// PCI slot on bus 0.
     pub slot: u8,
     pub backend: NicBackend,
+    /// The libvirt network it is on (`<interface type='network'>`), whose
+    /// definition supplies the addressing when the VM starts.
+    pub network: Option<String>,
 }
 
 /// What happens when the guest does something that ends its run.
