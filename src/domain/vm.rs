@@ -353,7 +353,10 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
                 BootDevice::Fd => {
                     out.push("booting from a floppy is not supported (no floppy controller)".into())
                 }
-                BootDevice::Network => out.push("network boot (PXE) is not supported".into()),
+                BootDevice::Network => out.push(
+                    "network boot: SeaBIOS tries the NICs' iPXE ROM after the disks; <boot dev='network'> does not put it first yet"
+                        .into(),
+                ),
                 _ => {}
             }
         }
