@@ -6,11 +6,13 @@ set -euo pipefail
 
 purpose=${1:-run}
 
-# Firmware Vireo boots.
-run_packages=(seabios)
+# Firmware Vireo boots (SeaBIOS; iPXE's virtio-net option ROM for network
+# boot), and libslirp, the user-mode NAT stack Vireo links (the -dev
+# package for building it).
+run_packages=(seabios ipxe-qemu libslirp-dev)
 # Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
 # made by grub-mkrescue, image tools, the libvirt schema validator.
-test_packages=(seabios grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+test_packages=(seabios ipxe-qemu libslirp-dev grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64)
 # The reference VMM the benchmarks compare against.

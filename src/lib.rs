@@ -24,6 +24,7 @@ pub mod fsutil;
 pub mod host;
 pub mod logging;
 pub mod manager;
+pub mod net;
 pub mod paths;
 pub mod runtime;
 pub mod storage;

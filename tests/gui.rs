@@ -150,7 +150,11 @@ fn the_wizard_creates_a_vm_from_a_grub_iso_and_its_console_shows_grub() {
     display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(20));
 
     display.key("ctrl+n");
-    display.wait_for_text(&dir, "install the operating system", Duration::from_secs(20));
+    display.wait_for_text(
+        &dir,
+        "install the operating system",
+        Duration::from_secs(20),
+    );
     // Step 1: local install media is preselected.
     display.key("alt+f");
     // Step 2: the ISO.
@@ -177,7 +181,11 @@ fn the_wizard_creates_a_vm_from_a_grub_iso_and_its_console_shows_grub() {
 
     wait_state(&home, "grubby", "running", Duration::from_secs(60));
     let disk = home.path("data/images/grubby.qcow2");
-    assert!(disk.is_file(), "the wizard made no disk at {}", disk.display());
+    assert!(
+        disk.is_file(),
+        "the wizard made no disk at {}",
+        disk.display()
+    );
     let info = std::process::Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(&disk)

@@ -7,6 +7,7 @@ mod disks;
 mod domain;
 mod host;
 mod img;
+mod network;
 mod pool;
 mod run;
 mod table;
@@ -108,6 +109,8 @@ enum Command {
     HostValidate,
     #[command(flatten)]
     Pool(pool::PoolCommand),
+    #[command(flatten)]
+    Net(network::NetCommand),
     /// Create, inspect, check, convert and resize disk images, like qemu-img.
     Img(img::ImgArgs),
 }
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),
         Command::Pool(command) => pool::run(command),
+        Command::Net(command) => network::run(command),
         Command::Img(args) => img::run(args),
     };
     match result {

@@ -17,6 +17,7 @@
 
 pub mod builder;
 pub mod devices;
+pub mod nic;
 pub mod os;
 mod units;
 pub mod validate;

@@ -148,7 +148,6 @@ fn unsupported_list_for_libvirts_example_is_complete() {
         "disk hda: cache mode 'none' is not applied; the host page cache is used",
         "USB controllers other than the PIIX3 UHCI are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3); USB devices are on the PIIX3 UHCI",
         "the virtio-serial controller is not emulated",
-        "network interface 52:54:00:73:65:64 (network 'default') is not connected: network cards are not emulated yet",
         "SPICE graphics will be served as VNC",
         "QXL video falls back to the standard VGA",
         "sound card ich6 is not emulated",

@@ -52,6 +52,15 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
         );
     }
     apply_os_boot_order(&os.boot, &mut config.disks)?;
+    let disk_slots: Vec<u8> = config
+        .disks
+        .iter()
+        .filter_map(|disk| match disk.bus {
+            DiskBus::Virtio { slot } => Some(slot),
+            DiskBus::Ide { .. } => None,
+        })
+        .collect();
+    config.nics = super::nic::nic_configs(d, &disk_slots)?;
     if let Some(video) = d.devices::<Video>()?.first() {
         config.video = video_config(video);
     }
@@ -393,7 +402,10 @@ pub fn unsupported(d: &Domain) -> Vec<String> {
                 BootDevice::Fd => {
                     out.push("booting from a floppy is not supported (no floppy controller)".into())
                 }
-                BootDevice::Network => out.push("network boot (PXE) is not supported".into()),
+                BootDevice::Network => out.push(
+                    "network boot: SeaBIOS tries the NICs' iPXE ROM after the disks; <boot dev='network'> does not put it first yet"
+                        .into(),
+                ),
                 _ => {}
             }
         }
@@ -519,20 +531,7 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
         }
     }
 
-    for nic in d.interfaces().unwrap_or_default() {
-        let mut what = String::from("network interface");
-        if let Some(mac) = &nic.mac {
-            what.push_str(&format!(" {mac}"));
-        }
-        let on = match (&nic.source_network, &nic.source_bridge) {
-            (Some(net), _) => format!("network '{net}'"),
-            (_, Some(bridge)) => format!("bridge {bridge}"),
-            _ => format!("type {}", nic.kind),
-        };
-        out.push(format!(
-            "{what} ({on}) is not connected: network cards are not emulated yet"
-        ));
-    }
+    super::nic::unsupported(d, out);
 
     for serial in d.devices::<Serial>().unwrap_or_default() {
         let port = serial.0.target_port.unwrap_or(0);

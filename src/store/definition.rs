@@ -1,7 +1,8 @@
 //! One stored definition: its identity and its libvirt XML.
 
 use crate::domain::{generate_uuid, Domain, DomainError};
-use crate::vmm::VmConfig;
+use crate::net::network::NetworkStore;
+use crate::vmm::{NicBackend, VmConfig};
 
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -25,9 +26,11 @@ impl Definition {
         Self::parse_new(xml)
     }
 
-    /// A definition being defined: validated, and a missing UUID generated.
+    /// A definition being defined: validated, and a missing UUID and NIC
+    /// MAC addresses generated.
     pub fn parse_new(xml: &str) -> Result<Self, DomainError> {
         let mut domain = Domain::parse(xml)?;
+        crate::domain::nic::fill_macs(&mut domain)?;
         let uuid = match domain.uuid() {
             Some(uuid) => uuid.to_ascii_lowercase(),
             None => {
@@ -54,8 +57,31 @@ impl Definition {
         &self.domain
     }
 
+    /// The machine to run: the domain's, with each NIC on a libvirt
+    /// network given that network's addressing (the network must be
+    /// active, as libvirt requires).
     pub fn vm_config(&self) -> Result<VmConfig, DomainError> {
-        self.domain.to_vm_config()
+        let mut config = self.domain.to_vm_config()?;
+        if config.nics.iter().any(|nic| nic.network.is_some()) {
+            let networks = NetworkStore::open().map_err(|e| DomainError::whole(e.to_string()))?;
+            for nic in &mut config.nics {
+                let Some(name) = &nic.network else { continue };
+                let network = networks
+                    .get(name)
+                    .map_err(|e| DomainError::whole(e.to_string()))?;
+                if !network.active {
+                    return Err(DomainError::whole(format!(
+                        "network '{name}' is not active (start it with `vireo net-start {name}`)"
+                    )));
+                }
+                let user = network
+                    .def
+                    .user_config()
+                    .map_err(|e| DomainError::whole(format!("network '{name}': {e}")))?;
+                nic.backend = NicBackend::User(user);
+            }
+        }
+        Ok(config)
     }
 
     /// The file's content: libvirt's do-not-edit header, then the XML.

@@ -37,6 +37,25 @@ pub struct DiskConfig {
     pub boot_order: Option<u32>,
 }
 
+/// What a NIC is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBackend {
+    /// User-mode NAT (libslirp) with this guest-side addressing.
+    User(crate::net::UserNetConfig),
+}
+
+/// A virtio-net NIC (libvirt `<interface>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicConfig {
+    pub mac: [u8; 6],
+    /// PCI slot on bus 0.
+    pub slot: u8,
+    pub backend: NicBackend,
+    /// The libvirt network it is on (`<interface type='network'>`), whose
+    /// definition supplies the addressing when the VM starts.
+    pub network: Option<String>,
+}
+
 /// What happens when the guest does something that ends its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LifecycleAction {
@@ -96,6 +115,7 @@ pub struct VmConfig {
     /// An explicit firmware image (`<os><loader>`); otherwise searched for.
     pub loader: Option<PathBuf>,
     pub disks: Vec<DiskConfig>,
+    pub nics: Vec<NicConfig>,
     pub video: VideoConfig,
     /// Boot this kernel directly rather than through the firmware.
     pub direct_boot: Option<DirectBoot>,
@@ -117,6 +137,7 @@ impl VmConfig {
             vcpus: 1,
             loader: None,
             disks: Vec::new(),
+            nics: Vec::new(),
             video: VideoConfig::default(),
             direct_boot: None,
             usb_tablet: false,

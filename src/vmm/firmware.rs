@@ -39,6 +39,8 @@ pub fn search_dirs() -> Vec<PathBuf> {
         dirs.push(Path::new(prefix).join("share/vireo/firmware"));
     }
     dirs.push(PathBuf::from("/usr/share/seabios"));
+    // iPXE's boot ROMs (Debian ipxe-qemu).
+    dirs.push(PathBuf::from("/usr/lib/ipxe/qemu"));
     dirs
 }
 

@@ -297,6 +297,11 @@ impl Machine {
             }
         }
 
+        for nic in &config.nics {
+            let device = super::network::virtio_net(nic, memory.ram.clone(), &intx)?;
+            pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
+        }
+
         let registers = RegisterSnapshots::default();
         let gate = Arc::new(VcpuGate::default());
         if start_paused {

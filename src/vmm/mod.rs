@@ -20,6 +20,7 @@ pub mod kernel_boot;
 pub mod layout;
 mod machine;
 pub mod memory;
+mod network;
 pub mod page_tables;
 mod runner;
 mod table_loader;
@@ -29,7 +30,8 @@ mod vcpu;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{
-    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, NicBackend, NicConfig, VideoConfig,
+    VideoModel, VmConfig,
 };
 pub use console::{ConsoleIo, SharedWriter};
 pub use events::Request;
@@ -71,6 +73,12 @@ pub enum VmmError {
     Video(#[from] crate::devices::vga::VramError),
     #[error("direct kernel boot: {0}")]
     KernelBoot(#[from] kernel_boot::KernelBootError),
+    #[error("network interface {mac}: {source}")]
+    Nic {
+        mac: String,
+        #[source]
+        source: crate::net::NetError,
+    },
     #[error("invalid machine configuration: {0}")]
     Config(String),
     #[error("cannot start a thread: {0}")]

@@ -23,7 +23,15 @@ impl Display {
         require_program("tesseract");
         // Xvfb picks a free display number and prints it on stdout.
         let mut server = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -116,7 +124,9 @@ pub fn ocr(png: &Path, lang: &str) -> String {
     for (suffix, negate) in [("x2.png", false), ("neg.png", true)] {
         let scaled = png.with_extension(suffix);
         let mut convert = Command::new("convert");
-        convert.arg(png).args(["-resize", "200%", "-colorspace", "Gray"]);
+        convert
+            .arg(png)
+            .args(["-resize", "200%", "-colorspace", "Gray"]);
         if negate {
             convert.args(["-threshold", "55%", "-negate"]);
         }

@@ -5,7 +5,7 @@
 //! Reference: Virtual I/O Device (VIRTIO) Version 1.2, §2.1 (device status),
 //! §2.2 (feature bits), §2.7 (split virtqueues). The transport is
 //! [`pci::VirtioPciDevice`] (§4.1); the devices are [`blk::VirtioBlock`]
-//! (§5.2), later virtio-net and virtio-input.
+//! (§5.2) and [`net::VirtioNet`] (§5.1), later virtio-input.
 //!
 //! Not emulated: packed virtqueues (`VIRTIO_F_RING_PACKED`), `VIRTIO_F_EVENT_IDX`
 //! (the device always interrupts after using buffers, which §2.7.7 allows),
@@ -14,6 +14,7 @@
 //! against guest RAM here before a device sees it.
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use super::GuestRam;
 use crate::guest_warn;
 
 pub use blk::VirtioBlock;
+pub use net::VirtioNet;
 pub use pci::VirtioPciDevice;
 
 /// Device status bits (§2.1).

@@ -40,7 +40,7 @@ use super::{
     VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
     VIRTIO_RING_F_INDIRECT_DESC,
 };
-use crate::devices::pci::{BarKind, PciClass, PciConfig, PciDevice};
+use crate::devices::pci::{BarKind, PciClass, PciConfig, PciDevice, PCI_ROM_BAR};
 use crate::devices::{GuestRam, IrqLine};
 use crate::guest_warn;
 
@@ -247,6 +247,8 @@ pub struct VirtioPciDevice {
     queues: Vec<QueueRegs>,
     /// Whether [`VirtioDevice::activate`] succeeded since the last reset.
     active: bool,
+    /// The expansion ROM image (a boot ROM such as iPXE's), if any.
+    rom: Vec<u8>,
 }
 
 /// The PCI class a driver expects for each device type (QEMU's choices).
@@ -370,7 +372,19 @@ impl VirtioPciDevice {
             queue_select: 0,
             queues: max_sizes.into_iter().map(QueueRegs::new).collect(),
             active: false,
+            rom: Vec::new(),
         }
+    }
+
+    /// Exposes `rom` through the expansion ROM BAR, where SeaBIOS finds a
+    /// device's option ROM (iPXE for network boot).
+    pub fn with_rom(mut self, rom: Vec<u8>) -> Self {
+        if !rom.is_empty() {
+            let size = (rom.len() as u64).next_power_of_two().max(2048);
+            self.config = self.config.with_rom(size);
+            self.rom = rom;
+        }
+        self
     }
 
     /// Every feature the driver may accept: the device's plus the reserved
@@ -825,6 +839,15 @@ impl PciDevice for VirtioPciDevice {
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         if bar == VIRTIO_BAR {
             self.read_virtio_bar(offset, data);
+        } else if bar == PCI_ROM_BAR {
+            for (i, byte) in data.iter_mut().enumerate() {
+                *byte = usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| o.checked_add(i))
+                    .and_then(|o| self.rom.get(o))
+                    .copied()
+                    .unwrap_or(0xff);
+            }
         } else {
             data.fill(0xff);
         }

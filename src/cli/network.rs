@@ -1,0 +1,283 @@
+//! `vireo net-*`, `domiflist`, `attach-interface` and `detach-interface`:
+//! virsh's network verbs with virsh's messages and tables.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::domain::Interface;
+use crate::net::network::{NetworkDef, NetworkStore};
+use crate::runtime::RunFiles;
+use crate::store::Store;
+
+type CliResult = Result<ExitCode, String>;
+
+#[derive(Subcommand)]
+pub enum NetCommand {
+    NetDefine {
+        file: PathBuf,
+    },
+    NetUndefine {
+        network: String,
+    },
+    NetStart {
+        network: String,
+    },
+    NetDestroy {
+        network: String,
+    },
+    NetAutostart {
+        network: String,
+        #[arg(long)]
+        disable: bool,
+    },
+    NetList {
+        /// Inactive networks too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        inactive: bool,
+    },
+    NetInfo {
+        network: String,
+    },
+    NetDumpxml {
+        network: String,
+    },
+    Domiflist {
+        domain: String,
+    },
+    AttachInterface(AttachInterfaceArgs),
+    DetachInterface(DetachInterfaceArgs),
+}
+
+#[derive(Args)]
+pub struct AttachInterfaceArgs {
+    domain: String,
+    /// network, user or bridge.
+    #[arg(long = "type")]
+    kind: String,
+    /// The network or bridge name (ignored for user).
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    /// Change the stored definition (the only scope Vireo has).
+    #[arg(long)]
+    config: bool,
+}
+
+#[derive(Args)]
+pub struct DetachInterfaceArgs {
+    domain: String,
+    #[arg(long = "type")]
+    kind: String,
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    config: bool,
+}
+
+fn store() -> Result<NetworkStore, String> {
+    NetworkStore::open().map_err(|e| e.to_string())
+}
+
+fn yes(on: bool) -> String {
+    if on { "yes" } else { "no" }.to_string()
+}
+
+pub fn run(command: NetCommand) -> CliResult {
+    match command {
+        NetCommand::NetDefine { file } => {
+            let xml = std::fs::read_to_string(&file)
+                .map_err(|e| format!("Failed to open file '{}': {e}", file.display()))?;
+            let def = NetworkDef::parse(&xml).map_err(|e| e.to_string())?;
+            let def = store()?.define(def).map_err(|e| e.to_string())?;
+            println!("Network {} defined from {}\n", def.name(), file.display());
+        }
+        NetCommand::NetUndefine { network } => {
+            store()?.undefine(&network).map_err(|e| e.to_string())?;
+            println!("Network {network} has been undefined\n");
+        }
+        NetCommand::NetStart { network } => {
+            store()?.start(&network).map_err(|e| e.to_string())?;
+            println!("Network {network} started\n");
+        }
+        NetCommand::NetDestroy { network } => {
+            store()?.destroy(&network).map_err(|e| e.to_string())?;
+            println!("Network {network} destroyed\n");
+        }
+        NetCommand::NetAutostart { network, disable } => {
+            store()?
+                .set_autostart(&network, !disable)
+                .map_err(|e| e.to_string())?;
+            let what = if disable { "unmarked" } else { "marked" };
+            println!("Network {network} {what} as autostarted\n");
+        }
+        NetCommand::NetList { all, inactive } => {
+            let rows: Vec<Vec<String>> = store()?
+                .list()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|n| all || (n.active != inactive))
+                .map(|n| {
+                    vec![
+                        n.def.name(),
+                        if n.active { "active" } else { "inactive" }.to_string(),
+                        yes(n.autostart),
+                        yes(true),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                super::table::render(&["Name", "State", "Autostart", "Persistent"], &rows)
+            );
+        }
+        NetCommand::NetInfo { network } => {
+            let n = store()?.get(&network).map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            let mut line = |label: &str, value: String| {
+                out.push_str(&format!("{:<15} {value}\n", format!("{label}:")));
+            };
+            line("Name", n.def.name());
+            line("UUID", n.def.uuid().unwrap_or_default());
+            line("Active", yes(n.active));
+            line("Persistent", yes(true));
+            line("Autostart", yes(n.autostart));
+            if let Some(bridge) = n.def.bridge() {
+                line("Bridge", bridge);
+            }
+            println!("{out}");
+        }
+        NetCommand::NetDumpxml { network } => {
+            let n = store()?.get(&network).map_err(|e| e.to_string())?;
+            print!("{}", n.def.to_xml());
+            if !n.def.to_xml().ends_with('\n') {
+                println!();
+            }
+        }
+        NetCommand::Domiflist { domain } => return domiflist(&domain),
+        NetCommand::AttachInterface(args) => return attach_interface(args),
+        NetCommand::DetachInterface(args) => return detach_interface(args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn domiflist(which: &str) -> CliResult {
+    let definition = Store::open().find(which).map_err(|e| e.to_string())?;
+    let nics = definition
+        .domain()
+        .interfaces()
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<Vec<String>> = nics
+        .iter()
+        .map(|nic| {
+            let dash = || "-".to_string();
+            vec![
+                dash(),
+                nic.kind.clone(),
+                nic.source_network
+                    .clone()
+                    .or_else(|| nic.source_bridge.clone())
+                    .unwrap_or_else(dash),
+                nic.model.clone().unwrap_or_else(dash),
+                nic.mac.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        super::table::render(&["Interface", "Type", "Source", "Model", "MAC"], &rows)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_only(name: &str, config: bool) -> Result<(), String> {
+    if !config && RunFiles::new(name).running().is_some() {
+        return Err(format!(
+            "changing the network cards of a running VM needs hot-plug, which Vireo does not have yet; use --config to change '{name}' from its next start"
+        ));
+    }
+    Ok(())
+}
+
+fn attach_interface(args: AttachInterfaceArgs) -> CliResult {
+    let store = Store::open();
+    let definition = store.find(&args.domain).map_err(|e| e.to_string())?;
+    config_only(&definition.name, args.config)?;
+    let mac = match args.mac {
+        Some(mac) => {
+            crate::domain::nic::parse_mac(&mac)
+                .ok_or_else(|| format!("unable to parse mac address '{mac}'"))?;
+            mac
+        }
+        None => crate::domain::generate_mac().map_err(|e| e.to_string())?,
+    };
+    let (source_network, source_bridge) = match args.kind.as_str() {
+        "network" => (Some(args.source.unwrap_or_else(|| "default".into())), None),
+        "bridge" => (
+            None,
+            Some(args.source.ok_or("--source is required for a bridge")?),
+        ),
+        "user" => (None, None),
+        other => return Err(format!("interface type '{other}' is not supported")),
+    };
+    let nic = Interface {
+        kind: args.kind,
+        mac: Some(mac),
+        source_network,
+        source_bridge,
+        model: Some(args.model.unwrap_or_else(|| "virtio".into())),
+        address: None,
+    };
+    let mut domain = definition.domain().clone();
+    domain.add_device(&nic);
+    store.define(&domain.to_xml()).map_err(|e| e.to_string())?;
+    println!("Interface attached successfully\n");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detach_interface(args: DetachInterfaceArgs) -> CliResult {
+    let store = Store::open();
+    let definition = store.find(&args.domain).map_err(|e| e.to_string())?;
+    config_only(&definition.name, args.config)?;
+    let mut domain = definition.domain().clone();
+    let nics = domain.interfaces().map_err(|e| e.to_string())?;
+    let matching: Vec<usize> = nics
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind == args.kind)
+        .filter(|(_, n)| match &args.mac {
+            Some(mac) => n
+                .mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac)),
+            None => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let index = match matching.as_slice() {
+        [] => {
+            return Err(format!(
+                "No interface found whose type is {} and MAC address is {}",
+                args.kind,
+                args.mac.as_deref().unwrap_or("any")
+            ))
+        }
+        [one] => *one,
+        _ => {
+            return Err(format!(
+                "Domain has {} interfaces. Please specify which one to detach using --mac",
+                matching.len()
+            ))
+        }
+    };
+    domain.remove_device::<Interface>(index);
+    store.define(&domain.to_xml()).map_err(|e| e.to_string())?;
+    println!("Interface detached successfully\n");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,391 @@
+//! Virtual network definitions (libvirt network XML), stored like domains:
+//! `<config>/networks/NAME.xml`, autostart markers in
+//! `<config>/networks/autostart/`, and the active ones marked in
+//! `<run>/networks/`.
+//!
+//! Understood: `<name>`, `<uuid>`, `<forward mode=>` (none = NAT in
+//! libvirt), `<bridge name=>`, and the IPv4 `<ip address= netmask=|prefix=>`
+//! with `<tftp root=>` and `<dhcp><bootp file=>`. Everything else is kept
+//! as written.
+//!
+//! Vireo's NAT networks are user-mode (libslirp) inside each VM process:
+//! starting one creates no host bridge or firewall rule, it marks the
+//! network usable. Every VM on it sees the network's addressing, but the
+//! VMs do not see each other (each has its own NAT). Isolated networks
+//! (`<forward>` absent… in libvirt that is isolated) and bridged ones need
+//! host devices and are not started yet.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::UserNetConfig;
+use crate::domain::xml::Element;
+
+/// Why a network verb failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("network XML: {0}")]
+    Xml(String),
+    #[error("failed to get network '{0}'\nerror: Network not found: no network with matching name '{0}'")]
+    NotFound(String),
+    #[error("network '{0}' is already active")]
+    AlreadyActive(String),
+    #[error("network '{0}' is not active")]
+    NotActive(String),
+    #[error("network '{name}': forward mode '{mode}' is not supported yet (Vireo runs NAT networks in user mode)")]
+    Unsupported { name: String, mode: String },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetworkError {
+    let path = path.to_path_buf();
+    move |source| NetworkError::Io { what, path, source }
+}
+
+/// One network definition.
+#[derive(Debug, Clone)]
+pub struct NetworkDef {
+    root: Element,
+}
+
+impl NetworkDef {
+    pub fn parse(xml: &str) -> Result<Self, NetworkError> {
+        let root = Element::parse(xml).map_err(|e| NetworkError::Xml(e.to_string()))?;
+        if root.name != "network" {
+            return Err(NetworkError::Xml(format!(
+                "the root element is <{}>, not <network>",
+                root.name
+            )));
+        }
+        let def = Self { root };
+        let name = def.name();
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(NetworkError::Xml(format!("bad network name '{name}'")));
+        }
+        def.user_config()
+            .map_err(|e| NetworkError::Xml(e.to_string()))?;
+        Ok(def)
+    }
+
+    /// libvirt's `default` network: NAT on virbr0, 192.168.122.0/24.
+    pub fn default_network() -> Self {
+        let uuid = crate::domain::generate_uuid().unwrap_or_default();
+        Self::parse(&format!(
+            "<network>\n  <name>default</name>\n  <uuid>{uuid}</uuid>\n  <forward mode='nat'/>\n  <bridge name='virbr0' stp='on' delay='0'/>\n  <ip address='192.168.122.1' netmask='255.255.255.0'>\n    <dhcp>\n      <range start='192.168.122.2' end='192.168.122.254'/>\n    </dhcp>\n  </ip>\n</network>\n"
+        ))
+        .expect("the built-in default network parses")
+    }
+
+    pub fn name(&self) -> String {
+        self.root
+            .child_text("name")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    pub fn uuid(&self) -> Option<String> {
+        self.root.child_text("uuid").map(|u| u.trim().to_string())
+    }
+
+    /// Adds a UUID if the definition has none.
+    fn ensure_uuid(&mut self) {
+        if self.uuid().is_none() {
+            if let Ok(uuid) = crate::domain::generate_uuid() {
+                self.root
+                    .set_child_text("uuid", Some(&uuid), &["name", "uuid"]);
+            }
+        }
+    }
+
+    /// `<forward mode=>`; libvirt's default mode is nat when `<forward>`
+    /// is present, and the network is isolated when it is absent.
+    pub fn forward_mode(&self) -> String {
+        match self.root.child("forward") {
+            Some(f) => f.attr("mode").unwrap_or("nat").to_string(),
+            None => "isolated".to_string(),
+        }
+    }
+
+    pub fn bridge(&self) -> Option<String> {
+        self.root
+            .child("bridge")
+            .and_then(|b| b.attr("name"))
+            .map(str::to_string)
+    }
+
+    /// The guest-side addressing of a user-mode NAT on this network.
+    pub fn user_config(&self) -> Result<UserNetConfig, super::NetError> {
+        let Some(ip) = self
+            .root
+            .children_named("ip")
+            .find(|ip| ip.attr("family").unwrap_or("ipv4") == "ipv4")
+        else {
+            return Ok(UserNetConfig::default());
+        };
+        let bad = |what: &str| super::NetError::Config(format!("network <ip>: bad {what}"));
+        let address: Ipv4Addr = ip
+            .attr("address")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| bad("address"))?;
+        let prefix = match (ip.attr("prefix"), ip.attr("netmask")) {
+            (Some(p), _) => p.parse::<u8>().map_err(|_| bad("prefix"))?,
+            (None, Some(m)) => {
+                let mask: Ipv4Addr = m.parse().map_err(|_| bad("netmask"))?;
+                u32::from(mask).count_ones() as u8
+            }
+            (None, None) => 24,
+        };
+        if !(8..=30).contains(&prefix) {
+            return Err(bad("prefix (8 to 30)"));
+        }
+        let mut config = UserNetConfig::for_network(address, prefix);
+        config.gateway = address;
+        if config.dns == config.gateway {
+            config.dns = Ipv4Addr::from(u32::from(config.dns).wrapping_sub(1));
+        }
+        if let Some(start) = ip
+            .child("dhcp")
+            .and_then(|d| d.child("range"))
+            .and_then(|r| r.attr("start"))
+        {
+            config.dhcp_start = start.parse().map_err(|_| bad("DHCP range start"))?;
+        }
+        config.tftp_root = ip
+            .child("tftp")
+            .and_then(|t| t.attr("root"))
+            .map(PathBuf::from);
+        config.boot_file = ip
+            .child("dhcp")
+            .and_then(|d| d.child("bootp"))
+            .and_then(|b| b.attr("file"))
+            .map(str::to_string);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_xml(&self) -> String {
+        self.root.to_xml()
+    }
+}
+
+/// A network and its state.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub def: NetworkDef,
+    pub active: bool,
+    pub autostart: bool,
+}
+
+/// Where network definitions and their state live.
+pub struct NetworkStore {
+    dir: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl NetworkStore {
+    /// The user's store; creates and starts `default` on first use, as a
+    /// libvirt installation ships it. Autostart networks start the first
+    /// time the store is opened after the runtime directory was cleared
+    /// (a new login session), the counterpart of libvirtd starting them at
+    /// boot.
+    pub fn open() -> Result<Self, NetworkError> {
+        let store = Self::at(
+            crate::paths::config_dir().join("networks"),
+            crate::paths::runtime_dir().join("networks"),
+        );
+        if !store.dir.exists() {
+            let mut default = NetworkDef::default_network();
+            default.ensure_uuid();
+            store.define(default)?;
+            store.set_autostart("default", true)?;
+        }
+        if !store.run_dir.exists() {
+            std::fs::create_dir_all(&store.run_dir).map_err(io("cannot create", &store.run_dir))?;
+            for network in store.list()? {
+                if network.autostart && network.def.forward_mode() == "nat" {
+                    store.start(&network.def.name())?;
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn at(dir: PathBuf, run_dir: PathBuf) -> Self {
+        Self { dir, run_dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.xml"))
+    }
+
+    fn autostart_file(&self, name: &str) -> PathBuf {
+        self.dir.join("autostart").join(name)
+    }
+
+    fn active_file(&self, name: &str) -> PathBuf {
+        self.run_dir.join(name)
+    }
+
+    pub fn list(&self) -> Result<Vec<Network>, NetworkError> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io("cannot read", &self.dir)(e)),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("xml") {
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            match self.get(name) {
+                Ok(network) => out.push(network),
+                Err(error) => tracing::warn!(%error, "skipping network {}", path.display()),
+            }
+        }
+        out.sort_by_key(|n| n.def.name());
+        Ok(out)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Network, NetworkError> {
+        let path = self.file(name);
+        let xml = match std::fs::read_to_string(&path) {
+            Ok(xml) => xml,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NetworkError::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        Ok(Network {
+            def: NetworkDef::parse(&xml)?,
+            active: self.active_file(name).exists(),
+            autostart: self.autostart_file(name).exists(),
+        })
+    }
+
+    /// Stores `def` (replacing a definition of the same name).
+    pub fn define(&self, mut def: NetworkDef) -> Result<NetworkDef, NetworkError> {
+        def.ensure_uuid();
+        std::fs::create_dir_all(&self.dir).map_err(io("cannot create", &self.dir))?;
+        let path = self.file(&def.name());
+        crate::fsutil::atomic_write(&path, def.to_xml().as_bytes())
+            .map_err(io("cannot write", &path))?;
+        Ok(def)
+    }
+
+    pub fn undefine(&self, name: &str) -> Result<(), NetworkError> {
+        self.get(name)?;
+        let path = self.file(name);
+        std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
+        let _ = std::fs::remove_file(self.autostart_file(name));
+        Ok(())
+    }
+
+    pub fn start(&self, name: &str) -> Result<(), NetworkError> {
+        let network = self.get(name)?;
+        if network.active {
+            return Err(NetworkError::AlreadyActive(name.to_string()));
+        }
+        let mode = network.def.forward_mode();
+        if mode != "nat" {
+            return Err(NetworkError::Unsupported {
+                name: name.to_string(),
+                mode,
+            });
+        }
+        std::fs::create_dir_all(&self.run_dir).map_err(io("cannot create", &self.run_dir))?;
+        let path = self.active_file(name);
+        std::fs::write(&path, b"").map_err(io("cannot write", &path))
+    }
+
+    pub fn destroy(&self, name: &str) -> Result<(), NetworkError> {
+        if !self.get(name)?.active {
+            return Err(NetworkError::NotActive(name.to_string()));
+        }
+        let path = self.active_file(name);
+        std::fs::remove_file(&path).map_err(io("cannot remove", &path))
+    }
+
+    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), NetworkError> {
+        self.get(name)?;
+        let path = self.autostart_file(name);
+        if on {
+            let dir = self.dir.join("autostart");
+            std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+            std::fs::write(&path, b"").map_err(io("cannot write", &path))
+        } else {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io("cannot remove", &path)(e))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_network_addressing() {
+        let def = NetworkDef::default_network();
+        assert_eq!(def.forward_mode(), "nat");
+        assert_eq!(def.bridge().as_deref(), Some("virbr0"));
+        let config = def.user_config().unwrap();
+        assert_eq!(config.gateway, Ipv4Addr::new(192, 168, 122, 1));
+        assert_eq!(config.dhcp_start, Ipv4Addr::new(192, 168, 122, 2));
+        assert_ne!(config.dns, config.gateway);
+    }
+
+    #[test]
+    fn tftp_and_bootp_come_from_the_ip_element() {
+        let def = NetworkDef::parse(
+            "<network><name>pxe</name><forward mode='nat'/><ip address='10.9.0.1' prefix='24'><tftp root='/srv/tftp'/><dhcp><range start='10.9.0.100' end='10.9.0.200'/><bootp file='undionly.kpxe'/></dhcp></ip></network>",
+        )
+        .unwrap();
+        let config = def.user_config().unwrap();
+        assert_eq!(config.dhcp_start, Ipv4Addr::new(10, 9, 0, 100));
+        assert_eq!(config.tftp_root, Some(PathBuf::from("/srv/tftp")));
+        assert_eq!(config.boot_file.as_deref(), Some("undionly.kpxe"));
+    }
+
+    #[test]
+    fn store_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NetworkStore::at(dir.path().join("n"), dir.path().join("r"));
+        let def =
+            NetworkDef::parse("<network><name>lab</name><forward mode='nat'/></network>").unwrap();
+        let def = store.define(def).unwrap();
+        assert!(def.uuid().is_some());
+        assert!(!store.get("lab").unwrap().active);
+        store.start("lab").unwrap();
+        assert!(matches!(
+            store.start("lab"),
+            Err(NetworkError::AlreadyActive(_))
+        ));
+        store.set_autostart("lab", true).unwrap();
+        let lab = store.get("lab").unwrap();
+        assert!(lab.active && lab.autostart);
+        store.destroy("lab").unwrap();
+        store.undefine("lab").unwrap();
+        assert!(matches!(store.get("lab"), Err(NetworkError::NotFound(_))));
+        let isolated = NetworkDef::parse("<network><name>iso</name></network>").unwrap();
+        store.define(isolated).unwrap();
+        assert!(matches!(
+            store.start("iso"),
+            Err(NetworkError::Unsupported { .. })
+        ));
+    }
+}
