@@ -15,7 +15,8 @@ use super::events::{Event, Request, StopSender};
 use super::machine::Machine;
 use super::vcpu::StopReason;
 use super::{
-    firmware, max_vcpus, ConsoleIo, KvmFailure, LifecycleAction, Outcome, VmConfig, VmmError,
+    firmware, max_vcpus, recommended_vcpus, ConsoleIo, KvmFailure, LifecycleAction, Outcome,
+    VmConfig, VmmError,
 };
 
 /// Where the VM is, as QMP's `query-status` names it.
@@ -152,9 +153,17 @@ impl VmRunner {
         let max = max_vcpus(&kvm);
         if self.config.vcpus == 0 || self.config.vcpus > max {
             return Err(VmmError::Config(format!(
-                "{} vCPUs requested; this host allows 1 to {max}",
+                "{} vCPUs requested; KVM on this host allows 1 to {max}",
                 self.config.vcpus
             )));
+        }
+        let recommended = recommended_vcpus(&kvm);
+        if self.config.vcpus > recommended {
+            // Allowed, as QEMU allows it: the vCPUs share the host's CPUs.
+            tracing::warn!(
+                "{} vCPUs exceed the {recommended} this host runs at once; they will time-slice",
+                self.config.vcpus
+            );
         }
         let (bios_path, bios) = firmware::load_bios(self.config.loader.as_deref())?;
         tracing::info!(firmware = %bios_path.display(), "starting {}", self.config.name);
