@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use common::asm::{boot_sector, Program};
 use common::{guest, kvm_available, Domain, Home, Vm};
 use iced_x86::code_asm::*;
+use serde_json::{json, Value};
+use vireo::control::ControlClient;
 
 const BOOT: Duration = Duration::from_secs(240);
 const GRUB: Duration = Duration::from_secs(600);
@@ -196,6 +198,43 @@ fn on_poweroff_restart_boots_the_guest_again_after_s5() {
     // A new machine: SeaBIOS and the guest run again, ACPI off again.
     vm.wait_for("acpi on\n", 2, BOOT);
     assert_eq!(vm.domstate(), "running");
+}
+
+#[test]
+fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_destroyed() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = guest::raw_disk(dir.path(), "disk.img", &power_button_guest(), 1 << 20);
+    let vm = Started::new("acpi3", &domain_xml("acpi3", &disk, "preserve"));
+    vm.wait_for("acpi on\n", 1, BOOT);
+    vm.home.ok(&["shutdown", "acpi3"]);
+    vm.wait_for("power button\n", 1, BOOT);
+    let start = Instant::now();
+    while vm.domstate() != "in shutdown" {
+        assert!(
+            start.elapsed() < BOOT,
+            "still {} after S5; log: {}",
+            vm.domstate(),
+            vm.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // As QEMU with -no-shutdown: powered off, not crashed, and kept.
+    let mut client = ControlClient::connect(vm.home.path("run/acpi3.ctl")).unwrap();
+    assert_eq!(
+        client.execute("query-status", Value::Null).unwrap(),
+        json!({"running": false, "singlestep": false, "status": "shutdown"})
+    );
+    drop(client);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(vm.domstate(), "in shutdown");
+    assert_eq!(vm.serial().matches("acpi on").count(), 1, "{}", vm.serial());
+    let refused = vm.home.fails(&["resume", "acpi3"]);
+    assert!(refused.contains("powered off"), "{refused}");
+    vm.home.ok(&["destroy", "acpi3"]);
+    vm.wait_shut_off(BOOT);
 }
 
 /// APIC ids of the CPUs that said hello, from lines "cpu XX".

@@ -30,7 +30,8 @@ pub enum VmStatus {
     GuestPanicked,
     /// KVM could not go on.
     InternalError,
-    /// Powered off; the process is about to end.
+    /// Powered off: the process is about to end, or stays because
+    /// `on_poweroff=preserve` (QEMU's -no-shutdown).
     Shutdown,
 }
 
@@ -216,15 +217,32 @@ impl VmRunner {
                     // Keep the machine as it stopped, for inspection,
                     // until the user ends it.
                     machine.pause();
-                    self.set_status(VmStatus::GuestPanicked);
+                    if reason == StopReason::PowerOff {
+                        // As QEMU with -no-shutdown: the power-off is
+                        // reported and the process stays, in state
+                        // "shutdown", not "guest-panicked".
+                        self.set_status(VmStatus::Shutdown);
+                        self.emit(VmEvent::Shutdown {
+                            guest: true,
+                            reason: "guest-shutdown",
+                        });
+                    } else {
+                        self.set_status(VmStatus::GuestPanicked);
+                    }
                     self.emit(VmEvent::Stop);
                     tracing::warn!(
                         ?reason,
-                        "the VM is preserved as it stopped; stop it to end it"
+                        "the VM is preserved as it stopped; reset it to start over, or stop it to end it"
                     );
                     let mut still_paused = true;
                     let end = self.serve(&machine, generation, interrupted, &mut still_paused);
                     tracing::info!(?end, "preserved VM ended");
+                    if end == StopReason::HostReset {
+                        // The reset button starts a new machine, as on QEMU.
+                        drop(machine);
+                        paused = false;
+                        continue;
+                    }
                     self.finish(
                         machine,
                         VmEvent::Shutdown {
@@ -314,11 +332,14 @@ impl VmRunner {
                             Ok(())
                         }
                         Request::Resume => {
-                            if *self.status.lock().unwrap() == VmStatus::GuestPanicked {
+                            let status = *self.status.lock().unwrap();
+                            if status == VmStatus::GuestPanicked {
                                 Err(
                                     "the guest crashed and is kept for inspection; it cannot go on"
                                         .to_string(),
                                 )
+                            } else if status == VmStatus::Shutdown {
+                                Err("the guest powered off; reset it to start it again".to_string())
                             } else {
                                 if *paused {
                                     machine.resume();
