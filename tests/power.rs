@@ -201,7 +201,7 @@ fn on_poweroff_restart_boots_the_guest_again_after_s5() {
 }
 
 #[test]
-fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_destroyed() {
+fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_reset_or_destroyed() {
     if !kvm_available() {
         return;
     }
@@ -233,6 +233,10 @@ fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_destroyed() {
     assert_eq!(vm.serial().matches("acpi on").count(), 1, "{}", vm.serial());
     let refused = vm.home.fails(&["resume", "acpi3"]);
     assert!(refused.contains("powered off"), "{refused}");
+    // The reset button starts it over, as on QEMU.
+    vm.home.ok(&["reset", "acpi3"]);
+    vm.wait_for("acpi on\n", 2, BOOT);
+    assert_eq!(vm.domstate(), "running");
     vm.home.ok(&["destroy", "acpi3"]);
     vm.wait_shut_off(BOOT);
 }
