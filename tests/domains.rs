@@ -494,6 +494,8 @@ fn suspend_resume_reset_screenshot_and_vnc_through_the_control_socket() {
         "{refused}"
     );
     assert_eq!(s.ok(&["reset", "c1"]), "Domain 'c1' was reset\n\n");
+    // reboot is the reset button too, with virsh's message.
+    assert_eq!(s.ok(&["reboot", "c1"]), "Domain 'c1' is being rebooted\n\n");
     // The guest boots again after the reset: its greeting comes again.
     attach_console(&s, "c1", b"x\r", "X\r\n");
 

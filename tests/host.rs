@@ -50,6 +50,13 @@ fn domain_capabilities_validate() {
         xml.contains("<value>virtio</value>") && xml.contains("<value>cdrom</value>"),
         "{xml}"
     );
+    // As libvirt: KVM's hard limit (KVM_CAP_MAX_VCPUS), not the host's CPU
+    // count; vireo also stops at 255, the 8-bit APIC ids its MADT gives.
+    if common::kvm_available() {
+        let kvm = kvm_ioctls::Kvm::new().unwrap();
+        let max = kvm.get_max_vcpus().min(255);
+        assert!(xml.contains(&format!("<vcpu max='{max}'/>")), "{xml}");
+    }
 }
 
 #[test]

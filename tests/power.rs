@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use common::asm::{boot_sector, Program};
 use common::{guest, kvm_available, Domain, Home, Vm};
 use iced_x86::code_asm::*;
+use serde_json::{json, Value};
+use vireo::control::ControlClient;
 
 const BOOT: Duration = Duration::from_secs(240);
 const GRUB: Duration = Duration::from_secs(600);
@@ -198,6 +200,47 @@ fn on_poweroff_restart_boots_the_guest_again_after_s5() {
     assert_eq!(vm.domstate(), "running");
 }
 
+#[test]
+fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_reset_or_destroyed() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = guest::raw_disk(dir.path(), "disk.img", &power_button_guest(), 1 << 20);
+    let vm = Started::new("acpi3", &domain_xml("acpi3", &disk, "preserve"));
+    vm.wait_for("acpi on\n", 1, BOOT);
+    vm.home.ok(&["shutdown", "acpi3"]);
+    vm.wait_for("power button\n", 1, BOOT);
+    let start = Instant::now();
+    while vm.domstate() != "in shutdown" {
+        assert!(
+            start.elapsed() < BOOT,
+            "still {} after S5; log: {}",
+            vm.domstate(),
+            vm.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // As QEMU with -no-shutdown: powered off, not crashed, and kept.
+    let mut client = ControlClient::connect(vm.home.path("run/acpi3.ctl")).unwrap();
+    assert_eq!(
+        client.execute("query-status", Value::Null).unwrap(),
+        json!({"running": false, "singlestep": false, "status": "shutdown"})
+    );
+    drop(client);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(vm.domstate(), "in shutdown");
+    assert_eq!(vm.serial().matches("acpi on").count(), 1, "{}", vm.serial());
+    let refused = vm.home.fails(&["resume", "acpi3"]);
+    assert!(refused.contains("powered off"), "{refused}");
+    // The reset button starts it over, as on QEMU.
+    vm.home.ok(&["reset", "acpi3"]);
+    vm.wait_for("acpi on\n", 2, BOOT);
+    assert_eq!(vm.domstate(), "running");
+    vm.home.ok(&["destroy", "acpi3"]);
+    vm.wait_shut_off(BOOT);
+}
+
 /// APIC ids of the CPUs that said hello, from lines "cpu XX".
 fn cpu_ids(serial: &str) -> Vec<u8> {
     let mut ids: Vec<u8> = serial
@@ -321,12 +364,10 @@ fn every_vcpu_starts_and_seabios_finds_the_acpi_tables() {
     if !kvm_available() {
         return;
     }
-    let host_cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let mut domain = Domain::new("smp");
-    // vireo refuses more vCPUs than host CPUs.
-    domain.vcpus = host_cpus.min(4) as u32;
+    // Four whatever the host has: more vCPUs than host CPUs time-slice, as
+    // on QEMU (this host may have two).
+    domain.vcpus = 4;
     let dir = tempfile::tempdir().unwrap();
     let disk = guest::raw_disk(dir.path(), "disk.img", &smp_guest(), 1 << 20);
     let domain = domain.disk("disk", &disk, "hda", "ide");
@@ -335,13 +376,15 @@ fn every_vcpu_starts_and_seabios_finds_the_acpi_tables() {
     let serial = vm.wait_for("all cpus\n", BOOT);
     let status = vm.wait_exit(BOOT);
     assert!(status.success(), "{status}: {}", vm.stderr());
-    let expected: Vec<u8> = (0..domain.vcpus as u8).collect();
-    assert_eq!(cpu_ids(&serial), expected, "{serial}");
+    assert_eq!(cpu_ids(&serial), vec![0, 1, 2, 3], "{serial}");
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if host_cpus < 4 {
+        assert!(vm.stderr().contains("will time-slice"), "{}", vm.stderr());
+    }
 
     let text = std::fs::read_to_string(&log).unwrap();
-    let n = domain.vcpus;
     assert!(
-        text.contains(&format!("Found {n} cpu(s) max supported {n} cpu(s)")),
+        text.contains("Found 4 cpu(s) max supported 4 cpu(s)"),
         "{text}"
     );
     // SeaBIOS ran our table-loader, found the RSDP, followed the XSDT to
@@ -351,6 +394,26 @@ fn every_vcpu_starts_and_seabios_finds_the_acpi_tables() {
     // The DSDT declares the PS/2 keyboard, so SeaBIOS keeps it.
     assert!(text.contains("PS2 keyboard initialized"), "{text}");
     assert!(!text.contains("no PS/2 keyboard"), "{text}");
+}
+
+/// More vCPUs than KVM allows (or than 8-bit APIC ids can name) is refused
+/// with a message that says the limit, before any firmware runs.
+#[test]
+fn more_vcpus_than_kvm_allows_are_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let mut domain = Domain::new("huge");
+    domain.vcpus = 4096;
+    let mut vm = Vm::start(&domain);
+    let status = vm.wait_exit(BOOT);
+    assert!(!status.success());
+    let stderr = vm.stderr();
+    assert!(
+        stderr.contains("4096 vCPUs requested; KVM on this host allows 1 to "),
+        "{stderr}"
+    );
+    assert!(vm.serial().is_empty(), "{}", vm.serial());
 }
 
 #[test]

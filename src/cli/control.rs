@@ -62,11 +62,13 @@ pub fn shutdown(which: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// virsh reboot asks the guest; without an ACPI power button the only way
-/// is the reset button, which is what this does (and says).
+/// virsh reboot asks the guest to reboot itself. The PIIX4 PM function has
+/// no reboot request a guest would act on (the power button means power
+/// off), so this presses the reset button, as `reset` does; the message is
+/// virsh's.
 pub fn reboot(which: &str) -> CliResult {
     let (name, _) = execute(which, "system_reset", Value::Null)?;
-    println!("Domain '{name}' is being rebooted (reset: the guest has no ACPI yet)\n");
+    println!("Domain '{name}' is being rebooted\n");
     Ok(ExitCode::SUCCESS)
 }
 

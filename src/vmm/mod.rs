@@ -104,13 +104,24 @@ pub enum Outcome {
     KvmFailure(KvmFailure),
 }
 
-/// The most vCPUs a VM may have: the host's CPU count (more would only
-/// time-slice) and KVM's own limit.
+/// The most vCPUs a VM may have: KVM's hard limit (KVM_CAP_MAX_VCPUS), and
+/// 255, because the MADT gives each vCPU an 8-bit local APIC id (0xff is the
+/// broadcast id; there are no x2APIC entries). More vCPUs than host CPUs is
+/// allowed, as on QEMU: they time-slice (see [`recommended_vcpus`]).
 pub fn max_vcpus(kvm: &kvm_ioctls::Kvm) -> u32 {
+    kvm.get_max_vcpus().min(MAX_XAPIC_VCPUS) as u32
+}
+
+/// Local APIC ids 0..=254; 255 addresses every CPU.
+const MAX_XAPIC_VCPUS: usize = 255;
+
+/// The most vCPUs that do not overcommit the host: its usable CPUs, and
+/// KVM's recommended maximum (KVM_CAP_NR_VCPUS, the online CPU count).
+pub fn recommended_vcpus(kvm: &kvm_ioctls::Kvm) -> u32 {
     let host = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    host.min(kvm.get_max_vcpus()) as u32
+    host.min(kvm.get_nr_vcpus()).min(MAX_XAPIC_VCPUS) as u32
 }
 
 /// Runs the VM described by `config` until it powers off, crashes (per

@@ -15,7 +15,8 @@ use super::events::{Event, Request, StopSender};
 use super::machine::Machine;
 use super::vcpu::StopReason;
 use super::{
-    firmware, max_vcpus, ConsoleIo, KvmFailure, LifecycleAction, Outcome, VmConfig, VmmError,
+    firmware, max_vcpus, recommended_vcpus, ConsoleIo, KvmFailure, LifecycleAction, Outcome,
+    VmConfig, VmmError,
 };
 
 /// Where the VM is, as QMP's `query-status` names it.
@@ -29,7 +30,8 @@ pub enum VmStatus {
     GuestPanicked,
     /// KVM could not go on.
     InternalError,
-    /// Powered off; the process is about to end.
+    /// Powered off: the process is about to end, or stays because
+    /// `on_poweroff=preserve` (QEMU's -no-shutdown).
     Shutdown,
 }
 
@@ -152,9 +154,17 @@ impl VmRunner {
         let max = max_vcpus(&kvm);
         if self.config.vcpus == 0 || self.config.vcpus > max {
             return Err(VmmError::Config(format!(
-                "{} vCPUs requested; this host allows 1 to {max}",
+                "{} vCPUs requested; KVM on this host allows 1 to {max}",
                 self.config.vcpus
             )));
+        }
+        let recommended = recommended_vcpus(&kvm);
+        if self.config.vcpus > recommended {
+            // Allowed, as QEMU allows it: the vCPUs share the host's CPUs.
+            tracing::warn!(
+                "{} vCPUs exceed the {recommended} this host runs at once; they will time-slice",
+                self.config.vcpus
+            );
         }
         let (bios_path, bios) = firmware::load_bios(self.config.loader.as_deref())?;
         tracing::info!(firmware = %bios_path.display(), "starting {}", self.config.name);
@@ -207,15 +217,32 @@ impl VmRunner {
                     // Keep the machine as it stopped, for inspection,
                     // until the user ends it.
                     machine.pause();
-                    self.set_status(VmStatus::GuestPanicked);
+                    if reason == StopReason::PowerOff {
+                        // As QEMU with -no-shutdown: the power-off is
+                        // reported and the process stays, in state
+                        // "shutdown", not "guest-panicked".
+                        self.set_status(VmStatus::Shutdown);
+                        self.emit(VmEvent::Shutdown {
+                            guest: true,
+                            reason: "guest-shutdown",
+                        });
+                    } else {
+                        self.set_status(VmStatus::GuestPanicked);
+                    }
                     self.emit(VmEvent::Stop);
                     tracing::warn!(
                         ?reason,
-                        "the VM is preserved as it stopped; stop it to end it"
+                        "the VM is preserved as it stopped; reset it to start over, or stop it to end it"
                     );
                     let mut still_paused = true;
                     let end = self.serve(&machine, generation, interrupted, &mut still_paused);
                     tracing::info!(?end, "preserved VM ended");
+                    if end == StopReason::HostReset {
+                        // The reset button starts a new machine, as on QEMU.
+                        drop(machine);
+                        paused = false;
+                        continue;
+                    }
                     self.finish(
                         machine,
                         VmEvent::Shutdown {
@@ -305,11 +332,14 @@ impl VmRunner {
                             Ok(())
                         }
                         Request::Resume => {
-                            if *self.status.lock().unwrap() == VmStatus::GuestPanicked {
+                            let status = *self.status.lock().unwrap();
+                            if status == VmStatus::GuestPanicked {
                                 Err(
                                     "the guest crashed and is kept for inspection; it cannot go on"
                                         .to_string(),
                                 )
+                            } else if status == VmStatus::Shutdown {
+                                Err("the guest powered off; reset it to start it again".to_string())
                             } else {
                                 if *paused {
                                     machine.resume();
