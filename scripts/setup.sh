@@ -6,15 +6,20 @@ set -euo pipefail
 
 purpose=${1:-run}
 
+# What building Vireo needs besides Rust: a C toolchain and pkg-config,
+# GTK 4 and libadwaita for the window, gettext, and libslirp, the
+# user-mode NAT stack Vireo links.
+build_packages=(build-essential pkg-config libgtk-4-dev libadwaita-1-dev gettext libslirp-dev)
 # Firmware Vireo boots (SeaBIOS; iPXE's virtio-net option ROM for network
-# boot), and libslirp, the user-mode NAT stack Vireo links (the -dev
-# package for building it).
-run_packages=(seabios ipxe-qemu libslirp-dev)
+# boot) and osinfo-db, which the New VM wizard reads to recognise ISOs.
+run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
-# made by grub-mkrescue, image tools, the libvirt schema validator.
-test_packages=(seabios ipxe-qemu libslirp-dev grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+# made by grub-mkrescue, image tools, the libvirt schema validator, VNC
+# clients, a kernel for direct boot, and an X server with xdotool,
+# ImageMagick and tesseract for the window's end-to-end tests.
+test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
-  linux-image-amd64)
+  linux-image-amd64 xvfb xauth xdotool imagemagick)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 

@@ -352,6 +352,7 @@ impl Component for App {
             sender.input(AppMsg::Demo);
         }
         model.refresh_view();
+        report_startup(&model.window, model.list.widget());
         ComponentParts {
             model,
             widgets: AppWidgets {},
@@ -968,6 +969,27 @@ fn shortcuts_window() -> gtk::ShortcutsWindow {
     gtk::Builder::from_string(&xml)
         .object("shortcuts")
         .expect("the shortcuts window's UI is valid")
+}
+
+/// For `make bench`'s cold-start figure: with `VIREO_STARTUP_PROBE` set,
+/// prints `vireo-startup: list-shown` on stderr once the first frame with
+/// the VM list has been drawn, and with `VIREO_STARTUP_PROBE=exit` quits.
+fn report_startup(window: &adw::ApplicationWindow, list: &gtk::ListBox) {
+    let Some(probe) = std::env::var_os("VIREO_STARTUP_PROBE") else {
+        return;
+    };
+    let exit = probe == "exit";
+    let window = window.clone();
+    list.connect_map(move |list| {
+        let window = window.clone();
+        list.add_tick_callback(move |_, _| {
+            eprintln!("vireo-startup: list-shown");
+            if exit {
+                window.close();
+            }
+            gtk::glib::ControlFlow::Break
+        });
+    });
 }
 
 fn pictures_dir() -> PathBuf {
