@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Screenshots of the real window for the AppStream metainfo, written to
+data/screenshots/: the main window with running VMs, each New VM wizard
+step, and a running console. Runs Vireo on an Xvfb display of its own, in
+a throwaway VIREO_HOME, driven with xdotool as a person would.
+
+Usage: scripts/screenshots.py [--vireo target/release/vireo]
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "screenshots")
+
+
+class Desktop:
+    def __init__(self):
+        self.xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.display = ":" + self.xvfb.stdout.readline().strip()
+
+    def run(self, *args):
+        return subprocess.run(list(args), env=dict(os.environ, DISPLAY=self.display),
+                              capture_output=True, text=True).stdout
+
+    def key(self, keys, pause=0.6):
+        self.run("xdotool", "key", "--clearmodifiers", keys)
+        time.sleep(pause)
+
+    def type(self, text):
+        self.run("xdotool", "type", "--delay", "40", text)
+        time.sleep(0.5)
+
+    def window(self, name):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            ids = self.run("xdotool", "search", "--onlyvisible", "--name", name).split()
+            if ids:
+                return ids[-1]
+            time.sleep(0.2)
+        sys.exit(f"no window named {name}")
+
+    def shoot(self, window, name):
+        path = os.path.join(OUT, name)
+        self.run("import", "-window", window, path)
+        print("wrote", os.path.relpath(path))
+
+    def close(self):
+        self.xvfb.kill()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--vireo", default="target/release/vireo")
+    args = parser.parse_args()
+    vireo = os.path.abspath(args.vireo)
+    os.makedirs(OUT, exist_ok=True)
+    with tempfile.TemporaryDirectory() as home:
+        iso_root = os.path.join(home, "iso", "boot", "grub")
+        os.makedirs(iso_root)
+        with open(os.path.join(iso_root, "grub.cfg"), "w") as f:
+            f.write('set timeout=-1\nmenuentry "Install Vireo Linux" { true }\n'
+                    'menuentry "Rescue a broken system" { true }\n')
+        iso = os.path.join(home, "installer.iso")
+        subprocess.run(["grub-mkrescue", "-o", iso, os.path.join(home, "iso")],
+                       check=True, capture_output=True)
+        desktop = Desktop()
+        env = dict(os.environ, VIREO_HOME=home, DISPLAY=desktop.display, GDK_BACKEND="x11",
+                   NO_AT_BRIDGE="1", LANG=os.environ.get("LANG", "C.UTF-8"))
+        env.pop("WAYLAND_DISPLAY", None)
+        app = subprocess.Popen([vireo, "--demo"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            main_window = desktop.window("Vireo")
+            desktop.run("xdotool", "windowactivate", "--sync", main_window)
+            # The demo boots through SeaBIOS to its splash.
+            time.sleep(25)
+            desktop.shoot(main_window, "console.png")
+            desktop.key("ctrl+n", 1.5)
+            wizard = desktop.window("New Virtual Machine")
+            desktop.shoot(wizard, "wizard-1-method.png")
+            desktop.key("alt+f")
+            desktop.type(iso)
+            time.sleep(1)
+            desktop.shoot(wizard, "wizard-2-media.png")
+            desktop.key("alt+f")
+            desktop.shoot(wizard, "wizard-3-resources.png")
+            desktop.key("alt+f")
+            desktop.shoot(wizard, "wizard-4-storage.png")
+            desktop.key("alt+s")
+            desktop.key("ctrl+a")
+            desktop.type("2")
+            desktop.key("Tab")
+            desktop.key("alt+f")
+            desktop.key("ctrl+a")
+            desktop.type("installer")
+            desktop.shoot(wizard, "wizard-5-finish.png")
+            desktop.key("alt+f", 2)
+            # GRUB's menu comes up in about half a minute on an emulating host.
+            time.sleep(45)
+            desktop.shoot(main_window, "main-window.png")
+        finally:
+            subprocess.run([vireo, "destroy", "installer"], env=env, capture_output=True)
+            subprocess.run([vireo, "destroy", "Demo"], env=env, capture_output=True)
+            app.kill()
+            desktop.close()
+
+
+if __name__ == "__main__":
+    main()
