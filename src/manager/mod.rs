@@ -11,3 +11,4 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod operations;
 pub mod osinfo;
+pub mod preferences;

@@ -83,6 +83,8 @@ pub enum AppMsg {
     ToggleFullscreen,
     SetScaleToFit(bool),
     About,
+    Preferences,
+    SetConfirmForceOff(bool),
 }
 
 /// What a confirmation dialog collected.
@@ -127,6 +129,7 @@ pub struct App {
     pending_select: Option<(String, bool)>,
     console: super::console_host::ConsoleHost,
     sender: ComponentSender<App>,
+    preferences: crate::manager::preferences::Preferences,
 }
 
 pub struct AppWidgets {}
@@ -295,7 +298,7 @@ impl Component for App {
             ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
             ("demo", || AppMsg::Demo),
             ("about", || AppMsg::About),
-            ("preferences", || AppMsg::About),
+            ("preferences", || AppMsg::Preferences),
         ] {
             let a = gtk::gio::SimpleAction::new(name, None);
             let input = sender.input_sender().clone();
@@ -344,7 +347,14 @@ impl Component for App {
             pending_select: None,
             console,
             sender: sender.clone(),
+            preferences: crate::manager::preferences::Preferences::load(),
         };
+        model
+            .console
+            .set_scale_to_fit(model.preferences.console_scale_to_fit);
+        if let Some(action) = model.actions.lookup_action("scale-to-fit") {
+            action.change_state(&model.preferences.console_scale_to_fit.to_variant());
+        }
         // What the store says, at once; the poller adds what VMs say.
         model.apply_inventory(inventory::list_quickly());
         start_poller(sender.input_sender().clone());
@@ -411,8 +421,17 @@ impl Component for App {
             AppMsg::ToggleFullscreen => {
                 self.window.set_fullscreened(!self.window.is_fullscreen());
             }
-            AppMsg::SetScaleToFit(on) => self.console.set_scale_to_fit(on),
+            AppMsg::SetScaleToFit(on) => {
+                self.console.set_scale_to_fit(on);
+                self.preferences.console_scale_to_fit = on;
+                self.save_preferences();
+            }
             AppMsg::About => self.about(),
+            AppMsg::Preferences => self.show_preferences(),
+            AppMsg::SetConfirmForceOff(on) => {
+                self.preferences.confirm_force_off = on;
+                self.save_preferences();
+            }
         }
         self.refresh_view();
     }
@@ -582,7 +601,9 @@ impl App {
             }
         }
         match action {
-            Action::ForceOff => self.confirm_force_off(name, sender),
+            Action::ForceOff if self.preferences.confirm_force_off => {
+                self.confirm_force_off(name, sender)
+            }
             Action::Delete => self.confirm_delete(name, sender),
             Action::Clone => self.ask_clone_name(name, sender),
             _ => self.run(name, action, ConfirmInput::default(), sender),
@@ -824,6 +845,62 @@ impl App {
             .license_type(gtk::License::Gpl30)
             .build();
         about.present();
+    }
+
+    fn save_preferences(&self) {
+        if let Err(e) = self.preferences.save() {
+            self.toast(&gettext_f(
+                "Preferences could not be saved: {error}",
+                &[("error", &e)],
+            ));
+        }
+    }
+
+    fn show_preferences(&self) {
+        let confirm = adw::ActionRow::builder()
+            .title(gettext("Confirm before forcing off"))
+            .subtitle(gettext("Ask before pulling the plug on a running VM"))
+            .build();
+        let confirm_switch = gtk::Switch::builder()
+            .active(self.preferences.confirm_force_off)
+            .valign(gtk::Align::Center)
+            .build();
+        confirm.add_suffix(&confirm_switch);
+        confirm.set_activatable_widget(Some(&confirm_switch));
+        let input = self.sender.input_sender().clone();
+        confirm_switch
+            .connect_active_notify(move |s| input.emit(AppMsg::SetConfirmForceOff(s.is_active())));
+        let scale = adw::ActionRow::builder()
+            .title(gettext("Scale the console to the window"))
+            .subtitle(gettext(
+                "Otherwise the guest's screen is shown pixel for pixel",
+            ))
+            .build();
+        let scale_switch = gtk::Switch::builder()
+            .active(self.preferences.console_scale_to_fit)
+            .valign(gtk::Align::Center)
+            .build();
+        scale.add_suffix(&scale_switch);
+        scale.set_activatable_widget(Some(&scale_switch));
+        let actions = self.actions.clone();
+        scale_switch.connect_active_notify(move |s| {
+            if let Some(action) = actions.lookup_action("scale-to-fit") {
+                action.change_state(&s.is_active().to_variant());
+            }
+        });
+        let group = adw::PreferencesGroup::builder()
+            .title(gettext("Console"))
+            .build();
+        group.add(&confirm);
+        group.add(&scale);
+        let page = adw::PreferencesPage::new();
+        page.add(&group);
+        let window = adw::PreferencesWindow::builder()
+            .transient_for(&self.window)
+            .modal(true)
+            .build();
+        window.add(&page);
+        window.present();
     }
 
     fn toast(&self, text: &str) {
