@@ -11,7 +11,7 @@ run_packages=(seabios)
 # Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
 # made by grub-mkrescue, image tools, the libvirt schema validator.
 test_packages=(seabios grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
-  gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip)
+  gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip xvfb xdotool)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 

@@ -8,8 +8,11 @@
 //! marks the tiles they cover, and hands the dirty tiles' pixels over in
 //! one [`FrameBatch`] when the widget is ready for more.
 //!
-//! Pixels are 32-bit little-endian BGRX (blue first in memory), what the
-//! session asks the server for and what `gdk::MemoryFormat::B8g8r8x8` reads.
+//! Pixels arrive as 32-bit little-endian BGRX (blue first in memory), what
+//! the session asks the server for. GTK 4.8 has no BGRX memory format
+//! (`B8g8r8x8` is 4.14), so the fourth byte is set to 0xFF as pixels land:
+//! the tiles are then opaque BGRA, which `B8g8r8a8Premultiplied` (GTK's own
+//! layout) reads without conversion.
 
 /// Tile edge in pixels: 128×128×4 = 64 KiB per texture, so a one-character
 /// change re-uploads 64 KiB rather than the whole screen, and a full 1024×768
@@ -158,7 +161,7 @@ impl Framebuffer {
         Self {
             width,
             height,
-            pixels: vec![0; width as usize * height as usize * BPP],
+            pixels: [0, 0, 0, 0xff].repeat(width as usize * height as usize),
             grid,
         }
     }
@@ -212,7 +215,11 @@ impl Framebuffer {
         let stride = self.width as usize * BPP;
         for (i, src) in data.chunks_exact(row_bytes.max(1)).enumerate() {
             let at = (y as usize + i) * stride + x as usize * BPP;
-            self.pixels[at..at + row_bytes].copy_from_slice(src);
+            let dst = &mut self.pixels[at..at + row_bytes];
+            dst.copy_from_slice(src);
+            for px in dst.chunks_exact_mut(BPP) {
+                px[3] = 0xff;
+            }
         }
         self.grid.mark(x, y, width, height);
         Ok(())
@@ -342,7 +349,7 @@ mod tests {
         // The tile's own copy carries the pixel at its place.
         let t = &batch.tiles[3]; // (256, 128)
         let at = ((129 - 128) * t.width as usize + (259 - 256)) * 4;
-        assert_eq!(&t.pixels[at..at + 3], &[0, 0, 0xff]); // B, G, R
+        assert_eq!(&t.pixels[at..at + 4], &[0, 0, 0xff, 0xff]); // B, G, R, opaque
         assert_eq!(fb.pixel(259, 129), 0xff0000);
         assert_eq!(fb.pixel(260, 129), 0);
     }
@@ -356,7 +363,7 @@ mod tests {
         fb.put(0, 0, 1, 1, &solid(1, 1, 3)).unwrap();
         let batch = fb.take_batch();
         assert_eq!(batch.tiles.len(), 1);
-        assert_eq!(&batch.tiles[0].pixels[..4], &3u32.to_le_bytes());
+        assert_eq!(&batch.tiles[0].pixels[..4], &[3, 0, 0, 0xff]);
     }
 
     #[test]

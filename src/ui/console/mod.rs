@@ -9,3 +9,8 @@
 
 pub mod framebuffer;
 pub mod geometry;
+pub mod session;
+mod view;
+
+pub use session::ConsoleState;
+pub use view::ConsoleView;
