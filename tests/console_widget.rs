@@ -142,7 +142,10 @@ impl Xvfb {
         let socket = format!("/tmp/.X11-unix/X{n}");
         let start = Instant::now();
         while !Path::new(&socket).exists() {
-            assert!(start.elapsed() < Duration::from_secs(20), "Xvfb did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "Xvfb did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self { child, display }
@@ -181,9 +184,11 @@ fn xdotool(display: &str, args: &[&str]) -> String {
     std::thread::spawn(move || {
         *slot.lock().unwrap() = Some(child.wait_with_output());
     });
-    pump_until(&format!("xdotool {args:?}"), Duration::from_secs(30), || {
-        output.lock().unwrap().is_some()
-    });
+    pump_until(
+        &format!("xdotool {args:?}"),
+        Duration::from_secs(30),
+        || output.lock().unwrap().is_some(),
+    );
     let out = output.lock().unwrap().take().unwrap().unwrap();
     assert!(
         out.status.success(),
@@ -246,10 +251,14 @@ fn main() {
     window.present();
 
     // The widget follows the guest to 1024×768 and holds its pixels.
-    pump_until("the guest's 1024x768 screen", Duration::from_secs(30), || {
-        view.framebuffer_rgb()
-            .is_some_and(|fb| fb.0 == 1024 && fb.1 == 768 && rgb_at(&fb, 1023, 767) == 0x0000ff)
-    });
+    pump_until(
+        "the guest's 1024x768 screen",
+        Duration::from_secs(30),
+        || {
+            view.framebuffer_rgb()
+                .is_some_and(|fb| fb.0 == 1024 && fb.1 == 768 && rgb_at(&fb, 1023, 767) == 0x0000ff)
+        },
+    );
     assert_eq!(view.state(), ConsoleState::Connected);
     assert_eq!(
         states.borrow()[..2],
@@ -266,7 +275,10 @@ fn main() {
     assert_eq!(rgb_at(&fb, 0, 400), 0x00ff00);
     assert_eq!(rgb_at(&fb, 1023, 401), 0x000000);
 
-    // Exactly what an independent client sees.
+    // Exactly what an independent client sees. gvnccapture asks for the
+    // screen to itself (ClientInit shared = 0), so the server drops the
+    // widget, which must come back on its own.
+    let before = states.borrow().len();
     let shot = scratch.path().join("gvnc.png");
     let out = Command::new("timeout")
         .args(["30", "gvnccapture", &format!("127.0.0.1:{tcp}")])
@@ -287,7 +299,22 @@ fn main() {
         .zip(fb.2.chunks_exact(3))
         .filter(|(a, b)| a != b)
         .count();
-    assert_eq!(differing, 0, "the widget and gvnccapture differ in {differing} pixels");
+    assert_eq!(
+        differing, 0,
+        "the widget and gvnccapture differ in {differing} pixels"
+    );
+    pump_until("the widget's reconnection", Duration::from_secs(20), || {
+        let states = states.borrow();
+        states[before..]
+            .iter()
+            .any(|s| matches!(s, ConsoleState::Disconnected(_)))
+            && states.last() == Some(&ConsoleState::Connected)
+    });
+    pump_until(
+        "the screen after reconnecting",
+        Duration::from_secs(20),
+        || view.framebuffer_rgb().is_some_and(|again| again == fb),
+    );
 
     // A click grabs the keyboard; keys typed on the host reach the guest as
     // the physical keys (set 1 make codes of A, B and 1).
@@ -299,15 +326,25 @@ fn main() {
     xdotool(&xvfb.display, &["windowfocus", "--sync", &window_id]);
     xdotool(
         &xvfb.display,
-        &["mousemove", "--window", &window_id, "400", "300", "click", "1"],
+        &[
+            "mousemove",
+            "--window",
+            &window_id,
+            "400",
+            "300",
+            "click",
+            "1",
+        ],
     );
     pump_until("the keyboard grab", Duration::from_secs(10), || {
         view.is_grabbed()
     });
     xdotool(&xvfb.display, &["type", "--delay", "150", "ab1"]);
-    pump_until("the keys on the guest's serial port", Duration::from_secs(30), || {
-        vm.serial().contains("1e 30 02 ")
-    });
+    pump_until(
+        "the keys on the guest's serial port",
+        Duration::from_secs(30),
+        || vm.serial().contains("1e 30 02 "),
+    );
     // Ctrl+Alt gives the keyboard back.
     xdotool(&xvfb.display, &["key", "ctrl+alt"]);
     pump_until("the grab's release", Duration::from_secs(10), || {
@@ -317,9 +354,11 @@ fn main() {
     // The window's Send Key path: Ctrl+Alt+Del presses 1D 38 D3 (the guest
     // prints the low byte of each make code: E0 53's 53).
     view.send_keys(&[0x1d, 0x38, 0xd3]);
-    pump_until("Ctrl+Alt+Del on the guest's serial port", Duration::from_secs(30), || {
-        vm.serial().contains("1d 38 53 ")
-    });
+    pump_until(
+        "Ctrl+Alt+Del on the guest's serial port",
+        Duration::from_secs(30),
+        || vm.serial().contains("1d 38 53 "),
+    );
 
     // The VM stops: the widget says so.
     drop(vm);

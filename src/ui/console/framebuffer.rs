@@ -26,7 +26,9 @@ pub const BPP: usize = 4;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FramebufferError {
     /// The rectangle reaches outside the screen.
-    #[error("rectangle {x},{y} {width}x{height} is outside the {screen_width}x{screen_height} screen")]
+    #[error(
+        "rectangle {x},{y} {width}x{height} is outside the {screen_width}x{screen_height} screen"
+    )]
     OutOfBounds {
         x: u32,
         y: u32,
@@ -304,7 +306,9 @@ mod tests {
     use super::*;
 
     fn solid(width: u32, height: u32, rgb: u32) -> Vec<u8> {
-        (0..width * height).flat_map(|_| rgb.to_le_bytes()).collect()
+        (0..width * height)
+            .flat_map(|_| rgb.to_le_bytes())
+            .collect()
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl Session {
                     Ok(runtime) => runtime,
                     Err(e) => {
                         let reason = format!("cannot start the console runtime: {e}");
-                        let _ = update_tx.try_send(Update::State(ConsoleState::Disconnected(reason)));
+                        let _ =
+                            update_tx.try_send(Update::State(ConsoleState::Disconnected(reason)));
                         return;
                     }
                 };
@@ -235,7 +236,11 @@ impl AsyncRead for Ordered {
 }
 
 impl AsyncWrite for Ordered {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         // Taking all of `buf` at once is what keeps vnc-rs's messages whole.
         match self.out.send(buf.to_vec()) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
@@ -336,7 +341,13 @@ fn apply(fb: &mut Framebuffer, event: VncEvent) -> Result<(), String> {
             fb.resize(screen.width.into(), screen.height.into());
         }
         VncEvent::RawImage(r, data) => fb
-            .put(r.x.into(), r.y.into(), r.width.into(), r.height.into(), &data)
+            .put(
+                r.x.into(),
+                r.y.into(),
+                r.width.into(),
+                r.height.into(),
+                &data,
+            )
             .map_err(|e| e.to_string())?,
         VncEvent::Copy(dst, src) => fb
             .copy(

@@ -191,11 +191,11 @@ mod imp {
 
         fn snapshot(&self, snapshot: &gtk::Snapshot) {
             let obj = self.obj();
-            let (w, h) = (WidgetExt::width(&*obj) as f32, WidgetExt::height(&*obj) as f32);
-            snapshot.append_color(
-                &gdk::RGBA::BLACK,
-                &graphene::Rect::new(0.0, 0.0, w, h),
+            let (w, h) = (
+                WidgetExt::width(&*obj) as f32,
+                WidgetExt::height(&*obj) as f32,
             );
+            snapshot.append_color(&gdk::RGBA::BLACK, &graphene::Rect::new(0.0, 0.0, w, h));
             let tiles = self.tiles.borrow();
             let place = obj.placement(&tiles);
             for tile in tiles.tiles.iter().flatten() {
@@ -366,7 +366,12 @@ impl ConsoleView {
         let mut data = vec![0u8; stride * tile.height as usize];
         tile.texture.download(&mut data, stride);
         let at = (y - tile.y) as usize * stride + (x - tile.x) as usize * 4;
-        Some(u32::from_le_bytes([data[at], data[at + 1], data[at + 2], 0]))
+        Some(u32::from_le_bytes([
+            data[at],
+            data[at + 1],
+            data[at + 2],
+            0,
+        ]))
     }
 
     fn placement(&self, tiles: &Tiles) -> Placement {
@@ -485,17 +490,15 @@ impl ConsoleView {
                 }
             } else {
                 // Up for a key we never sent down (pressed before the grab).
-                let Some(i) = held.iter().position(|&(q, k)| q == qnum && (q != 0 || k == keysym))
+                let Some(i) = held
+                    .iter()
+                    .position(|&(q, k)| q == qnum && (q != 0 || k == keysym))
                 else {
                     return true;
                 };
                 let (qnum, keysym) = held.remove(i);
                 drop(held);
-                self.send(Input::Key {
-                    down,
-                    keysym,
-                    qnum,
-                });
+                self.send(Input::Key { down, keysym, qnum });
                 return true;
             }
         }
@@ -523,11 +526,9 @@ impl ConsoleView {
     fn install_input(&self) {
         let keys = gtk::EventControllerKey::new();
         let weak = self.downgrade();
-        keys.connect_key_pressed(move |_, keyval, keycode, state| {
-            match weak.upgrade() {
-                Some(view) if view.key(true, keyval, keycode, state) => glib::Propagation::Stop,
-                _ => glib::Propagation::Proceed,
-            }
+        keys.connect_key_pressed(move |_, keyval, keycode, state| match weak.upgrade() {
+            Some(view) if view.key(true, keyval, keycode, state) => glib::Propagation::Stop,
+            _ => glib::Propagation::Proceed,
         });
         let weak = self.downgrade();
         keys.connect_key_released(move |_, keyval, keycode, state| {
