@@ -352,7 +352,8 @@ mod tests {
         assert_eq!(tiles, [(1, 0), (2, 0), (1, 1), (2, 1)]);
         // The tile's own copy carries the pixel at its place.
         let t = &batch.tiles[3]; // (256, 128)
-        let at = ((129 - 128) * t.width as usize + (259 - 256)) * 4;
+        let (tx, ty) = (259 - t.x as usize, 129 - t.y as usize);
+        let at = (ty * t.width as usize + tx) * 4;
         assert_eq!(&t.pixels[at..at + 4], &[0, 0, 0xff, 0xff]); // B, G, R, opaque
         assert_eq!(fb.pixel(259, 129), 0xff0000);
         assert_eq!(fb.pixel(260, 129), 0);
