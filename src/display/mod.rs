@@ -10,6 +10,7 @@
 //! told to redraw everything.
 
 pub mod input;
+pub mod keymap;
 pub mod screenshot;
 
 use std::collections::VecDeque;
