@@ -388,19 +388,25 @@ impl Component for App {
             }
             AppMsg::Request(action) => self.request(action, sender),
             AppMsg::SendKey(keys) => {
+                // Through the console when it shows this VM, so the keys
+                // are ordered with what the user types; else through QMP.
                 if let Some(name) = self.selected.clone() {
                     if self.decide(&name, Action::SendKey) == Decision::Accept {
-                        sender.spawn_oneshot_command(move || {
-                            let codes: Vec<&str> = keys.split('+').collect();
-                            let result = operations::send_key(&name, &codes).map(|_| None);
-                            let observed = inventory::live_state(&name);
-                            CmdOut::Done {
-                                name,
-                                action: Action::SendKey,
-                                result,
-                                observed,
-                            }
-                        });
+                        let codes: Vec<&str> = keys.split('+').collect();
+                        if !self.console.send_keys(&codes) {
+                            let keys = keys.clone();
+                            sender.spawn_oneshot_command(move || {
+                                let codes: Vec<&str> = keys.split('+').collect();
+                                let result = operations::send_key(&name, &codes).map(|_| None);
+                                let observed = inventory::live_state(&name);
+                                CmdOut::Done {
+                                    name,
+                                    action: Action::SendKey,
+                                    result,
+                                    observed,
+                                }
+                            });
+                        }
                     }
                 }
             }

@@ -25,8 +25,6 @@ use super::session::{ConsoleState, Input, Session, Update};
 use crate::display::input::{BUTTON_LEFT, BUTTON_MIDDLE, BUTTON_RIGHT, WHEEL_DOWN, WHEEL_UP};
 use crate::display::keymap;
 
-/// The hint shown while the keyboard is grabbed.
-const RELEASE_HINT: &str = "Press Ctrl+Alt to release the keyboard";
 /// How long the hint stays.
 const HINT_SECONDS: u32 = 3;
 
@@ -127,7 +125,9 @@ mod imp {
                 held: RefCell::new(Vec::new()),
                 buttons: Cell::new(0),
                 pointer: Cell::new((0, 0)),
-                hint: gtk::Label::new(Some(RELEASE_HINT)),
+                hint: gtk::Label::new(Some(&crate::ui::gettext(
+                    "Press Ctrl+Alt to release the keyboard",
+                ))),
                 hint_timer: RefCell::new(None),
                 new_content: Cell::new(false),
                 frames_drawn: Cell::new(0),
