@@ -91,7 +91,6 @@ def main():
             desktop.shoot(wizard, "wizard-3-resources.png")
             desktop.key("alt+f")
             desktop.shoot(wizard, "wizard-4-storage.png")
-            desktop.key("alt+s")
             desktop.key("ctrl+a")
             desktop.type("2")
             desktop.key("Tab")

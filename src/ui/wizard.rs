@@ -555,6 +555,9 @@ impl NewVmWizard {
             "resources" => {
                 w.memory.grab_focus();
             }
+            "storage" => {
+                w.disk_gib.grab_focus();
+            }
             "finish" => {
                 w.name.grab_focus();
             }
