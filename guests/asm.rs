@@ -164,6 +164,55 @@ impl Program {
 /// Size of a firmware image: the BIOS window 0xF0000..0x100000.
 pub const FIRMWARE_SIZE: usize = 0x1_0000;
 
+/// `out dx, ax` to `port`.
+pub fn out16(a: &mut CodeAssembler, port: u16, value: u16) {
+    a.mov(dx, port as u32).unwrap();
+    a.mov(ax, value as u32).unwrap();
+    a.out(dx, ax).unwrap();
+}
+
+/// `out dx, eax` to `port`.
+pub fn out32(a: &mut CodeAssembler, port: u16, value: u32) {
+    a.mov(dx, port as u32).unwrap();
+    a.mov(eax, value).unwrap();
+    a.out(dx, eax).unwrap();
+}
+
+/// Without a BIOS: places the std VGA's BAR0 (00:02.0) at `lfb`, enables
+/// memory decoding, and sets a Bochs VBE linear mode of `width`×`height`
+/// at 32 bits per pixel.
+pub fn vbe_linear_mode(a: &mut CodeAssembler, lfb: u32, width: u16, height: u16) {
+    out32(a, 0xcf8, 0x8000_1010);
+    out32(a, 0xcfc, lfb);
+    out32(a, 0xcf8, 0x8000_1004);
+    out16(a, 0xcfc, 0x0002);
+    for (index, value) in [(3u16, 32u16), (1, width), (2, height), (4, 0x41)] {
+        out16(a, 0x1ce, index);
+        out16(a, 0x1cf, value);
+    }
+}
+
+/// Unreal mode: FS becomes a flat 4 GiB data segment, so real-mode code
+/// reaches a framebuffer above 1 MiB. GDT at 0:0600, its pointer at 0:0610.
+pub fn unreal_mode_fs(a: &mut CodeAssembler) {
+    a.xor(ax, ax).unwrap();
+    a.mov(es, ax).unwrap();
+    a.mov(dword_ptr(0x600u32).es(), 0u32).unwrap();
+    a.mov(dword_ptr(0x604u32).es(), 0u32).unwrap();
+    a.mov(dword_ptr(0x608u32).es(), 0x0000_ffffu32).unwrap();
+    a.mov(dword_ptr(0x60cu32).es(), 0x00cf_9200u32).unwrap();
+    a.mov(word_ptr(0x610u32).es(), 15u32).unwrap();
+    a.mov(dword_ptr(0x612u32).es(), 0x600u32).unwrap();
+    a.lgdt(ptr(0x610u32).es()).unwrap();
+    a.mov(eax, cr0).unwrap();
+    a.or(eax, 1u32).unwrap();
+    a.mov(cr0, eax).unwrap();
+    a.mov(bx, 8u32).unwrap();
+    a.mov(fs, bx).unwrap();
+    a.and(eax, !1u32).unwrap();
+    a.mov(cr0, eax).unwrap();
+}
+
 /// A 64 KiB firmware image: the CPU's reset vector jumps to `body`, which
 /// runs in real mode with CS = DS = 0xF000 and a stack at 0:7000.
 pub fn firmware(body: impl FnOnce(&mut Program)) -> Vec<u8> {

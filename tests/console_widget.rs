@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::asm::firmware;
+use common::asm::{firmware, unreal_mode_fs, vbe_linear_mode};
 use common::{kvm_available, require_program, Domain, Vm};
 use gtk::prelude::*;
 use iced_x86::code_asm::*;
@@ -23,51 +23,14 @@ use vireo::ui::console::{ConsoleState, ConsoleView};
 
 const LFB: u32 = 0xe000_0000;
 
-fn out16(a: &mut CodeAssembler, port: u16, value: u16) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(ax, value as u32).unwrap();
-    a.out(dx, ax).unwrap();
-}
-
-fn out32(a: &mut CodeAssembler, port: u16, value: u32) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(eax, value).unwrap();
-    a.out(dx, eax).unwrap();
-}
-
 /// 1024×768×32 with a red 64×64 square at (100, 100), a green row 400 and
 /// a blue 10×10 square in the bottom-right corner; then "drawn" on COM1 and
 /// the i8042 polled, each make code printed in hex.
 fn guest() -> Vec<u8> {
     firmware(|p| {
         let a = &mut p.a;
-        // Place the VGA's BAR0 (00:02.0) and enable memory decoding.
-        out32(a, 0xcf8, 0x8000_1010);
-        out32(a, 0xcfc, LFB);
-        out32(a, 0xcf8, 0x8000_1004);
-        out16(a, 0xcfc, 0x0002);
-        // Bochs VBE: 1024×768×32, linear framebuffer.
-        for (index, value) in [(3u16, 32u16), (1, 1024), (2, 768), (4, 0x41)] {
-            out16(a, 0x1ce, index);
-            out16(a, 0x1cf, value);
-        }
-        // Unreal mode: FS is a flat 4 GiB segment (GDT at 0:0600).
-        a.xor(ax, ax).unwrap();
-        a.mov(es, ax).unwrap();
-        a.mov(dword_ptr(0x600u32).es(), 0u32).unwrap();
-        a.mov(dword_ptr(0x604u32).es(), 0u32).unwrap();
-        a.mov(dword_ptr(0x608u32).es(), 0x0000_ffffu32).unwrap();
-        a.mov(dword_ptr(0x60cu32).es(), 0x00cf_9200u32).unwrap();
-        a.mov(word_ptr(0x610u32).es(), 15u32).unwrap();
-        a.mov(dword_ptr(0x612u32).es(), 0x600u32).unwrap();
-        a.lgdt(ptr(0x610u32).es()).unwrap();
-        a.mov(eax, cr0).unwrap();
-        a.or(eax, 1u32).unwrap();
-        a.mov(cr0, eax).unwrap();
-        a.mov(bx, 8u32).unwrap();
-        a.mov(fs, bx).unwrap();
-        a.and(eax, !1u32).unwrap();
-        a.mov(cr0, eax).unwrap();
+        vbe_linear_mode(a, LFB, 1024, 768);
+        unreal_mode_fs(a);
         let pixel = |x: u32, y: u32| LFB + (y * 1024 + x) * 4;
         for (x, y, w, h, colour) in [
             (100u32, 100u32, 64u32, 64u32, 0x00ff_0000u32),

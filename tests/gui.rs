@@ -150,11 +150,7 @@ fn the_wizard_creates_a_vm_from_a_grub_iso_and_its_console_shows_grub() {
     display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(20));
 
     display.key("ctrl+n");
-    display.wait_for_text(
-        &dir,
-        "Local install media",
-        Duration::from_secs(20),
-    );
+    display.wait_for_text(&dir, "Local install media", Duration::from_secs(20));
     // Step 1: local install media is preselected.
     display.key("alt+f");
     // Step 2: the ISO.

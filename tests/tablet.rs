@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::asm::{boot_sector, firmware};
+use common::asm::{boot_sector, firmware, out16, out32};
 use common::{guest, kvm_available, require_program, Domain, Vm};
 use iced_x86::code_asm::*;
 
@@ -38,18 +38,6 @@ const TD_ACTIVE: u32 = (1 << 23) | (3 << 27);
 const LINK_TERMINATE: u32 = 1;
 const LINK_QH: u32 = 2;
 const LINK_DEPTH_FIRST: u32 = 4;
-
-fn out16(a: &mut CodeAssembler, port: u16, value: u16) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(ax, value as u32).unwrap();
-    a.out(dx, ax).unwrap();
-}
-
-fn out32(a: &mut CodeAssembler, port: u16, value: u32) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(eax, value).unwrap();
-    a.out(dx, eax).unwrap();
-}
 
 fn store32(a: &mut CodeAssembler, at: u32, value: u32) {
     a.mov(dword_ptr(at).es(), value).unwrap();

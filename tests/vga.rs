@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::asm::{boot_sector, firmware, Program};
+use common::asm::{boot_sector, firmware, out16, unreal_mode_fs, vbe_linear_mode, Program};
 use common::{guest, kvm_available, Domain, Vm};
 use iced_x86::code_asm::*;
 
@@ -85,18 +85,6 @@ fn out8(a: &mut CodeAssembler, port: u16, value: u8) {
     a.mov(dx, port as u32).unwrap();
     a.mov(al, value as u32).unwrap();
     a.out(dx, al).unwrap();
-}
-
-fn out16(a: &mut CodeAssembler, port: u16, value: u16) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(ax, value as u32).unwrap();
-    a.out(dx, ax).unwrap();
-}
-
-fn out32(a: &mut CodeAssembler, port: u16, value: u32) {
-    a.mov(dx, port as u32).unwrap();
-    a.mov(eax, value).unwrap();
-    a.out(dx, eax).unwrap();
 }
 
 /// Emits `bytes` inline and leaves DS:SI pointing at them (DS = CS here).
@@ -459,35 +447,8 @@ fn vbe_1024x768x32_through_the_linear_framebuffer() {
     }
     let image = firmware(|p| {
         let a = &mut p.a;
-        // No firmware: place the VGA's BAR0 (00:02.0, register 0x10) and
-        // enable memory decoding, as a BIOS would.
-        out32(a, 0xcf8, 0x8000_1010);
-        out32(a, 0xcfc, LFB);
-        out32(a, 0xcf8, 0x8000_1004);
-        out16(a, 0xcfc, 0x0002);
-        // Bochs VBE: 1024×768×32 with the linear framebuffer.
-        for (index, value) in [(3u16, 32u16), (1, 1024), (2, 768), (4, 0x41)] {
-            out16(a, 0x1ce, index);
-            out16(a, 0x1cf, value);
-        }
-        // Unreal mode: a flat 4 GiB data segment in FS so that real-mode
-        // code reaches the framebuffer. GDT at 0:0600, its pointer at 0:0610.
-        a.xor(ax, ax).unwrap();
-        a.mov(es, ax).unwrap();
-        a.mov(dword_ptr(0x600u32).es(), 0u32).unwrap();
-        a.mov(dword_ptr(0x604u32).es(), 0u32).unwrap();
-        a.mov(dword_ptr(0x608u32).es(), 0x0000_ffffu32).unwrap();
-        a.mov(dword_ptr(0x60cu32).es(), 0x00cf_9200u32).unwrap();
-        a.mov(word_ptr(0x610u32).es(), 15u32).unwrap();
-        a.mov(dword_ptr(0x612u32).es(), 0x600u32).unwrap();
-        a.lgdt(ptr(0x610u32).es()).unwrap();
-        a.mov(eax, cr0).unwrap();
-        a.or(eax, 1u32).unwrap();
-        a.mov(cr0, eax).unwrap();
-        a.mov(bx, 8u32).unwrap();
-        a.mov(fs, bx).unwrap();
-        a.and(eax, !1u32).unwrap();
-        a.mov(cr0, eax).unwrap();
+        vbe_linear_mode(a, LFB, 1024, 768);
+        unreal_mode_fs(a);
         let_the_display_catch_up(a);
         let pixel = |x: u32, y: u32| LFB + (y * 1024 + x) * 4;
         // Rectangles: red 64×64 at (100, 100), green across the whole of
