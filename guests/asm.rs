@@ -164,6 +164,60 @@ impl Program {
 /// Size of a firmware image: the BIOS window 0xF0000..0x100000.
 pub const FIRMWARE_SIZE: usize = 0x1_0000;
 
+/// Fills a rectangle of a 32-bpp linear framebuffer at `lfb` that is
+/// `width` pixels wide, through FS (after [`unreal_mode_fs`]).
+#[allow(clippy::too_many_arguments)]
+pub fn fill_rect_32bpp(
+    a: &mut CodeAssembler,
+    lfb: u32,
+    width: u32,
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+    colour: u32,
+) {
+    a.mov(eax, colour).unwrap();
+    a.mov(edi, lfb + (y * width + x) * 4).unwrap();
+    a.mov(bx, h).unwrap();
+    let mut row = a.create_label();
+    let mut dot = a.create_label();
+    a.set_label(&mut row).unwrap();
+    a.mov(esi, edi).unwrap();
+    a.mov(cx, w).unwrap();
+    a.set_label(&mut dot).unwrap();
+    a.mov(dword_ptr(edi).fs(), eax).unwrap();
+    a.add(edi, 4u32).unwrap();
+    a.dec(cx).unwrap();
+    a.jnz(dot).unwrap();
+    a.mov(edi, esi).unwrap();
+    a.add(edi, width * 4).unwrap();
+    a.dec(bx).unwrap();
+    a.jnz(row).unwrap();
+}
+
+impl Program {
+    /// Polls the i8042 forever, printing each make code (break codes are
+    /// skipped) in hex and a space on COM1.
+    pub fn print_make_codes_forever(&mut self) {
+        let puthex8 = self.puthex8;
+        let putc = self.putc;
+        let a = &mut self.a;
+        let mut poll = a.create_label();
+        a.set_label(&mut poll).unwrap();
+        a.in_(al, 0x64u32).unwrap();
+        a.test(al, 0x01u32).unwrap();
+        a.jz(poll).unwrap();
+        a.in_(al, 0x60u32).unwrap();
+        a.test(al, 0x80u32).unwrap();
+        a.jnz(poll).unwrap();
+        a.call(puthex8).unwrap();
+        a.mov(al, b' ' as u32).unwrap();
+        a.call(putc).unwrap();
+        a.jmp(poll).unwrap();
+    }
+}
+
 /// `out dx, ax` to `port`.
 pub fn out16(a: &mut CodeAssembler, port: u16, value: u16) {
     a.mov(dx, port as u32).unwrap();

@@ -218,8 +218,6 @@ fn a_password_lets_the_right_client_in_and_keeps_the_wrong_one_out() {
 /// on scancode translation and prints each make code in hex on COM1.
 fn i8042_polling_guest() -> Vec<u8> {
     firmware(|p| {
-        let puthex8 = p.puthex8;
-        let putc = p.putc;
         let a = &mut p.a;
         // Command byte: translation on, interrupts off.
         a.mov(al, 0x60u32).unwrap();
@@ -227,19 +225,7 @@ fn i8042_polling_guest() -> Vec<u8> {
         a.mov(al, 0x40u32).unwrap();
         a.out(0x60u32, al).unwrap();
         p.print("keyboard ready\n");
-        let a = &mut p.a;
-        let mut poll = a.create_label();
-        a.set_label(&mut poll).unwrap();
-        a.in_(al, 0x64u32).unwrap();
-        a.test(al, 0x01u32).unwrap();
-        a.jz(poll).unwrap();
-        a.in_(al, 0x60u32).unwrap();
-        a.test(al, 0x80u32).unwrap(); // break codes are not printed
-        a.jnz(poll).unwrap();
-        a.call(puthex8).unwrap();
-        a.mov(al, b' ' as u32).unwrap();
-        a.call(putc).unwrap();
-        a.jmp(poll).unwrap();
+        p.print_make_codes_forever();
     })
 }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::asm::{firmware, unreal_mode_fs, vbe_linear_mode};
+use common::asm::{fill_rect_32bpp, firmware, unreal_mode_fs, vbe_linear_mode};
 use common::{kvm_available, require_program, Domain, Vm};
 use gtk::prelude::*;
 use iced_x86::code_asm::*;
@@ -31,29 +31,12 @@ fn guest() -> Vec<u8> {
         let a = &mut p.a;
         vbe_linear_mode(a, LFB, 1024, 768);
         unreal_mode_fs(a);
-        let pixel = |x: u32, y: u32| LFB + (y * 1024 + x) * 4;
         for (x, y, w, h, colour) in [
             (100u32, 100u32, 64u32, 64u32, 0x00ff_0000u32),
             (0, 400, 1024, 1, 0x0000_ff00),
             (1014, 758, 10, 10, 0x0000_00ff),
         ] {
-            a.mov(eax, colour).unwrap();
-            a.mov(edi, pixel(x, y)).unwrap();
-            a.mov(bx, h).unwrap();
-            let mut row = a.create_label();
-            let mut dot = a.create_label();
-            a.set_label(&mut row).unwrap();
-            a.mov(esi, edi).unwrap();
-            a.mov(cx, w).unwrap();
-            a.set_label(&mut dot).unwrap();
-            a.mov(dword_ptr(edi).fs(), eax).unwrap();
-            a.add(edi, 4u32).unwrap();
-            a.dec(cx).unwrap();
-            a.jnz(dot).unwrap();
-            a.mov(edi, esi).unwrap();
-            a.add(edi, 4096u32).unwrap();
-            a.dec(bx).unwrap();
-            a.jnz(row).unwrap();
+            fill_rect_32bpp(a, LFB, 1024, x, y, w, h, colour);
         }
         // The keyboard controller: translation on, interrupts off.
         a.mov(al, 0x60u32).unwrap();
@@ -61,21 +44,7 @@ fn guest() -> Vec<u8> {
         a.mov(al, 0x40u32).unwrap();
         a.out(0x60u32, al).unwrap();
         p.print("drawn\n");
-        let puthex8 = p.puthex8;
-        let putc = p.putc;
-        let a = &mut p.a;
-        let mut poll = a.create_label();
-        a.set_label(&mut poll).unwrap();
-        a.in_(al, 0x64u32).unwrap();
-        a.test(al, 0x01u32).unwrap();
-        a.jz(poll).unwrap();
-        a.in_(al, 0x60u32).unwrap();
-        a.test(al, 0x80u32).unwrap(); // break codes are not printed
-        a.jnz(poll).unwrap();
-        a.call(puthex8).unwrap();
-        a.mov(al, b' ' as u32).unwrap();
-        a.call(putc).unwrap();
-        a.jmp(poll).unwrap();
+        p.print_make_codes_forever();
     })
 }
 

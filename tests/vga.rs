@@ -11,7 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::asm::{boot_sector, firmware, out16, unreal_mode_fs, vbe_linear_mode, Program};
+use common::asm::{
+    boot_sector, fill_rect_32bpp, firmware, out16, unreal_mode_fs, vbe_linear_mode, Program,
+};
 use common::{guest, kvm_available, Domain, Vm};
 use iced_x86::code_asm::*;
 
@@ -450,32 +452,15 @@ fn vbe_1024x768x32_through_the_linear_framebuffer() {
         vbe_linear_mode(a, LFB, 1024, 768);
         unreal_mode_fs(a);
         let_the_display_catch_up(a);
-        let pixel = |x: u32, y: u32| LFB + (y * 1024 + x) * 4;
-        // Rectangles: red 64×64 at (100, 100), green across the whole of
         // row 400, blue 10×10 in the bottom-right corner.
         for (x, y, w, h, colour) in [
             (100u32, 100u32, 64u32, 64u32, 0x00ff_0000u32),
             (0, 400, 1024, 1, 0x0000_ff00),
             (1014, 758, 10, 10, 0x0000_00ff),
         ] {
-            a.mov(eax, colour).unwrap();
-            a.mov(edi, pixel(x, y)).unwrap();
-            a.mov(bx, h).unwrap();
-            let mut row = a.create_label();
-            let mut dot = a.create_label();
-            a.set_label(&mut row).unwrap();
-            a.mov(esi, edi).unwrap();
-            a.mov(cx, w).unwrap();
-            a.set_label(&mut dot).unwrap();
-            a.mov(dword_ptr(edi).fs(), eax).unwrap();
-            a.add(edi, 4u32).unwrap();
-            a.dec(cx).unwrap();
-            a.jnz(dot).unwrap();
-            a.mov(edi, esi).unwrap();
-            a.add(edi, 4096u32).unwrap();
-            a.dec(bx).unwrap();
-            a.jnz(row).unwrap();
+            fill_rect_32bpp(a, LFB, 1024, x, y, w, h, colour);
         }
+        let pixel = |x: u32, y: u32| LFB + (y * 1024 + x) * 4;
         a.mov(edi, pixel(512, 384)).unwrap();
         a.mov(dword_ptr(edi).fs(), 0x00ff_ffffu32).unwrap();
         // Restore DS for the library's print (the GDT work did not touch it).
