@@ -120,7 +120,7 @@ fn the_demo_vm_echoes_what_is_typed_into_its_console_and_force_off_stops_it() {
     display.wait_for_text(&dir, "Demo VM", Duration::from_secs(20));
     // "Try the _Demo VM" on the empty page.
     display.key("alt+d");
-    wait_state(&home, "Demo", "running", Duration::from_secs(60));
+    wait_state(&home, "Demo", "running", Duration::from_secs(180));
     wait_serial(&home, "Demo", "type something", Duration::from_secs(120));
 
     // Click into the console and type: the guest echoes in capitals.
@@ -174,7 +174,8 @@ fn the_wizard_creates_a_vm_from_a_grub_iso_and_its_console_shows_grub() {
     display.type_text("grubby");
     display.key("alt+f");
 
-    wait_state(&home, "grubby", "running", Duration::from_secs(60));
+    // Creating the disk and starting the VM, on a host that may be busy.
+    wait_state(&home, "grubby", "running", Duration::from_secs(180));
     let disk = home.path("data/images/grubby.qcow2");
     assert!(
         disk.is_file(),
