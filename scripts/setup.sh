@@ -15,11 +15,15 @@ build_packages=(build-essential pkg-config libgtk-4-dev libadwaita-1-dev gettext
 run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # Real boot software and tools the tests drive (see TESTING.md): GRUB ISOs
 # made by grub-mkrescue, image tools, the libvirt schema validator, VNC
-# clients, a kernel for direct boot, and an X server with xdotool,
-# ImageMagick and tesseract for the window's end-to-end tests.
+# clients, a kernel for direct boot, an X server with xdotool,
+# ImageMagick and tesseract (English and Simplified Chinese, with CJK fonts
+# and the locales package for the zh_CN test) for the window's end-to-end
+# tests, and the validators of the desktop entry, AppStream metainfo and
+# GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons.
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
-  linux-image-amd64 xvfb xauth xdotool imagemagick)
+  linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
+  desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 
@@ -54,14 +58,24 @@ python_tools() {
   fi
 }
 
-if [ ${#missing[@]} -eq 0 ]; then
-  python_tools
-  exit 0
-fi
+# The window's translation test runs it under LANG=zh_CN.UTF-8.
+zh_locale() {
+  [ "$purpose" = run ] && return 0
+  locale -a 2>/dev/null | grep -qix 'zh_CN.utf8' && return 0
+  echo "setup: generating the zh_CN.UTF-8 locale"
+  "${sudo[@]}" sed -i 's/^# *zh_CN.UTF-8 UTF-8/zh_CN.UTF-8 UTF-8/' /etc/locale.gen
+  "${sudo[@]}" locale-gen
+}
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  python_tools
+  zh_locale
+  exit 0
 fi
 
 echo "setup: installing ${missing[*]}"
@@ -88,3 +102,4 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-
   --allow-downgrades "${missing[@]}" "${extra[@]}"
 
 python_tools
+zh_locale
