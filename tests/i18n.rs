@@ -32,13 +32,22 @@ fn list(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `src/ui` sources, by path relative to the checkout.
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The `src/ui` sources (subfolders too), by path relative to the checkout.
 fn ui_sources() -> Vec<(String, String)> {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("src/ui"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    let mut files = Vec::new();
+    rust_files(&root().join("src/ui"), &mut files);
     files.sort();
     files
         .into_iter()
