@@ -252,7 +252,9 @@ mod tests {
         assert_eq!(nics.len(), 2, "the bridge is not connected");
         assert_eq!(nics[0].mac, [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]);
         assert_eq!((nics[0].slot, nics[1].slot), (3, 5));
-        let NicBackend::User(user) = &nics[0].backend;
+        let NicBackend::User(user) = &nics[0].backend else {
+            panic!("a user NIC")
+        };
         assert_eq!(user.forwards.len(), 3);
         assert_eq!(user.forwards[1].host_port, 5001);
         assert_eq!(user.forwards[1].guest_port, 7001);
@@ -272,7 +274,9 @@ mod tests {
             "<interface type='user'><ip family='ipv4' address='10.0.5.0' prefix='24'/></interface>",
         );
         let nics = nic_configs(&d, &[]).unwrap();
-        let NicBackend::User(user) = &nics[0].backend;
+        let NicBackend::User(user) = &nics[0].backend else {
+            panic!("a user NIC")
+        };
         assert_eq!(user.gateway, Ipv4Addr::new(10, 0, 5, 1));
         assert_eq!(user.dhcp_start, Ipv4Addr::new(10, 0, 5, 2));
     }

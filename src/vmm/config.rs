@@ -42,6 +42,8 @@ pub struct DiskConfig {
 pub enum NicBackend {
     /// User-mode NAT (libslirp) with this guest-side addressing.
     User(crate::net::UserNetConfig),
+    /// The switch of isolated network `network`, listening on `socket`.
+    Switch { network: String, socket: PathBuf },
 }
 
 /// A virtio-net NIC (libvirt `<interface>`).
