@@ -14,7 +14,7 @@ run_packages=(seabios ipxe-qemu libslirp-dev)
 # made by grub-mkrescue, image tools, the libvirt schema validator.
 test_packages=(seabios ipxe-qemu libslirp-dev grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
-  linux-image-amd64)
+  linux-image-amd64 dnsmasq-base iproute2)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 

@@ -932,3 +932,160 @@ fn write_bench_guests() {
     guest::write(&dir, "tx.bin", &guest_image(&tx));
     guest::write(&dir, "rx.bin", &guest_image(&rx));
 }
+
+/// Network namespaces made by a test, deleted (with their processes'
+/// links) when it ends.
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .map(|out| {
+                    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                        let _ = std::process::Command::new("kill").arg(pid).status();
+                    }
+                });
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    guest::run_tool(std::process::Command::new("ip").args(args));
+}
+
+#[test]
+fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
+    if !kvm_available() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var("VIREO_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("the bridged test needs root (network namespaces), and VIREO_REQUIRE_TOOLS=1");
+        }
+        eprintln!("SKIPPED: the bridged test needs root to make network namespaces");
+        return;
+    }
+    common::require_program("ip");
+    common::require_program("dnsmasq");
+    // The VM's namespace has bridge br0 with one end of a veth pair; the
+    // other end is in a second namespace where dnsmasq serves DHCP.
+    let id = std::process::id();
+    let (vm_ns, lan_ns) = (format!("vireo-vm-{id}"), format!("vireo-lan-{id}"));
+    ip(&["netns", "add", &vm_ns]);
+    let _cleanup = Netns(vec![vm_ns.clone(), lan_ns.clone()]);
+    ip(&["netns", "add", &lan_ns]);
+    let in_vm = |args: &[&str]| {
+        let mut all = vec!["-n", vm_ns.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    };
+    in_vm(&["link", "add", "br0", "type", "bridge"]);
+    in_vm(&["link", "set", "br0", "up"]);
+    in_vm(&[
+        "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+    ]);
+    in_vm(&["link", "set", "veth0", "master", "br0", "up"]);
+    in_vm(&["link", "set", "veth1", "netns", &lan_ns]);
+    ip(&["-n", &lan_ns, "addr", "add", "10.60.0.1/24", "dev", "veth1"]);
+    ip(&["-n", &lan_ns, "link", "set", "veth1", "up"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let leases = scratch.path().join("dnsmasq.leases");
+    let mut dnsmasq = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan_ns,
+            "dnsmasq",
+            "--no-daemon",
+            "--port=0",
+        ])
+        .args([
+            "--interface=veth1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+        ])
+        .args(["--dhcp-range=10.60.0.50,10.60.0.50,255.255.255.0,1h"])
+        .arg(format!("--dhcp-leasefile={}", leases.display()))
+        .arg(format!(
+            "--pid-file={}",
+            scratch.path().join("dnsmasq.pid").display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start dnsmasq");
+
+    let g = Guest {
+        mac: MAC,
+        server: [10, 60, 0, 1],
+        datagrams: Vec::new(),
+        steps: vec![Step::Print("BRIDGED\n")],
+    };
+    let image = guest::write(scratch.path(), "guest.bin", &guest_image(&g));
+    // Runs the guest in the VM's namespace on a NIC with `target`,
+    // with or without CAP_NET_ADMIN.
+    let run = |target: &str, net_admin: bool| {
+        let domain = Domain::new("bridged").firmware(&image).device(&format!(
+            "<interface type='bridge'><mac address='52:54:00:12:34:56'/><source bridge='br0'/>{target}<model type='virtio'/></interface>"
+        ));
+        let xml = scratch.path().join("domain.xml");
+        std::fs::write(&xml, domain.xml()).unwrap();
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", &vm_ns]);
+        if !net_admin {
+            command.args(["setpriv", "--bounding-set=-net_admin"]);
+        }
+        command
+            .args([env!("CARGO_BIN_EXE_vireo"), "run"])
+            .arg(&xml)
+            .args(["--serial", "stdio"])
+            .env("VIREO_HOME", scratch.path())
+            .output()
+            .unwrap()
+    };
+    // With the right: Vireo makes the TAP and puts it on the bridge.
+    let out = run("<target dev='vireotap0'/>", true);
+    let serial = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{serial}\n{stderr}");
+    assert!(
+        serial.contains("DHCP offer 10.60.0.50\n"),
+        "{serial}\n{stderr}"
+    );
+    assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+    let leases = std::fs::read_to_string(&leases).unwrap_or_default();
+    assert!(leases.contains("52:54:00:12:34:56 10.60.0.50"), "{leases}");
+
+    // Without it, the error says what to do...
+    let out = run("", false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("sudo ip tuntap add dev vireo0 mode tap user $USER")
+            && stderr.contains("sudo ip link set vireo0 master br0 up")
+            && stderr.contains("<target dev='vireo0'/>"),
+        "{stderr}"
+    );
+    // ...and doing it works: a persistent TAP the user owns, on the bridge.
+    in_vm(&["tuntap", "add", "dev", "vireo0", "mode", "tap", "user", "0"]);
+    in_vm(&["link", "set", "vireo0", "master", "br0", "up"]);
+    let out = run("<target dev='vireo0'/>", false);
+    let serial = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{serial}\n{stderr}");
+    assert!(
+        serial.contains("DHCP offer 10.60.0.50\n"),
+        "{serial}\n{stderr}"
+    );
+    assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+}

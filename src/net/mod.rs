@@ -15,12 +15,13 @@
 //! [`switch::SwitchPort`] connects a NIC to the switch process of an
 //! isolated network, shared by the VMs on it.
 //!
-//! Not here yet: tap devices on a host bridge.
+//! [`tap::TapBackend`] puts a NIC on a host bridge through a TAP device.
 
 pub mod dhcp;
 pub mod network;
 pub mod slirp;
 pub mod switch;
+pub mod tap;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

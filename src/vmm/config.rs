@@ -44,6 +44,11 @@ pub enum NicBackend {
     User(crate::net::UserNetConfig),
     /// The switch of isolated network `network`, listening on `socket`.
     Switch { network: String, socket: PathBuf },
+    /// A TAP device (`<target dev=>`, else a new one) on host bridge `bridge`.
+    Tap {
+        bridge: String,
+        target: Option<String>,
+    },
 }
 
 /// A virtio-net NIC (libvirt `<interface>`).
