@@ -1032,9 +1032,10 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
     let image = guest::write(scratch.path(), "guest.bin", &guest_image(&g));
     // Runs the guest in the VM's namespace on a NIC with `target`,
     // with or without CAP_NET_ADMIN.
-    let run = |target: &str, net_admin: bool| {
+    let run = |source: &str, net_admin: bool| {
         let domain = Domain::new("bridged").firmware(&image).device(&format!(
-            "<interface type='bridge'><mac address='52:54:00:12:34:56'/><source bridge='br0'/>{target}<model type='virtio'/></interface>"
+            "<interface type='{}'><mac address='52:54:00:12:34:56'/>{source}<model type='virtio'/></interface>",
+            if source.contains("network=") { "network" } else { "bridge" }
         ));
         let xml = scratch.path().join("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
@@ -1052,7 +1053,7 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
             .unwrap()
     };
     // With the right: Vireo makes the TAP and puts it on the bridge.
-    let out = run("<target dev='vireotap0'/>", true);
+    let out = run("<source bridge='br0'/><target dev='vireotap0'/>", true);
     let serial = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{serial}\n{stderr}");
@@ -1065,7 +1066,7 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
     assert!(leases.contains("52:54:00:12:34:56 10.60.0.50"), "{leases}");
 
     // Without it, the error says what to do...
-    let out = run("", false);
+    let out = run("<source bridge='br0'/>", false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -1077,15 +1078,41 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
     // ...and doing it works: a persistent TAP the user owns, on the bridge.
     in_vm(&["tuntap", "add", "dev", "vireo0", "mode", "tap", "user", "0"]);
     in_vm(&["link", "set", "vireo0", "master", "br0", "up"]);
-    let out = run("<target dev='vireo0'/>", false);
-    let serial = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{serial}\n{stderr}");
-    assert!(
-        serial.contains("DHCP offer 10.60.0.50\n"),
-        "{serial}\n{stderr}"
-    );
-    assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+    for source in [
+        "<source bridge='br0'/><target dev='vireo0'/>",
+        "<source network='lan'/><target dev='vireo0'/>",
+    ] {
+        if source.contains("lan") {
+            // The same through a libvirt network in bridge mode.
+            let net = scratch.path().join("lan.xml");
+            std::fs::write(
+                &net,
+                "<network><name>lan</name><forward mode='bridge'/><bridge name='br0'/></network>",
+            )
+            .unwrap();
+            for verb in [
+                vec!["net-define", net.to_str().unwrap()],
+                vec!["net-start", "lan"],
+            ] {
+                let status = std::process::Command::new("ip")
+                    .args(["netns", "exec", &vm_ns, env!("CARGO_BIN_EXE_vireo")])
+                    .args(&verb)
+                    .env("VIREO_HOME", scratch.path())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{verb:?}");
+            }
+        }
+        let out = run(source, false);
+        let serial = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{source}\n{serial}\n{stderr}");
+        assert!(
+            serial.contains("DHCP offer 10.60.0.50\n"),
+            "{serial}\n{stderr}"
+        );
+        assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+    }
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
 }

@@ -75,7 +75,7 @@ fn default_network_and_the_net_verbs() {
     let bridged = home.path("br.xml");
     std::fs::write(
         &bridged,
-        "<network><name>br</name><forward mode='bridge'/><bridge name='br0'/></network>",
+        "<network><name>br</name><forward mode='passthrough'/></network>",
     )
     .unwrap();
     home.ok(&["net-define", bridged.to_str().unwrap()]);

@@ -95,15 +95,16 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
                 (next_slot - 1) as u8
             }
         };
+        let target_dev = el
+            .child("target")
+            .and_then(|t| t.attr("dev"))
+            .map(str::to_string);
         let backend = if nic.kind == "bridge" {
             NicBackend::Tap {
                 bridge: nic.source_bridge.clone().ok_or_else(|| {
                     DomainError::invalid(el, "a bridge NIC needs <source bridge=>")
                 })?,
-                target: el
-                    .child("target")
-                    .and_then(|t| t.attr("dev"))
-                    .map(str::to_string),
+                target: target_dev.clone(),
             }
         } else {
             NicBackend::User(user_net(nic, el).map_err(|m| DomainError::invalid(el, m))?)
@@ -112,6 +113,7 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
             mac,
             slot,
             backend,
+            target_dev,
             network: (nic.kind == "network").then(|| {
                 nic.source_network
                     .clone()

@@ -16,7 +16,9 @@
 //! Isolated networks (no `<forward>`) run a switch process of their own
 //! ([`super::switch`]) from `net-start` to `net-destroy`: the VMs on one
 //! see each other and its DHCP server, and nothing else. Its pid is in
-//! the network's active marker. Bridged networks are not started yet.
+//! the network's active marker. Bridged networks (`<forward
+//! mode='bridge'/>`) use a bridge the host already has; starting one
+//! checks that it exists.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -434,6 +436,25 @@ impl NetworkStore {
                     .map_err(|e| switch(e.to_string()))?;
                 spawn_switch(name).map_err(switch)?.to_string()
             }
+            // libvirt's bridge mode: the host's own bridge, made by the
+            // administrator; the VMs' TAPs join it (see `super::tap`).
+            "bridge" => match network.def.bridge() {
+                Some(bridge) if std::path::Path::new("/sys/class/net").join(&bridge).exists() => {
+                    String::new()
+                }
+                Some(bridge) => {
+                    return Err(NetworkError::Switch {
+                        name: name.to_string(),
+                        message: format!("the host has no bridge '{bridge}' (create it first, e.g. `sudo ip link add {bridge} type bridge`)"),
+                    })
+                }
+                None => {
+                    return Err(NetworkError::Switch {
+                        name: name.to_string(),
+                        message: "forward mode 'bridge' needs <bridge name=>".into(),
+                    })
+                }
+            },
             _ => {
                 return Err(NetworkError::Unsupported {
                     name: name.to_string(),
@@ -558,12 +579,18 @@ mod tests {
         store.undefine("lab").unwrap();
         assert!(matches!(store.get("lab"), Err(NetworkError::NotFound(_))));
         let bridged = NetworkDef::parse(
-            "<network><name>br</name><forward mode='bridge'/><bridge name='br0'/></network>",
+            "<network><name>br</name><forward mode='bridge'/><bridge name='no-such-br9'/></network>",
         )
         .unwrap();
         store.define(bridged).unwrap();
+        let error = store.start("br").unwrap_err().to_string();
+        assert!(error.contains("no bridge 'no-such-br9'"), "{error}");
+        let macvtap =
+            NetworkDef::parse("<network><name>mv</name><forward mode='passthrough'/></network>")
+                .unwrap();
+        store.define(macvtap).unwrap();
         assert!(matches!(
-            store.start("br"),
+            store.start("mv"),
             Err(NetworkError::Unsupported { .. })
         ));
     }

@@ -108,6 +108,13 @@ pub fn resolve_networks(config: &mut VmConfig) -> Result<(), DomainError> {
                 "network '{name}' is not active (start it with `vireo net-start {name}`)"
             )));
         }
+        if network.def.forward_mode() == "bridge" {
+            nic.backend = NicBackend::Tap {
+                bridge: network.def.bridge().unwrap_or_default(),
+                target: nic.target_dev.clone(),
+            };
+            continue;
+        }
         if network.def.forward_mode() == "isolated" {
             nic.backend = NicBackend::Switch {
                 network: name.clone(),

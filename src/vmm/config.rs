@@ -58,6 +58,8 @@ pub struct NicConfig {
     /// PCI slot on bus 0.
     pub slot: u8,
     pub backend: NicBackend,
+    /// `<target dev=>`: the host device name asked for (a TAP).
+    pub target_dev: Option<String>,
     /// The libvirt network it is on (`<interface type='network'>`), whose
     /// definition supplies the addressing when the VM starts.
     pub network: Option<String>,
