@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 python3 scripts/bench.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
 python3 scripts/bench_vnc.py --vireo target/release/vireo
+python3 scripts/bench_net.py --vireo target/release/vireo
 python3 scripts/bench_gui.py --vireo target/release/vireo
 # The console widget's frame rate for full-screen 1024x768 changes (drawn
 # frames per second, software rendering on an Xvfb display).

@@ -23,7 +23,8 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
-  desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin)
+  desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
+  dnsmasq-base iproute2)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 

@@ -65,8 +65,22 @@ fn default_network_and_the_net_verbs() {
     let isolated = home.path("iso.xml");
     std::fs::write(&isolated, "<network><name>iso</name></network>").unwrap();
     home.ok(&["net-define", isolated.to_str().unwrap()]);
+    // An isolated network runs its switch until net-destroy.
+    assert_eq!(home.ok(&["net-start", "iso"]), "Network iso started\n\n");
+    let started = home.ok(&["net-list"]);
+    let stopped = home.run(&["net-destroy", "iso"]);
+    assert!(started.contains(" iso "), "{started}");
+    assert!(stopped.status.success());
+    assert!(!home.path("run/net-iso.sock").exists());
+    let bridged = home.path("br.xml");
+    std::fs::write(
+        &bridged,
+        "<network><name>br</name><forward mode='passthrough'/></network>",
+    )
+    .unwrap();
+    home.ok(&["net-define", bridged.to_str().unwrap()]);
     assert!(home
-        .fails(&["net-start", "iso"])
+        .fails(&["net-start", "br"])
         .contains("not supported yet"));
 }
 

@@ -45,6 +45,17 @@ pub enum NetCommand {
     NetDumpxml {
         network: String,
     },
+    /// The DHCP leases an isolated network's switch gave.
+    NetDhcpLeases {
+        network: String,
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// An isolated network's switch process (started by `net-start`).
+    #[command(name = "__netd", hide = true)]
+    Netd {
+        network: String,
+    },
     Domiflist {
         domain: String,
     },
@@ -85,6 +96,55 @@ fn store() -> Result<NetworkStore, String> {
     NetworkStore::open().map_err(|e| e.to_string())
 }
 
+/// virsh's `net-dhcp-leases` table; times are UTC.
+fn dhcp_leases(network: &str, mac: Option<&str>) -> Result<(), String> {
+    let net = store()?.get(network).map_err(|e| e.to_string())?;
+    let prefix = net.def.user_config().map_err(|e| e.to_string())?.prefix;
+    let wanted = mac.map(str::to_ascii_lowercase);
+    let rows: Vec<Vec<String>> = crate::net::switch::read_leases(network)
+        .into_iter()
+        .map(|lease| {
+            let secs = lease.expiry as i64;
+            let (y, mo, d) = crate::devices::cmos::civil_from_days(secs.div_euclid(86400));
+            let t = secs.rem_euclid(86400);
+            vec![
+                format!(
+                    "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+                    t / 3600,
+                    t / 60 % 60,
+                    t % 60
+                ),
+                lease
+                    .mac
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+                "ipv4".to_string(),
+                format!("{}/{prefix}", lease.ip),
+                "-".to_string(),
+                "-".to_string(),
+            ]
+        })
+        .filter(|row| wanted.as_ref().map_or(true, |m| *m == row[1]))
+        .collect();
+    println!(
+        "{}",
+        super::table::render(
+            &[
+                "Expiry Time",
+                "MAC address",
+                "Protocol",
+                "IP address",
+                "Hostname",
+                "Client ID or DUID"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
 fn yes(on: bool) -> String {
     if on { "yes" } else { "no" }.to_string()
 }
@@ -101,6 +161,12 @@ pub fn run(command: NetCommand) -> CliResult {
         NetCommand::NetUndefine { network } => {
             store()?.undefine(&network).map_err(|e| e.to_string())?;
             println!("Network {network} has been undefined\n");
+        }
+        NetCommand::NetDhcpLeases { network, mac } => dhcp_leases(&network, mac.as_deref())?,
+        NetCommand::Netd { network } => {
+            let def = store()?.get(&network).map_err(|e| e.to_string())?.def;
+            let dhcp = def.dhcp_config().map_err(|e| e.to_string())?;
+            crate::net::switch::run(&network, dhcp).map_err(|e| e.to_string())?;
         }
         NetCommand::NetStart { network } => {
             store()?.start(&network).map_err(|e| e.to_string())?;

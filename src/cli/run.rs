@@ -50,7 +50,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     for note in domain.unsupported() {
         eprintln!("vireo: note: {note}");
     }
-    let config = domain.to_vm_config().map_err(|e| e.to_string())?;
+    let mut config = domain.to_vm_config().map_err(|e| e.to_string())?;
+    crate::store::definition::resolve_networks(&mut config).map_err(|e| e.to_string())?;
     let vnc = vnc_config(&args, &config.name)?;
     run_with(
         config,

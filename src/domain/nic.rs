@@ -8,8 +8,10 @@
 //!   passt syntax, `<portForward proto= address=><range start= end= to=/>`.
 //! - `network`: the named network; until networks are defined in Vireo
 //!   every one is user-mode NAT on its libvirt default addressing.
-//! - `bridge` and the others are not connected yet (no NIC is built; the
-//!   unsupported list says so).
+//! - `bridge`: a TAP device on the host bridge `<source bridge=>`, named
+//!   by `<target dev=>` (see `net::tap` for the rights that takes).
+//! - the others are not connected yet (no NIC is built; the unsupported
+//!   list says so).
 //!
 //! A NIC without `<mac>` gets a random one in 52:54:00 for this run; a
 //! definition stored through Vireo already has one (see `fill_macs`).
@@ -43,7 +45,7 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 
 /// Whether Vireo connects NICs of this `type`.
 pub fn connectable(kind: &str) -> bool {
-    matches!(kind, "user" | "network")
+    matches!(kind, "user" | "network" | "bridge")
 }
 
 /// The NICs of `d`, in definition order, skipping the types that are not
@@ -93,11 +95,25 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
                 (next_slot - 1) as u8
             }
         };
-        let config = user_net(nic, el).map_err(|m| DomainError::invalid(el, m))?;
+        let target_dev = el
+            .child("target")
+            .and_then(|t| t.attr("dev"))
+            .map(str::to_string);
+        let backend = if nic.kind == "bridge" {
+            NicBackend::Tap {
+                bridge: nic.source_bridge.clone().ok_or_else(|| {
+                    DomainError::invalid(el, "a bridge NIC needs <source bridge=>")
+                })?,
+                target: target_dev.clone(),
+            }
+        } else {
+            NicBackend::User(user_net(nic, el).map_err(|m| DomainError::invalid(el, m))?)
+        };
         nics.push(NicConfig {
             mac,
             slot,
-            backend: NicBackend::User(config),
+            backend,
+            target_dev,
             network: (nic.kind == "network").then(|| {
                 nic.source_network
                     .clone()
@@ -196,7 +212,7 @@ pub fn unsupported(d: &Domain, out: &mut Vec<String>) {
                 None => format!("type {}", nic.kind),
             };
             out.push(format!(
-                "{what} ({on}) is not connected: only user-mode and NAT networks are supported yet"
+                "{what} ({on}) is not connected: only user-mode, network and bridge interfaces are supported yet"
             ));
             continue;
         }
@@ -246,13 +262,23 @@ mod tests {
              <portForward proto='udp' address='127.0.0.1'><range start='5000' end='5001' to='7000'/></portForward>\
              <portForward proto='tcp'><range start='2222' to='22'/></portForward></interface>\
              <interface type='network'><source network='default'/><model type='e1000'/></interface>\
-             <interface type='bridge'><source bridge='br0'/></interface>",
+             <interface type='bridge'><source bridge='br0'/><target dev='vireo7'/></interface>\
+             <interface type='direct'><source dev='eth0'/></interface>",
         );
         let nics = nic_configs(&d, &[4]).unwrap();
-        assert_eq!(nics.len(), 2, "the bridge is not connected");
+        assert_eq!(nics.len(), 3, "the direct NIC is not connected");
+        assert_eq!(
+            nics[2].backend,
+            NicBackend::Tap {
+                bridge: "br0".into(),
+                target: Some("vireo7".into())
+            }
+        );
         assert_eq!(nics[0].mac, [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]);
         assert_eq!((nics[0].slot, nics[1].slot), (3, 5));
-        let NicBackend::User(user) = &nics[0].backend;
+        let NicBackend::User(user) = &nics[0].backend else {
+            panic!("a user NIC")
+        };
         assert_eq!(user.forwards.len(), 3);
         assert_eq!(user.forwards[1].host_port, 5001);
         assert_eq!(user.forwards[1].guest_port, 7001);
@@ -263,7 +289,7 @@ mod tests {
         unsupported(&d, &mut notes);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("'e1000' is not emulated; it runs as virtio"));
-        assert!(notes[1].contains("bridge br0"));
+        assert!(notes[1].contains("type direct"), "{notes:?}");
     }
 
     #[test]
@@ -272,7 +298,9 @@ mod tests {
             "<interface type='user'><ip family='ipv4' address='10.0.5.0' prefix='24'/></interface>",
         );
         let nics = nic_configs(&d, &[]).unwrap();
-        let NicBackend::User(user) = &nics[0].backend;
+        let NicBackend::User(user) = &nics[0].backend else {
+            panic!("a user NIC")
+        };
         assert_eq!(user.gateway, Ipv4Addr::new(10, 0, 5, 1));
         assert_eq!(user.dhcp_start, Ipv4Addr::new(10, 0, 5, 2));
     }

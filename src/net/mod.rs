@@ -12,11 +12,16 @@
 //! unix-socket protocol, which would add a child process per VM to start,
 //! watch and clean up; libslirp is a library this process links.
 //!
-//! Not here yet: tap devices on a host bridge, and the isolated networks
-//! between VMs.
+//! [`switch::SwitchPort`] connects a NIC to the switch process of an
+//! isolated network, shared by the VMs on it.
+//!
+//! [`tap::TapBackend`] puts a NIC on a host bridge through a TAP device.
 
+pub mod dhcp;
 pub mod network;
 pub mod slirp;
+pub mod switch;
+pub mod tap;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -11,9 +11,14 @@
 //! Vireo's NAT networks are user-mode (libslirp) inside each VM process:
 //! starting one creates no host bridge or firewall rule, it marks the
 //! network usable. Every VM on it sees the network's addressing, but the
-//! VMs do not see each other (each has its own NAT). Isolated networks
-//! (`<forward>` absent… in libvirt that is isolated) and bridged ones need
-//! host devices and are not started yet.
+//! VMs do not see each other (each has its own NAT).
+//!
+//! Isolated networks (no `<forward>`) run a switch process of their own
+//! ([`super::switch`]) from `net-start` to `net-destroy`: the VMs on one
+//! see each other and its DHCP server, and nothing else. Its pid is in
+//! the network's active marker. Bridged networks (`<forward
+//! mode='bridge'/>`) use a bridge the host already has; starting one
+//! checks that it exists.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,8 @@ pub enum NetworkError {
     NotActive(String),
     #[error("network '{name}': forward mode '{mode}' is not supported yet (Vireo runs NAT networks in user mode)")]
     Unsupported { name: String, mode: String },
+    #[error("network '{name}': {message}")]
+    Switch { name: String, message: String },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -170,8 +177,116 @@ impl NetworkDef {
         Ok(config)
     }
 
+    /// The DHCP server of an isolated network: the `<ip>` address serves,
+    /// the `<dhcp><range>` (else the rest of the subnet) is handed out.
+    pub fn dhcp_config(&self) -> Result<super::dhcp::DhcpConfig, super::NetError> {
+        let user = self.user_config()?;
+        let mask = u32::from(user.netmask());
+        let last = (u32::from(user.network) | !mask).wrapping_sub(1);
+        let end = self
+            .root
+            .children_named("ip")
+            .find(|ip| ip.attr("family").unwrap_or("ipv4") == "ipv4")
+            .and_then(|ip| ip.child("dhcp"))
+            .and_then(|d| d.child("range"))
+            .and_then(|r| r.attr("end"))
+            .map(|e| {
+                e.parse::<Ipv4Addr>()
+                    .map_err(|_| super::NetError::Config("network <ip>: bad DHCP range end".into()))
+            })
+            .transpose()?
+            .unwrap_or(Ipv4Addr::from(last));
+        if u32::from(end) < u32::from(user.dhcp_start)
+            || u32::from(end) & mask != u32::from(user.network)
+        {
+            return Err(super::NetError::Config(format!(
+                "network <ip>: the DHCP range {}-{end} is not inside the network",
+                user.dhcp_start
+            )));
+        }
+        Ok(super::dhcp::DhcpConfig {
+            server: user.gateway,
+            netmask: user.netmask(),
+            start: user.dhcp_start,
+            end,
+            lease_secs: 3600,
+        })
+    }
+
     pub fn to_xml(&self) -> String {
         self.root.to_xml()
+    }
+}
+
+/// The argument after which the switch process has the network name.
+pub const SWITCH_VERB: &str = "__netd";
+
+/// Whether `pid` is the switch process of network `name`.
+fn process_is_switch(pid: u32, name: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == SWITCH_VERB.as_bytes() && w[1] == name.as_bytes())
+}
+
+/// Starts the switch of isolated network `name` (`vireo __netd NAME`) in
+/// its own session, logging to `net-NAME.log`; returns its pid once it
+/// accepts connections.
+fn spawn_switch(name: &str) -> Result<u32, String> {
+    use std::os::unix::process::CommandExt;
+    let log_dir = crate::paths::log_dir();
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
+    let log_path = log_dir.join(format!("net-{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open the log {}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the vireo program: {e}"))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg(SWITCH_VERB)
+        .arg(name)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it leaves the starter's session
+    // so that terminal signals do not stop the network.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the switch: {e}"))?;
+    let socket = super::switch::socket_path(name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if super::switch::connect(&socket).is_ok() {
+            return Ok(child.id());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the switch exited ({status}); see {}",
+                log_path.display()
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the switch did not come up in 10 s; see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -209,7 +324,8 @@ impl NetworkStore {
         if !store.run_dir.exists() {
             std::fs::create_dir_all(&store.run_dir).map_err(io("cannot create", &store.run_dir))?;
             for network in store.list()? {
-                if network.autostart && network.def.forward_mode() == "nat" {
+                let mode = network.def.forward_mode();
+                if network.autostart && (mode == "nat" || mode == "isolated") {
                     store.start(&network.def.name())?;
                 }
             }
@@ -266,9 +382,19 @@ impl NetworkStore {
             }
             Err(e) => return Err(io("cannot read", &path)(e)),
         };
+        let def = NetworkDef::parse(&xml)?;
+        let active = match std::fs::read_to_string(self.active_file(name)) {
+            // An isolated network is active while its switch runs.
+            Ok(pid) if def.forward_mode() == "isolated" => pid
+                .trim()
+                .parse()
+                .is_ok_and(|pid| process_is_switch(pid, name)),
+            Ok(_) => true,
+            Err(_) => false,
+        };
         Ok(Network {
-            def: NetworkDef::parse(&xml)?,
-            active: self.active_file(name).exists(),
+            def,
+            active,
             autostart: self.autostart_file(name).exists(),
         })
     }
@@ -297,15 +423,48 @@ impl NetworkStore {
             return Err(NetworkError::AlreadyActive(name.to_string()));
         }
         let mode = network.def.forward_mode();
-        if mode != "nat" {
-            return Err(NetworkError::Unsupported {
-                name: name.to_string(),
-                mode,
-            });
-        }
+        let marker = match mode.as_str() {
+            "nat" => String::new(),
+            "isolated" => {
+                let switch = |message| NetworkError::Switch {
+                    name: name.to_string(),
+                    message,
+                };
+                network
+                    .def
+                    .dhcp_config()
+                    .map_err(|e| switch(e.to_string()))?;
+                spawn_switch(name).map_err(switch)?.to_string()
+            }
+            // libvirt's bridge mode: the host's own bridge, made by the
+            // administrator; the VMs' TAPs join it (see `super::tap`).
+            "bridge" => match network.def.bridge() {
+                Some(bridge) if std::path::Path::new("/sys/class/net").join(&bridge).exists() => {
+                    String::new()
+                }
+                Some(bridge) => {
+                    return Err(NetworkError::Switch {
+                        name: name.to_string(),
+                        message: format!("the host has no bridge '{bridge}' (create it first, e.g. `sudo ip link add {bridge} type bridge`)"),
+                    })
+                }
+                None => {
+                    return Err(NetworkError::Switch {
+                        name: name.to_string(),
+                        message: "forward mode 'bridge' needs <bridge name=>".into(),
+                    })
+                }
+            },
+            _ => {
+                return Err(NetworkError::Unsupported {
+                    name: name.to_string(),
+                    mode,
+                })
+            }
+        };
         std::fs::create_dir_all(&self.run_dir).map_err(io("cannot create", &self.run_dir))?;
         let path = self.active_file(name);
-        std::fs::write(&path, b"").map_err(io("cannot write", &path))
+        std::fs::write(&path, marker).map_err(io("cannot write", &path))
     }
 
     pub fn destroy(&self, name: &str) -> Result<(), NetworkError> {
@@ -313,6 +472,17 @@ impl NetworkStore {
             return Err(NetworkError::NotActive(name.to_string()));
         }
         let path = self.active_file(name);
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|&pid| process_is_switch(pid, name))
+        {
+            // SAFETY: kill sends a signal; the pid was just checked to be
+            // this network's switch.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let _ = std::fs::remove_file(super::switch::socket_path(name));
+            let _ = std::fs::remove_file(super::switch::leases_path(name));
+        }
         std::fs::remove_file(&path).map_err(io("cannot remove", &path))
     }
 
@@ -362,6 +532,33 @@ mod tests {
     }
 
     #[test]
+    fn isolated_dhcp_range() {
+        let def = NetworkDef::parse(
+            "<network><name>iso</name><ip address='10.7.0.1' netmask='255.255.255.0'><dhcp><range start='10.7.0.50' end='10.7.0.60'/></dhcp></ip></network>",
+        )
+        .unwrap();
+        assert_eq!(def.forward_mode(), "isolated");
+        let dhcp = def.dhcp_config().unwrap();
+        assert_eq!(dhcp.server, Ipv4Addr::new(10, 7, 0, 1));
+        assert_eq!(dhcp.start, Ipv4Addr::new(10, 7, 0, 50));
+        assert_eq!(dhcp.end, Ipv4Addr::new(10, 7, 0, 60));
+        let whole = NetworkDef::parse(
+            "<network><name>i2</name><ip address='10.8.0.1' prefix='24'/></network>",
+        )
+        .unwrap()
+        .dhcp_config()
+        .unwrap();
+        assert_eq!(
+            (whole.start, whole.end),
+            (Ipv4Addr::new(10, 8, 0, 2), Ipv4Addr::new(10, 8, 0, 254))
+        );
+        assert!(NetworkDef::parse("<network><name>i3</name><ip address='10.9.0.1' prefix='24'><dhcp><range start='10.9.0.9' end='10.9.1.9'/></dhcp></ip></network>")
+            .unwrap()
+            .dhcp_config()
+            .is_err());
+    }
+
+    #[test]
     fn store_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
         let store = NetworkStore::at(dir.path().join("n"), dir.path().join("r"));
@@ -381,10 +578,19 @@ mod tests {
         store.destroy("lab").unwrap();
         store.undefine("lab").unwrap();
         assert!(matches!(store.get("lab"), Err(NetworkError::NotFound(_))));
-        let isolated = NetworkDef::parse("<network><name>iso</name></network>").unwrap();
-        store.define(isolated).unwrap();
+        let bridged = NetworkDef::parse(
+            "<network><name>br</name><forward mode='bridge'/><bridge name='no-such-br9'/></network>",
+        )
+        .unwrap();
+        store.define(bridged).unwrap();
+        let error = store.start("br").unwrap_err().to_string();
+        assert!(error.contains("no bridge 'no-such-br9'"), "{error}");
+        let macvtap =
+            NetworkDef::parse("<network><name>mv</name><forward mode='passthrough'/></network>")
+                .unwrap();
+        store.define(macvtap).unwrap();
         assert!(matches!(
-            store.start("iso"),
+            store.start("mv"),
             Err(NetworkError::Unsupported { .. })
         ));
     }

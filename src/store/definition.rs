@@ -62,25 +62,7 @@ impl Definition {
     /// active, as libvirt requires).
     pub fn vm_config(&self) -> Result<VmConfig, DomainError> {
         let mut config = self.domain.to_vm_config()?;
-        if config.nics.iter().any(|nic| nic.network.is_some()) {
-            let networks = NetworkStore::open().map_err(|e| DomainError::whole(e.to_string()))?;
-            for nic in &mut config.nics {
-                let Some(name) = &nic.network else { continue };
-                let network = networks
-                    .get(name)
-                    .map_err(|e| DomainError::whole(e.to_string()))?;
-                if !network.active {
-                    return Err(DomainError::whole(format!(
-                        "network '{name}' is not active (start it with `vireo net-start {name}`)"
-                    )));
-                }
-                let user = network
-                    .def
-                    .user_config()
-                    .map_err(|e| DomainError::whole(format!("network '{name}': {e}")))?;
-                nic.backend = NicBackend::User(user);
-            }
-        }
+        resolve_networks(&mut config)?;
         Ok(config)
     }
 
@@ -106,4 +88,45 @@ impl Definition {
             .to_ascii_lowercase();
         Ok(Self::from_domain(domain, uuid))
     }
+}
+
+/// Connects each NIC of `config` on a libvirt network to that network:
+/// a NAT network's addressing, an isolated network's switch. The network
+/// must be active, as libvirt requires.
+pub fn resolve_networks(config: &mut VmConfig) -> Result<(), DomainError> {
+    if !config.nics.iter().any(|nic| nic.network.is_some()) {
+        return Ok(());
+    }
+    let networks = NetworkStore::open().map_err(|e| DomainError::whole(e.to_string()))?;
+    for nic in &mut config.nics {
+        let Some(name) = &nic.network else { continue };
+        let network = networks
+            .get(name)
+            .map_err(|e| DomainError::whole(e.to_string()))?;
+        if !network.active {
+            return Err(DomainError::whole(format!(
+                "network '{name}' is not active (start it with `vireo net-start {name}`)"
+            )));
+        }
+        if network.def.forward_mode() == "bridge" {
+            nic.backend = NicBackend::Tap {
+                bridge: network.def.bridge().unwrap_or_default(),
+                target: nic.target_dev.clone(),
+            };
+            continue;
+        }
+        if network.def.forward_mode() == "isolated" {
+            nic.backend = NicBackend::Switch {
+                network: name.clone(),
+                socket: crate::net::switch::socket_path(name),
+            };
+            continue;
+        }
+        let user = network
+            .def
+            .user_config()
+            .map_err(|e| DomainError::whole(format!("network '{name}': {e}")))?;
+        nic.backend = NicBackend::User(user);
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@
 //! or the new one, never half of either.
 
 mod atomic;
-mod definition;
+pub(crate) mod definition;
 
 use std::path::{Path, PathBuf};
 

@@ -42,6 +42,13 @@ pub struct DiskConfig {
 pub enum NicBackend {
     /// User-mode NAT (libslirp) with this guest-side addressing.
     User(crate::net::UserNetConfig),
+    /// The switch of isolated network `network`, listening on `socket`.
+    Switch { network: String, socket: PathBuf },
+    /// A TAP device (`<target dev=>`, else a new one) on host bridge `bridge`.
+    Tap {
+        bridge: String,
+        target: Option<String>,
+    },
 }
 
 /// A virtio-net NIC (libvirt `<interface>`).
@@ -51,6 +58,8 @@ pub struct NicConfig {
     /// PCI slot on bus 0.
     pub slot: u8,
     pub backend: NicBackend,
+    /// `<target dev=>`: the host device name asked for (a TAP).
+    pub target_dev: Option<String>,
     /// The libvirt network it is on (`<interface type='network'>`), whose
     /// definition supplies the addressing when the VM starts.
     pub network: Option<String>,

@@ -13,6 +13,8 @@ use crate::devices::pci::{IntxRouter, PciIntx};
 use crate::devices::virtio::{VirtioNet, VirtioPciDevice};
 use crate::devices::GuestRam;
 use crate::net::slirp::SlirpBackend;
+use crate::net::switch::SwitchPort;
+use crate::net::tap::TapBackend;
 use crate::net::NetBackend;
 
 /// iPXE's legacy-BIOS ROM for virtio-net (Debian `ipxe-qemu`).
@@ -35,6 +37,12 @@ pub fn virtio_net(
     let device = VirtioNet::new(nic.mac, |sink| match &nic.backend {
         NicBackend::User(config) => {
             Ok(Box::new(SlirpBackend::new(config, sink)?) as Box<dyn NetBackend>)
+        }
+        NicBackend::Tap { bridge, target } => {
+            Ok(Box::new(TapBackend::new(bridge, target.as_deref(), sink)?) as Box<dyn NetBackend>)
+        }
+        NicBackend::Switch { network, socket } => {
+            Ok(Box::new(SwitchPort::new(network, socket, sink)?) as Box<dyn NetBackend>)
         }
     })
     .map_err(|source| VmmError::Nic {
