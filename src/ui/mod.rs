@@ -12,8 +12,10 @@
 //!          ├─ "no-kvm": AdwStatusPage (what to fix)
 //!          └─ "vm": AdwViewStack (vm_page): Console / Details / Serial
 //! NewVmWizard (wizard): a modal window with the five steps
+//! ConnectionWindow (connection): the host's overview and its storage
 //! ```
 
+mod connection;
 pub mod console;
 mod console_host;
 mod i18n;

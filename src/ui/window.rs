@@ -10,6 +10,7 @@ use std::time::Duration;
 use adw::prelude::*;
 use relm4::prelude::*;
 
+use super::connection::{ConnectionWindow, Page as ConnectionPage};
 use super::i18n::gettext_f;
 use super::vm_list::{VmList, THUMBNAIL_WIDTH};
 use super::vm_page::VmPage;
@@ -85,6 +86,8 @@ pub enum AppMsg {
     About,
     Preferences,
     SetConfirmForceOff(bool),
+    /// Open Connection Details on this page.
+    Connection(ConnectionPage),
 }
 
 /// What a confirmation dialog collected.
@@ -130,6 +133,8 @@ pub struct App {
     console: super::console_host::ConsoleHost,
     sender: ComponentSender<App>,
     preferences: crate::manager::preferences::Preferences,
+    /// Made on first use, then kept so its pages keep their state.
+    connection: Option<ConnectionWindow>,
 }
 
 pub struct AppWidgets {}
@@ -166,6 +171,10 @@ impl Component for App {
             .build();
         let primary_menu = gtk::gio::Menu::new();
         let section = gtk::gio::Menu::new();
+        let connection = gtk::gio::Menu::new();
+        connection.append(Some(&gettext("_Storage")), Some("win.storage"));
+        connection.append(Some(&gettext("_Host Details")), Some("win.host"));
+        primary_menu.append_section(None, &connection);
         section.append(Some(&gettext("_Preferences")), Some("win.preferences"));
         section.append(
             Some(&gettext("_Keyboard Shortcuts")),
@@ -299,6 +308,8 @@ impl Component for App {
             ("demo", || AppMsg::Demo),
             ("about", || AppMsg::About),
             ("preferences", || AppMsg::Preferences),
+            ("storage", || AppMsg::Connection(ConnectionPage::Storage)),
+            ("host", || AppMsg::Connection(ConnectionPage::Overview)),
         ] {
             let a = gtk::gio::SimpleAction::new(name, None);
             let input = sender.input_sender().clone();
@@ -348,6 +359,7 @@ impl Component for App {
             console,
             sender: sender.clone(),
             preferences: crate::manager::preferences::Preferences::load(),
+            connection: None,
         };
         model
             .console
@@ -437,6 +449,12 @@ impl Component for App {
             AppMsg::SetConfirmForceOff(on) => {
                 self.preferences.confirm_force_off = on;
                 self.save_preferences();
+            }
+            AppMsg::Connection(page) => {
+                let window = &self.window;
+                self.connection
+                    .get_or_insert_with(|| ConnectionWindow::new(window))
+                    .present(page);
             }
         }
         self.refresh_view();
