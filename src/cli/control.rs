@@ -33,17 +33,6 @@ fn execute(which: &str, command: &str, arguments: Value) -> Result<(String, Valu
 }
 
 /// "running" or "paused", as QMP's query-status says, for a running VM.
-pub fn live_state(name: &str) -> Option<String> {
-    let mut client = ControlClient::connect(RunFiles::new(name).control()).ok()?;
-    let status = client.execute("query-status", Value::Null).ok()?;
-    Some(match status["status"].as_str()? {
-        "paused" => "paused".to_string(),
-        "guest-panicked" => "crashed".to_string(),
-        "shutdown" => "in shutdown".to_string(),
-        _ => "running".to_string(),
-    })
-}
-
 pub fn suspend(which: &str) -> CliResult {
     let (name, _) = execute(which, "stop", Value::Null)?;
     println!("Domain '{name}' suspended\n");

@@ -6,6 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use crate::manager::inventory;
+use crate::manager::lifecycle::VmState;
 use crate::runtime::{spawn, RunFiles, RunState};
 use crate::store::{Definition, Store};
 
@@ -28,13 +30,21 @@ fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
     Ok((definition, state))
 }
 
-/// virsh's state words: "running", "paused" (asked of the VM itself),
-/// "shut off".
+/// virsh's state words for what the VM's process says (asked of the VM
+/// itself), or "shut off" when there is none.
 fn state_name(definition: &Definition, state: &Option<RunState>) -> String {
-    match state {
-        Some(_) => super::control::live_state(&definition.name).unwrap_or_else(|| "running".into()),
-        None => "shut off".into(),
+    if state.is_none() {
+        return "shut off".into();
     }
+    // As long as any command waits: a loaded host must not turn "paused"
+    // into "running".
+    let word = match inventory::query_state(&definition.name, crate::control::DEFAULT_TIMEOUT) {
+        Some(VmState::Paused) => "paused",
+        Some(VmState::Crashed) => "crashed",
+        Some(VmState::PoweredOff) => "in shutdown",
+        _ => "running",
+    };
+    word.into()
 }
 
 pub fn define(file: PathBuf) -> CliResult {

@@ -42,25 +42,31 @@ impl VmSummary {
 }
 
 /// What the VM process of `name` says it is doing; `ShutOff` when there
-/// is no process.
+/// is no process, `Running` when it does not answer in time.
 pub fn live_state(name: &str) -> VmState {
-    let files = RunFiles::new(name);
-    if files.running().is_none() {
+    if RunFiles::new(name).running().is_none() {
         return VmState::ShutOff;
     }
-    let status = ControlClient::connect(files.control()).and_then(|mut client| {
-        client.set_timeout(STATUS_TIMEOUT);
+    query_state(name, STATUS_TIMEOUT).unwrap_or(VmState::Running)
+}
+
+/// Asks a running VM's process for its state (QMP `query-status`), waiting
+/// at most `timeout`; `None` when it cannot be asked.
+pub fn query_state(name: &str, timeout: Duration) -> Option<VmState> {
+    let status = ControlClient::connect(RunFiles::new(name).control()).and_then(|mut client| {
+        client.set_timeout(timeout);
         client.execute("query-status", Value::Null)
     });
     match status {
-        Ok(status) => match status["status"].as_str() {
+        Ok(status) => Some(match status["status"].as_str() {
             Some("paused") => VmState::Paused,
             Some("guest-panicked") | Some("internal-error") => VmState::Crashed,
+            Some("shutdown") => VmState::PoweredOff,
             _ => VmState::Running,
-        },
+        }),
         Err(e) => {
             tracing::debug!(vm = name, "status query failed: {e}");
-            VmState::Running
+            None
         }
     }
 }

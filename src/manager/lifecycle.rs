@@ -23,6 +23,9 @@ pub enum VmState {
     Paused,
     /// Stopped at a guest crash, kept for inspection (`<on_crash>preserve`).
     Crashed,
+    /// The guest powered off and `<on_poweroff>preserve` keeps its process
+    /// (QMP status "shutdown") until it is forced off.
+    PoweredOff,
     /// The VM's process is being started.
     Starting,
     /// The guest was asked to shut down (ACPI) and has not yet.
@@ -42,7 +45,7 @@ impl VmState {
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            Self::ShutOff | Self::Running | Self::Paused | Self::Crashed
+            Self::ShutOff | Self::Running | Self::Paused | Self::Crashed | Self::PoweredOff
         )
     }
 
@@ -166,8 +169,9 @@ impl Lifecycle {
         }
         match (action, state) {
             (A::Start, S::ShutOff) => Decision::Accept,
-            // A crashed VM's process is kept for inspection until forced off.
-            (A::Start, S::Crashed) => Decision::Refuse(Refusal::NotShutOff),
+            // A crashed or preserved VM's process is kept for inspection
+            // until forced off.
+            (A::Start, S::Crashed | S::PoweredOff) => Decision::Refuse(Refusal::NotShutOff),
             (A::Start, _) => Decision::Ignore,
 
             (A::Pause, S::Running) => Decision::Accept,
@@ -191,9 +195,10 @@ impl Lifecycle {
             (A::Delete | A::Clone, S::ShutOff) => Decision::Accept,
             (A::Delete | A::Clone, _) => Decision::Refuse(Refusal::NotShutOff),
 
-            (A::Screenshot, S::Running | S::Paused | S::Crashed | S::ShuttingDown) => {
-                Decision::Accept
-            }
+            (
+                A::Screenshot,
+                S::Running | S::Paused | S::Crashed | S::PoweredOff | S::ShuttingDown,
+            ) => Decision::Accept,
             (A::SendKey, S::Running | S::ShuttingDown) => Decision::Accept,
             (A::SendKey, S::Paused) => Decision::Refuse(Refusal::Paused),
             (A::Screenshot | A::SendKey, _) => Decision::Refuse(Refusal::NotRunning),
@@ -407,13 +412,18 @@ mod tests {
     }
 
     #[test]
-    fn a_crashed_vm_is_kept_until_forced_off() {
-        let vm = Lifecycle::new(S::Crashed);
-        assert_eq!(vm.decide(A::Start), Decision::Refuse(Refusal::NotShutOff));
-        assert_eq!(vm.decide(A::Delete), Decision::Refuse(Refusal::NotShutOff));
-        assert!(vm.allows(A::ForceOff));
-        assert!(vm.allows(A::Screenshot));
-        assert!(!vm.allows(A::SendKey));
+    fn crashed_and_preserved_vms_are_kept_until_forced_off() {
+        for kept in [S::Crashed, S::PoweredOff] {
+            let mut vm = Lifecycle::new(kept);
+            assert_eq!(vm.decide(A::Start), Decision::Refuse(Refusal::NotShutOff));
+            assert_eq!(vm.decide(A::Delete), Decision::Refuse(Refusal::NotShutOff));
+            assert_eq!(vm.decide(A::ShutDown), Decision::Ignore);
+            assert!(vm.allows(A::Screenshot));
+            assert!(!vm.allows(A::SendKey));
+            assert_eq!(vm.request(A::ForceOff), Decision::Accept);
+            vm.finished(A::ForceOff, true, S::ShutOff);
+            assert_eq!(vm.decide(A::Start), Decision::Accept);
+        }
     }
 
     #[test]

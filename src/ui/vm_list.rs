@@ -20,6 +20,9 @@ pub fn state_label(state: VmState) -> String {
         VmState::Running => gettext("Running"),
         VmState::Paused => gettext("Paused"),
         VmState::Crashed => gettext("Crashed"),
+        // Translators: the guest shut itself down, and the VM is kept
+        // (not yet shut off) so its screen can still be seen.
+        VmState::PoweredOff => gettext("Powered off (kept)"),
         VmState::Starting => gettext("Starting…"),
         VmState::ShuttingDown => gettext("Shutting down…"),
         VmState::Stopping => gettext("Forcing off…"),
