@@ -6,76 +6,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::asm::{boot_sector, firmware};
-use common::{guest, kvm_available, require_program, Domain, Vm};
+use common::vnc::{free_display, gvnccapture, ocr, vncdo};
+use common::{guest, kvm_available, Domain, Vm};
 use iced_x86::code_asm::*;
-
-/// A free TCP port above 5900, as a VNC display number.
-fn free_display() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if port > 5900 {
-            return port - 5900;
-        }
-    }
-}
-
-fn vncdo(display: u16, password: Option<&str>, args: &[&str]) -> Output {
-    require_program("vncdo");
-    let mut command = Command::new("vncdo");
-    command
-        .arg("-s")
-        .arg(format!("127.0.0.1::{}", 5900 + display));
-    if let Some(password) = password {
-        command.args(["--password", password]);
-    }
-    command.args(args);
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            return child.wait_with_output().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn gvnccapture(display: u16, file: &Path) {
-    require_program("gvnccapture");
-    let out = Command::new("timeout")
-        .args(["30", "gvnccapture"])
-        .arg(format!("127.0.0.1:{display}"))
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gvnccapture failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ocr(file: &Path) -> String {
-    require_program("tesseract");
-    let out = Command::new("tesseract")
-        .arg(file)
-        .arg("-")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Captures with vncdo until tesseract reads `text`, or fails after `timeout`.
 fn wait_for_screen_text(display: u16, dir: &Path, text: &str, timeout: Duration) -> PathBuf {

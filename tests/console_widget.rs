@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::asm::{fill_rect_32bpp, firmware, unreal_mode_fs, vbe_linear_mode};
+use common::vnc::free_display;
 use common::{kvm_available, require_program, Domain, Vm};
 use gtk::prelude::*;
 use iced_x86::code_asm::*;
@@ -130,16 +131,6 @@ fn xdotool(display: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_vnc_display() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if port > 5900 {
-            return port - 5900;
-        }
-    }
-}
-
 fn rgb_at(fb: &(u32, u32, Vec<u8>), x: u32, y: u32) -> u32 {
     let at = ((y * fb.0 + x) * 3) as usize;
     u32::from_be_bytes([0, fb.2[at], fb.2[at + 1], fb.2[at + 2]])
@@ -159,7 +150,7 @@ fn main() {
     let scratch = tempfile::tempdir().unwrap();
     let bios = common::guest::write(scratch.path(), "guest.bin", &guest());
     let socket = scratch.path().join("console.vnc");
-    let tcp = free_vnc_display();
+    let tcp = free_display();
     let mut vm = Vm::start_with(
         &Domain::new("widget").firmware(&bios),
         &[

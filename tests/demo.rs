@@ -12,10 +12,11 @@ mod demo_guest;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::vnc::{free_display, vncdo_ok};
 use common::{kvm_available, require_program};
 use demo_guest::*;
 
@@ -98,40 +99,10 @@ fn the_demo_vm_greets_and_echoes_in_capitals() {
     );
 }
 
-/// A free TCP port above 5900, as a VNC display number.
-fn free_display() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if port > 5900 {
-            return port - 5900;
-        }
-    }
-}
-
-/// vncdotool against the demo's VNC server, given up after 30 s.
-fn vncdo(display: u16, args: &[&str]) -> Output {
-    require_program("vncdo");
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg("vncdo")
-        .arg("-s")
-        .arg(format!("127.0.0.1::{}", 5900 + display))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "vncdo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// The screen as vncdotool captures it.
 fn capture(display: u16, dir: &Path) -> image::RgbImage {
     let shot = dir.join("screen.png");
-    vncdo(display, &["capture", shot.to_str().unwrap()]);
+    vncdo_ok(display, &["capture", shot.to_str().unwrap()]);
     image::open(&shot).unwrap().to_rgb8()
 }
 
@@ -204,7 +175,7 @@ fn the_demo_vm_shows_its_splash_and_echoes_keys_typed_over_vnc() {
     // Keys over VNC reach the guest through the i8042 and int 16h: serial
     // echo in capitals, the screen as typed, in the typed-text colour.
     assert_eq!(count(&shot, rgb8(FIXED_RGB6[(TYPED - BIRD) as usize])), 0);
-    vncdo(
+    vncdo_ok(
         display,
         &["type", "hello there", "key", "enter", "type", "wren"],
     );

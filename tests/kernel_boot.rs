@@ -10,12 +10,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{kvm_available, Domain, Vm};
+use common::{kvm_available, Capture, Domain, Vm};
 use vireo::vmm::inspect::HeldMachine;
 use vireo::vmm::{ConsoleIo, DirectBoot, SharedWriter, VmConfig};
 use vm_memory::{Bytes, GuestAddress};
@@ -54,18 +52,6 @@ fn debian_kernel() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn guest_bytes(held: &HeldMachine, addr: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
@@ -243,7 +229,7 @@ fn debian_kernel_is_loaded_and_entered_per_the_boot_protocol() {
     }
     held.pause();
     let rips: Vec<String> = rips.iter().map(|r| format!("{r:#x}")).collect();
-    let output = String::from_utf8_lossy(&serial.0.lock().unwrap()).into_owned();
+    let output = serial.text();
     eprintln!("kernel run: RIP samples every 5 s: {}", rips.join(" "));
     eprintln!("kernel run: stopped by itself: {stopped:?}");
     eprintln!(

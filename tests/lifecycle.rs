@@ -5,36 +5,18 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::asm::firmware;
-use common::kvm_available;
+use common::{kvm_available, Capture};
 use iced_x86::code_asm::*;
 use vireo::vmm::{
     ConsoleIo, Outcome, Request, SharedWriter, VmConfig, VmEvent, VmRunner, VmStatus,
 };
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();

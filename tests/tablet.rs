@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::asm::{boot_sector, firmware, out16, out32};
-use common::{guest, kvm_available, require_program, Domain, Vm};
+use common::vnc::{free_display, vncdo};
+use common::{guest, kvm_available, Domain, Vm};
 use iced_x86::code_asm::*;
 
 const TABLET: &str =
@@ -201,38 +201,6 @@ fn tablet_guest() -> Vec<u8> {
     })
 }
 
-/// A free TCP port above 5900, as a VNC display number.
-fn free_display() -> u16 {
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if port > 5900 {
-            return port - 5900;
-        }
-    }
-}
-
-fn vncdo(display: u16, args: &[&str]) -> Output {
-    require_program("vncdo");
-    let mut child = Command::new("vncdo")
-        .arg("-s")
-        .arg(format!("127.0.0.1::{}", 5900 + display))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// The tablet coordinate a surface position maps to.
 fn absolute(position: u32, extent: u32) -> u32 {
     position * 0x7fff / (extent - 1)
@@ -260,7 +228,7 @@ fn a_vnc_click_reaches_a_guest_driving_the_usb_tablet_at_the_same_place() {
     let start = Instant::now();
     loop {
         let shot = dir.path().join("shot.png");
-        let out = vncdo(display, &["capture", shot.to_str().unwrap()]);
+        let out = vncdo(display, None, &["capture", shot.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "{}",
@@ -283,6 +251,7 @@ fn a_vnc_click_reaches_a_guest_driving_the_usb_tablet_at_the_same_place() {
     let (x, y) = (123, 456);
     let out = vncdo(
         display,
+        None,
         &["move", &x.to_string(), &y.to_string(), "click", "1"],
     );
     assert!(

@@ -6,6 +6,7 @@
 pub mod asm;
 pub mod desktop;
 pub mod guest;
+pub mod vnc;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -317,5 +318,26 @@ impl Home {
             "a failure prints nothing on stdout"
         );
         String::from_utf8(output.stderr).unwrap()
+    }
+}
+
+/// What an in-process machine writes to its serial port, for tests that
+/// drive `VmRunner` directly instead of a `vireo run` process.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
