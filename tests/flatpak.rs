@@ -416,7 +416,10 @@ fn libslirp_comes_from_its_release_with_a_checksum() {
 #[test]
 fn flatpak_builder_reads_the_manifest_without_warnings() {
     require_program("flatpak-builder");
+    // It creates its state directory, .flatpak-builder/, where it runs.
+    let cwd = tempfile::tempdir().unwrap();
     let out = Command::new("flatpak-builder")
+        .current_dir(cwd.path())
         .arg("--show-manifest")
         .arg(root().join(format!("flatpak/{APP_ID}.json")))
         .output()
