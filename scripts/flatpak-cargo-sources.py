@@ -10,7 +10,8 @@ listed as a checksummed download that flatpak-builder fetches beforehand:
   a vendored crate (the package checksum; no per-file sums, which cargo then
   does not check);
 - a git dependency becomes a `git` source pinned to the commit Cargo.lock
-  records (the crate must sit at the root of its repository);
+  records (the crate must sit at the root of its repository; untried, as
+  Vireo has no git dependency today);
 - a `cargo/config.toml` replaces crates.io (and each git repository) with
   the vendored directory. The manifest sets CARGO_HOME to the build
   directory's `cargo/`, so cargo reads it.
@@ -66,9 +67,16 @@ def git_sources(package):
     url, _, commit = spec.partition("#")
     if not commit:
         raise SystemExit(f"{name} {version}: git source without a commit: {spec}")
-    repo = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
+    parts = urllib.parse.urlsplit(url)
+    repo = parts._replace(query="", fragment="").geturl()
+    # Cargo matches the replacement by URL and the branch, tag or rev asked.
+    reference = tuple(
+        (key, values[0])
+        for key, values in sorted(urllib.parse.parse_qs(parts.query).items())
+        if key in ("branch", "tag", "rev")
+    )
     dest = f"{VENDOR}/{name}-{version}"
-    return repo, [
+    return (repo, reference), [
         {"type": "git", "url": repo, "commit": commit, "dest": dest},
         checksum_file(dest, None),
     ]
@@ -82,8 +90,10 @@ def cargo_config(git_repos):
         "[source.crates-io]",
         'replace-with = "vendored-sources"',
     ]
-    for repo in sorted(git_repos):
-        lines += ["", f'[source."{repo}"]', f'git = "{repo}"', 'replace-with = "vendored-sources"']
+    for n, (repo, reference) in enumerate(sorted(git_repos)):
+        lines += ["", f"[source.git-{n}]", f'git = "{repo}"']
+        lines += [f'{key} = "{value}"' for key, value in reference]
+        lines.append('replace-with = "vendored-sources"')
     return {
         "type": "inline",
         "contents": "\n".join(lines) + "\n",
