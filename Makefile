@@ -7,7 +7,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: run test bench build lint setup-run setup-test setup-bench clean
+.PHONY: run test bench build lint setup-run setup-test setup-bench clean install uninstall
 
 build:
 	$(CARGO) build --release
@@ -41,3 +41,52 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Installation for distribution packagers (and the Flatpak, which runs
+# `make install PREFIX=/app`): `make install PREFIX=/usr DESTDIR=pkgroot`.
+# It installs the release binary as built; only when there is none does it
+# build one, so `sudo make install` after `make build` never runs cargo as
+# root. The translations are the .mo files build.rs compiled into
+# build/locale (remade from po/ here if missing or stale); the binary finds them, and the firmware directory, relative
+# to itself (bin/../share), so any PREFIX works without rebuilding.
+# share/vireo/firmware is where packagers put SeaBIOS's bios-256k.bin and
+# vgabios-stdvga.bin; Vireo also looks in /usr/share/seabios (Debian's
+# seabios package), so depending on that package works as well.
+APP_ID = dev.vireo.Vireo
+BINARY = target/release/vireo
+LANGUAGES = $(shell sed -e 's/\#.*//' po/LINGUAS)
+ICONS = $(patsubst data/icons/%,%,$(wildcard data/icons/hicolor/*/apps/*))
+bindir = $(DESTDIR)$(PREFIX)/bin
+datadir = $(DESTDIR)$(PREFIX)/share
+schemadir = $(datadir)/glib-2.0/schemas
+
+MO_FILES = $(foreach lang,$(LANGUAGES),build/locale/$(lang)/LC_MESSAGES/vireo.mo)
+
+$(BINARY):
+	$(CARGO) build --release
+
+# The same files build.rs writes; made here too, as a fresh binary does not
+# rerun build.rs.
+build/locale/%/LC_MESSAGES/vireo.mo: po/%.po
+	mkdir -p $(@D)
+	msgfmt --check -o $@ $<
+
+install: $(BINARY) $(MO_FILES)
+	install -Dm755 $(BINARY) $(bindir)/vireo
+	install -Dm644 data/$(APP_ID).desktop $(datadir)/applications/$(APP_ID).desktop
+	install -Dm644 data/$(APP_ID).metainfo.xml $(datadir)/metainfo/$(APP_ID).metainfo.xml
+	install -Dm644 data/$(APP_ID).gschema.xml $(schemadir)/$(APP_ID).gschema.xml
+	$(foreach icon,$(ICONS),install -Dm644 data/icons/$(icon) $(datadir)/icons/$(icon) &&) true
+	$(foreach lang,$(LANGUAGES),install -Dm644 build/locale/$(lang)/LC_MESSAGES/vireo.mo $(datadir)/locale/$(lang)/LC_MESSAGES/vireo.mo &&) true
+	install -d $(datadir)/vireo/firmware
+	$(if $(DESTDIR),,glib-compile-schemas $(schemadir))
+
+uninstall:
+	rm -f $(bindir)/vireo
+	rm -f $(datadir)/applications/$(APP_ID).desktop
+	rm -f $(datadir)/metainfo/$(APP_ID).metainfo.xml
+	rm -f $(schemadir)/$(APP_ID).gschema.xml
+	rm -f $(foreach icon,$(ICONS),$(datadir)/icons/$(icon))
+	rm -f $(foreach lang,$(LANGUAGES),$(datadir)/locale/$(lang)/LC_MESSAGES/vireo.mo)
+	-rmdir $(datadir)/vireo/firmware $(datadir)/vireo 2>/dev/null
+	$(if $(DESTDIR),,if [ -d $(schemadir) ]; then glib-compile-schemas $(schemadir); fi)

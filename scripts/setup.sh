@@ -19,12 +19,13 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # ImageMagick and tesseract (English and Simplified Chinese, with CJK fonts
 # and the locales package for the zh_CN test) for the window's end-to-end
 # tests, and the validators of the desktop entry, AppStream metainfo and
-# GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons.
+# GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons;
+# flatpak-builder parses the Flatpak manifest (tests/flatpak.rs).
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
-  dnsmasq-base iproute2)
+  dnsmasq-base iproute2 flatpak-builder)
 # The reference VMM the benchmarks compare against.
 bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
 

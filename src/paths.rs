@@ -73,6 +73,22 @@ pub fn domains_dir() -> PathBuf {
     config_dir().join("domains")
 }
 
+/// The installed data directory, `PREFIX/share` for a binary installed as
+/// `PREFIX/bin/vireo` (`make install`, the Flatpak's `/app`), found from
+/// the running executable so one build works under any prefix. `None` for
+/// a binary that is not in a `bin/` directory, such as a cargo build.
+pub fn installed_share_dir() -> Option<PathBuf> {
+    share_dir_of(&std::env::current_exe().ok()?)
+}
+
+fn share_dir_of(exe: &std::path::Path) -> Option<PathBuf> {
+    let bin = exe.parent()?;
+    if bin.file_name()? != "bin" {
+        return None;
+    }
+    Some(bin.parent()?.join("share"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +103,19 @@ mod tests {
         assert_eq!(runtime_dir(), PathBuf::from("/tmp/vh/run"));
         assert_eq!(domains_dir(), PathBuf::from("/tmp/vh/config/domains"));
         std::env::remove_var("VIREO_HOME");
+    }
+
+    #[test]
+    fn the_share_dir_is_beside_bin() {
+        use std::path::Path;
+        assert_eq!(
+            share_dir_of(Path::new("/usr/local/bin/vireo")),
+            Some(PathBuf::from("/usr/local/share"))
+        );
+        assert_eq!(
+            share_dir_of(Path::new("/app/bin/vireo")),
+            Some(PathBuf::from("/app/share"))
+        );
+        assert_eq!(share_dir_of(Path::new("/src/target/release/vireo")), None);
     }
 }

@@ -174,8 +174,13 @@ fn open_window(demo: bool) -> ExitCode {
         .iter()
         .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
     if !has_display {
+        // Translated: the person who typed `vireo` reads this instead of a window.
+        crate::ui::init_translations();
         eprintln!(
-            "vireo: there is no display to open the window on; `vireo demo` runs the demo VM in this terminal, and `vireo --help` lists the commands"
+            "vireo: {}",
+            crate::ui::gettext(
+                "there is no display to open the window on; `vireo demo` runs the demo VM in this terminal, and `vireo --help` lists the commands"
+            )
         );
         return ExitCode::FAILURE;
     }

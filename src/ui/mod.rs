@@ -25,7 +25,7 @@ mod vm_page;
 mod window;
 mod wizard;
 
-pub use i18n::{gettext, ngettext};
+pub use i18n::{gettext, init as init_translations, ngettext};
 
 /// The application id (desktop file, GSettings, D-Bus name).
 pub const APP_ID: &str = "dev.vireo.Vireo";

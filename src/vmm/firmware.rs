@@ -2,7 +2,9 @@
 //!
 //! Searched in order: the domain's `<os><loader>`, `$VIREO_FIRMWARE_DIR`,
 //! the Flatpak's `/app/share/vireo/firmware`, the install prefix's
-//! `share/vireo/firmware`, and Debian's `/usr/share/seabios`.
+//! `share/vireo/firmware` (beside the running binary's `bin/`, as
+//! `make install` lays it out, or `VIREO_PREFIX` given at build time), and
+//! Debian's `/usr/share/seabios`.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,9 @@ pub fn search_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(dir));
     }
     dirs.push(PathBuf::from("/app/share/vireo/firmware"));
+    if let Some(share) = crate::paths::installed_share_dir() {
+        dirs.push(share.join("vireo/firmware"));
+    }
     if let Some(prefix) = option_env!("VIREO_PREFIX") {
         dirs.push(Path::new(prefix).join("share/vireo/firmware"));
     }
