@@ -66,10 +66,11 @@ $(BINARY):
 	$(CARGO) build --release
 
 # The same files build.rs writes; made here too, as a fresh binary does not
-# rerun build.rs.
+# rerun build.rs. Written aside and renamed, so two makes at once (the
+# install tests) never leave a half-written catalogue.
 build/locale/%/LC_MESSAGES/vireo.mo: po/%.po
 	mkdir -p $(@D)
-	msgfmt --check -o $@ $<
+	msgfmt --check -o $@.$$$$ $< && mv -f $@.$$$$ $@
 
 install: $(BINARY) $(MO_FILES)
 	install -Dm755 $(BINARY) $(bindir)/vireo
