@@ -18,12 +18,14 @@ use common::require_program;
 use serde_json::Value;
 
 const APP_ID: &str = "dev.vireo.Vireo";
-const FINISH_ARGS: [&str; 5] = [
+const FINISH_ARGS: [&str; 6] = [
     "--device=kvm",
     "--share=ipc",
     "--socket=wayland",
     "--socket=fallback-x11",
     "--device=dri",
+    // The guests' NAT network: libslirp opens the host sockets for them.
+    "--share=network",
 ];
 
 fn root() -> PathBuf {
@@ -145,7 +147,7 @@ fn the_manifest_builds_on_the_gnome_runtime_with_rust_stable() {
 }
 
 #[test]
-fn the_sandbox_gets_kvm_and_a_display_and_nothing_else() {
+fn the_sandbox_gets_kvm_a_display_and_the_guests_network_and_nothing_else() {
     let m = manifest();
     let args: Vec<&str> = m["finish-args"]
         .as_array()
@@ -155,7 +157,12 @@ fn the_sandbox_gets_kvm_and_a_display_and_nothing_else() {
         .collect();
     assert_eq!(args, FINISH_ARGS);
     // Spelled out, so that a later edit adding them fails here by name.
-    for forbidden in ["--share=network", "--filesystem=host", "--filesystem=home"] {
+    for forbidden in [
+        "--filesystem=host",
+        "--filesystem=home",
+        "--device=all",
+        "--talk-name=org.freedesktop.Flatpak",
+    ] {
         assert!(!args.contains(&forbidden), "{forbidden}");
     }
     assert!(!args.iter().any(|a| a.starts_with("--filesystem")));

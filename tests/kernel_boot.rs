@@ -52,7 +52,6 @@ fn debian_kernel() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-
 fn guest_bytes(held: &HeldMachine, addr: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     held.ram().read_slice(&mut buf, GuestAddress(addr)).unwrap();

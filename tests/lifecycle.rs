@@ -16,8 +16,6 @@ use vireo::vmm::{
     ConsoleIo, Outcome, Request, SharedWriter, VmConfig, VmEvent, VmRunner, VmStatus,
 };
 
-
-
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
