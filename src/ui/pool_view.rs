@@ -39,10 +39,14 @@ pub fn background_with_progress<T: Send + 'static>(
     let worker = std::thread::Builder::new()
         .name("vireo-storage".into())
         .spawn(move || {
-            let mut last = Instant::now() - Duration::from_secs(1);
+            let mut last: Option<Instant> = None;
             let result = work(&mut |done, total| {
-                if last.elapsed() >= Duration::from_millis(150) {
-                    last = Instant::now();
+                let due = match last {
+                    Some(t) => t.elapsed() >= Duration::from_millis(150),
+                    None => true,
+                };
+                if due {
+                    last = Some(Instant::now());
                     let _ = tx.send_blocking(Report::Progress(fraction(done, total)));
                 }
             });
