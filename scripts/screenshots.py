@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the real window for the AppStream metainfo, written to
 data/screenshots/: the main window with running VMs, each New VM wizard
-step, and a running console. Runs Vireo on an Xvfb display of its own, in
+step, a running console, and the Storage page. Runs Vireo on an Xvfb display of its own, in
 a throwaway VIREO_HOME, driven with xdotool as a person would.
 
 Usage: scripts/screenshots.py [--vireo target/release/vireo]
@@ -102,6 +102,22 @@ def main():
             # GRUB's menu comes up in about half a minute on an emulating host.
             time.sleep(45)
             desktop.shoot(main_window, "main-window.png")
+            # Connection Details → Storage: a second pool, and volumes of
+            # both formats beside the installer's disk.
+            vireo_cli = lambda *a: subprocess.run([vireo, *a], env=env, check=True,
+                                                  capture_output=True)
+            vireo_cli("pool-define-as", "isos", "dir", "--target", os.path.join(home, "isos"))
+            vireo_cli("pool-build", "isos")
+            vireo_cli("pool-start", "isos")
+            vireo_cli("pool-autostart", "isos")
+            vireo_cli("vol-create-as", "default", "fedora-workstation.qcow2", "40G",
+                      "--format", "qcow2")
+            vireo_cli("vol-create-as", "default", "scratch.img", "4G", "--format", "raw",
+                      "--allocation", "0")
+            desktop.run("xdotool", "windowactivate", "--sync", main_window)
+            desktop.key("F10", 1)
+            desktop.key("s", 2.5)
+            desktop.shoot(desktop.window("Connection Details"), "storage.png")
         finally:
             subprocess.run([vireo, "destroy", "installer"], env=env, capture_output=True)
             subprocess.run([vireo, "destroy", "Demo"], env=env, capture_output=True)

@@ -76,6 +76,7 @@ fn appstreamcli_validates_the_metainfo() {
         "screenshots/main-window.png",
         "screenshots/wizard.png",
         "screenshots/console.png",
+        "screenshots/storage.png",
         "<summary xml:lang=\"zh_CN\">创建并运行虚拟机</summary>",
     ] {
         assert!(xml.contains(needle), "no {needle} in the metainfo");

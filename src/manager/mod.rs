@@ -12,3 +12,4 @@ pub mod lifecycle;
 pub mod operations;
 pub mod osinfo;
 pub mod preferences;
+pub mod storage;

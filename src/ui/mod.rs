@@ -13,15 +13,18 @@
 //!          └─ "vm": AdwViewStack (vm_page): Console / Details / Serial
 //! NewVmWizard (wizard): a modal window with the five steps
 //! ConnectionWindow (connection): the host's overview and its storage
+//! VolumeChooser (volume_chooser): a pool's volume or a local file, for a path
 //! ```
 
 mod connection;
 pub mod console;
 mod console_host;
 mod i18n;
+mod pool_view;
 mod serial;
 mod vm_list;
 mod vm_page;
+pub mod volume_chooser;
 mod window;
 mod wizard;
 

@@ -11,6 +11,7 @@ use relm4::prelude::*;
 
 use super::gettext;
 use super::i18n::gettext_f;
+use super::volume_chooser::{Filter, VolumeChooser};
 use crate::manager::create::{self, HostLimits, InstallMethod, NewVmRequest, Problem, Storage};
 use crate::manager::osinfo::{self, OsGuess};
 
@@ -151,7 +152,7 @@ impl Component for NewVmWizard {
         let iso_box = page(
             &gettext("Choose the installation ISO"),
             &[
-                browse_row(&window, &iso, &gettext("Choose an ISO Image"), false).upcast_ref(),
+                volume_row(&window, &iso, Filter::Iso).upcast_ref(),
                 iso_os.upcast_ref(),
                 recent.upcast_ref(),
             ],
@@ -159,13 +160,7 @@ impl Component for NewVmWizard {
         let import_disk = path_entry(&gettext("Disk image"));
         let import_box = page(
             &gettext("Choose the disk image to import"),
-            &[browse_row(
-                &window,
-                &import_disk,
-                &gettext("Choose a Disk Image"),
-                false,
-            )
-            .upcast_ref()],
+            &[volume_row(&window, &import_disk, Filter::Disk).upcast_ref()],
         );
         let kernel = path_entry(&gettext("Kernel"));
         let initrd = path_entry(&gettext("Initrd (optional)"));
@@ -243,13 +238,7 @@ impl Component for NewVmWizard {
                 )
                 .upcast_ref(),
                 storage_existing.upcast_ref(),
-                browse_row(
-                    &window,
-                    &existing_disk,
-                    &gettext("Choose a Disk Image"),
-                    false,
-                )
-                .upcast_ref(),
+                volume_row(&window, &existing_disk, Filter::Disk).upcast_ref(),
                 storage_none.upcast_ref(),
             ],
         );
@@ -721,6 +710,26 @@ fn browse_row(window: &adw::Window, entry: &gtk::Entry, title: &str, folder: boo
             }
         });
         chooser.show();
+    });
+    row
+}
+
+/// A path entry with a Browse button that opens the volume chooser (which
+/// offers the file chooser portal too, as Browse Local).
+fn volume_row(window: &adw::Window, entry: &gtk::Entry, filter: Filter) -> gtk::Box {
+    let button = gtk::Button::with_mnemonic(&gettext("_Browse…"));
+    let row = gtk::Box::builder().spacing(6).build();
+    row.append(entry);
+    row.append(&button);
+    let window = window.clone();
+    let entry = entry.clone();
+    button.connect_clicked(move |_| {
+        let entry = entry.clone();
+        VolumeChooser::pick(&window, filter, move |path| {
+            if let Some(path) = path {
+                entry.set_text(&path.to_string_lossy());
+            }
+        });
     });
     row
 }

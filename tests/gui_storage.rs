@@ -1,0 +1,209 @@
+//! Connection Details → Storage, end to end under Xvfb: the window started
+//! as a user starts it in a fresh `VIREO_HOME`, the Storage page opened from
+//! the main menu with the keyboard, a pool and a qcow2 volume made through
+//! its dialogs, and the result checked as a user would check it: the `vireo`
+//! CLI, `qemu-img`, and what the screen shows (tesseract). Every wait polls
+//! with a generous timeout, for a loaded host.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::desktop::{artifacts, App, Display};
+use common::{require_program, Home};
+
+const GIB: u64 = 1 << 30;
+const SLOW: Duration = Duration::from_secs(60);
+
+/// Opens Connection Details on its Storage page: the main menu (F10),
+/// then its "_Storage" item.
+fn open_storage(display: &Display, dir: &Path) {
+    display.wait_for_text(dir, "No Virtual Machines", SLOW);
+    display.key("F10");
+    display.key("s");
+    display.wait_for_text(dir, "Add Pool", SLOW);
+}
+
+/// Add Pool with `name` and `folder`, typed into the dialog, then Create.
+fn add_pool(display: &Display, dir: &Path, name: &str, folder: &Path) {
+    display.key("alt+a");
+    display.wait_for_text(dir, "Add Storage Pool", SLOW);
+    // The name field has the focus.
+    display.key("ctrl+a");
+    display.type_text(name);
+    display.key("alt+f");
+    display.key("ctrl+a");
+    display.type_text(folder.to_str().unwrap());
+    display.key("Return");
+}
+
+/// New Volume in the selected pool: `name`, the default qcow2, `gib` GiB.
+fn new_volume(display: &Display, dir: &Path, name: &str, gib: &str) {
+    display.key("alt+n");
+    display.wait_for_text(dir, "New Storage Volume", SLOW);
+    display.key("ctrl+a");
+    display.type_text(name);
+    display.key("alt+c");
+    display.key("ctrl+a");
+    display.type_text(gib);
+    display.key("Return");
+}
+
+/// Polls `vireo ARGS` until its output satisfies `ok`; returns it.
+fn wait_cli(home: &Home, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let out = home.run(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && ok(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`vireo {}` never showed what was wanted; it printed:\n{text}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn qemu_img(args: &[&str], file: &Path) -> (bool, String) {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_pool_and_a_qcow2_volume_made_on_the_storage_page_are_real() {
+    require_program("qemu-img");
+    let home = Home::new();
+    let display = Display::start();
+    let _app = App::start(&display, home.dir.path(), &[]);
+    let dir = artifacts("gui-storage");
+    open_storage(&display, &dir);
+
+    // Add Pool: the folder does not exist yet; the pool makes it.
+    let folder = home.path("pools/guipool");
+    add_pool(&display, &dir, "guipool", &folder);
+    let pools = wait_cli(&home, &["pool-list", "--all"], |t| {
+        t.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["guipool", "active", "yes"])
+    });
+    assert!(folder.is_dir(), "no folder {}: {pools}", folder.display());
+    display.wait_for_text(&dir, "guipool", SLOW);
+
+    // New Volume in it: qcow2 (the default), 2 GiB, Create.
+    new_volume(&display, &dir, "guidisk.qcow2", "2");
+    let volumes = wait_cli(&home, &["vol-list", "guipool", "--details"], |t| {
+        t.contains("guidisk.qcow2")
+    });
+    assert!(volumes.contains("2.00 GiB"), "{volumes}");
+    assert!(volumes.contains("file"), "{volumes}");
+    let file = folder.join("guidisk.qcow2");
+    let (ok, check) = qemu_img(&["check"], &file);
+    assert!(ok, "qemu-img check failed: {check}");
+    let (ok, info) = qemu_img(&["info", "--output=json"], &file);
+    assert!(ok, "{info}");
+    assert!(info.contains("\"format\": \"qcow2\""), "{info}");
+    assert!(
+        info.contains(&format!("\"virtual-size\": {}", 2 * GIB)),
+        "{info}"
+    );
+    // The page lists it (the dialog closed, the page reloaded).
+    display.wait_for_text(&dir, "guidisk.qcow2", SLOW);
+
+    // The same name again is refused in the dialog, and nothing changes.
+    new_volume(&display, &dir, "guidisk.qcow2", "1");
+    display.wait_for_text(&dir, "already used", SLOW);
+    let (_, info) = qemu_img(&["info", "--output=json"], &file);
+    assert!(
+        info.contains(&format!("\"virtual-size\": {}", 2 * GIB)),
+        "the first volume was changed: {info}"
+    );
+    let volumes = home.ok(&["vol-list", "guipool"]);
+    assert_eq!(
+        volumes
+            .lines()
+            .filter(|l| l.trim_start().starts_with("guidisk"))
+            .count(),
+        1,
+        "a second volume appeared: {volumes}"
+    );
+}
+
+#[test]
+fn a_pool_folder_that_cannot_be_made_is_refused_with_a_sentence_and_nothing_is_defined() {
+    let home = Home::new();
+    // A file where the pool's parent folder would be: mkdir fails with
+    // ENOTDIR, even for root.
+    let blocker = home.path("blocker");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let folder = blocker.join("pool");
+    let display = Display::start();
+    let _app = App::start(&display, home.dir.path(), &[]);
+    let dir = artifacts("gui-storage-bad-folder");
+    open_storage(&display, &dir);
+
+    add_pool(&display, &dir, "badpool", &folder);
+    let seen = display.wait_for_text(&dir, "cannot be created", SLOW);
+    // The system's reason, however the line wraps.
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    assert!(
+        words.windows(3).any(|w| w == ["Not", "a", "directory."]),
+        "{seen}"
+    );
+    assert!(!seen.contains("os error"), "{seen}");
+    let pools = home.ok(&["pool-list", "--all"]);
+    assert!(!pools.contains("badpool"), "{pools}");
+    assert!(!folder.exists());
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"not a folder");
+}
+
+#[test]
+fn the_wizards_browse_button_picks_a_volume_from_a_pool() {
+    let home = Home::new();
+    home.ok(&[
+        "vol-create-as",
+        "default",
+        "pickme.qcow2",
+        "1G",
+        "--format",
+        "qcow2",
+    ]);
+    let display = Display::start();
+    let _app = App::start(&display, home.dir.path(), &[]);
+    let dir = artifacts("gui-storage-chooser");
+    display.wait_for_text(&dir, "No Virtual Machines", SLOW);
+    display.key("ctrl+n");
+    display.wait_for_text(&dir, "Local install media", SLOW);
+    display.key("alt+f");
+    display.wait_for_text(&dir, "Choose the installation ISO", SLOW);
+    // The ISO entry has the focus; Browse… is next to it.
+    display.key("Tab");
+    display.key("space");
+    // ("Choose Volume" is white on blue, which tesseract does not read.)
+    display.wait_for_text(&dir, "Browse Local", SLOW);
+    display.wait_for_text(&dir, "pickme.qcow2", SLOW);
+    // The volume list has the focus on its first (only) volume.
+    display.key("Return");
+    // Back in the wizard, the entry holds the volume's path.
+    let seen = display.wait_for_text(&dir, "images/pickme.qcow2", SLOW);
+    assert!(seen.contains("Choose the installation ISO"), "{seen}");
+    assert!(
+        !seen.contains("Browse Local"),
+        "the chooser stayed open: {seen}"
+    );
+}
