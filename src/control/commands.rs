@@ -1,7 +1,7 @@
 //! The commands: one QMP session's state and the dispatch of each command
 //! to the [`VmController`], with QEMU's argument checks and error classes
 //! (QEMU `qapi/control.json`, `qapi/run-state.json`, `qapi/ui.json`,
-//! `qapi/misc.json`, `qapi/machine.json`).
+//! `qapi/misc.json`, `qapi/machine.json`, `qapi/block.json`).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::protocol::{
     encode_error, encode_return, enum_value, object_at, Args, CommandError, ErrorClass, Request,
 };
-use super::{qcode, ImageFormat, RunState, VmController};
+use super::{qcode, BlockError, ChangeMedium, ImageFormat, ReadOnlyMode, RunState, VmController};
 
 /// Every command the server knows, as `query-commands` lists them.
 pub const COMMANDS: &[&str] = &[
@@ -27,6 +27,9 @@ pub const COMMANDS: &[&str] = &[
     "quit",
     "screendump",
     "send-key",
+    "query-block",
+    "eject",
+    "blockdev-change-medium",
 ];
 
 /// The QEMU release whose QMP this server's commands follow, given as the
@@ -163,11 +166,95 @@ impl Session {
                 }
                 ok(controller.send_key(&qnums, hold_ms))
             }
+            "query-block" => {
+                args.finish()?;
+                serde_json::to_value(controller.query_block())
+                    .map_err(|e| CommandError::generic(e.to_string()))
+            }
+            "eject" => {
+                let (device, force) = eject_args(args)?;
+                block(controller.eject(&device, force))
+            }
+            "blockdev-change-medium" => {
+                let change = change_medium_args(args)?;
+                block(controller.change_medium(&change))
+            }
             _ => Err(CommandError::not_found(format!(
                 "The command {command} has not been found"
             ))),
         }
     }
+}
+
+/// A block command's result as QMP answers it.
+fn block(result: Result<(), BlockError>) -> Result<Value, CommandError> {
+    result.map(|()| json!({})).map_err(|error| CommandError {
+        class: if error.device_not_found {
+            ErrorClass::DeviceNotFound
+        } else {
+            ErrorClass::GenericError
+        },
+        desc: error.desc,
+    })
+}
+
+/// `'*device': 'str', '*id': 'str'`: exactly one names the drive.
+fn drive_name(args: &mut Args) -> Result<String, CommandError> {
+    let device = args.opt_str("device")?;
+    let id = args.opt_str("id")?;
+    match (device, id) {
+        (Some(name), None) | (None, Some(name)) => Ok(name),
+        _ => Err(CommandError::generic(
+            "Need exactly one of 'device' and 'id'",
+        )),
+    }
+}
+
+/// `eject {'*device': 'str', '*id': 'str', '*force': 'bool'}`.
+fn eject_args(mut args: Args) -> Result<(String, bool), CommandError> {
+    let device = drive_name(&mut args)?;
+    let force = args.opt_bool("force")?.unwrap_or(false);
+    args.finish()?;
+    Ok((device, force))
+}
+
+/// `blockdev-change-medium {'*device': 'str', '*id': 'str', 'filename':
+/// 'str', '*format': 'str', '*force': 'bool', '*read-only-mode':
+/// 'BlockdevChangeReadOnlyMode'}`.
+fn change_medium_args(mut args: Args) -> Result<ChangeMedium, CommandError> {
+    let filename = args.str("filename")?;
+    let format = args.opt_str("format")?;
+    let force = args.opt_bool("force")?.unwrap_or(false);
+    let read_only = match args.opt_str("read-only-mode")? {
+        None => ReadOnlyMode::Retain,
+        Some(mode) => match enum_value(
+            "read-only-mode",
+            &mode,
+            &["retain", "read-only", "read-write"],
+        )? {
+            "read-only" => ReadOnlyMode::ReadOnly,
+            "read-write" => ReadOnlyMode::ReadWrite,
+            _ => ReadOnlyMode::Retain,
+        },
+    };
+    let device = drive_name(&mut args)?;
+    args.finish()?;
+    if let Some(format) = format.as_deref().filter(|f| !matches!(*f, "raw" | "qcow2")) {
+        return Err(CommandError::generic(format!("Unknown driver '{format}'")));
+    }
+    // The VM process does not share the client's working directory.
+    if !Path::new(&filename).is_absolute() {
+        return Err(CommandError::generic(format!(
+            "'{filename}' is not an absolute file name (the VM does not share the client's working directory)"
+        )));
+    }
+    Ok(ChangeMedium {
+        device,
+        filename: filename.into(),
+        format,
+        read_only,
+        force,
+    })
 }
 
 /// `qmp_capabilities {'*enable': ['QMPCapability']}`; no capability is
