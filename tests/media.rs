@@ -469,9 +469,14 @@ fn discs_change_and_eject_while_the_guest_watches() {
         "--live",
         "--config",
     ]);
-    vm.expect(at, &["capacity 00000007"]);
+    at = vm.expect(at, &["capacity 00000007"]);
     let xml = vm.home.ok(&["dumpxml", NAME]);
     assert!(xml.contains(new.to_str().unwrap()), "{xml}");
+
+    // A reset starts the machine over with the disc the user put in.
+    vm.qmp().execute("system_reset", Value::Null).unwrap();
+    vm.expect(at, &["watching", "capacity 00000007"]);
+    assert_eq!(vm.hdc()["inserted"]["file"], new.to_str().unwrap());
 
     // Names QEMU would not find, and a disk that is not removable.
     let (class, desc) = refusal(

@@ -345,3 +345,74 @@ pub fn domblkinfo(which: &str, target: &str) -> CliResult {
     println!("Physical:       {}\n", meta.len());
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ChangeMediaArgs,
+    }
+
+    fn parse(line: &[&str]) -> ChangeMediaArgs {
+        let mut argv = vec!["change-media"];
+        argv.extend_from_slice(line);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn change_media_follows_virshs_forms() {
+        use MediaAction::*;
+        let action = |line: &[&str]| parse(line).action();
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso"]),
+            Ok(Update(Some("a.iso".into())))
+        );
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso", "--update"]),
+            Ok(Update(Some("a.iso".into())))
+        );
+        assert_eq!(action(&["vm", "hdc", "--update"]), Ok(Update(None)));
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso", "--insert"]),
+            Ok(Insert("a.iso".into()))
+        );
+        assert_eq!(
+            action(&["vm", "hdc", "--insert", "a.iso"]),
+            Ok(Insert("a.iso".into()))
+        );
+        assert_eq!(action(&["vm", "hdc", "--eject"]), Ok(Eject));
+        assert!(action(&["vm", "hdc", "a.iso", "--eject"]).is_err());
+        assert!(action(&["vm", "hdc", "--insert"]).is_err());
+        let both = ["change-media", "vm", "hdc", "--eject", "--update"];
+        assert!(Cli::try_parse_from(both).is_err());
+        assert!(parse(&["vm", "hdc", "--eject", "--force", "--live"]).force);
+    }
+
+    #[test]
+    fn change_media_scope_is_virshs() {
+        let scope = |line: &[&str], running| media_scope(&parse(line).scope, running);
+        let base = ["vm", "hdc", "--eject"];
+        let with = |flags: &[&'static str]| {
+            let mut line = base.to_vec();
+            line.extend_from_slice(flags);
+            line
+        };
+        // (live, config)
+        assert_eq!(scope(&base, true), Ok((true, false)));
+        assert_eq!(scope(&base, false), Ok((false, true)));
+        assert_eq!(scope(&with(&["--live"]), true), Ok((true, false)));
+        assert!(scope(&with(&["--live"]), false).is_err());
+        assert_eq!(scope(&with(&["--config"]), true), Ok((false, true)));
+        assert_eq!(
+            scope(&with(&["--live", "--config"]), true),
+            Ok((true, true))
+        );
+        assert_eq!(scope(&with(&["--persistent"]), true), Ok((true, true)));
+        assert_eq!(scope(&with(&["--current"]), true), Ok((true, true)));
+        assert_eq!(scope(&with(&["--current"]), false), Ok((false, true)));
+    }
+}

@@ -711,4 +711,127 @@ mod tests {
         }
         assert_eq!(ctl.calls.lock().unwrap().len(), 2);
     }
+
+    /// Records the block commands it is given; knows one drive, `hdc`.
+    #[derive(Default)]
+    struct Drives {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl VmController for Drives {
+        fn status(&self) -> RunState {
+            RunState::Running
+        }
+        fn pause(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn resume(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn powerdown(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn quit(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn screendump(&self, _: &Path, _: ImageFormat) -> Result<(), String> {
+            Ok(())
+        }
+        fn send_key(&self, _: &[u16], _: u32) -> Result<(), String> {
+            Ok(())
+        }
+        fn vnc_info(&self) -> VncInfo {
+            VncInfo::default()
+        }
+        fn eject(&self, device: &str, force: bool) -> Result<(), BlockError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("eject {device} {force}"));
+            match device {
+                "hdc" => Ok(()),
+                _ => Err(BlockError::not_found(device)),
+            }
+        }
+        fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
+            self.calls.lock().unwrap().push(format!("{change:?}"));
+            Ok(())
+        }
+    }
+
+    fn run_on(ctl: &dyn VmController, request: Value) -> Value {
+        let mut session = Session::new();
+        let bytes = serde_json::to_vec(&json!({"execute": "qmp_capabilities"})).unwrap();
+        session.handle(super::super::protocol::parse_request(&bytes).unwrap(), ctl);
+        let bytes = serde_json::to_vec(&request).unwrap();
+        let request = super::super::protocol::parse_request(&bytes).unwrap();
+        serde_json::from_slice(&session.handle(request, ctl)).unwrap()
+    }
+
+    #[test]
+    fn eject_and_change_medium_take_qemus_arguments() {
+        let ctl = Drives::default();
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"id": "hdc", "force": true}}),
+        );
+        assert_eq!(answer, json!({"return": {}}));
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"device": "hdd"}}),
+        );
+        assert_eq!(
+            error_of(&answer),
+            ("DeviceNotFound", "Device 'hdd' not found")
+        );
+        for arguments in [json!({}), json!({"id": "hdc", "device": "hdc"})] {
+            let answer = run_on(&ctl, json!({"execute": "eject", "arguments": arguments}));
+            assert_eq!(
+                error_of(&answer),
+                ("GenericError", "Need exactly one of 'device' and 'id'")
+            );
+        }
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"id": "hdc", "force": "yes"}}),
+        );
+        assert_eq!(
+            error_of(&answer).1,
+            "Invalid parameter type for 'force', expected: boolean"
+        );
+        assert_eq!(
+            *ctl.calls.lock().unwrap(),
+            ["eject hdc true", "eject hdd false"]
+        );
+
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "blockdev-change-medium", "arguments": {
+                "device": "hdc", "filename": "/isos/new.iso", "format": "raw",
+                "read-only-mode": "read-only", "force": false}}),
+        );
+        assert_eq!(answer, json!({"return": {}}));
+        assert!(ctl.calls.lock().unwrap()[2].contains("\"/isos/new.iso\""));
+        for (arguments, desc) in [
+            (json!({"id": "hdc"}), "Parameter 'filename' is missing"),
+            (json!({"id": "hdc", "filename": "new.iso"}), "'new.iso' is not an absolute file name (the VM does not share the client's working directory)"),
+            (json!({"id": "hdc", "filename": "/a.iso", "format": "vmdk"}), "Unknown driver 'vmdk'"),
+            (json!({"id": "hdc", "filename": "/a.iso", "read-only-mode": "rw"}), "Parameter 'read-only-mode' does not accept value 'rw'"),
+            (json!({"id": "hdc", "filename": "/a.iso", "bogus": 1}), "Parameter 'bogus' is unexpected"),
+        ] {
+            let answer = run_on(&ctl, json!({"execute": "blockdev-change-medium", "arguments": arguments}));
+            assert_eq!(error_of(&answer), ("GenericError", desc));
+        }
+        assert_eq!(
+            ctl.calls.lock().unwrap().len(),
+            3,
+            "refused commands reach nothing"
+        );
+        // Without a VMM behind it there are no block devices.
+        let answer = run_on(&Recorder::default(), json!({"execute": "query-block"}));
+        assert_eq!(answer, json!({"return": []}));
+    }
 }
