@@ -391,6 +391,7 @@ fn discs_change_and_eject_while_the_guest_watches() {
 
     // A new disc, as a user swaps it: the guest sees the tray was open,
     // then the unit attention, then the new disc's size.
+    let mut listener = vm.qmp();
     let out = vm.home.ok(&[
         "change-media",
         NAME,
@@ -406,6 +407,19 @@ fn discs_change_and_eject_while_the_guest_watches() {
         &["sense 02 3a 00", "sense 06 28 00", "capacity 00000007"],
     );
     assert_eq!(vm.hdc()["inserted"]["file"], new.to_str().unwrap());
+    // QMP clients hear the tray open and close, as QEMU tells libvirt.
+    for open in [true, false] {
+        let event = listener
+            .next_event(Duration::from_secs(10))
+            .unwrap()
+            .expect("a DEVICE_TRAY_MOVED event");
+        assert_eq!(event.name, "DEVICE_TRAY_MOVED");
+        assert_eq!(
+            event.data,
+            json!({"device": "hdc", "id": "ide0-1-0", "tray-open": open})
+        );
+    }
+    drop(listener);
     // --live alone leaves the definition as it was.
     let xml = vm.home.ok(&["dumpxml", NAME]);
     assert!(xml.contains(old.to_str().unwrap()), "{xml}");

@@ -98,6 +98,14 @@ impl VmController for Controller {
 /// The QMP event for a runner event.
 pub fn qmp_event(event: &VmEvent) -> Event {
     match event {
+        VmEvent::TrayMoved {
+            target,
+            alias,
+            open,
+        } => Event::new(
+            "DEVICE_TRAY_MOVED",
+            serde_json::json!({"device": target, "id": alias, "tray-open": open}),
+        ),
         VmEvent::Stop => Event::stop(),
         VmEvent::Resume => Event::resume(),
         VmEvent::Powerdown => Event::powerdown(),

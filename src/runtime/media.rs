@@ -24,7 +24,7 @@ impl From<MediaError> for BlockError {
 fn devices(handle: &VmHandle) -> Result<Vec<BlockDevice>, MediaError> {
     match handle.media(MediaRequest::Query)? {
         MediaAnswer::Devices(devices) => Ok(devices),
-        MediaAnswer::Changed => Err(MediaError::Unavailable(
+        MediaAnswer::Changed { .. } => Err(MediaError::Unavailable(
             "the VM answered a query with a change".into(),
         )),
     }

@@ -15,8 +15,11 @@
 //! never stalls the vCPUs, and a file that cannot be opened leaves the
 //! drive as it was. The vCPUs wait only for the swap itself.
 //!
+//! Each tray movement the host makes is reported (QEMU's
+//! `DEVICE_TRAY_MOVED`); the guest's own START STOP UNIT is not.
+//!
 //! Not here: floppy drives, hot-plug, `blockdev-open-tray` /
-//! `blockdev-close-tray` and the `DEVICE_TRAY_MOVED` event.
+//! `blockdev-close-tray`.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -60,7 +63,13 @@ pub enum MediaRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaAnswer {
     Devices(Vec<BlockDevice>),
-    Changed,
+    /// Done; the tray of `target` (alias `alias`) moved to each of
+    /// `tray_moves` in turn (`true` open).
+    Changed {
+        target: String,
+        alias: String,
+        tray_moves: Vec<bool>,
+    },
 }
 
 /// One block device as `query-block` reports it.
@@ -165,14 +174,28 @@ pub(super) fn handle(
                 Some(m) => (Some(m.path), m.format, Some(m.backend)),
                 None => (None, disk.format, None),
             };
-            let old = ide
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .change_cdrom(usize::from(*channel), usize::from(*unit), backend, force)
-                .map_err(|error| match error {
-                    CdromChangeError::Locked => MediaError::Locked(device.clone()),
-                    CdromChangeError::NoDrive => MediaError::NotFound(device.clone()),
-                })?;
+            let (channel, unit) = (usize::from(*channel), usize::from(*unit));
+            let inserting = backend.is_some();
+            let (was_open, old) = {
+                let mut ide = ide
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let was_open = ide.cdrom_status(channel, unit).is_some_and(|s| s.tray_open);
+                let old = ide
+                    .change_cdrom(channel, unit, backend, force)
+                    .map_err(|error| match error {
+                        CdromChangeError::Locked => MediaError::Locked(device.clone()),
+                        CdromChangeError::NoDrive => MediaError::NotFound(device.clone()),
+                    })?;
+                (was_open, old)
+            };
+            let mut tray_moves = Vec::new();
+            if !was_open {
+                tray_moves.push(true);
+            }
+            if inserting {
+                tray_moves.push(false);
+            }
             // Closed here, outside the controller's lock.
             drop(old);
             tracing::info!(
@@ -183,7 +206,11 @@ pub(super) fn handle(
             );
             disk.path = path;
             disk.format = format;
-            Ok(MediaAnswer::Changed)
+            Ok(MediaAnswer::Changed {
+                target: disk.target.clone(),
+                alias: alias(disk),
+                tray_moves,
+            })
         }
     }
 }

@@ -63,6 +63,13 @@ pub enum VmEvent {
         guest: bool,
         reason: &'static str,
     },
+    /// The host opened (`open`) or closed the tray of CD-ROM drive
+    /// `target` (libvirt alias `alias`).
+    TrayMoved {
+        target: String,
+        alias: String,
+        open: bool,
+    },
 }
 
 type Listener = Box<dyn Fn(&VmEvent) + Send + Sync>;
@@ -335,6 +342,20 @@ impl VmRunner {
                 Event::Media(request, reply) => {
                     let answer =
                         super::media::handle(machine.ide(), &mut self.config.disks, request);
+                    if let Ok(MediaAnswer::Changed {
+                        target,
+                        alias,
+                        tray_moves,
+                    }) = &answer
+                    {
+                        for &open in tray_moves {
+                            self.emit(VmEvent::TrayMoved {
+                                target: target.clone(),
+                                alias: alias.clone(),
+                                open,
+                            });
+                        }
+                    }
                     let _ = reply.send(answer);
                 }
                 Event::Request(request, reply) => {
