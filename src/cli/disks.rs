@@ -1,7 +1,9 @@
 //! virsh's disk verbs: attach-disk, detach-disk, change-media,
 //! domblklist, domblkinfo. They change the stored definition; a running
 //! VM sees the change at its next start (hot-plug is not there yet, and
-//! `--live` says so).
+//! `--live` says so), except for `change-media`, which swaps a running
+//! VM's CD-ROM disc through its control socket as `virsh change-media
+//! --live` does.
 
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
@@ -147,47 +149,146 @@ pub fn detach_disk(args: DetachDiskArgs) -> CliResult {
 #[derive(Args)]
 pub struct ChangeMediaArgs {
     domain: String,
+    /// The drive's target (`hdc`, `sda`).
     target: String,
-    /// Insert this image.
-    #[arg(long, conflicts_with = "eject")]
-    insert: Option<String>,
-    /// Take the medium out.
-    #[arg(long)]
+    /// The image to put in (with --insert or --update).
+    source: Option<String>,
+    /// Put a disc into an empty drive (the image as SOURCE or --insert FILE).
+    #[arg(long, num_args = 0..=1, value_name = "FILE", conflicts_with_all = ["eject", "update"])]
+    insert: Option<Option<String>>,
+    /// Take the disc out.
+    #[arg(long, conflicts_with = "update")]
     eject: bool,
+    /// Swap the disc for SOURCE (eject when none is given); the default.
+    #[arg(long)]
+    update: bool,
+    /// Override a lock the guest put on the tray of a running VM.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     scope: Scope,
 }
 
-pub fn change_media(args: ChangeMediaArgs) -> CliResult {
-    let (store, definition) = load(&args.domain)?;
-    config_only(&definition.name, &args.scope)?;
-    let mut domain = definition.domain().clone();
-    let (index, mut disk) = domain
-        .disk(&args.target)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no disk {} in '{}'", args.target, definition.name))?;
-    if disk.device != "cdrom" && disk.device != "floppy" {
-        return Err(format!(
-            "{} is a {}, not removable media",
-            args.target, disk.device
-        ));
+/// What `change-media` does to the drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MediaAction {
+    Eject,
+    Insert(String),
+    Update(Option<String>),
+}
+
+impl ChangeMediaArgs {
+    /// virsh's rules: --eject takes no source, --insert needs one, and
+    /// --update (the default) with none ejects.
+    fn action(&self) -> Result<MediaAction, String> {
+        let source = match (&self.insert, &self.source) {
+            (Some(Some(_)), Some(_)) => return Err("give the image once, as SOURCE".into()),
+            (Some(Some(file)), None) => Some(file.clone()),
+            (_, source) => source.clone(),
+        };
+        if self.eject {
+            return match source {
+                Some(_) => Err("--eject takes no SOURCE".into()),
+                None => Ok(MediaAction::Eject),
+            };
+        }
+        if self.insert.is_some() {
+            return source
+                .map(MediaAction::Insert)
+                .ok_or_else(|| "--insert needs the image to put in (SOURCE)".into());
+        }
+        Ok(MediaAction::Update(source))
     }
-    let message = match (&args.insert, args.eject) {
-        (Some(path), false) => {
-            let source =
-                std::fs::canonicalize(path).map_err(|e| format!("cannot insert {path}: {e}"))?;
-            disk.source = Some(source.to_string_lossy().into_owned());
-            "Successfully inserted media."
-        }
-        (None, true) => {
-            disk.source = None;
-            "Successfully ejected media."
-        }
-        _ => return Err("say --insert FILE or --eject".into()),
+}
+
+/// Where a change applies: the running VM, the stored definition, or both
+/// (virsh's --live, --config, --current, --persistent: a running VM's
+/// change is live only unless --config, --current or --persistent also
+/// asks for the definition).
+fn media_scope(scope: &Scope, running: bool) -> Result<(bool, bool), String> {
+    let explicit = scope.live || scope.config || scope.persistent;
+    let live = scope.live || (running && (scope.current || scope.persistent || !explicit));
+    let config =
+        scope.config || scope.persistent || (!running && !scope.live) || (running && scope.current);
+    if live && !running {
+        return Err("the VM is not running: --live needs a running VM (use --config)".into());
+    }
+    Ok((live, config))
+}
+
+pub fn change_media(args: ChangeMediaArgs) -> CliResult {
+    let action = args.action()?;
+    let store = Store::open();
+    let definition = store.find(&args.domain);
+    // A running VM started from a definition is known by that name; a
+    // name the store does not know can still be a running VM.
+    let name = match &definition {
+        Ok(definition) => definition.name.clone(),
+        Err(_) => args.domain.clone(),
     };
-    domain.update_device(index, &disk);
-    save(&store, &domain)?;
-    println!("{message}");
+    let running = RunFiles::new(&name).running().is_some();
+    let (live, config) = media_scope(&args.scope, running)?;
+    let mut stored = None;
+    if config {
+        let definition = definition.map_err(|e| e.to_string())?;
+        let domain = definition.domain().clone();
+        let (index, disk) = domain
+            .disk(&args.target)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no disk {} in '{}'", args.target, name))?;
+        if disk.device != "cdrom" && disk.device != "floppy" {
+            return Err(format!(
+                "{} is a {}, not removable media",
+                args.target, disk.device
+            ));
+        }
+        match (&action, &disk.source) {
+            (MediaAction::Insert(_), Some(_)) => {
+                return Err(format!(
+                    "the disk device '{}' already has media (use --update)",
+                    args.target
+                ))
+            }
+            (MediaAction::Eject, None) => {
+                return Err(format!(
+                    "the disk device '{}' doesn't have media",
+                    args.target
+                ))
+            }
+            _ => {}
+        }
+        stored = Some((domain, index, disk));
+    }
+    let source = match &action {
+        MediaAction::Insert(path) | MediaAction::Update(Some(path)) => {
+            Some(std::fs::canonicalize(path).map_err(|e| format!("cannot insert {path}: {e}"))?)
+        }
+        MediaAction::Eject | MediaAction::Update(None) => None,
+    };
+    // The running VM first: if it refuses (a locked tray, a file it cannot
+    // open) the definition stays as it was.
+    if live {
+        crate::control::media::change_medium(&name, &args.target, source.as_deref(), args.force)
+            .map_err(|e| {
+                format!(
+                    "cannot change the medium of {} in '{name}': {e}",
+                    args.target
+                )
+            })?;
+    }
+    if let Some((mut domain, index, mut disk)) = stored {
+        disk.source = source.as_ref().map(|p| p.to_string_lossy().into_owned());
+        domain.update_device(index, &disk);
+        save(&store, &domain)?;
+    }
+    println!(
+        "{}",
+        match (&action, &source) {
+            (_, None) => "Successfully ejected media.",
+            (MediaAction::Insert(_), Some(_)) => "Successfully inserted media.",
+            _ => "Successfully updated media.",
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,4 +344,75 @@ pub fn domblkinfo(which: &str, target: &str) -> CliResult {
     println!("Allocation:     {}", meta.blocks() * 512);
     println!("Physical:       {}\n", meta.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ChangeMediaArgs,
+    }
+
+    fn parse(line: &[&str]) -> ChangeMediaArgs {
+        let mut argv = vec!["change-media"];
+        argv.extend_from_slice(line);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn change_media_follows_virshs_forms() {
+        use MediaAction::*;
+        let action = |line: &[&str]| parse(line).action();
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso"]),
+            Ok(Update(Some("a.iso".into())))
+        );
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso", "--update"]),
+            Ok(Update(Some("a.iso".into())))
+        );
+        assert_eq!(action(&["vm", "hdc", "--update"]), Ok(Update(None)));
+        assert_eq!(
+            action(&["vm", "hdc", "a.iso", "--insert"]),
+            Ok(Insert("a.iso".into()))
+        );
+        assert_eq!(
+            action(&["vm", "hdc", "--insert", "a.iso"]),
+            Ok(Insert("a.iso".into()))
+        );
+        assert_eq!(action(&["vm", "hdc", "--eject"]), Ok(Eject));
+        assert!(action(&["vm", "hdc", "a.iso", "--eject"]).is_err());
+        assert!(action(&["vm", "hdc", "--insert"]).is_err());
+        let both = ["change-media", "vm", "hdc", "--eject", "--update"];
+        assert!(Cli::try_parse_from(both).is_err());
+        assert!(parse(&["vm", "hdc", "--eject", "--force", "--live"]).force);
+    }
+
+    #[test]
+    fn change_media_scope_is_virshs() {
+        let scope = |line: &[&str], running| media_scope(&parse(line).scope, running);
+        let base = ["vm", "hdc", "--eject"];
+        let with = |flags: &[&'static str]| {
+            let mut line = base.to_vec();
+            line.extend_from_slice(flags);
+            line
+        };
+        // (live, config)
+        assert_eq!(scope(&base, true), Ok((true, false)));
+        assert_eq!(scope(&base, false), Ok((false, true)));
+        assert_eq!(scope(&with(&["--live"]), true), Ok((true, false)));
+        assert!(scope(&with(&["--live"]), false).is_err());
+        assert_eq!(scope(&with(&["--config"]), true), Ok((false, true)));
+        assert_eq!(
+            scope(&with(&["--live", "--config"]), true),
+            Ok((true, true))
+        );
+        assert_eq!(scope(&with(&["--persistent"]), true), Ok((true, true)));
+        assert_eq!(scope(&with(&["--current"]), true), Ok((true, true)));
+        assert_eq!(scope(&with(&["--current"]), false), Ok((false, true)));
+    }
 }

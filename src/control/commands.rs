@@ -1,7 +1,7 @@
 //! The commands: one QMP session's state and the dispatch of each command
 //! to the [`VmController`], with QEMU's argument checks and error classes
 //! (QEMU `qapi/control.json`, `qapi/run-state.json`, `qapi/ui.json`,
-//! `qapi/misc.json`, `qapi/machine.json`).
+//! `qapi/misc.json`, `qapi/machine.json`, `qapi/block.json`).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::protocol::{
     encode_error, encode_return, enum_value, object_at, Args, CommandError, ErrorClass, Request,
 };
-use super::{qcode, ImageFormat, RunState, VmController};
+use super::{qcode, BlockError, ChangeMedium, ImageFormat, ReadOnlyMode, RunState, VmController};
 
 /// Every command the server knows, as `query-commands` lists them.
 pub const COMMANDS: &[&str] = &[
@@ -27,6 +27,9 @@ pub const COMMANDS: &[&str] = &[
     "quit",
     "screendump",
     "send-key",
+    "query-block",
+    "eject",
+    "blockdev-change-medium",
 ];
 
 /// The QEMU release whose QMP this server's commands follow, given as the
@@ -163,11 +166,95 @@ impl Session {
                 }
                 ok(controller.send_key(&qnums, hold_ms))
             }
+            "query-block" => {
+                args.finish()?;
+                serde_json::to_value(controller.query_block())
+                    .map_err(|e| CommandError::generic(e.to_string()))
+            }
+            "eject" => {
+                let (device, force) = eject_args(args)?;
+                block(controller.eject(&device, force))
+            }
+            "blockdev-change-medium" => {
+                let change = change_medium_args(args)?;
+                block(controller.change_medium(&change))
+            }
             _ => Err(CommandError::not_found(format!(
                 "The command {command} has not been found"
             ))),
         }
     }
+}
+
+/// A block command's result as QMP answers it.
+fn block(result: Result<(), BlockError>) -> Result<Value, CommandError> {
+    result.map(|()| json!({})).map_err(|error| CommandError {
+        class: if error.device_not_found {
+            ErrorClass::DeviceNotFound
+        } else {
+            ErrorClass::GenericError
+        },
+        desc: error.desc,
+    })
+}
+
+/// `'*device': 'str', '*id': 'str'`: exactly one names the drive.
+fn drive_name(args: &mut Args) -> Result<String, CommandError> {
+    let device = args.opt_str("device")?;
+    let id = args.opt_str("id")?;
+    match (device, id) {
+        (Some(name), None) | (None, Some(name)) => Ok(name),
+        _ => Err(CommandError::generic(
+            "Need exactly one of 'device' and 'id'",
+        )),
+    }
+}
+
+/// `eject {'*device': 'str', '*id': 'str', '*force': 'bool'}`.
+fn eject_args(mut args: Args) -> Result<(String, bool), CommandError> {
+    let device = drive_name(&mut args)?;
+    let force = args.opt_bool("force")?.unwrap_or(false);
+    args.finish()?;
+    Ok((device, force))
+}
+
+/// `blockdev-change-medium {'*device': 'str', '*id': 'str', 'filename':
+/// 'str', '*format': 'str', '*force': 'bool', '*read-only-mode':
+/// 'BlockdevChangeReadOnlyMode'}`.
+fn change_medium_args(mut args: Args) -> Result<ChangeMedium, CommandError> {
+    let filename = args.str("filename")?;
+    let format = args.opt_str("format")?;
+    let force = args.opt_bool("force")?.unwrap_or(false);
+    let read_only = match args.opt_str("read-only-mode")? {
+        None => ReadOnlyMode::Retain,
+        Some(mode) => match enum_value(
+            "read-only-mode",
+            &mode,
+            &["retain", "read-only", "read-write"],
+        )? {
+            "read-only" => ReadOnlyMode::ReadOnly,
+            "read-write" => ReadOnlyMode::ReadWrite,
+            _ => ReadOnlyMode::Retain,
+        },
+    };
+    let device = drive_name(&mut args)?;
+    args.finish()?;
+    if let Some(format) = format.as_deref().filter(|f| !matches!(*f, "raw" | "qcow2")) {
+        return Err(CommandError::generic(format!("Unknown driver '{format}'")));
+    }
+    // The VM process does not share the client's working directory.
+    if !Path::new(&filename).is_absolute() {
+        return Err(CommandError::generic(format!(
+            "'{filename}' is not an absolute file name (the VM does not share the client's working directory)"
+        )));
+    }
+    Ok(ChangeMedium {
+        device,
+        filename: filename.into(),
+        format,
+        read_only,
+        force,
+    })
 }
 
 /// `qmp_capabilities {'*enable': ['QMPCapability']}`; no capability is
@@ -623,5 +710,128 @@ mod tests {
             assert_eq!(error_of(&send(&mut s, args.clone())).1, desc, "{args}");
         }
         assert_eq!(ctl.calls.lock().unwrap().len(), 2);
+    }
+
+    /// Records the block commands it is given; knows one drive, `hdc`.
+    #[derive(Default)]
+    struct Drives {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl VmController for Drives {
+        fn status(&self) -> RunState {
+            RunState::Running
+        }
+        fn pause(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn resume(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn powerdown(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn quit(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn screendump(&self, _: &Path, _: ImageFormat) -> Result<(), String> {
+            Ok(())
+        }
+        fn send_key(&self, _: &[u16], _: u32) -> Result<(), String> {
+            Ok(())
+        }
+        fn vnc_info(&self) -> VncInfo {
+            VncInfo::default()
+        }
+        fn eject(&self, device: &str, force: bool) -> Result<(), BlockError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("eject {device} {force}"));
+            match device {
+                "hdc" => Ok(()),
+                _ => Err(BlockError::not_found(device)),
+            }
+        }
+        fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
+            self.calls.lock().unwrap().push(format!("{change:?}"));
+            Ok(())
+        }
+    }
+
+    fn run_on(ctl: &dyn VmController, request: Value) -> Value {
+        let mut session = Session::new();
+        let bytes = serde_json::to_vec(&json!({"execute": "qmp_capabilities"})).unwrap();
+        session.handle(super::super::protocol::parse_request(&bytes).unwrap(), ctl);
+        let bytes = serde_json::to_vec(&request).unwrap();
+        let request = super::super::protocol::parse_request(&bytes).unwrap();
+        serde_json::from_slice(&session.handle(request, ctl)).unwrap()
+    }
+
+    #[test]
+    fn eject_and_change_medium_take_qemus_arguments() {
+        let ctl = Drives::default();
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"id": "hdc", "force": true}}),
+        );
+        assert_eq!(answer, json!({"return": {}}));
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"device": "hdd"}}),
+        );
+        assert_eq!(
+            error_of(&answer),
+            ("DeviceNotFound", "Device 'hdd' not found")
+        );
+        for arguments in [json!({}), json!({"id": "hdc", "device": "hdc"})] {
+            let answer = run_on(&ctl, json!({"execute": "eject", "arguments": arguments}));
+            assert_eq!(
+                error_of(&answer),
+                ("GenericError", "Need exactly one of 'device' and 'id'")
+            );
+        }
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "eject", "arguments": {"id": "hdc", "force": "yes"}}),
+        );
+        assert_eq!(
+            error_of(&answer).1,
+            "Invalid parameter type for 'force', expected: boolean"
+        );
+        assert_eq!(
+            *ctl.calls.lock().unwrap(),
+            ["eject hdc true", "eject hdd false"]
+        );
+
+        let answer = run_on(
+            &ctl,
+            json!({"execute": "blockdev-change-medium", "arguments": {
+                "device": "hdc", "filename": "/isos/new.iso", "format": "raw",
+                "read-only-mode": "read-only", "force": false}}),
+        );
+        assert_eq!(answer, json!({"return": {}}));
+        assert!(ctl.calls.lock().unwrap()[2].contains("\"/isos/new.iso\""));
+        for (arguments, desc) in [
+            (json!({"id": "hdc"}), "Parameter 'filename' is missing"),
+            (json!({"id": "hdc", "filename": "new.iso"}), "'new.iso' is not an absolute file name (the VM does not share the client's working directory)"),
+            (json!({"id": "hdc", "filename": "/a.iso", "format": "vmdk"}), "Unknown driver 'vmdk'"),
+            (json!({"id": "hdc", "filename": "/a.iso", "read-only-mode": "rw"}), "Parameter 'read-only-mode' does not accept value 'rw'"),
+            (json!({"id": "hdc", "filename": "/a.iso", "bogus": 1}), "Parameter 'bogus' is unexpected"),
+        ] {
+            let answer = run_on(&ctl, json!({"execute": "blockdev-change-medium", "arguments": arguments}));
+            assert_eq!(error_of(&answer), ("GenericError", desc));
+        }
+        assert_eq!(
+            ctl.calls.lock().unwrap().len(),
+            3,
+            "refused commands reach nothing"
+        );
+        // Without a VMM behind it there are no block devices.
+        let answer = run_on(&Recorder::default(), json!({"execute": "query-block"}));
+        assert_eq!(answer, json!({"return": []}));
     }
 }

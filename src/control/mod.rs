@@ -31,8 +31,10 @@
 //! offered), QMP introspection (`query-qmp-schema`), and every command not
 //! listed in [`COMMANDS`].
 
+mod block;
 mod client;
 mod commands;
+pub mod media;
 mod protocol;
 pub mod qcode;
 mod server;
@@ -43,6 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use block::{BlockDeviceInfo, BlockError, BlockInfo, ChangeMedium, ImageInfo, ReadOnlyMode};
 pub use client::{ControlClient, DEFAULT_TIMEOUT};
 pub use commands::COMMANDS;
 pub use server::{ControlServer, EventEmitter};
@@ -319,6 +322,22 @@ pub trait VmController: Send + Sync {
     fn send_key(&self, qnums: &[u16], hold_ms: u32) -> ControlResult;
     /// `query-vnc`.
     fn vnc_info(&self) -> VncInfo;
+    /// `query-block`: every block device. None by default.
+    fn query_block(&self) -> Vec<BlockInfo> {
+        Vec::new()
+    }
+    /// `eject`: open the tray of `device` (a block device name or a guest
+    /// device id) and take its medium out; `force` overrides the guest's
+    /// lock. Without a VMM behind it no device exists.
+    fn eject(&self, device: &str, force: bool) -> Result<(), BlockError> {
+        let _ = force;
+        Err(BlockError::not_found(device))
+    }
+    /// `blockdev-change-medium`: put a new medium in. The drive stays as it
+    /// was when the new medium cannot be opened.
+    fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
+        Err(BlockError::not_found(&change.device))
+    }
 }
 
 #[cfg(test)]

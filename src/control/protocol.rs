@@ -402,6 +402,14 @@ impl Args {
         self.opt_str(name)?.ok_or_else(|| self.missing(name))
     }
 
+    pub(crate) fn opt_bool(&mut self, name: &str) -> Result<Option<bool>, CommandError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(self.wrong_type(name, "boolean")),
+        }
+    }
+
     pub(crate) fn opt_int(&mut self, name: &str) -> Result<Option<i64>, CommandError> {
         match self.take(name) {
             None => Ok(None),

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::control::{Event, ImageFormat, RunState, ShutdownCause, VmController, VncInfo};
+use crate::control::{
+    BlockError, BlockInfo, ChangeMedium, Event, ImageFormat, RunState, ShutdownCause, VmController,
+    VncInfo,
+};
 use crate::display::input::InputSink;
 use crate::display::screenshot::{write_png, write_ppm};
 use crate::display::Display;
@@ -78,11 +81,31 @@ impl VmController for Controller {
     fn vnc_info(&self) -> VncInfo {
         self.vnc.lock().unwrap().clone()
     }
+
+    fn query_block(&self) -> Vec<BlockInfo> {
+        super::media::query_block(&self.handle)
+    }
+
+    fn eject(&self, device: &str, force: bool) -> Result<(), BlockError> {
+        super::media::eject(&self.handle, device, force)
+    }
+
+    fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
+        super::media::change_medium(&self.handle, change)
+    }
 }
 
 /// The QMP event for a runner event.
 pub fn qmp_event(event: &VmEvent) -> Event {
     match event {
+        VmEvent::TrayMoved {
+            target,
+            alias,
+            open,
+        } => Event::new(
+            "DEVICE_TRAY_MOVED",
+            serde_json::json!({"device": target, "id": alias, "tray-open": open}),
+        ),
         VmEvent::Stop => Event::stop(),
         VmEvent::Resume => Event::resume(),
         VmEvent::Powerdown => Event::powerdown(),

@@ -3,6 +3,7 @@
 
 use std::sync::mpsc;
 
+use super::media::{MediaAnswer, MediaError, MediaRequest};
 use super::vcpu::StopReason;
 
 /// A request to the running VM.
@@ -25,6 +26,8 @@ pub enum Event {
     Stopped { generation: u64, reason: StopReason },
     /// A request, answered on the channel with `Ok` or a sentence saying why not.
     Request(Request, mpsc::Sender<Result<(), String>>),
+    /// A question or change about removable media.
+    Media(MediaRequest, mpsc::Sender<Result<MediaAnswer, MediaError>>),
 }
 
 /// How a machine (its vCPUs and devices) tells the runner it stopped.

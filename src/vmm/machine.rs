@@ -68,6 +68,8 @@ pub struct Machine {
     gate: Arc<VcpuGate>,
     /// The ACPI power-management registers, for the power button.
     acpi_pm: Arc<Mutex<AcpiPm>>,
+    /// The IDE controller, for changing CD-ROM discs.
+    ide: Arc<Mutex<IdeController>>,
     registers: RegisterSnapshots,
     /// The linear mode set for a directly booted kernel.
     framebuffer: Option<Framebuffer>,
@@ -326,6 +328,7 @@ impl Machine {
             stop,
             gate,
             acpi_pm,
+            ide,
             registers,
             framebuffer,
             kernel_entry,
@@ -378,6 +381,11 @@ impl Machine {
         if !self.kick_until(|| self.gate.parked() >= running) {
             warn!("a vCPU did not pause");
         }
+    }
+
+    /// The IDE controller (its CD-ROM drives take new discs while running).
+    pub fn ide(&self) -> &Mutex<IdeController> {
+        &self.ide
     }
 
     /// Presses the ACPI power button.

@@ -19,6 +19,7 @@ mod irq;
 pub mod kernel_boot;
 pub mod layout;
 mod machine;
+pub mod media;
 pub mod memory;
 mod network;
 pub mod page_tables;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::events::{Event, Request, StopSender};
 use super::machine::Machine;
+use super::media::{MediaAnswer, MediaError, MediaRequest};
 use super::vcpu::StopReason;
 use super::{
     firmware, max_vcpus, recommended_vcpus, ConsoleIo, KvmFailure, LifecycleAction, Outcome,
@@ -62,6 +63,13 @@ pub enum VmEvent {
         guest: bool,
         reason: &'static str,
     },
+    /// The host opened (`open`) or closed the tray of CD-ROM drive
+    /// `target` (libvirt alias `alias`).
+    TrayMoved {
+        target: String,
+        alias: String,
+        open: bool,
+    },
 }
 
 type Listener = Box<dyn Fn(&VmEvent) + Send + Sync>;
@@ -88,6 +96,17 @@ impl VmHandle {
         answer
             .recv_timeout(Duration::from_secs(30))
             .map_err(|_| "the VM did not answer".to_string())?
+    }
+
+    /// Sends a removable-media request and waits for the runner's answer.
+    pub fn media(&self, request: MediaRequest) -> Result<MediaAnswer, MediaError> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Event::Media(request, reply))
+            .map_err(|_| MediaError::Unavailable("the VM has stopped".into()))?;
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| MediaError::Unavailable("the VM did not answer".into()))?
     }
 }
 
@@ -294,7 +313,7 @@ impl VmRunner {
 
     /// Handles requests until machine `generation` stops (or is stopped).
     fn serve(
-        &self,
+        &mut self,
         machine: &Machine,
         generation: u64,
         interrupted: &AtomicBool,
@@ -319,6 +338,25 @@ impl VmRunner {
                     reason,
                 } => {
                     tracing::debug!(g, ?reason, "late report from a replaced machine ignored");
+                }
+                Event::Media(request, reply) => {
+                    let answer =
+                        super::media::handle(machine.ide(), &mut self.config.disks, request);
+                    if let Ok(MediaAnswer::Changed {
+                        target,
+                        alias,
+                        tray_moves,
+                    }) = &answer
+                    {
+                        for &open in tray_moves {
+                            self.emit(VmEvent::TrayMoved {
+                                target: target.clone(),
+                                alias: alias.clone(),
+                                open,
+                            });
+                        }
+                    }
+                    let _ = reply.send(answer);
                 }
                 Event::Request(request, reply) => {
                     let answer = match request {

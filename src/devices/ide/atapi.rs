@@ -9,6 +9,15 @@
 //! MECHANISM STATUS and SET CD SPEED. Discs are 2048-byte-sector images
 //! (ISO 9660); larger than a CD means a DVD.
 //!
+//! The host changes the disc while the guest runs as QEMU's `hw/ide/atapi.c`
+//! does and a real tray behaves: the tray opens (refused, and an eject
+//! request event posted to the guest, while the guest has locked it with
+//! PREVENT ALLOW MEDIUM REMOVAL, unless forced), the disc goes, the new one
+//! comes and the tray closes. The guest then sees a media event in GET
+//! EVENT STATUS NOTIFICATION and, on its next commands, NOT READY / MEDIUM
+//! NOT PRESENT (the tray was open) followed by UNIT ATTENTION / MEDIUM MAY
+//! HAVE CHANGED (MMC-3 §4.1.6), so guests that never poll events notice too.
+//!
 //! Not emulated: audio (PLAY, READ CD, READ SUB-CHANNEL), raw sectors and
 //! other sector sizes, writing, MODE SELECT, DVD structures, the raw TOC
 //! formats, overlapped commands and asynchronous event notification.
@@ -127,6 +136,8 @@ impl Sense {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MediaEvent {
     None = 0,
+    /// The host asked for the disc (an `eject` refused by the guest's lock).
+    EjectRequest = 1,
     NewMedia = 2,
     MediaRemoval = 3,
 }
@@ -141,6 +152,9 @@ pub(super) enum Reply {
     Disc {
         offset: u64,
         remaining: u64,
+        /// Which disc ([`Cdrom::disc`]): a transfer does not go on from
+        /// another one the host put in meanwhile.
+        disc: u64,
     },
 }
 
@@ -190,17 +204,45 @@ fn toc_address(lba: u64, msf: bool) -> [u8; 4] {
     }
 }
 
+/// What the guest has still to be told about a disc the host inserted:
+/// first that the drive was not ready (its tray was open), then the UNIT
+/// ATTENTION (QEMU's `cdrom_changed` 1 and 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    No,
+    NotReady,
+    Attention,
+}
+
+/// The host could not open the tray: the guest has locked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrayLocked;
+
+/// The state of a CD-ROM drive as the host's `query-block` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CdromStatus {
+    /// A disc is in the drive (in the tray, which may be open).
+    pub has_medium: bool,
+    pub tray_open: bool,
+    /// The guest prevents medium removal.
+    pub locked: bool,
+}
+
 /// An ATAPI CD/DVD-ROM drive.
 pub(super) struct Cdrom {
+    /// The disc, which stays in the tray while it is open (a guest that
+    /// opens and closes the tray finds the same disc again).
     medium: Option<Box<dyn BlockBackend>>,
     /// Sense data of the last command.
     sense: Sense,
-    /// A disc was inserted and the guest has not been told.
-    unit_attention: bool,
+    /// A disc was inserted by the host and the guest has not been told.
+    changed: Changed,
     /// PREVENT ALLOW MEDIUM REMOVAL's prevent bit.
     locked: bool,
-    /// The guest ejected the disc.
+    /// The tray is open: no disc can be read.
     tray_open: bool,
+    /// Counts the discs the host has put in.
+    disc: u64,
     event: MediaEvent,
     modes: TransferModes,
     serial: String,
@@ -212,7 +254,8 @@ impl Cdrom {
         Self {
             medium,
             sense: Sense::NONE,
-            unit_attention: false,
+            changed: Changed::No,
+            disc: 0,
             locked: false,
             tray_open: false,
             event: MediaEvent::None,
@@ -222,22 +265,72 @@ impl Cdrom {
         }
     }
 
+    /// Whether a disc can be read: there is one and the tray is closed.
     pub(super) fn loaded(&self) -> bool {
-        self.medium.is_some()
+        self.medium.is_some() && !self.tray_open
     }
 
-    /// The host changed the disc: MMC reports it through GET EVENT STATUS
-    /// NOTIFICATION and, for a new disc, a UNIT ATTENTION on the next
-    /// command (MMC-3 §4.1.6).
-    pub(super) fn change_medium(&mut self, medium: Option<Box<dyn BlockBackend>>) {
-        self.event = if medium.is_some() {
-            MediaEvent::NewMedia
-        } else {
-            MediaEvent::MediaRemoval
-        };
-        self.unit_attention = medium.is_some();
+    pub(super) fn status(&self) -> CdromStatus {
+        CdromStatus {
+            has_medium: self.medium.is_some(),
+            tray_open: self.tray_open,
+            locked: self.locked,
+        }
+    }
+
+    /// The host opens the tray (QEMU's `do_open_tray`). A tray the guest
+    /// locked stays shut and the guest is asked to eject (GET EVENT STATUS
+    /// NOTIFICATION reports an eject request), unless `force`, which
+    /// overrides the lock as pulling the disc out with a paper clip would.
+    pub(super) fn open_tray(&mut self, force: bool) -> Result<(), TrayLocked> {
+        if self.tray_open {
+            return Ok(());
+        }
+        if self.locked {
+            self.event = MediaEvent::EjectRequest;
+            if !force {
+                return Err(TrayLocked);
+            }
+            self.locked = false;
+        }
+        self.tray_open = true;
+        if self.medium.is_some() {
+            self.event = MediaEvent::MediaRemoval;
+        }
+        Ok(())
+    }
+
+    /// The host takes the disc out of the open tray; returns it.
+    pub(super) fn remove_medium(&mut self) -> Option<Box<dyn BlockBackend>> {
+        debug_assert!(self.tray_open, "the disc is taken from an open tray");
+        self.medium.take()
+    }
+
+    /// The host puts `medium` in the (open) tray and closes it; the guest
+    /// is told as MMC-3 §4.1.6 says (see the module header).
+    pub(super) fn insert_and_close(&mut self, medium: Box<dyn BlockBackend>) {
+        self.medium = Some(medium);
+        self.disc += 1;
         self.tray_open = false;
-        self.medium = medium;
+        self.event = MediaEvent::NewMedia;
+        self.changed = Changed::NotReady;
+    }
+
+    /// The host swaps the disc: open the tray (see [`Self::open_tray`]),
+    /// take the old disc out, put `medium` in and close the tray, or leave
+    /// the tray open and empty for `None`. Returns the old disc, for the
+    /// caller to close outside the controller's lock.
+    pub(super) fn change_medium(
+        &mut self,
+        medium: Option<Box<dyn BlockBackend>>,
+        force: bool,
+    ) -> Result<Option<Box<dyn BlockBackend>>, TrayLocked> {
+        self.open_tray(force)?;
+        let old = self.remove_medium();
+        if let Some(medium) = medium {
+            self.insert_and_close(medium);
+        }
+        Ok(old)
     }
 
     /// Executes an ATA command; returns true when the device must reset
@@ -345,7 +438,14 @@ impl Cdrom {
                 *pos += n;
                 Ok(out)
             }
-            Reply::Disc { offset, remaining } => {
+            Reply::Disc {
+                offset,
+                remaining,
+                disc,
+            } => {
+                if !self.loaded() || *disc != self.disc {
+                    return Err(Sense::MEDIUM_NOT_PRESENT);
+                }
                 let medium = self.medium.as_mut().ok_or(Sense::MEDIUM_NOT_PRESENT)?;
                 let mut out = vec![0; n];
                 medium.read_at(&mut out, *offset).map_err(|error| {
@@ -421,22 +521,26 @@ impl Cdrom {
     fn dispatch(&mut self, cdb: &[u8; PACKET_SIZE]) -> Result<Reply, Sense> {
         let opcode = cdb[0];
         // These report state without consuming a pending UNIT ATTENTION
-        // (MMC-3 §4.1.6.1); everything else fails with it once.
+        // (MMC-3 §4.1.6.1); everything else reports the disc change first.
         let allowed_with_attention = matches!(
             opcode,
             INQUIRY | REQUEST_SENSE | GET_CONFIGURATION | GET_EVENT_STATUS_NOTIFICATION
         );
-        if self.unit_attention && !allowed_with_attention {
-            self.unit_attention = false;
-            return Err(Sense::MEDIUM_MAY_HAVE_CHANGED);
+        if !allowed_with_attention {
+            if let Some(sense) = self.take_change() {
+                return Err(sense);
+            }
         }
         match opcode {
             TEST_UNIT_READY => self.disc_sectors().map(|_| Reply::none()),
             REQUEST_SENSE => {
-                let sense = if std::mem::take(&mut self.unit_attention) {
-                    Sense::MEDIUM_MAY_HAVE_CHANGED
-                } else {
-                    self.sense
+                // The sense of the command that failed comes first; with
+                // none, a pending disc change is reported here (SPC-3
+                // §5.9.7), so a guest that only polls REQUEST SENSE sees
+                // the same sequence as one that polls TEST UNIT READY.
+                let sense = match self.sense {
+                    Sense::NONE => self.take_change().unwrap_or(Sense::NONE),
+                    sense => sense,
                 };
                 let mut data = vec![0; 18];
                 data[0] = 0x70; // current error, fixed format
@@ -466,16 +570,21 @@ impl Cdrom {
             }
             START_STOP_UNIT => {
                 let (load_eject, start) = (cdb[4] & 0x02 != 0, cdb[4] & 0x01 != 0);
-                if load_eject && !start {
+                if load_eject && !start && !self.tray_open {
                     if self.locked {
                         return Err(Sense::MEDIUM_REMOVAL_PREVENTED);
                     }
-                    if self.medium.take().is_some() {
+                    // The disc stays in the open tray; closing it again
+                    // brings it back.
+                    if self.medium.is_some() {
                         self.event = MediaEvent::MediaRemoval;
                     }
                     self.tray_open = true;
-                } else if load_eject {
+                } else if load_eject && start && self.tray_open {
                     self.tray_open = false;
+                    if self.medium.is_some() {
+                        self.event = MediaEvent::NewMedia;
+                    }
                 }
                 Ok(Reply::none())
             }
@@ -541,12 +650,33 @@ impl Cdrom {
         }
     }
 
-    /// Whole 2048-byte sectors on the disc, or NOT READY.
+    /// What a command learns first after the host changed the disc: NOT
+    /// READY (the tray was open), then UNIT ATTENTION, then nothing. Only
+    /// while a disc is there and the tray shut, as QEMU does.
+    fn take_change(&mut self) -> Option<Sense> {
+        if !self.loaded() {
+            return None;
+        }
+        match self.changed {
+            Changed::No => None,
+            Changed::NotReady => {
+                self.changed = Changed::Attention;
+                Some(Sense::MEDIUM_NOT_PRESENT)
+            }
+            Changed::Attention => {
+                self.changed = Changed::No;
+                Some(Sense::MEDIUM_MAY_HAVE_CHANGED)
+            }
+        }
+    }
+
+    /// Whole 2048-byte sectors on the disc, or NOT READY (no disc, or the
+    /// tray is open).
     fn disc_sectors(&self) -> Result<u64, Sense> {
-        self.medium
-            .as_ref()
-            .map(|m| m.size() / SECTOR_SIZE)
-            .ok_or(Sense::MEDIUM_NOT_PRESENT)
+        match &self.medium {
+            Some(medium) if !self.tray_open => Ok(medium.size() / SECTOR_SIZE),
+            _ => Err(Sense::MEDIUM_NOT_PRESENT),
+        }
     }
 
     fn is_dvd(&self) -> bool {
@@ -567,6 +697,7 @@ impl Cdrom {
         Ok(Reply::Disc {
             offset: lba * SECTOR_SIZE,
             remaining: count * SECTOR_SIZE,
+            disc: self.disc,
         })
     }
 
@@ -609,7 +740,7 @@ impl Cdrom {
     fn get_configuration(&mut self, cdb: &[u8; PACKET_SIZE]) -> Result<Reply, Sense> {
         let request_type = cdb[1] & 0x03;
         let start = be16(&cdb[2..4]) as u16;
-        let loaded = self.medium.is_some();
+        let loaded = self.loaded();
         let dvd = self.is_dvd();
         let profile = match (loaded, dvd) {
             (false, _) => 0,
@@ -682,7 +813,7 @@ impl Cdrom {
         }
         let data = if cdb[4] & MEDIA_CLASS != 0 {
             let event = std::mem::replace(&mut self.event, MediaEvent::None);
-            let status = u8::from(self.medium.is_some()) << 1 | u8::from(self.tray_open);
+            let status = u8::from(self.loaded()) << 1 | u8::from(self.tray_open);
             vec![0, 6, 0x04, MEDIA_CLASS, event as u8, status, 0, 0]
         } else {
             // No event available of the classes asked for.
@@ -884,28 +1015,191 @@ mod tests {
         assert_eq!(status & STATUS_ERR, 0);
     }
 
-    #[test]
-    fn media_change_is_a_unit_attention_and_an_event() {
-        let (rig, _) = cd_rig(None);
-        let iso = image(ISO_SIZE);
-        let disc = RawFile::open(iso.path(), true).unwrap();
-        assert!(!rig.ctrl.lock().unwrap().cdrom_loaded(1, 0));
-        assert!(rig
-            .ctrl
+    const GESN: [u8; 9] = [GET_EVENT_STATUS_NOTIFICATION, 1, 0, 0, 0x10, 0, 0, 0, 8];
+
+    /// The media event and media status bytes GET EVENT STATUS
+    /// NOTIFICATION returns (and so consumes).
+    fn media_event(rig: &Rig) -> [u8; 2] {
+        let (status, data) = rig.packet(SEC, &GESN, 0xfffe);
+        assert_eq!(status & STATUS_ERR, 0);
+        [data[4], data[5]]
+    }
+
+    /// TEST UNIT READY, then the sense it left: what a polling guest sees.
+    fn poll(rig: &Rig) -> (u8, u8, u8) {
+        let (status, _) = rig.packet(SEC, &[TEST_UNIT_READY], 0xfffe);
+        let sense = request_sense(rig);
+        assert_eq!(
+            status & STATUS_ERR != 0,
+            sense != (0, 0, 0),
+            "ERR is set exactly when there is sense data"
+        );
+        sense
+    }
+
+    fn capacity(rig: &Rig) -> Option<u32> {
+        let (status, data) = rig.packet(SEC, &[READ_CAPACITY], 0xfffe);
+        (status & STATUS_ERR == 0).then(|| u32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+    }
+
+    fn change(
+        rig: &Rig,
+        disc: Option<&tempfile::NamedTempFile>,
+        force: bool,
+    ) -> Result<bool, super::super::CdromChangeError> {
+        let medium =
+            disc.map(|f| Box::new(RawFile::open(f.path(), true).unwrap()) as Box<dyn BlockBackend>);
+        rig.ctrl
             .lock()
             .unwrap()
-            .change_cdrom(1, 0, Some(Box::new(disc))));
+            .change_cdrom(1, 0, medium, force)
+            .map(|old| old.is_some())
+    }
+
+    fn drive_status(rig: &Rig) -> CdromStatus {
+        rig.ctrl.lock().unwrap().cdrom_status(1, 0).unwrap()
+    }
+
+    #[test]
+    fn inserting_a_disc_is_not_ready_then_unit_attention_then_ready() {
+        let (rig, _) = cd_rig(None);
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00), "empty drive");
+        let iso = image(ISO_SIZE);
+        assert_eq!(
+            change(&rig, Some(&iso), false),
+            Ok(false),
+            "nothing came out"
+        );
         // GESN reports the new disc without consuming the attention.
-        let gesn = [GET_EVENT_STATUS_NOTIFICATION, 1, 0, 0, 0x10, 0, 0, 0, 8];
-        let (_, data) = rig.packet(SEC, &gesn, 0xfffe);
-        assert_eq!(data, [0, 6, 4, 0x10, 2, 2, 0, 0], "new media, present");
-        let (_, data) = rig.packet(SEC, &gesn, 0xfffe);
-        assert_eq!(data[4], 0, "reported once");
-        let (status, _) = rig.packet(SEC, &[TEST_UNIT_READY], 0xfffe);
-        assert_eq!(status & STATUS_ERR, STATUS_ERR);
+        assert_eq!(media_event(&rig), [2, 2], "new media, present");
+        assert_eq!(media_event(&rig), [0, 2], "reported once");
+        // INQUIRY is allowed while the attention is pending.
+        let (status, _) = rig.packet(SEC, &[INQUIRY, 0, 0, 0, 36], 0xfffe);
+        assert_eq!(status & STATUS_ERR, 0);
+        // As QEMU: the tray was open, then the medium may have changed.
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(poll(&rig), (0x06, 0x28, 0x00));
+        assert_eq!(poll(&rig), (0, 0, 0), "ready after the attention");
+        assert_eq!(capacity(&rig), Some(63));
+        assert_eq!(
+            drive_status(&rig),
+            CdromStatus {
+                has_medium: true,
+                tray_open: false,
+                locked: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_disc_shows_its_own_capacity_and_data() {
+        let (rig, old) = cd_rig(Some(ISO_SIZE));
+        assert_eq!(capacity(&rig), Some(63));
+        let small = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(small.path(), vec![0x5a; 8 * 2048]).unwrap();
+        assert_eq!(
+            change(&rig, Some(&small), false),
+            Ok(true),
+            "the old disc came out"
+        );
+        // A read without looking at the sense first still fails once for
+        // each step, then reads the new disc.
+        assert_eq!(capacity(&rig), None);
+        assert_eq!(request_sense(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(capacity(&rig), None);
         assert_eq!(request_sense(&rig), (0x06, 0x28, 0x00));
-        let (status, _) = rig.packet(SEC, &[TEST_UNIT_READY], 0xfffe);
-        assert_eq!(status & STATUS_ERR, 0, "ready after the attention");
+        assert_eq!(capacity(&rig), Some(7));
+        let (_, data) = rig.packet(SEC, &[READ_10, 0, 0, 0, 0, 7, 0, 0, 1], 0xfffe);
+        assert_eq!(data, vec![0x5a; 2048]);
+        let (status, _) = rig.packet(SEC, &[READ_10, 0, 0, 0, 0, 8, 0, 0, 1], 0xfffe);
+        assert_eq!(
+            status & STATUS_ERR,
+            STATUS_ERR,
+            "past the new, smaller disc"
+        );
+        drop(old);
+    }
+
+    #[test]
+    fn a_guest_polling_only_request_sense_sees_the_change_too() {
+        let (rig, _iso) = cd_rig(Some(ISO_SIZE));
+        let other = image(4 * 2048);
+        change(&rig, Some(&other), false).unwrap();
+        assert_eq!(request_sense(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(request_sense(&rig), (0x06, 0x28, 0x00));
+        assert_eq!(request_sense(&rig), (0, 0, 0));
+        assert_eq!(capacity(&rig), Some(3));
+    }
+
+    #[test]
+    fn host_eject_leaves_the_tray_open_and_empty() {
+        let (rig, _iso) = cd_rig(Some(ISO_SIZE));
+        assert_eq!(change(&rig, None, false), Ok(true));
+        assert_eq!(media_event(&rig), [3, 1], "media removal, tray open");
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00), "stays not ready");
+        assert_eq!(capacity(&rig), None);
+        assert_eq!(
+            drive_status(&rig),
+            CdromStatus {
+                has_medium: false,
+                tray_open: true,
+                locked: false
+            }
+        );
+        let (_, data) = rig.packet(SEC, &[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, 0, 8], 0xfffe);
+        assert_eq!(data[1], 0x10, "door open");
+        // Ejecting an empty drive again is fine, as in QEMU.
+        assert_eq!(change(&rig, None, false), Ok(false));
+        // Closing the empty tray from the guest: still no disc.
+        rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x03], 0xfffe);
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+    }
+
+    #[test]
+    fn a_guest_lock_refuses_the_host_until_forced() {
+        let (rig, _iso) = cd_rig(Some(ISO_SIZE));
+        rig.packet(SEC, &[PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1], 0xfffe);
+        assert!(drive_status(&rig).locked);
+        let other = image(4 * 2048);
+        assert_eq!(
+            change(&rig, None, false),
+            Err(super::super::CdromChangeError::Locked)
+        );
+        assert_eq!(
+            change(&rig, Some(&other), false),
+            Err(super::super::CdromChangeError::Locked)
+        );
+        // The guest is asked to eject, and its disc is untouched.
+        assert_eq!(media_event(&rig), [1, 2], "eject request, media present");
+        assert_eq!(poll(&rig), (0, 0, 0));
+        assert_eq!(capacity(&rig), Some(63));
+        // Forced: out it comes, and the lock is gone.
+        assert_eq!(change(&rig, None, true), Ok(true));
+        assert_eq!(
+            drive_status(&rig),
+            CdromStatus {
+                has_medium: false,
+                tray_open: true,
+                locked: false
+            }
+        );
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        // The guest's own eject while locked is refused too.
+        change(&rig, Some(&other), false).unwrap();
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(poll(&rig), (0x06, 0x28, 0x00));
+        rig.packet(SEC, &[PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1], 0xfffe);
+        let (status, _) = rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
+        assert_eq!(status & STATUS_ERR, STATUS_ERR);
+        assert_eq!(request_sense(&rig), (0x05, 0x53, 0x02));
+        assert_eq!(capacity(&rig), Some(3), "the disc stays in");
+    }
+
+    #[test]
+    fn guest_eject_and_load_keep_the_disc_in_the_tray() {
+        let (rig, _iso) = cd_rig(Some(ISO_SIZE));
+        assert!(rig.ctrl.lock().unwrap().cdrom_loaded(1, 0));
         // Locked: the guest cannot eject; unlocked it can.
         rig.packet(SEC, &[PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1], 0xfffe);
         let (status, _) = rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
@@ -915,10 +1209,16 @@ mod tests {
         let (status, _) = rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
         assert_eq!(status & STATUS_ERR, 0);
         assert!(!rig.ctrl.lock().unwrap().cdrom_loaded(1, 0));
-        let (_, data) = rig.packet(SEC, &gesn, 0xfffe);
-        assert_eq!(data[4..6], [3, 1], "media removal, tray open");
+        assert_eq!(media_event(&rig), [3, 1], "media removal, tray open");
         let (_, data) = rig.packet(SEC, &[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, 0, 8], 0xfffe);
         assert_eq!(data[1], 0x10, "door open");
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        // Load: the same disc is back, without a unit attention (the guest
+        // closed the tray itself).
+        rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x03], 0xfffe);
+        assert_eq!(media_event(&rig), [2, 2]);
+        assert_eq!(poll(&rig), (0, 0, 0));
+        assert_eq!(capacity(&rig), Some(63));
     }
 
     #[test]
@@ -1074,14 +1374,10 @@ mod tests {
         // Still a working drive (garbage may have ejected the disc: put it back).
         rig.outb(SEC + 7, 0x08); // DEVICE RESET
         assert_eq!(rig.signature(SEC)[2..], [0x14, 0xeb]);
-        let disc = RawFile::open(iso.as_ref().unwrap().path(), true).unwrap();
-        rig.ctrl
-            .lock()
-            .unwrap()
-            .change_cdrom(1, 0, Some(Box::new(disc)));
-        let (status, _) = rig.packet(SEC, &[TEST_UNIT_READY], 0xfffe);
-        assert_eq!(status & STATUS_ERR, STATUS_ERR, "unit attention");
-        assert_eq!(request_sense(&rig), (0x06, 0x28, 0x00));
+        // (It may also have locked the tray: force.)
+        change(&rig, iso.as_ref(), true).unwrap();
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(poll(&rig), (0x06, 0x28, 0x00));
         let (_, data) = rig.packet(SEC, &[READ_10, 0, 0, 0, 0, 1, 0, 0, 1], 0xfffe);
         assert_eq!(data, pattern(2048, 2048));
     }

@@ -26,7 +26,8 @@ use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use self::ata::Disk;
-use self::atapi::{Cdrom, Reply};
+pub use self::atapi::CdromStatus;
+use self::atapi::{Cdrom, Reply, TrayLocked};
 use self::bmdma::{BusMaster, PrdWalker};
 use crate::devices::bus::{BusDevice, SharedDevice};
 use crate::devices::irq::IrqLine;
@@ -90,6 +91,18 @@ const CONTROL_HOB: u8 = 0x80;
 
 /// EXECUTE DEVICE DIAGNOSTIC is executed by both devices whatever DEV says.
 const CMD_EXECUTE_DEVICE_DIAGNOSTIC: u8 = 0x90;
+
+/// Why the host could not change a CD-ROM drive's disc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CdromChangeError {
+    /// There is no CD-ROM drive at that position.
+    #[error("no CD-ROM drive there")]
+    NoDrive,
+    /// The guest has locked the tray (PREVENT ALLOW MEDIUM REMOVAL) and the
+    /// change was not forced; the guest was asked to eject.
+    #[error("the guest has locked the tray")]
+    Locked,
+}
 
 /// What sits at one position (master or slave) of a channel.
 pub enum IdeMedia {
@@ -747,15 +760,7 @@ impl IdeController {
         slot.reset();
     }
 
-    /// Inserts (`Some`) or removes (`None`) the disc of the CD-ROM drive at
-    /// `channel`:`unit`. The guest sees a media event and, after an insert,
-    /// a UNIT ATTENTION (MMC-3 §4.1.6). Returns false if no drive is there.
-    pub fn change_cdrom(
-        &mut self,
-        channel: usize,
-        unit: usize,
-        medium: Option<Box<dyn BlockBackend>>,
-    ) -> bool {
+    fn cdrom_mut(&mut self, channel: usize, unit: usize) -> Option<&mut Cdrom> {
         let slot = self
             .channels
             .get_mut(channel)
@@ -764,22 +769,50 @@ impl IdeController {
             Some(Unit {
                 device: Some(Device::Cdrom(cdrom)),
                 ..
-            }) => {
-                cdrom.change_medium(medium);
-                true
-            }
-            _ => {
-                tracing::warn!(channel, unit, "no IDE CD-ROM drive to change the disc of");
-                false
-            }
+            }) => Some(cdrom),
+            _ => None,
         }
     }
 
-    /// Whether the CD-ROM drive at `channel`:`unit` holds a disc (the guest
-    /// may have ejected it with START STOP UNIT).
+    /// Swaps the disc of the CD-ROM drive at `channel`:`unit` as a person
+    /// at the drive would: open the tray, take the disc out, put `medium`
+    /// in and close the tray (`None` leaves it open and empty). The guest
+    /// sees a media event and, after an insert, NOT READY then UNIT
+    /// ATTENTION (MMC-3 §4.1.6). A tray the guest locked stays shut unless
+    /// `force`. Returns the disc taken out.
+    pub fn change_cdrom(
+        &mut self,
+        channel: usize,
+        unit: usize,
+        medium: Option<Box<dyn BlockBackend>>,
+        force: bool,
+    ) -> Result<Option<Box<dyn BlockBackend>>, CdromChangeError> {
+        let cdrom = self
+            .cdrom_mut(channel, unit)
+            .ok_or(CdromChangeError::NoDrive)?;
+        cdrom
+            .change_medium(medium, force)
+            .map_err(|TrayLocked| CdromChangeError::Locked)
+    }
+
+    /// Whether the CD-ROM drive at `channel`:`unit` has a readable disc
+    /// (the guest may have ejected it with START STOP UNIT).
     pub fn cdrom_loaded(&self, channel: usize, unit: usize) -> bool {
         let slot = self.channels.get(channel).and_then(|c| c.units.get(unit));
         matches!(slot, Some(Unit { device: Some(Device::Cdrom(cdrom)), .. }) if cdrom.loaded())
+    }
+
+    /// The tray and lock of the CD-ROM drive at `channel`:`unit`, if one
+    /// is there.
+    pub fn cdrom_status(&self, channel: usize, unit: usize) -> Option<CdromStatus> {
+        let slot = self.channels.get(channel).and_then(|c| c.units.get(unit));
+        match slot {
+            Some(Unit {
+                device: Some(Device::Cdrom(cdrom)),
+                ..
+            }) => Some(cdrom.status()),
+            _ => None,
+        }
     }
 
     /// A read of the compatibility-mode ports of `channel`: the command

@@ -1,0 +1,327 @@
+//! Removable media of a running VM: the host's side of QEMU's `eject`,
+//! `blockdev-change-medium` and `query-block` (QEMU
+//! `block/qapi-sysemu.c`, `qapi/block.json`), on the machine's IDE CD-ROM
+//! drives.
+//!
+//! Drives are found by the names a user knows them by: the libvirt target
+//! (`hdc`), which `query-block` reports as the block device's name, and
+//! libvirt's device alias (`ide0-1-0`, reported as `qdev`, also accepted
+//! with QEMU's `drive-` prefix). The runner keeps its [`VmConfig`] in step
+//! with every change, so that a reset (which builds a fresh machine from
+//! it) keeps the disc the user put in, as QEMU does.
+//!
+//! The new image is opened by the caller, on the control connection's
+//! thread, before the request reaches the runner: a slow or missing file
+//! never stalls the vCPUs, and a file that cannot be opened leaves the
+//! drive as it was. The vCPUs wait only for the swap itself.
+//!
+//! Each tray movement the host makes is reported (QEMU's
+//! `DEVICE_TRAY_MOVED`); the guest's own START STOP UNIT is not.
+//!
+//! Not here: floppy drives, hot-plug, `blockdev-open-tray` /
+//! `blockdev-close-tray`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::config::{DiskBus, DiskConfig, DiskKind};
+use crate::devices::ide::{CdromChangeError, IdeController};
+use crate::storage::{BlockBackend, ImageFormat};
+
+/// An image opened for a drive, with what `query-block` says about it.
+pub struct NewMedium {
+    pub backend: Box<dyn BlockBackend>,
+    pub path: PathBuf,
+    pub format: ImageFormat,
+}
+
+impl std::fmt::Debug for NewMedium {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMedium")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runner is asked about removable media.
+#[derive(Debug)]
+pub enum MediaRequest {
+    /// The state of every block device (`query-block`).
+    Query,
+    /// Open the tray of `device`, take its disc out, and put `medium` in
+    /// and close the tray (`None`: leave it open and empty, as QEMU's
+    /// `eject` does). `force` overrides the guest's lock.
+    Change {
+        device: String,
+        medium: Option<NewMedium>,
+        force: bool,
+    },
+}
+
+/// The answer to a [`MediaRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaAnswer {
+    Devices(Vec<BlockDevice>),
+    /// Done; the tray of `target` (alias `alias`) moved to each of
+    /// `tray_moves` in turn (`true` open).
+    Changed {
+        target: String,
+        alias: String,
+        tray_moves: Vec<bool>,
+    },
+}
+
+/// One block device as `query-block` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDevice {
+    /// The libvirt target name (`hdc`, `vda`).
+    pub target: String,
+    /// libvirt's alias of the guest device (`ide0-1-0`, `virtio-disk0`).
+    pub alias: String,
+    pub removable: bool,
+    /// The guest prevents medium removal.
+    pub locked: bool,
+    /// For a drive with a tray.
+    pub tray_open: Option<bool>,
+    /// The medium, when there is one (in the tray, open or not).
+    pub inserted: Option<Inserted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub path: PathBuf,
+    pub format: ImageFormat,
+    pub read_only: bool,
+}
+
+/// Why a media request failed, with QEMU's sentences.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// No block device has that name (QMP class `DeviceNotFound`).
+    #[error("Device '{0}' not found")]
+    NotFound(String),
+    /// A hard disk: its medium cannot change.
+    #[error("Device '{0}' is not removable")]
+    NotRemovable(String),
+    /// The guest locked the tray and the request was not forced; the guest
+    /// was asked to eject.
+    #[error(
+        "Device '{0}' is locked and force was not specified, wait for tray to open and try again"
+    )]
+    Locked(String),
+    /// The VM is gone or did not answer.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// libvirt's alias for `disk`: `ide0-C-U` for IDE (controller 0, bus C,
+/// unit U), `virtio-diskN` for virtio with N the target's index (`vda` 0).
+pub fn alias(disk: &DiskConfig) -> String {
+    match disk.bus {
+        DiskBus::Ide { channel, unit } => format!("ide0-{channel}-{unit}"),
+        DiskBus::Virtio { .. } => format!("virtio-disk{}", target_index(&disk.target)),
+    }
+}
+
+/// The index libvirt's `virDiskNameToIndex` gives a target: the letters
+/// after the two-letter prefix in base 26 (`vda` 0, `vdz` 25, `vdaa` 26).
+fn target_index(target: &str) -> u64 {
+    let letters = target.get(2..).unwrap_or_default();
+    let mut index: u64 = 0;
+    for (i, c) in letters.bytes().enumerate() {
+        if !c.is_ascii_lowercase() {
+            break;
+        }
+        let digit = u64::from(c - b'a');
+        index = if i == 0 {
+            digit
+        } else {
+            (index + 1).saturating_mul(26).saturating_add(digit)
+        };
+    }
+    index
+}
+
+/// The disk a request names: by target, alias, or `drive-` + alias.
+pub fn find(disks: &[DiskConfig], name: &str) -> Option<usize> {
+    disks.iter().position(|disk| {
+        let alias = alias(disk);
+        name == disk.target || name == alias || name.strip_prefix("drive-") == Some(&alias)
+    })
+}
+
+/// Carries out `request` on the machine's IDE controller and keeps `disks`
+/// (the runner's configuration) in step.
+pub(super) fn handle(
+    ide: &Mutex<IdeController>,
+    disks: &mut [DiskConfig],
+    request: MediaRequest,
+) -> Result<MediaAnswer, MediaError> {
+    match request {
+        MediaRequest::Query => Ok(MediaAnswer::Devices(query(ide, disks))),
+        MediaRequest::Change {
+            device,
+            medium,
+            force,
+        } => {
+            let index = find(disks, &device).ok_or_else(|| MediaError::NotFound(device.clone()))?;
+            let disk = &mut disks[index];
+            let (DiskKind::Cdrom, DiskBus::Ide { channel, unit }) = (disk.kind, &disk.bus) else {
+                return Err(MediaError::NotRemovable(device));
+            };
+            let (path, format, backend) = match medium {
+                Some(m) => (Some(m.path), m.format, Some(m.backend)),
+                None => (None, disk.format, None),
+            };
+            let (channel, unit) = (usize::from(*channel), usize::from(*unit));
+            let inserting = backend.is_some();
+            let (was_open, old) = {
+                let mut ide = ide
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let was_open = ide.cdrom_status(channel, unit).is_some_and(|s| s.tray_open);
+                let old = ide
+                    .change_cdrom(channel, unit, backend, force)
+                    .map_err(|error| match error {
+                        CdromChangeError::Locked => MediaError::Locked(device.clone()),
+                        CdromChangeError::NoDrive => MediaError::NotFound(device.clone()),
+                    })?;
+                (was_open, old)
+            };
+            let mut tray_moves = Vec::new();
+            if !was_open {
+                tray_moves.push(true);
+            }
+            if inserting {
+                tray_moves.push(false);
+            }
+            // Closed here, outside the controller's lock.
+            drop(old);
+            tracing::info!(
+                target = %disk.target,
+                medium = ?path,
+                force,
+                "CD-ROM medium changed"
+            );
+            disk.path = path;
+            disk.format = format;
+            Ok(MediaAnswer::Changed {
+                target: disk.target.clone(),
+                alias: alias(disk),
+                tray_moves,
+            })
+        }
+    }
+}
+
+fn query(ide: &Mutex<IdeController>, disks: &[DiskConfig]) -> Vec<BlockDevice> {
+    let ide = ide
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    disks
+        .iter()
+        .map(|disk| {
+            let inserted = |path: &PathBuf| Inserted {
+                path: path.clone(),
+                format: disk.format,
+                read_only: disk.read_only,
+            };
+            let drive = match (disk.kind, &disk.bus) {
+                (DiskKind::Cdrom, DiskBus::Ide { channel, unit }) => {
+                    ide.cdrom_status(usize::from(*channel), usize::from(*unit))
+                }
+                _ => None,
+            };
+            match drive {
+                Some(status) => BlockDevice {
+                    target: disk.target.clone(),
+                    alias: alias(disk),
+                    removable: true,
+                    locked: status.locked,
+                    tray_open: Some(status.tray_open),
+                    inserted: disk
+                        .path
+                        .as_ref()
+                        .filter(|_| status.has_medium)
+                        .map(inserted),
+                },
+                None => BlockDevice {
+                    target: disk.target.clone(),
+                    alias: alias(disk),
+                    removable: false,
+                    locked: false,
+                    tray_open: None,
+                    inserted: disk.path.as_ref().map(inserted),
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(target: &str, bus: DiskBus, kind: DiskKind) -> DiskConfig {
+        DiskConfig {
+            target: target.into(),
+            kind,
+            bus,
+            path: None,
+            format: ImageFormat::Raw,
+            read_only: kind == DiskKind::Cdrom,
+            boot_order: None,
+        }
+    }
+
+    #[test]
+    fn names_follow_libvirt() {
+        let disks = [
+            disk(
+                "hda",
+                DiskBus::Ide {
+                    channel: 0,
+                    unit: 0,
+                },
+                DiskKind::Disk,
+            ),
+            disk(
+                "hdc",
+                DiskBus::Ide {
+                    channel: 1,
+                    unit: 0,
+                },
+                DiskKind::Cdrom,
+            ),
+            disk("vdb", DiskBus::Virtio { slot: 5 }, DiskKind::Disk),
+            disk("vdab", DiskBus::Virtio { slot: 6 }, DiskKind::Disk),
+        ];
+        assert_eq!(alias(&disks[1]), "ide0-1-0");
+        assert_eq!(alias(&disks[2]), "virtio-disk1");
+        assert_eq!(alias(&disks[3]), "virtio-disk27");
+        assert_eq!(find(&disks, "hdc"), Some(1));
+        assert_eq!(find(&disks, "ide0-1-0"), Some(1));
+        assert_eq!(find(&disks, "drive-ide0-1-0"), Some(1));
+        assert_eq!(find(&disks, "ide0-0-0"), Some(0));
+        assert_eq!(find(&disks, "virtio-disk1"), Some(2));
+        assert_eq!(find(&disks, "hdd"), None);
+        assert_eq!(find(&disks, "drive-hdc"), None);
+    }
+
+    #[test]
+    fn errors_say_what_qemu_says() {
+        assert_eq!(
+            MediaError::Locked("hdc".into()).to_string(),
+            "Device 'hdc' is locked and force was not specified, wait for tray to open and try again"
+        );
+        assert_eq!(
+            MediaError::NotRemovable("vda".into()).to_string(),
+            "Device 'vda' is not removable"
+        );
+        assert_eq!(
+            MediaError::NotFound("x".into()).to_string(),
+            "Device 'x' not found"
+        );
+    }
+}
