@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the real window for the AppStream metainfo, written to
 data/screenshots/: the main window with running VMs, each New VM wizard
-step, and a running console. Runs Vireo on an Xvfb display of its own, in
+step, a running console, and Connection Details' Host page. Runs Vireo on an Xvfb display of its own, in
 a throwaway VIREO_HOME, driven with xdotool as a person would.
 
 Usage: scripts/screenshots.py [--vireo target/release/vireo]
@@ -102,6 +102,10 @@ def main():
             # GRUB's menu comes up in about half a minute on an emulating host.
             time.sleep(45)
             desktop.shoot(main_window, "main-window.png")
+            # Connection Details → Overview (the Host page), from the main menu.
+            desktop.key("F10")
+            desktop.key("h", 3)
+            desktop.shoot(desktop.window("Connection Details"), "host.png")
         finally:
             subprocess.run([vireo, "destroy", "installer"], env=env, capture_output=True)
             subprocess.run([vireo, "destroy", "Demo"], env=env, capture_output=True)
