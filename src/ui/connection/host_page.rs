@@ -56,7 +56,7 @@ impl HostPage {
         let memory_total = row(&memory, &gettext("Total"), "");
         let memory_available = row(&memory, &gettext("Available"), "");
         let vm_group = group(&root, &gettext("Virtual Machines"));
-        let vms = row(&vm_group, &gettext("Virtual machines"), "");
+        let vms = row(&vm_group, &gettext("On this host"), "");
         let vnc_listen = row(&vm_group, &gettext("VNC listen address for new VMs"), "");
 
         // The capabilities XML, folded away: long, and for experts.
