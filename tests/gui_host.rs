@@ -209,3 +209,24 @@ fn settings_survive_a_restart_with_glibs_keyfile_backend() {
     let text = std::fs::read_to_string(&keyfile).unwrap();
     assert!(text.contains("vnc-listen='0.0.0.0'"), "{text}");
 }
+
+/// The Keyboard Shortcuts window comes from the resource bundle
+/// (resources/shortcuts.ui) and names the release keys the preferences
+/// chose.
+#[test]
+fn the_keyboard_shortcuts_window_comes_from_the_bundle() {
+    let home = Home::new();
+    let display = Display::start();
+    let _app = App::start(&display, home.dir.path(), &[]);
+    let dir = artifacts("gui-host-shortcuts");
+    display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(20));
+    // Main menu → "_Keyboard Shortcuts".
+    display.key("F10");
+    display.key("k");
+    let seen = display.wait_for_text(
+        &dir,
+        "Release the keyboard from the console",
+        Duration::from_secs(20),
+    );
+    assert!(seen.contains("Take screenshot"), "{seen}");
+}

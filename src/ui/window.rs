@@ -320,7 +320,8 @@ impl Component for App {
         actions.add_action(&scale);
         window.insert_action_group("vm", Some(&actions));
 
-        let win_actions = gtk::gio::SimpleActionGroup::new();
+        // On the window itself: a separate "win" group would hide the
+        // window's own win.show-help-overlay (the Keyboard Shortcuts item).
         for (name, msg) in [
             ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
             ("demo", || AppMsg::Demo),
@@ -332,9 +333,8 @@ impl Component for App {
             let a = gtk::gio::SimpleAction::new(name, None);
             let input = sender.input_sender().clone();
             a.connect_activate(move |_, _| input.emit(msg()));
-            win_actions.add_action(&a);
+            window.add_action(&a);
         }
-        window.insert_action_group("win", Some(&win_actions));
         if let Some(app) = relm4::main_application().downcast_ref::<gtk::Application>() {
             app.set_accels_for_action("win.new-vm", &["<Control>n"]);
             app.set_accels_for_action("vm.fullscreen", &["F11"]);
