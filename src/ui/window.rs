@@ -400,9 +400,8 @@ impl Component for App {
         }
         // What the store says, at once; the poller adds what VMs say.
         model.apply_inventory(inventory::list_quickly());
-        if model.pending_select.is_some()
-            && model.pending_select.as_ref().map(|p| &p.0) == last.as_ref()
-        {
+        // Gone since: select nothing rather than a VM made later by that name.
+        if last.is_some() && model.pending_select.as_ref().map(|p| &p.0) == last.as_ref() {
             model.pending_select = None;
         }
         start_poller(sender.input_sender().clone());
