@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the real window for the AppStream metainfo, written to
 data/screenshots/: the main window with running VMs, each New VM wizard
-step, a running console, and the Storage page. Runs Vireo on an Xvfb display of its own, in
+step, a running console, and Connection Details' Storage and Host pages. Runs Vireo on an Xvfb display of its own, in
 a throwaway VIREO_HOME, driven with xdotool as a person would.
 
 Usage: scripts/screenshots.py [--vireo target/release/vireo]
@@ -118,6 +118,11 @@ def main():
             desktop.key("F10", 1)
             desktop.key("s", 2.5)
             desktop.shoot(desktop.window("Connection Details"), "storage.png")
+            # Connection Details → Overview (the Host page), from the main menu.
+            desktop.run("xdotool", "windowactivate", "--sync", main_window)
+            desktop.key("F10", 1)
+            desktop.key("h", 3)
+            desktop.shoot(desktop.window("Connection Details"), "host.png")
         finally:
             subprocess.run([vireo, "destroy", "installer"], env=env, capture_output=True)
             subprocess.run([vireo, "destroy", "Demo"], env=env, capture_output=True)

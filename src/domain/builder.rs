@@ -61,6 +61,8 @@ pub struct NewVm {
     cdrom: Option<String>,
     network: Option<String>,
     vnc: bool,
+    /// Where the VNC server listens, when not on localhost.
+    vnc_listen: Option<String>,
     serial_console: bool,
     uuid: Option<String>,
     mac: Option<String>,
@@ -80,6 +82,7 @@ impl NewVm {
             cdrom: None,
             network: None,
             vnc: true,
+            vnc_listen: None,
             serial_console: true,
             uuid: None,
             mac: None,
@@ -138,6 +141,12 @@ impl NewVm {
 
     pub fn vnc(mut self, on: bool) -> Self {
         self.vnc = on;
+        self
+    }
+
+    /// VNC listening on `address` (`0.0.0.0`: every interface).
+    pub fn vnc_listen(mut self, address: &str) -> Self {
+        self.vnc_listen = Some(address.to_string());
         self
     }
 
@@ -261,7 +270,14 @@ impl NewVm {
             });
         }
         if self.vnc {
-            d.add_device(&Graphics::vnc());
+            let mut graphics = Graphics::vnc();
+            if let Some(address) = &self.vnc_listen {
+                graphics.listen = Some(address.clone());
+                for listen in &mut graphics.listens {
+                    listen.address = Some(address.clone());
+                }
+            }
+            d.add_device(&graphics);
         }
         d.add_device(&Video::vga());
         Ok(d)
@@ -271,6 +287,19 @@ impl NewVm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vnc_listens_where_asked() {
+        let xml = NewVm::new("a").build().unwrap().to_xml();
+        assert!(
+            xml.contains("listen='127.0.0.1'") || xml.contains("listen=\"127.0.0.1\""),
+            "{xml}"
+        );
+        let d = NewVm::new("a").vnc_listen("0.0.0.0").build().unwrap();
+        let graphics = d.graphics().unwrap();
+        assert_eq!(graphics[0].listen.as_deref(), Some("0.0.0.0"));
+        assert_eq!(graphics[0].listens[0].address.as_deref(), Some("0.0.0.0"));
+    }
 
     #[test]
     fn uuids_are_version_4() {

@@ -46,6 +46,10 @@ pub struct NewVmRequest {
     pub storage: Storage,
     /// A network to attach to, or none.
     pub network: Option<String>,
+    /// The pool a new disk is created in (the preferences' default pool).
+    pub pool: String,
+    /// The address the VM's VNC server listens on (the preferences').
+    pub vnc_listen: String,
 }
 
 /// What the host offers, to bound the request.
@@ -61,6 +65,11 @@ impl HostLimits {
     /// Reads the host's memory (`/proc/meminfo`), usable vCPUs and the
     /// default pool's free space.
     pub fn read() -> Self {
+        Self::read_for(DEFAULT_POOL)
+    }
+
+    /// As [`HostLimits::read`], with the free space of `pool`.
+    pub fn read_for(pool: &str) -> Self {
         let memory_mib = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|text| {
@@ -74,7 +83,7 @@ impl HostLimits {
             .map(|n| n.get() as u32)
             .unwrap_or(1);
         let pool_free_bytes = PoolStore::open()
-            .and_then(|store| store.get(DEFAULT_POOL))
+            .and_then(|store| store.get(pool))
             .and_then(|pool| pool.space())
             .map(|space| space.available)
             .unwrap_or(0);
@@ -266,10 +275,13 @@ pub fn create(
     if let Some(network) = &request.network {
         vm = vm.network(network);
     }
+    if !request.vnc_listen.is_empty() {
+        vm = vm.vnc_listen(&request.vnc_listen);
+    }
     let mut created: Option<PathBuf> = None;
     match &request.storage {
         Storage::New { gib } => {
-            let path = create_disk(&request.name, *gib, progress)?;
+            let path = create_disk(&request.pool, &request.name, *gib, progress)?;
             vm = vm.disk_as(&path.to_string_lossy(), "qcow2");
             created = Some(path);
         }
@@ -299,15 +311,16 @@ pub fn create(
 }
 
 /// A new qcow2 volume `NAME.qcow2` (or `NAME-2.qcow2`… when taken) of
-/// `gib` GiB in the default pool.
+/// `gib` GiB in `pool`.
 fn create_disk(
+    pool: &str,
     name: &str,
     gib: u64,
     progress: &mut dyn FnMut(f64),
 ) -> Result<PathBuf, CreateError> {
     let disk_error = |e: crate::storage::pools::PoolError| CreateError::Disk(e.to_string());
     let pools = PoolStore::open().map_err(disk_error)?;
-    let pool = pools.get(DEFAULT_POOL).map_err(disk_error)?;
+    let pool = pools.get(pool).map_err(disk_error)?;
     let taken: Vec<String> = pool
         .volumes()
         .map_err(disk_error)?
@@ -352,6 +365,8 @@ mod tests {
             vcpus: 2,
             storage: Storage::New { gib: 1 },
             network: None,
+            pool: DEFAULT_POOL.into(),
+            vnc_listen: "127.0.0.1".into(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod clone;
 pub mod create;
 pub mod demo;
 pub mod host_check;
+pub mod host_info;
 pub mod inventory;
 pub mod lifecycle;
 pub mod operations;

@@ -41,6 +41,10 @@ impl ConsoleHost {
         self.view.set_scale_to_fit(on);
     }
 
+    pub fn set_release_keys(&self, keys: crate::manager::preferences::ReleaseKeys) {
+        self.view.set_release_keys(keys);
+    }
+
     /// Presses QEMU keys (`ctrl`, `alt`, `delete`) together through the
     /// console; false when a name is unknown or nothing is shown.
     pub fn send_keys(&self, qcodes: &[&str]) -> bool {

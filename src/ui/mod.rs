@@ -22,6 +22,7 @@ mod console_host;
 mod i18n;
 mod pool_view;
 mod serial;
+pub mod settings;
 mod vm_list;
 mod vm_page;
 pub mod volume_chooser;
@@ -44,6 +45,40 @@ pub struct Startup {
 pub fn run(startup: Startup) -> std::process::ExitCode {
     i18n::init();
     let app = relm4::RelmApp::new(APP_ID).with_args(Vec::new());
+    register_resources();
     app.run::<window::App>(startup);
     std::process::ExitCode::SUCCESS
+}
+
+/// The resource bundle build.rs compiled (empty when it could not).
+const RESOURCES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vireo.gresource"));
+
+/// Where the bundle's files are (GtkApplication's resource base path).
+pub const RESOURCE_BASE: &str = "/dev/vireo/Vireo";
+
+/// Registers the embedded bundle (style.css, shortcuts.ui, icons) and
+/// loads its style sheet. Without it the window runs unstyled and
+/// without its Keyboard Shortcuts window.
+fn register_resources() {
+    use gtk::gio;
+    let resource = gio::Resource::from_data(&gtk::glib::Bytes::from_static(RESOURCES));
+    match resource {
+        Ok(resource) => gio::resources_register(&resource),
+        Err(e) => {
+            tracing::warn!("the window's resources do not load: {e}");
+            return;
+        }
+    }
+    let Some(display) = gtk::gdk::Display::default() else {
+        return;
+    };
+    let css = gtk::CssProvider::new();
+    css.load_from_resource(&format!("{RESOURCE_BASE}/style.css"));
+    gtk::style_context_add_provider_for_display(
+        &display,
+        &css,
+        gtk::STYLE_PROVIDER_PRIORITY_APPLICATION,
+    );
+    // The app icon, for the About window before installation.
+    gtk::IconTheme::for_display(&display).add_resource_path(&format!("{RESOURCE_BASE}/icons"));
 }

@@ -20,6 +20,7 @@ use crate::manager::host_check::{self, KvmProblem};
 use crate::manager::inventory::{self, VmSummary};
 use crate::manager::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
 use crate::manager::operations;
+use crate::manager::preferences::{Preferences, ReleaseKeys};
 use crate::runtime::RunFiles;
 use crate::store::Store;
 
@@ -85,7 +86,8 @@ pub enum AppMsg {
     SetScaleToFit(bool),
     About,
     Preferences,
-    SetConfirmForceOff(bool),
+    /// A preference changed in the Preferences window (already saved).
+    PreferencesChanged(Preferences),
     /// Open Connection Details on this page.
     Connection(ConnectionPage),
 }
@@ -106,6 +108,8 @@ pub enum CmdOut {
         observed: VmState,
     },
     DemoReady(Result<String, String>),
+    /// The pools the Preferences window offers, read off the GTK thread.
+    PoolsForPreferences(Vec<String>),
 }
 
 pub struct App {
@@ -132,7 +136,8 @@ pub struct App {
     pending_select: Option<(String, bool)>,
     console: super::console_host::ConsoleHost,
     sender: ComponentSender<App>,
-    preferences: crate::manager::preferences::Preferences,
+    preferences: Preferences,
+    settings: super::settings::Settings,
     /// Made on first use, then kept so its pages keep their state.
     connection: Option<ConnectionWindow>,
 }
@@ -148,11 +153,24 @@ impl Component for App {
     type Widgets = AppWidgets;
 
     fn init_root() -> Self::Root {
-        adw::ApplicationWindow::builder()
+        let state = super::settings::get().window_state();
+        let window = adw::ApplicationWindow::builder()
             .title(gettext("Vireo"))
-            .default_width(1100)
-            .default_height(720)
-            .build()
+            .default_width(state.width.max(360))
+            .default_height(state.height.max(300))
+            .maximized(state.maximized)
+            .build();
+        // Saved on close, restored on the next start.
+        window.connect_close_request(|window| {
+            let (width, height) = window.default_size();
+            super::settings::get().save_window_state(super::settings::WindowState {
+                width,
+                height,
+                maximized: window.is_maximized(),
+            });
+            gtk::glib::Propagation::Proceed
+        });
+        window
     }
 
     fn init(
@@ -302,7 +320,8 @@ impl Component for App {
         actions.add_action(&scale);
         window.insert_action_group("vm", Some(&actions));
 
-        let win_actions = gtk::gio::SimpleActionGroup::new();
+        // On the window itself: a separate "win" group would hide the
+        // window's own win.show-help-overlay (the Keyboard Shortcuts item).
         for (name, msg) in [
             ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
             ("demo", || AppMsg::Demo),
@@ -314,9 +333,8 @@ impl Component for App {
             let a = gtk::gio::SimpleAction::new(name, None);
             let input = sender.input_sender().clone();
             a.connect_activate(move |_, _| input.emit(msg()));
-            win_actions.add_action(&a);
+            window.add_action(&a);
         }
-        window.insert_action_group("win", Some(&win_actions));
         if let Some(app) = relm4::main_application().downcast_ref::<gtk::Application>() {
             app.set_accels_for_action("win.new-vm", &["<Control>n"]);
             app.set_accels_for_action("vm.fullscreen", &["F11"]);
@@ -324,7 +342,11 @@ impl Component for App {
             app.set_accels_for_action("vm.screenshot", &["<Control><Shift>s"]);
             app.set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
         }
-        window.set_help_overlay(Some(&shortcuts_window()));
+        let settings = super::settings::get();
+        let preferences = settings.preferences();
+        if let Some(shortcuts) = shortcuts_window(preferences.release_keys) {
+            window.set_help_overlay(Some(&shortcuts));
+        }
 
         let input = sender.input_sender().clone();
         list.widget().connect_row_selected(move |_, row| {
@@ -358,17 +380,30 @@ impl Component for App {
             pending_select: None,
             console,
             sender: sender.clone(),
-            preferences: crate::manager::preferences::Preferences::load(),
+            preferences,
+            settings,
             connection: None,
         };
         model
             .console
             .set_scale_to_fit(model.preferences.console_scale_to_fit);
+        model
+            .console
+            .set_release_keys(model.preferences.release_keys);
+        // Reselect the VM the window showed last, if it is still there.
+        let last = model.settings.last_selected_vm();
+        if let Some(name) = &last {
+            model.pending_select = Some((name.clone(), false));
+        }
         if let Some(action) = model.actions.lookup_action("scale-to-fit") {
             action.change_state(&model.preferences.console_scale_to_fit.to_variant());
         }
         // What the store says, at once; the poller adds what VMs say.
         model.apply_inventory(inventory::list_quickly());
+        // Gone since: select nothing rather than a VM made later by that name.
+        if last.is_some() && model.pending_select.as_ref().map(|p| &p.0) == last.as_ref() {
+            model.pending_select = None;
+        }
         start_poller(sender.input_sender().clone());
         if startup.demo {
             sender.input(AppMsg::Demo);
@@ -396,6 +431,9 @@ impl Component for App {
                 self.list.set_thumbnail(&name, texture.upcast_ref());
             }
             AppMsg::Selected(name) => {
+                if let Some(name) = &name {
+                    self.settings.set("last-selected-vm", name.as_str());
+                }
                 self.selected = name;
             }
             AppMsg::Request(action) => self.request(action, sender),
@@ -442,13 +480,24 @@ impl Component for App {
             AppMsg::SetScaleToFit(on) => {
                 self.console.set_scale_to_fit(on);
                 self.preferences.console_scale_to_fit = on;
-                self.save_preferences();
+                self.settings.set("console-scale-to-fit", on);
             }
             AppMsg::About => self.about(),
-            AppMsg::Preferences => self.show_preferences(),
-            AppMsg::SetConfirmForceOff(on) => {
-                self.preferences.confirm_force_off = on;
-                self.save_preferences();
+            AppMsg::Preferences => {
+                // Pool definitions are files: read them off the GTK thread.
+                sender.spawn_oneshot_command(|| {
+                    let pools = crate::storage::pools::PoolStore::open()
+                        .and_then(|store| store.names())
+                        .unwrap_or_default();
+                    CmdOut::PoolsForPreferences(pools)
+                });
+            }
+            AppMsg::PreferencesChanged(preferences) => {
+                self.console.set_release_keys(preferences.release_keys);
+                if let Some(shortcuts) = shortcuts_window(preferences.release_keys) {
+                    self.window.set_help_overlay(Some(&shortcuts));
+                }
+                self.preferences = preferences;
             }
             AppMsg::Connection(page) => {
                 let window = &self.window;
@@ -484,6 +533,7 @@ impl Component for App {
                 self.pending_select = Some((name, true));
                 self.apply_inventory(inventory::list_quickly());
             }
+            CmdOut::PoolsForPreferences(pools) => self.show_preferences(pools),
             CmdOut::DemoReady(Err(error)) => {
                 self.toast(&gettext_f(
                     "The demo VM could not be created: {error}",
@@ -628,7 +678,7 @@ impl App {
             Action::ForceOff if self.preferences.confirm_force_off => {
                 self.confirm_force_off(name, sender)
             }
-            Action::Delete => self.confirm_delete(name, sender),
+            Action::Delete if self.preferences.confirm_delete => self.confirm_delete(name, sender),
             Action::Clone => self.ask_clone_name(name, sender),
             _ => self.run(name, action, ConfirmInput::default(), sender),
         }
@@ -871,54 +921,179 @@ impl App {
         about.present();
     }
 
-    fn save_preferences(&self) {
-        if let Err(e) = self.preferences.save() {
-            self.toast(&gettext_f(
-                "Preferences could not be saved: {error}",
-                &[("error", &e)],
-            ));
-        }
-    }
-
-    fn show_preferences(&self) {
-        let confirm = adw::ActionRow::builder()
-            .title(gettext("Confirm before forcing off"))
-            .subtitle(gettext("Ask before pulling the plug on a running VM"))
-            .build();
-        let confirm_switch = gtk::Switch::builder()
-            .active(self.preferences.confirm_force_off)
-            .valign(gtk::Align::Center)
-            .build();
-        confirm.add_suffix(&confirm_switch);
-        confirm.set_activatable_widget(Some(&confirm_switch));
+    /// The Preferences window. Each change is saved at once (GSettings)
+    /// and reported back, so the window, console and wizard follow it.
+    fn show_preferences(&self, pools: Vec<String>) {
+        let current = std::rc::Rc::new(std::cell::RefCell::new(self.preferences.clone()));
+        let settings = self.settings.clone();
         let input = self.sender.input_sender().clone();
-        confirm_switch
-            .connect_active_notify(move |s| input.emit(AppMsg::SetConfirmForceOff(s.is_active())));
-        let scale = adw::ActionRow::builder()
-            .title(gettext("Scale the console to the window"))
+        // Applies `change` to the shared copy, saves `key`, and reports.
+        let changed =
+            move |change: &dyn Fn(&mut Preferences), key: &str, value: gtk::glib::Variant| {
+                change(&mut current.borrow_mut());
+                settings.set(key, value);
+                input.emit(AppMsg::PreferencesChanged(current.borrow().clone()));
+            };
+        let changed = std::rc::Rc::new(changed);
+
+        let switch_row = |title: String, subtitle: String, active: bool| {
+            let row = adw::ActionRow::builder()
+                .title(title)
+                .subtitle(subtitle)
+                .build();
+            let switch = gtk::Switch::builder()
+                .active(active)
+                .valign(gtk::Align::Center)
+                .build();
+            row.add_suffix(&switch);
+            row.set_activatable_widget(Some(&switch));
+            (row, switch)
+        };
+
+        // New VMs: where their disks go, where their VNC servers listen.
+        let mut pool_names = pools;
+        if !pool_names.contains(&self.preferences.default_pool) {
+            pool_names.insert(0, self.preferences.default_pool.clone());
+        }
+        let pool_list =
+            gtk::StringList::new(&pool_names.iter().map(String::as_str).collect::<Vec<_>>());
+        let pool_row = adw::ComboRow::builder()
+            .title(gettext("Default storage pool"))
+            .subtitle(gettext("Where the New VM wizard creates new disks"))
+            .model(&pool_list)
+            .selected(
+                pool_names
+                    .iter()
+                    .position(|p| *p == self.preferences.default_pool)
+                    .unwrap_or(0) as u32,
+            )
+            .build();
+        let c = changed.clone();
+        pool_row.connect_selected_notify(move |row| {
+            if let Some(name) = pool_names.get(row.selected() as usize).cloned() {
+                c(
+                    &|p| p.default_pool = name.clone(),
+                    "default-pool",
+                    name.to_variant(),
+                );
+            }
+        });
+        let listen_row = adw::ActionRow::builder()
+            .title(gettext("VNC listen address"))
             .subtitle(gettext(
-                "Otherwise the guest's screen is shown pixel for pixel",
+                "127.0.0.1 keeps new VMs' screens on this computer; 0.0.0.0 opens them to the network",
             ))
             .build();
-        let scale_switch = gtk::Switch::builder()
-            .active(self.preferences.console_scale_to_fit)
+        let listen = gtk::Entry::builder()
+            .text(&self.preferences.vnc_listen)
             .valign(gtk::Align::Center)
+            .width_chars(15)
             .build();
-        scale.add_suffix(&scale_switch);
-        scale.set_activatable_widget(Some(&scale_switch));
+        listen_row.add_suffix(&listen);
+        let c = changed.clone();
+        listen.connect_changed(move |entry| {
+            let text = entry.text().trim().to_string();
+            if Preferences::valid_listen(&text) {
+                entry.remove_css_class("error");
+                entry.set_tooltip_text(None);
+                c(
+                    &|p| p.vnc_listen = text.clone(),
+                    "vnc-listen",
+                    text.to_variant(),
+                );
+            } else {
+                entry.add_css_class("error");
+                entry.set_tooltip_text(Some(&gettext("Enter an IP address, such as 127.0.0.1")));
+            }
+        });
+        let new_vms = adw::PreferencesGroup::builder()
+            .title(gettext("New Virtual Machines"))
+            .build();
+        new_vms.add(&pool_row);
+        new_vms.add(&listen_row);
+
+        // Confirmations.
+        let (force_row, force_switch) = switch_row(
+            gettext("Confirm before forcing off"),
+            gettext("Ask before pulling the plug on a running VM"),
+            self.preferences.confirm_force_off,
+        );
+        let c = changed.clone();
+        force_switch.connect_active_notify(move |s| {
+            let on = s.is_active();
+            c(
+                &|p| p.confirm_force_off = on,
+                "confirm-force-off",
+                on.to_variant(),
+            );
+        });
+        let (delete_row, delete_switch) = switch_row(
+            gettext("Confirm before deleting"),
+            gettext("Without asking, a deleted VM's disk images are kept"),
+            self.preferences.confirm_delete,
+        );
+        let c = changed.clone();
+        delete_switch.connect_active_notify(move |s| {
+            let on = s.is_active();
+            c(
+                &|p| p.confirm_delete = on,
+                "confirm-delete",
+                on.to_variant(),
+            );
+        });
+        let confirmations = adw::PreferencesGroup::builder()
+            .title(gettext("Confirmations"))
+            .build();
+        confirmations.add(&force_row);
+        confirmations.add(&delete_row);
+
+        // Console: scaling (through the vm.scale-to-fit action, which the
+        // VM menu shares) and the keys that release the keyboard.
+        let (scale_row, scale_switch) = switch_row(
+            gettext("Scale the console to the window"),
+            gettext("Otherwise the guest's screen is shown pixel for pixel"),
+            self.preferences.console_scale_to_fit,
+        );
         let actions = self.actions.clone();
         scale_switch.connect_active_notify(move |s| {
             if let Some(action) = actions.lookup_action("scale-to-fit") {
                 action.change_state(&s.is_active().to_variant());
             }
         });
-        let group = adw::PreferencesGroup::builder()
+        let labels: Vec<&str> = ReleaseKeys::ALL.iter().map(|k| k.label()).collect();
+        let keys_row = adw::ComboRow::builder()
+            .title(gettext("Release the keyboard with"))
+            .subtitle(gettext(
+                "The keys that give the keyboard back from a VM's console",
+            ))
+            .model(&gtk::StringList::new(&labels))
+            .selected(
+                ReleaseKeys::ALL
+                    .iter()
+                    .position(|k| *k == self.preferences.release_keys)
+                    .unwrap_or(0) as u32,
+            )
+            .build();
+        let c = changed;
+        keys_row.connect_selected_notify(move |row| {
+            if let Some(keys) = ReleaseKeys::ALL.get(row.selected() as usize).copied() {
+                c(
+                    &|p| p.release_keys = keys,
+                    "release-keys",
+                    keys.nick().to_variant(),
+                );
+            }
+        });
+        let console = adw::PreferencesGroup::builder()
             .title(gettext("Console"))
             .build();
-        group.add(&confirm);
-        group.add(&scale);
+        console.add(&scale_row);
+        console.add(&keys_row);
+
         let page = adw::PreferencesPage::new();
-        page.add(&group);
+        page.add(&new_vms);
+        page.add(&confirmations);
+        page.add(&console);
         let window = adw::PreferencesWindow::builder()
             .transient_for(&self.window)
             .modal(true)
@@ -1014,7 +1189,16 @@ fn empty_page() -> adw::StatusPage {
 }
 
 fn kvm_page(problem: &KvmProblem) -> adw::StatusPage {
-    let description = match problem {
+    adw::StatusPage::builder()
+        .icon_name("dialog-warning-symbolic")
+        .title(gettext("Virtual Machines Cannot Run Here"))
+        .description(kvm_problem_text(problem))
+        .build()
+}
+
+/// What to do about `problem`, in a sentence (also on the Host page).
+pub(super) fn kvm_problem_text(problem: &KvmProblem) -> String {
+    match problem {
         KvmProblem::Missing => gettext(
             "This computer does not offer KVM: /dev/kvm is missing. Turn on virtualization (Intel VT-x or AMD-V) in the computer's firmware settings and make sure the kvm_intel or kvm_amd module is loaded. Inside a Flatpak, Vireo also needs the --device=kvm permission.",
         ),
@@ -1025,51 +1209,28 @@ fn kvm_page(problem: &KvmProblem) -> adw::StatusPage {
                 &[("group", &group)],
             )
         }
-    };
-    adw::StatusPage::builder()
-        .icon_name("dialog-warning-symbolic")
-        .title(gettext("Virtual Machines Cannot Run Here"))
-        .description(description)
-        .build()
+    }
 }
 
-fn shortcuts_window() -> gtk::ShortcutsWindow {
-    let shortcut = |accel: &str, title: String| {
-        format!(
-            "<child><object class='GtkShortcutsShortcut'><property name='accelerator'>{accel}</property><property name='title'>{}</property></object></child>",
-            gtk::glib::markup_escape_text(&title)
-        )
-    };
-    let group = |title: String, shortcuts: String| {
-        format!(
-            "<child><object class='GtkShortcutsGroup'><property name='title'>{}</property>{shortcuts}</object></child>",
-            gtk::glib::markup_escape_text(&title)
-        )
-    };
-    let general = [
-        shortcut("&lt;Control&gt;n", gettext("New VM")),
-        shortcut("&lt;Control&gt;question", gettext("Keyboard shortcuts")),
-        shortcut("&lt;Control&gt;q", gettext("Quit")),
-    ]
-    .concat();
-    let vm = [
-        shortcut("F11", gettext("Fullscreen")),
-        shortcut("&lt;Control&gt;&lt;Shift&gt;s", gettext("Take screenshot")),
-        shortcut("&lt;Control&gt;&lt;Shift&gt;f", gettext("Force off")),
-        shortcut(
-            "&lt;Control&gt;&lt;Alt&gt;",
-            gettext("Release the keyboard from the console"),
-        ),
-    ]
-    .concat();
-    let xml = format!(
-        "<interface><object class='GtkShortcutsWindow' id='shortcuts'><property name='modal'>1</property><child><object class='GtkShortcutsSection'>{}{}</object></child></object></interface>",
-        group(gettext("General"), general),
-        group(gettext("Virtual Machine"), vm)
-    );
-    gtk::Builder::from_string(&xml)
-        .object("shortcuts")
-        .expect("the shortcuts window's UI is valid")
+/// The Keyboard Shortcuts window from the resource bundle
+/// (resources/shortcuts.ui), showing `release` as the console's release
+/// keys; none when the bundle did not load.
+fn shortcuts_window(release: ReleaseKeys) -> Option<gtk::ShortcutsWindow> {
+    let builder = gtk::Builder::new();
+    builder.set_translation_domain(Some("vireo"));
+    if let Err(e) = builder.add_from_resource(&format!("{}/shortcuts.ui", super::RESOURCE_BASE)) {
+        tracing::warn!("no Keyboard Shortcuts window: {e}");
+        return None;
+    }
+    if let Some(shortcut) = builder.object::<gtk::ShortcutsShortcut>("release-keys") {
+        let accelerator = match release {
+            ReleaseKeys::CtrlAlt => "<Control><Alt>",
+            ReleaseKeys::CtrlAltG => "<Control><Alt>g",
+            ReleaseKeys::RightCtrl => "Control_R",
+        };
+        shortcut.set_property("accelerator", accelerator);
+    }
+    builder.object("shortcuts")
 }
 
 /// For `make bench`'s cold-start figure: with `VIREO_STARTUP_PROBE` set,

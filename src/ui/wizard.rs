@@ -102,7 +102,7 @@ impl Component for NewVmWizard {
         window: adw::Window,
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
-        let host = HostLimits::read();
+        let host = HostLimits::read_for(&super::settings::get().preferences().default_pool);
         let changed = {
             let sender = sender.clone();
             move || sender.input(WizardMsg::Changed)
@@ -503,6 +503,8 @@ impl NewVmWizard {
             vcpus: self.w.vcpus.value() as u32,
             storage,
             network: (self.w.network.selected() == 0).then(|| "default".to_string()),
+            pool: super::settings::get().preferences().default_pool,
+            vnc_listen: super::settings::get().preferences().vnc_listen,
         }
     }
 

@@ -5,7 +5,8 @@
 //! batch from the [`Session`] changed, scaled to fit with the aspect ratio
 //! kept or at 1:1. A click or focus grabs the keyboard: keys then go to the
 //! guest as physical keys (QEMU extended key events) and the desktop's own
-//! shortcuts are inhibited; Ctrl+Alt releases the grab. Pointer motion,
+//! shortcuts are inhibited; Ctrl+Alt (or the combination the preferences
+//! chose, [`ReleaseKeys`]) releases the grab. Pointer motion,
 //! buttons and the wheel go to the guest in guest pixels.
 //!
 //! Not done here: screenshots (QMP `screendump`), clipboard, the cursor
@@ -18,6 +19,8 @@ use gtk::glib::translate::IntoGlib;
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gdk, glib, graphene};
+
+use crate::manager::preferences::ReleaseKeys;
 
 use super::framebuffer::{FrameBatch, TILE};
 use super::geometry::Placement;
@@ -101,6 +104,7 @@ mod imp {
         pub(super) callbacks: RefCell<Vec<StateCallback>>,
         pub(super) scale_to_fit: Cell<bool>,
         pub(super) grabbed: Cell<bool>,
+        pub(super) release_keys: Cell<ReleaseKeys>,
         /// Keys sent down and not yet up: (qnum, keysym).
         pub(super) held: RefCell<Vec<(u16, u32)>>,
         pub(super) buttons: Cell<u8>,
@@ -122,6 +126,7 @@ mod imp {
                 callbacks: RefCell::new(Vec::new()),
                 scale_to_fit: Cell::new(true),
                 grabbed: Cell::new(false),
+                release_keys: Cell::new(Default::default()),
                 held: RefCell::new(Vec::new()),
                 buttons: Cell::new(0),
                 pointer: Cell::new((0, 0)),
@@ -295,6 +300,15 @@ impl ConsoleView {
         }
     }
 
+    /// The keys that release the keyboard grab (and the hint naming them).
+    pub fn set_release_keys(&self, keys: ReleaseKeys) {
+        self.imp().release_keys.set(keys);
+        self.imp().hint.set_label(&crate::ui::i18n::gettext_f(
+            "Press {keys} to release the keyboard",
+            &[("keys", keys.label())],
+        ));
+    }
+
     pub fn scale_to_fit(&self) -> bool {
         self.imp().scale_to_fit.get()
     }
@@ -465,15 +479,7 @@ impl ConsoleView {
         if !imp.grabbed.get() {
             return false;
         }
-        let ctrl = matches!(keyval, gdk::Key::Control_L | gdk::Key::Control_R);
-        let alt = matches!(
-            keyval,
-            gdk::Key::Alt_L | gdk::Key::Alt_R | gdk::Key::Meta_L | gdk::Key::Meta_R
-        );
-        if down
-            && ((ctrl && state.contains(gdk::ModifierType::ALT_MASK))
-                || (alt && state.contains(gdk::ModifierType::CONTROL_MASK)))
-        {
+        if down && releases(imp.release_keys.get(), keyval, state) {
             self.release_grab();
             return true;
         }
@@ -612,5 +618,23 @@ fn button_bit(button: u32) -> u8 {
         2 => BUTTON_MIDDLE,
         3 => BUTTON_RIGHT,
         _ => 0,
+    }
+}
+
+/// Whether pressing `keyval` with `state` held is the release combination.
+fn releases(keys: ReleaseKeys, keyval: gdk::Key, state: gdk::ModifierType) -> bool {
+    let ctrl_held = state.contains(gdk::ModifierType::CONTROL_MASK);
+    let alt_held = state.contains(gdk::ModifierType::ALT_MASK);
+    let ctrl = matches!(keyval, gdk::Key::Control_L | gdk::Key::Control_R);
+    let alt = matches!(
+        keyval,
+        gdk::Key::Alt_L | gdk::Key::Alt_R | gdk::Key::Meta_L | gdk::Key::Meta_R
+    );
+    match keys {
+        ReleaseKeys::CtrlAlt => (ctrl && alt_held) || (alt && ctrl_held),
+        ReleaseKeys::CtrlAltG => {
+            matches!(keyval, gdk::Key::g | gdk::Key::G) && ctrl_held && alt_held
+        }
+        ReleaseKeys::RightCtrl => keyval == gdk::Key::Control_R,
     }
 }
