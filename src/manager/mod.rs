@@ -6,9 +6,11 @@
 pub mod clone;
 pub mod create;
 pub mod demo;
+pub mod edit;
 pub mod host_check;
 pub mod inventory;
 pub mod lifecycle;
+pub mod media;
 pub mod operations;
 pub mod osinfo;
 pub mod preferences;
