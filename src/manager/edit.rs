@@ -46,7 +46,9 @@ pub enum EditError {
     #[error("The new volume could not be created: {0}")]
     Volume(String),
     /// The XML editor changed the VM's identity.
-    #[error("The XML changes the VM’s {0}. Rename a VM from its Details page; a UUID cannot change.")]
+    #[error(
+        "The XML changes the VM’s {0}. Rename a VM from its Details page; a UUID cannot change."
+    )]
     IdentityChanged(&'static str),
     /// Renaming needs the VM off, as `vireo domrename` does.
     #[error("A running VM cannot be renamed; shut it down first.")]
@@ -149,6 +151,36 @@ pub fn update_disk(
     Ok(())
 }
 
+/// Moves disk `target` to `bus`; its target name follows the bus's naming
+/// (`vda` → `sda`), as virt-manager does. Returns the new target name.
+pub fn set_disk_bus(domain: &mut Domain, target: &str, bus: &str) -> Result<String, EditError> {
+    if !DISK_BUSES.contains(&bus) {
+        return Err(EditError::Invalid(format!(
+            "The {bus} bus is not emulated; use virtio, SATA or IDE."
+        )));
+    }
+    let mut new_target = target.to_string();
+    let prefix = |b: &str| {
+        if b == "virtio" {
+            "vd"
+        } else if b == "ide" {
+            "hd"
+        } else {
+            "sd"
+        }
+    };
+    if !target.starts_with(prefix(bus)) {
+        new_target = next_target(domain, bus)?;
+    }
+    update_disk(domain, target, |disk| {
+        disk.target_bus = Some(bus.to_string());
+        disk.target_dev = new_target.clone();
+        // The old bus's address does not fit the new one.
+        disk.address = None;
+    })?;
+    Ok(new_target)
+}
+
 /// Changes the `index`th NIC through `change`.
 pub fn update_interface(
     domain: &mut Domain,
@@ -232,11 +264,19 @@ pub enum DiskSource {
 /// What Add Hardware adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewHardware {
-    Disk { source: DiskSource, bus: String },
+    Disk {
+        source: DiskSource,
+        bus: String,
+    },
     /// A CD-ROM drive, with an ISO in it or empty.
-    Cdrom { iso: Option<PathBuf> },
+    Cdrom {
+        iso: Option<PathBuf>,
+    },
     /// A NIC on a libvirt network.
-    Nic { network: String, model: String },
+    Nic {
+        network: String,
+        model: String,
+    },
     /// A serial port on a pseudo-terminal.
     Serial,
 }
@@ -314,9 +354,9 @@ pub fn add_hardware(domain: &mut Domain, hardware: &NewHardware) -> Result<Strin
                 .iter()
                 .filter_map(|s| s.0.target_port)
                 .collect();
-            let port = (0..4)
-                .find(|p| !ports.contains(p))
-                .ok_or_else(|| EditError::Invalid("The VM has four serial ports already.".into()))?;
+            let port = (0..4).find(|p| !ports.contains(p)).ok_or_else(|| {
+                EditError::Invalid("The VM has four serial ports already.".into())
+            })?;
             domain.add_device(&Serial(crate::domain::devices::CharDevice::pty(port)));
             Ok(format!("serial{port}"))
         }
@@ -353,7 +393,9 @@ fn image_format(path: &Path) -> String {
 /// A new qcow2 volume `VM-N.qcow2` of `gib` GiB in the default pool.
 fn new_volume(vm: &str, gib: u64) -> Result<PathBuf, EditError> {
     if gib == 0 {
-        return Err(EditError::Invalid("A new disk needs at least 1 GiB.".into()));
+        return Err(EditError::Invalid(
+            "A new disk needs at least 1 GiB.".into(),
+        ));
     }
     let err = |e: crate::storage::pools::PoolError| EditError::Volume(e.to_string());
     let pools = PoolStore::open().map_err(err)?;
@@ -526,6 +568,9 @@ mod tests {
             disk.target_bus = Some("sata".into());
         })
         .unwrap();
+        assert_eq!(set_disk_bus(&mut d, "vda", "ide").unwrap(), "hda");
+        assert_eq!(set_disk_bus(&mut d, "hda", "virtio").unwrap(), "vda");
+        assert!(set_disk_bus(&mut d, "vda", "scsi").is_err());
         assert!(matches!(
             update_disk(&mut d, "vdz", |_| {}),
             Err(EditError::NoSuchDevice(_))
@@ -539,7 +584,10 @@ mod tests {
         let x = &saved.xml;
         assert!(x.contains("<target dev='vda' bus='sata'/>"), "{x}");
         assert!(x.contains("<source network='isolated'/>"), "{x}");
-        assert!(x.contains("port='5905'") && x.contains("passwd='secret'"), "{x}");
+        assert!(
+            x.contains("port='5905'") && x.contains("passwd='secret'"),
+            "{x}"
+        );
         assert!(x.contains("<model type='none'"), "{x}");
     }
 
@@ -564,14 +612,19 @@ mod tests {
             bus: "sata".into(),
         };
         let e = add_hardware(&mut d, &missing).unwrap_err().to_string();
-        assert!(e.contains("gone.img") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("gone.img") && e.contains("does not exist"),
+            "{e}"
+        );
         // hdc is the CD-ROM already: the next IDE drive is hda.
         assert_eq!(
             add_hardware(&mut d, &NewHardware::Cdrom { iso: None }).unwrap(),
             "hda"
         );
         let collision = Disk::file("disk", "/x", "vda", "virtio");
-        assert!(matches!(add_disk(&mut d, collision), Err(EditError::TargetTaken(t)) if t == "vda"));
+        assert!(
+            matches!(add_disk(&mut d, collision), Err(EditError::TargetTaken(t)) if t == "vda")
+        );
         add_hardware(
             &mut d,
             &NewHardware::Nic {
@@ -581,7 +634,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.interfaces().unwrap().len(), 2);
-        assert_eq!(add_hardware(&mut d, &NewHardware::Serial).unwrap(), "serial1");
+        assert_eq!(
+            add_hardware(&mut d, &NewHardware::Serial).unwrap(),
+            "serial1"
+        );
         d.validate().unwrap();
         remove_device(&mut d, &DeviceRef::Disk("vdb".into())).unwrap();
         remove_device(&mut d, &DeviceRef::Serial(1)).unwrap();

@@ -105,7 +105,10 @@ fn live_change(socket: &Path, target: &str, source: Option<&Path>) -> Result<(),
             "blockdev-change-medium",
             json!({"id": target, "device": target, "filename": path.to_string_lossy()}),
         ),
-        None => client.execute("eject", json!({"id": target, "device": target, "force": true})),
+        None => client.execute(
+            "eject",
+            json!({"id": target, "device": target, "force": true}),
+        ),
     };
     match result {
         Ok(_) => Ok(()),
@@ -141,11 +144,23 @@ mod tests {
         std::fs::write(&iso, b"iso").unwrap();
         let done = change_media_in(&store, "wren", "hdc", Some(&iso), None).unwrap();
         assert_eq!(done, MediaChange::Definition);
-        let (_, cd) = store.find("wren").unwrap().domain().disk("hdc").unwrap().unwrap();
+        let (_, cd) = store
+            .find("wren")
+            .unwrap()
+            .domain()
+            .disk("hdc")
+            .unwrap()
+            .unwrap();
         assert_eq!(cd.source.as_deref(), iso.canonicalize().unwrap().to_str());
 
         change_media_in(&store, "wren", "hdc", None, None).unwrap();
-        let (_, cd) = store.find("wren").unwrap().domain().disk("hdc").unwrap().unwrap();
+        let (_, cd) = store
+            .find("wren")
+            .unwrap()
+            .domain()
+            .disk("hdc")
+            .unwrap()
+            .unwrap();
         assert_eq!(cd.source, None);
     }
 
@@ -167,7 +182,10 @@ mod tests {
         // A VM whose control socket is gone: refused, definition kept.
         let socket = dir.path().join("wren.ctl");
         let e = change_media_in(&store, "wren", "hdc", Some(&iso), Some(&socket)).unwrap_err();
-        assert!(matches!(e, MediaError::Control(ControlError::NotRunning { .. })), "{e}");
+        assert!(
+            matches!(e, MediaError::Control(ControlError::NotRunning { .. })),
+            "{e}"
+        );
         assert_eq!(store.find("wren").unwrap().xml, before);
     }
 }

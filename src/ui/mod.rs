@@ -10,12 +10,14 @@
 //!       └─ content: AdwHeaderBar (VM actions, view switcher) + GtkStack
 //!          ├─ "empty": AdwStatusPage (New VM, Try the Demo VM)
 //!          ├─ "no-kvm": AdwStatusPage (what to fix)
-//!          └─ "vm": AdwViewStack (vm_page): Console / Details / Serial
+//!          └─ "vm": AdwViewStack (vm_page): Console / Details / XML / Serial
+//!             (details: the hardware view and the XML editor)
 //! NewVmWizard (wizard): a modal window with the five steps
 //! ```
 
 pub mod console;
 mod console_host;
+mod details;
 mod i18n;
 mod serial;
 mod vm_list;
