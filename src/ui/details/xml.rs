@@ -163,7 +163,7 @@ impl XmlEditor {
             }
         };
         if !keep {
-            self.0.buffer.set_text(&definition.xml);
+            self.0.buffer.set_text(definition.xml.trim_end());
             self.0.state.borrow_mut().loading = false;
             self.0.error.set_visible(false);
         }
