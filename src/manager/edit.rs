@@ -61,6 +61,8 @@ pub const DISK_BUSES: &[&str] = &["virtio", "sata", "ide"];
 pub const DISK_FORMATS: &[&str] = &["qcow2", "raw"];
 /// NIC models the VMM emulates: every NIC is virtio-net.
 pub const NIC_MODELS: &[&str] = &["virtio"];
+/// The libvirt network a new NIC joins unless told otherwise.
+pub const DEFAULT_NETWORK: &str = "default";
 /// Video models the VMM emulates (others run as VGA).
 pub const VIDEO_MODELS: &[&str] = &["vga", "none"];
 

@@ -111,7 +111,7 @@ pub fn present(page: &DetailsPage) {
         .title(gettext("Network interface"))
         .build();
     let network = gtk::Entry::builder()
-        .text("default")
+        .text(edit::DEFAULT_NETWORK)
         .valign(gtk::Align::Center)
         .build();
     let network_row = adw::ActionRow::builder().title(gettext("Network")).build();

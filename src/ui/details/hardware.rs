@@ -649,6 +649,9 @@ fn inputs(rows: &Rows, domain: &Domain) -> adw::PreferencesGroup {
         "Input Devices",
         inputs.len() as u32,
     ));
+    if inputs.is_empty() {
+        rows.info(&g, &gettext("Input devices"), &gettext("None"));
+    }
     for (index, input) in inputs.iter().enumerate() {
         let title = match input.kind.as_str() {
             "mouse" => gettext("Mouse"),
