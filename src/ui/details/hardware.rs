@@ -188,12 +188,14 @@ fn add_header_button(group: &adw::PreferencesGroup, button: &gtk::Button) {
 
 fn overview(rows: &Rows, original: &Definition, domain: &Domain) -> adw::PreferencesGroup {
     let g = group(&gettext("Overview"));
-    rows.entry(&g, &gettext("Name"), &domain.name(), |page, name| {
+    let name = rows.entry(&g, &gettext("Name"), &domain.name(), |page, name| {
         page.edit(|d| {
             d.set_name(name.trim());
             Ok(())
         })
     });
+    // Renaming needs the VM off, as `vireo domrename` does.
+    name.set_sensitive(!rows.running);
     let title = rows.entry(
         &g,
         &gettext("Title"),

@@ -28,6 +28,7 @@ use super::gettext;
 use crate::domain::Domain;
 use crate::manager::edit::{self, EditError};
 use crate::manager::lifecycle::VmState;
+use crate::manager::media::MediaError;
 use crate::store::{Definition, Store};
 
 /// Runs `work` on a worker thread and `done` with its result on the GTK
@@ -117,7 +118,6 @@ impl DetailsPage {
             .margin_start(12)
             .margin_end(12)
             .build();
-        notice.add_css_class("dim-label");
         let notice_revealer = gtk::Revealer::builder().child(&notice).build();
         let error = gtk::Label::builder()
             .wrap(true)
@@ -437,7 +437,12 @@ impl DetailsPage {
                 let source = source.clone();
                 move || {
                     crate::manager::media::change_media(&vm, &target, source.as_deref())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| match e {
+                            MediaError::LiveUnsupported => gettext(
+                                "This VM cannot change media while running; shut it down first.",
+                            ),
+                            other => other.to_string(),
+                        })
                         .and_then(|_| Store::open().find(&vm).map_err(|e| e.to_string()))
                 }
             },

@@ -64,7 +64,6 @@ impl XmlEditor {
             .margin_start(12)
             .margin_end(12)
             .build();
-        notice.add_css_class("dim-label");
         let view = gtk::TextView::builder()
             .monospace(true)
             .wrap_mode(gtk::WrapMode::None)
