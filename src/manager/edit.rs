@@ -571,8 +571,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(set_disk_bus(&mut d, "vda", "ide").unwrap(), "hda");
-        assert_eq!(set_disk_bus(&mut d, "hda", "virtio").unwrap(), "vda");
-        assert!(set_disk_bus(&mut d, "vda", "scsi").is_err());
+        assert_eq!(set_disk_bus(&mut d, "hda", "sata").unwrap(), "sda");
+        assert!(set_disk_bus(&mut d, "sda", "scsi").is_err());
         assert!(matches!(
             update_disk(&mut d, "vdz", |_| {}),
             Err(EditError::NoSuchDevice(_))
@@ -584,7 +584,8 @@ mod tests {
         set_video_model(&mut d, "none").unwrap();
         let saved = save(&store, &def, &d, true).unwrap();
         let x = &saved.xml;
-        assert!(x.contains("<target dev='vda' bus='sata'/>"), "{x}");
+        assert!(x.contains("<target dev='sda' bus='sata'/>"), "{x}");
+        assert!(saved.domain().disk("sda").unwrap().unwrap().1.readonly);
         assert!(x.contains("<source network='isolated'/>"), "{x}");
         assert!(
             x.contains("port='5905'") && x.contains("passwd='secret'"),
