@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Screenshots of the real window for the AppStream metainfo, written to
 data/screenshots/: the main window with running VMs, each New VM wizard
-step, a running console, and Connection Details' Storage and Host pages. Runs Vireo on an Xvfb display of its own, in
+step, a running console, a VM's Details (hardware) and XML tabs, and
+Connection Details' Storage and Host pages. Runs Vireo on an Xvfb display of its own, in
 a throwaway VIREO_HOME, driven with xdotool as a person would.
 
-Usage: scripts/screenshots.py [--vireo target/release/vireo]
+Usage: scripts/screenshots.py [--vireo target/release/vireo] [--only details]
 """
 import argparse
 import os
@@ -49,13 +50,93 @@ class Desktop:
         self.run("import", "-window", window, path)
         print("wrote", os.path.relpath(path))
 
+    def locate(self, word):
+        """Where tesseract reads `word` on the screen (the way a person
+        finds a tab by looking), or None."""
+        with tempfile.TemporaryDirectory() as tmp:
+            shot = os.path.join(tmp, "s.png")
+            big = os.path.join(tmp, "b.png")
+            self.run("import", "-window", "root", shot)
+            subprocess.run(["convert", shot, "-resize", "200%", "-colorspace", "Gray", big],
+                           check=True)
+            tsv = subprocess.run(["tesseract", big, "-", "-l", "eng", "tsv"],
+                                 capture_output=True, text=True).stdout
+        for line in tsv.splitlines()[1:]:
+            f = line.split("\t")
+            if len(f) >= 12 and word.lower() in f[11].lower():
+                x, y, w, h = (int(v) for v in f[6:10])
+                return (x + w // 2) // 2, (y + h // 2) // 2
+        return None
+
+    def click_text(self, word):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            where = self.locate(word)
+            if where:
+                self.run("xdotool", "mousemove", str(where[0]), str(where[1]), "click", "1")
+                time.sleep(1)
+                return
+            time.sleep(0.5)
+        sys.exit(f"never saw {word} on the screen")
+
     def close(self):
         self.xvfb.kill()
+
+
+DETAILS_VM = """<domain type='kvm'><name>garden</name><title>Garden server</title>
+<description>Grows tomatoes</description><memory unit='MiB'>512</memory>
+<vcpu placement='static'>2</vcpu><cpu><topology sockets='1' cores='2' threads='1'/></cpu>
+<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/><boot dev='cdrom'/>
+<bootmenu enable='yes'/></os><devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>
+<source file='{iso}'/><target dev='hdc' bus='ide'/><readonly/></disk>
+<interface type='user'><model type='virtio'/></interface>
+<serial type='pty'><target port='0'/></serial><input type='tablet' bus='usb'/>
+<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+<video><model type='vga'/></video></devices></domain>"""
+
+
+def details_shots(vireo, home, iso):
+    """details.png (the hardware view, scrolled to the disks) and
+    details-xml.png, of a shut-off VM defined with the CLI."""
+    os.makedirs(home, exist_ok=True)
+    disk = os.path.join(home, "garden.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "8G"], check=True)
+    xml = os.path.join(home, "garden.xml")
+    with open(xml, "w") as f:
+        f.write(DETAILS_VM.format(disk=disk, iso=iso))
+    env = dict(os.environ, VIREO_HOME=home, LANG=os.environ.get("LANG", "C.UTF-8"))
+    subprocess.run([vireo, "define", xml], env=env, check=True, capture_output=True)
+    desktop = Desktop()
+    env.update(DISPLAY=desktop.display, GDK_BACKEND="x11", NO_AT_BRIDGE="1")
+    env.pop("WAYLAND_DISPLAY", None)
+    app = subprocess.Popen([vireo], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        main_window = desktop.window("Vireo")
+        desktop.run("xdotool", "windowactivate", "--sync", main_window)
+        desktop.click_text("garden")
+        desktop.click_text("Details")
+        # Down to the boot options and the disks.
+        desktop.run("xdotool", "mousemove", "680", "400")
+        for _ in range(8):
+            desktop.run("xdotool", "click", "5")
+        time.sleep(1)
+        desktop.shoot(main_window, "details.png")
+        desktop.click_text("XML")
+        time.sleep(1)
+        desktop.shoot(main_window, "details-xml.png")
+    finally:
+        app.kill()
+        desktop.close()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vireo", default="target/release/vireo")
+    parser.add_argument("--only", choices=["details"])
     args = parser.parse_args()
     vireo = os.path.abspath(args.vireo)
     os.makedirs(OUT, exist_ok=True)
@@ -68,6 +149,9 @@ def main():
         iso = os.path.join(home, "installer.iso")
         subprocess.run(["grub-mkrescue", "-o", iso, os.path.join(home, "iso")],
                        check=True, capture_output=True)
+        if args.only == "details":
+            details_shots(vireo, home, iso)
+            return
         desktop = Desktop()
         env = dict(os.environ, VIREO_HOME=home, DISPLAY=desktop.display, GDK_BACKEND="x11",
                    NO_AT_BRIDGE="1", LANG=os.environ.get("LANG", "C.UTF-8"))
@@ -128,6 +212,7 @@ def main():
             subprocess.run([vireo, "destroy", "Demo"], env=env, capture_output=True)
             app.kill()
             desktop.close()
+        details_shots(vireo, os.path.join(home, "details"), iso)
 
 
 if __name__ == "__main__":

@@ -73,13 +73,29 @@ fn appstreamcli_validates_the_metainfo() {
         "<launchable type=\"desktop-id\">dev.vireo.Vireo.desktop</launchable>",
         "<memory>2048</memory>",
         "<content_rating type=\"oars-1.1\"/>",
+        "<kernel version=\"4.14\" compare=\"ge\">Linux</kernel>",
         "screenshots/main-window.png",
-        "screenshots/wizard.png",
+        "screenshots/wizard-1-method.png",
         "screenshots/console.png",
         "screenshots/storage.png",
+        "screenshots/host.png",
+        "screenshots/details.png",
+        "screenshots/details-xml.png",
         "<summary xml:lang=\"zh_CN\">创建并运行虚拟机</summary>",
     ] {
         assert!(xml.contains(needle), "no {needle} in the metainfo");
+    }
+    // Every screenshot the metainfo shows is one the repository has.
+    let prefix = "https://vireo.dev/data/screenshots/";
+    for image in xml.split("<image>").skip(1) {
+        let url = &image[..image.find("</image>").unwrap()];
+        let file = url
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{url} is not under {prefix}"));
+        assert!(
+            data().join("screenshots").join(file).is_file(),
+            "the metainfo shows {url}, which data/screenshots/ lacks"
+        );
     }
 }
 

@@ -6,10 +6,12 @@
 pub mod clone;
 pub mod create;
 pub mod demo;
+pub mod edit;
 pub mod host_check;
 pub mod host_info;
 pub mod inventory;
 pub mod lifecycle;
+pub mod media;
 pub mod operations;
 pub mod osinfo;
 pub mod preferences;

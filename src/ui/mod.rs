@@ -10,7 +10,8 @@
 //!       └─ content: AdwHeaderBar (VM actions, view switcher) + GtkStack
 //!          ├─ "empty": AdwStatusPage (New VM, Try the Demo VM)
 //!          ├─ "no-kvm": AdwStatusPage (what to fix)
-//!          └─ "vm": AdwViewStack (vm_page): Console / Details / Serial
+//!          └─ "vm": AdwViewStack (vm_page): Console / Details / XML / Serial
+//!             (details: the hardware view and the XML editor)
 //! NewVmWizard (wizard): a modal window with the five steps
 //! ConnectionWindow (connection): the host's overview and its storage
 //! VolumeChooser (volume_chooser): a pool's volume or a local file, for a path
@@ -19,6 +20,7 @@
 mod connection;
 pub mod console;
 mod console_host;
+mod details;
 mod i18n;
 mod pool_view;
 mod serial;
