@@ -1,15 +1,13 @@
 //! Inserting and ejecting a CD-ROM's medium, as the Details page's
 //! Insert…/Eject buttons do it: a shut-off VM's definition changes (like
-//! `vireo change-media --config`); a running VM is told over its QMP
-//! control socket (`blockdev-change-medium` / `eject`, QEMU's commands with
-//! the drive named by its target) and its stored definition changes too,
-//! so the medium is still there at the next start.
+//! `vireo change-media --config`); a running VM swaps the disc now
+//! (`control::media`, QEMU's `blockdev-change-medium` / `eject`) and its
+//! stored definition changes too, so the medium is still there at the next
+//! start (`change-media --live --config`).
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
-use crate::control::{ControlClient, ControlError};
+use crate::control::media::change_medium;
 use crate::runtime::RunFiles;
 use crate::store::{Store, StoreError};
 
@@ -38,12 +36,10 @@ pub enum MediaError {
     /// The image to insert does not exist.
     #[error("The file {} does not exist.", .0.display())]
     MissingFile(PathBuf),
-    /// The running VMM does not know the command (yet).
-    #[error("This VM cannot change media while running; shut it down first.")]
-    LiveUnsupported,
-    /// The running VM refused or did not answer.
-    #[error("The VM did not change the medium: {0}")]
-    Control(#[source] ControlError),
+    /// The running VM refused (a drive the guest locked is forced open,
+    /// so this is a disc it cannot read, or a VM that did not answer).
+    #[error("The running VM did not change the medium: {0}")]
+    Live(#[source] crate::control::media::MediaError),
 }
 
 /// Puts `source` into CD-ROM drive `target` of VM `vm`, or ejects its
@@ -53,19 +49,17 @@ pub fn change_media(
     target: &str,
     source: Option<&Path>,
 ) -> Result<MediaChange, MediaError> {
-    let files = RunFiles::new(vm);
-    let control = files.running().map(|_| files.control());
-    change_media_in(&Store::open(), vm, target, source, control.as_deref())
+    let running = RunFiles::new(vm).running().is_some();
+    change_media_in(&Store::open(), vm, target, source, running)
 }
 
-/// [`change_media`] against `store`; `control` is the running VM's
-/// control socket, `None` when it is off.
+/// [`change_media`] against `store`, for a VM that is `running` or not.
 pub fn change_media_in(
     store: &Store,
     vm: &str,
     target: &str,
     source: Option<&Path>,
-    control: Option<&Path>,
+    running: bool,
 ) -> Result<MediaChange, MediaError> {
     let definition = store.find(vm)?;
     let mut domain = definition.domain().clone();
@@ -82,41 +76,20 @@ pub fn change_media_in(
         ),
         None => None,
     };
-    let change = match control {
-        None => MediaChange::Definition,
-        Some(socket) => {
-            live_change(socket, target, source.as_deref())?;
-            MediaChange::Live
-        }
+    let change = if running {
+        // Forced, as the Eject button means it: the user, not the guest,
+        // decides when the disc comes out. The definition follows only a
+        // change the VM made.
+        change_medium(&definition.name, target, source.as_deref(), true)
+            .map_err(MediaError::Live)?;
+        MediaChange::Live
+    } else {
+        MediaChange::Definition
     };
     disk.source = source.map(|p| p.to_string_lossy().into_owned());
     domain.update_device(index, &disk);
     store.define(&domain.to_xml())?;
     Ok(change)
-}
-
-/// QEMU's commands: `blockdev-change-medium` opens the tray, swaps the
-/// medium and closes it; `eject` with `force` opens it even if the guest
-/// locked it.
-fn live_change(socket: &Path, target: &str, source: Option<&Path>) -> Result<(), MediaError> {
-    let mut client = ControlClient::connect(socket).map_err(MediaError::Control)?;
-    let result = match source {
-        Some(path) => client.execute(
-            "blockdev-change-medium",
-            json!({"id": target, "device": target, "filename": path.to_string_lossy()}),
-        ),
-        None => client.execute(
-            "eject",
-            json!({"id": target, "device": target, "force": true}),
-        ),
-    };
-    match result {
-        Ok(_) => Ok(()),
-        Err(ControlError::Command { class, .. }) if class == "CommandNotFound" => {
-            Err(MediaError::LiveUnsupported)
-        }
-        Err(e) => Err(MediaError::Control(e)),
-    }
 }
 
 #[cfg(test)]
@@ -142,7 +115,7 @@ mod tests {
         define(&store);
         let iso = dir.path().join("install.iso");
         std::fs::write(&iso, b"iso").unwrap();
-        let done = change_media_in(&store, "wren", "hdc", Some(&iso), None).unwrap();
+        let done = change_media_in(&store, "wren", "hdc", Some(&iso), false).unwrap();
         assert_eq!(done, MediaChange::Definition);
         let (_, cd) = store
             .find("wren")
@@ -153,7 +126,7 @@ mod tests {
             .unwrap();
         assert_eq!(cd.source.as_deref(), iso.canonicalize().unwrap().to_str());
 
-        change_media_in(&store, "wren", "hdc", None, None).unwrap();
+        change_media_in(&store, "wren", "hdc", None, false).unwrap();
         let (_, cd) = store
             .find("wren")
             .unwrap()
@@ -172,20 +145,16 @@ mod tests {
         let before = store.find("wren").unwrap().xml;
         let iso = dir.path().join("install.iso");
         std::fs::write(&iso, b"iso").unwrap();
-        let e = change_media_in(&store, "wren", "vda", Some(&iso), None).unwrap_err();
+        let e = change_media_in(&store, "wren", "vda", Some(&iso), false).unwrap_err();
         assert!(matches!(e, MediaError::NotRemovable(_)), "{e}");
-        let e = change_media_in(&store, "wren", "hdd", None, None).unwrap_err();
+        let e = change_media_in(&store, "wren", "hdd", None, false).unwrap_err();
         assert!(e.to_string().contains("no drive hdd"), "{e}");
         let gone = dir.path().join("gone.iso");
-        let e = change_media_in(&store, "wren", "hdc", Some(&gone), None).unwrap_err();
+        let e = change_media_in(&store, "wren", "hdc", Some(&gone), false).unwrap_err();
         assert!(e.to_string().contains("gone.iso"), "{e}");
-        // A VM whose control socket is gone: refused, definition kept.
-        let socket = dir.path().join("wren.ctl");
-        let e = change_media_in(&store, "wren", "hdc", Some(&iso), Some(&socket)).unwrap_err();
-        assert!(
-            matches!(e, MediaError::Control(ControlError::NotRunning { .. })),
-            "{e}"
-        );
+        // A VM that does not answer: refused, definition kept.
+        let e = change_media_in(&store, "wren", "hdc", Some(&iso), true).unwrap_err();
+        assert!(matches!(e, MediaError::Live(_)), "{e}");
         assert_eq!(store.find("wren").unwrap().xml, before);
     }
 }

@@ -438,8 +438,9 @@ impl DetailsPage {
                 move || {
                     crate::manager::media::change_media(&vm, &target, source.as_deref())
                         .map_err(|e| match e {
-                            MediaError::LiveUnsupported => gettext(
-                                "This VM cannot change media while running; shut it down first.",
+                            MediaError::Live(error) => super::i18n::gettext_f(
+                                "The running VM did not change the medium: {error}",
+                                &[("error", &error.to_string())],
                             ),
                             other => other.to_string(),
                         })
