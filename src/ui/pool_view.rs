@@ -167,6 +167,24 @@ impl VolumeColumns {
     }
 
     /// The titles over the list.
+    /// The column headings over `volumes`, scrolled: the volume list of
+    /// both the Storage page and the volume chooser.
+    pub fn list_with_header(&self, volumes: &gtk::ListBox) -> gtk::Box {
+        let list = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .build();
+        list.append(&self.header());
+        list.append(&gtk::Separator::new(gtk::Orientation::Horizontal));
+        list.append(
+            &gtk::ScrolledWindow::builder()
+                .child(volumes)
+                .vexpand(true)
+                .hscrollbar_policy(gtk::PolicyType::Never)
+                .build(),
+        );
+        list
+    }
+
     pub fn header(&self) -> gtk::Box {
         self.line(
             [

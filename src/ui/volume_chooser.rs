@@ -96,18 +96,7 @@ impl VolumeChooser {
             .activate_on_single_click(false)
             .css_classes(["rich-list"])
             .build();
-        let list = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .build();
-        list.append(&columns.header());
-        list.append(&gtk::Separator::new(gtk::Orientation::Horizontal));
-        list.append(
-            &gtk::ScrolledWindow::builder()
-                .child(&volumes)
-                .vexpand(true)
-                .hscrollbar_policy(gtk::PolicyType::Never)
-                .build(),
-        );
+        let list = columns.list_with_header(&volumes);
         let stopped = adw::StatusPage::builder()
             .icon_name("media-playback-stop-symbolic")
             .title(gettext("Pool Stopped"))

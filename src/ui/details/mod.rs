@@ -107,38 +107,16 @@ pub struct DetailsPage(Rc<Inner>);
 
 impl DetailsPage {
     fn new() -> Self {
-        let notice = gtk::Label::builder()
-            .label(gettext(
-                "The VM is running: changes are saved now and take effect after it shuts down.",
-            ))
-            .wrap(true)
-            .xalign(0.0)
-            .margin_top(6)
-            .margin_bottom(6)
-            .margin_start(12)
-            .margin_end(12)
-            .build();
+        let notice = banner_label(&gettext(
+            "The VM is running: changes are saved now and take effect after it shuts down.",
+        ));
         let notice_revealer = gtk::Revealer::builder().child(&notice).build();
-        let error = gtk::Label::builder()
-            .wrap(true)
-            .xalign(0.0)
-            .selectable(true)
-            .margin_top(6)
-            .margin_bottom(6)
-            .margin_start(12)
-            .margin_end(12)
-            .build();
-        error.add_css_class("error");
+        let error = error_label();
         let error_revealer = gtk::Revealer::builder().child(&error).build();
         let page = adw::PreferencesPage::builder().vexpand(true).build();
         let add = gtk::Button::with_mnemonic(&gettext("Add _Hardware…"));
-        let revert = gtk::Button::with_mnemonic(&gettext("_Revert"));
-        let apply = gtk::Button::with_mnemonic(&gettext("_Apply"));
-        apply.add_css_class("suggested-action");
-        let bar = gtk::ActionBar::new();
+        let (bar, revert, apply) = apply_bar(&gettext("_Revert"), &gettext("_Apply"));
         bar.pack_start(&add);
-        bar.pack_end(&apply);
-        bar.pack_end(&revert);
         let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
         root.append(&notice_revealer);
         root.append(&error_revealer);
@@ -471,4 +449,36 @@ impl DetailsPage {
             },
         );
     }
+}
+
+/// A line of text across the top of a tab, for notices and errors.
+fn banner_label(text: &str) -> gtk::Label {
+    gtk::Label::builder()
+        .label(text)
+        .wrap(true)
+        .xalign(0.0)
+        .margin_top(6)
+        .margin_bottom(6)
+        .margin_start(12)
+        .margin_end(12)
+        .build()
+}
+
+/// Where a refused save says why, in place; selectable so it can be copied.
+fn error_label() -> gtk::Label {
+    let error = banner_label("");
+    error.set_selectable(true);
+    error.add_css_class("error");
+    error
+}
+
+/// The action bar under a tab's editor: Revert and Apply at its end.
+fn apply_bar(revert: &str, apply: &str) -> (gtk::ActionBar, gtk::Button, gtk::Button) {
+    let revert = gtk::Button::with_mnemonic(revert);
+    let apply = gtk::Button::with_mnemonic(apply);
+    apply.add_css_class("suggested-action");
+    let bar = gtk::ActionBar::new();
+    bar.pack_end(&apply);
+    bar.pack_end(&revert);
+    (bar, revert, apply)
 }

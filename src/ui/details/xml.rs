@@ -41,29 +41,12 @@ pub struct XmlEditor(Rc<Inner>);
 
 impl XmlEditor {
     pub fn new() -> Self {
-        let error = gtk::Label::builder()
-            .wrap(true)
-            .xalign(0.0)
-            .selectable(true)
-            .visible(false)
-            .margin_top(6)
-            .margin_bottom(6)
-            .margin_start(12)
-            .margin_end(12)
-            .build();
-        error.add_css_class("error");
-        let notice = gtk::Label::builder()
-            .label(gettext(
-                "The VM is running: a saved definition takes effect after it shuts down.",
-            ))
-            .wrap(true)
-            .xalign(0.0)
-            .visible(false)
-            .margin_top(6)
-            .margin_bottom(6)
-            .margin_start(12)
-            .margin_end(12)
-            .build();
+        let error = super::error_label();
+        error.set_visible(false);
+        let notice = super::banner_label(&gettext(
+            "The VM is running: a saved definition takes effect after it shuts down.",
+        ));
+        notice.set_visible(false);
         let view = gtk::TextView::builder()
             .monospace(true)
             .wrap_mode(gtk::WrapMode::None)
@@ -78,12 +61,8 @@ impl XmlEditor {
             .vexpand(true)
             .hexpand(true)
             .build();
-        let revert = gtk::Button::with_mnemonic(&gettext("Re_vert XML"));
-        let apply = gtk::Button::with_mnemonic(&gettext("A_pply XML"));
-        apply.add_css_class("suggested-action");
-        let bar = gtk::ActionBar::new();
-        bar.pack_end(&apply);
-        bar.pack_end(&revert);
+        let (bar, revert, apply) =
+            super::apply_bar(&gettext("Re_vert XML"), &gettext("A_pply XML"));
         let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
         root.append(&notice);
         root.append(&error);
