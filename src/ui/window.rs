@@ -548,6 +548,11 @@ impl Component for App {
 
 impl App {
     fn apply_inventory(&mut self, vms: Vec<VmSummary>) {
+        let selected_uuid = self
+            .selected
+            .as_ref()
+            .and_then(|name| self.summaries.iter().find(|s| &s.name == name))
+            .map(|s| s.uuid.clone());
         for vm in &vms {
             self.lifecycles
                 .entry(vm.name.clone())
@@ -580,7 +585,15 @@ impl App {
         }
         if let Some(selected) = &self.selected {
             if !self.lifecycles.contains_key(selected) {
-                self.selected = None;
+                // Renamed (in Details, or with `vireo domrename`): still the
+                // same VM, known by its UUID.
+                let renamed = selected_uuid
+                    .and_then(|uuid| self.summaries.iter().find(|s| s.uuid == uuid))
+                    .map(|s| s.name.clone());
+                if let Some(name) = &renamed {
+                    self.list.select(name);
+                }
+                self.selected = renamed;
             }
         }
     }
