@@ -164,6 +164,28 @@ impl Shell {
         self.busy.set(false);
         self.window.close();
     }
+
+    /// Runs `work` on a worker with the form locked; on success closes the
+    /// dialog and calls `done`, else shows the error in place.
+    fn submit(
+        self: &Rc<Self>,
+        work: impl FnOnce() -> Result<(), String> + Send + 'static,
+        done: impl FnOnce() + 'static,
+    ) {
+        self.clear_error();
+        self.set_busy(true);
+        let shell = self.clone();
+        background(work, move |result| {
+            shell.set_busy(false);
+            match result {
+                Ok(()) => {
+                    shell.close();
+                    done();
+                }
+                Err(text) => shell.show_error(&text),
+            }
+        });
+    }
 }
 
 fn entry(text: &str) -> gtk::Entry {
@@ -308,27 +330,16 @@ pub fn add_pool(
                 ));
                 return;
             }
-            shell.clear_error();
-            shell.set_busy(true);
             let on_added = on_added.clone();
             let pool_name = pool.clone();
-            background(
+            shell.submit(
                 move || {
                     let store = PoolStore::open().map_err(|e| pool_error_text(&e))?;
                     add_dir_pool(&store, &pool, &path)
                         .map(|_| ())
                         .map_err(|e| add_pool_error_text(&e))
                 },
-                move |result: Result<(), String>| {
-                    shell.set_busy(false);
-                    match result {
-                        Ok(()) => {
-                            shell.close();
-                            on_added(pool_name);
-                        }
-                        Err(text) => shell.show_error(&text),
-                    }
-                },
+                move || on_added(pool_name),
             );
         });
     }
@@ -590,13 +601,11 @@ pub fn resize_volume(
                     return;
                 }
             };
-            shell.clear_error();
-            shell.set_busy(true);
             let pool = pool.clone();
             let name = name.clone();
             let on_resized = on_resized.clone();
             let resized = name.clone();
-            background(
+            shell.submit(
                 move || {
                     let store = PoolStore::open().map_err(|e| pool_error_text(&e))?;
                     let pool = store.get(&pool).map_err(|e| pool_error_text(&e))?;
@@ -604,16 +613,7 @@ pub fn resize_volume(
                         .map(|_| ())
                         .map_err(|e| pool_error_text(&e))
                 },
-                move |result: Result<(), String>| {
-                    shell.set_busy(false);
-                    match result {
-                        Ok(()) => {
-                            shell.close();
-                            on_resized(resized);
-                        }
-                        Err(text) => shell.show_error(&text),
-                    }
-                },
+                move || on_resized(resized),
             );
         });
     }
