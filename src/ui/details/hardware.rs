@@ -157,15 +157,7 @@ impl Rows<'_> {
 
     /// A header button that removes `device` after asking.
     fn remove_button(&self, group: &adw::PreferencesGroup, device: DeviceRef, what: String) {
-        let button = gtk::Button::builder()
-            .icon_name("user-trash-symbolic")
-            .tooltip_text(gettext("Remove"))
-            .valign(gtk::Align::Center)
-            .css_classes(["flat"])
-            .build();
-        let page = self.page.clone();
-        button.connect_clicked(move |_| page.remove(device.clone(), what.clone()));
-        add_header_button(group, &button);
+        add_header_button(group, &remove_button(self, device, what));
     }
 }
 
@@ -672,6 +664,11 @@ fn inputs(rows: &Rows, domain: &Domain) -> adw::PreferencesGroup {
 }
 
 fn row_remove_button(rows: &Rows, row: &adw::ActionRow, device: DeviceRef, what: String) {
+    row.add_suffix(&remove_button(rows, device, what));
+}
+
+/// A trash button that removes `device` after asking.
+fn remove_button(rows: &Rows, device: DeviceRef, what: String) -> gtk::Button {
     let button = gtk::Button::builder()
         .icon_name("user-trash-symbolic")
         .tooltip_text(gettext("Remove"))
@@ -680,7 +677,7 @@ fn row_remove_button(rows: &Rows, row: &adw::ActionRow, device: DeviceRef, what:
         .build();
     let page = rows.page.clone();
     button.connect_clicked(move |_| page.remove(device.clone(), what.clone()));
-    row.add_suffix(&button);
+    button
 }
 
 /// A path typed or chosen, as a `PathBuf` (empty: none).
