@@ -62,23 +62,6 @@ fn wait_serial(home: &Home, name: &str, text: &str, timeout: Duration) -> String
     }
 }
 
-/// The middle of the window's content pane, where the console is.
-fn console_point(display: &Display) -> (u32, u32) {
-    let id = display.xdotool(&["search", "--onlyvisible", "--name", "Vireo"]);
-    let id = id.lines().next().unwrap_or_default().to_string();
-    let geometry = display.xdotool(&["getwindowgeometry", "--shell", &id]);
-    let field = |name: &str| -> u32 {
-        geometry
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let (x, y, w, h) = (field("X"), field("Y"), field("WIDTH"), field("HEIGHT"));
-    // The sidebar is 260 px wide; the console fills the rest below the header.
-    (x + 260 + (w.saturating_sub(260)) / 2, y + h / 2)
-}
-
 #[test]
 fn an_empty_store_offers_a_new_vm_and_the_demo() {
     let home = Home::new();
@@ -124,7 +107,7 @@ fn the_demo_vm_echoes_what_is_typed_into_its_console_and_force_off_stops_it() {
     wait_serial(&home, "Demo", "type something", Duration::from_secs(120));
 
     // Click into the console and type: the guest echoes in capitals.
-    let (x, y) = console_point(&display);
+    let (x, y) = display.content_point();
     display.click(x, y);
     display.type_text("wren");
     wait_serial(&home, "Demo", "WREN", Duration::from_secs(60));

@@ -129,28 +129,8 @@ fn wait_cli(home: &Home, args: &[&str], text: &str, timeout: Duration) -> String
 
 /// The window's top left corner on the screen.
 fn window_origin(display: &Display) -> (u32, u32) {
-    let (x, y, _, _) = window_geometry(display);
+    let (x, y, _, _) = display.main_window_geometry();
     (x, y)
-}
-
-/// A point in the middle of the content pane (right of the 260 px sidebar).
-fn content_point(display: &Display) -> (u32, u32) {
-    let (x, y, w, h) = window_geometry(display);
-    (x + 260 + (w.saturating_sub(260)) / 2, y + h / 2)
-}
-
-fn window_geometry(display: &Display) -> (u32, u32, u32, u32) {
-    let id = display.xdotool(&["search", "--onlyvisible", "--name", "Vireo"]);
-    let id = id.lines().next().unwrap_or_default().to_string();
-    let geometry = display.xdotool(&["getwindowgeometry", "--shell", &id]);
-    let field = |name: &str| -> u32 {
-        geometry
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("X"), field("Y"), field("WIDTH"), field("HEIGHT"))
 }
 
 /// Starts the window on `VM` and opens the tab called `tab`.
@@ -208,7 +188,7 @@ fn add_hardware_attaches_an_existing_qcow2_image() {
     assert!(xml.contains("<target dev='vdb' bus='virtio'/>"), "{xml}");
     assert!(xml.contains("type='qcow2'"), "{xml}");
     // The page shows the new disk, further down.
-    let (x, y) = content_point(&display);
+    let (x, y) = display.content_point();
     display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
     let mut seen = false;
     for _ in 0..20 {
@@ -238,7 +218,7 @@ fn the_xml_tab_changes_the_memory() {
         .lines()
         .position(|l| l.contains("<memory unit='KiB'>131072</memory>"))
         .expect("the definition has a memory line");
-    let (x, y) = content_point(&display);
+    let (x, y) = display.content_point();
     display.click(x, y);
     display.key("ctrl+Home");
     for _ in 0..line {
@@ -276,7 +256,7 @@ fn the_xml_tab_refuses_invalid_xml_and_says_why() {
     display.wait_for_text(&dir, "memory", Duration::from_secs(60));
 
     // Delete the closing </domain> and apply.
-    let (x, y) = content_point(&display);
+    let (x, y) = display.content_point();
     display.click(x, y);
     display.key("ctrl+End");
     display.key("shift+Home");
@@ -320,7 +300,7 @@ fn a_running_vm_keeps_running_and_its_rows_say_when_changes_apply() {
 
     // Eject the CD-ROM while the VM runs: the VMM takes the disc out now,
     // and the definition follows.
-    let (x, y) = content_point(&display);
+    let (x, y) = display.content_point();
     display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
     let mut eject = None;
     for _ in 0..20 {

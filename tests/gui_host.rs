@@ -123,28 +123,16 @@ fn without_kvm_the_host_page_says_what_to_fix() {
 }
 
 /// The main window's X id.
-fn main_window(display: &Display) -> String {
-    let ids = display.xdotool(&["search", "--onlyvisible", "--name", "^Vireo$"]);
-    ids.lines().next().unwrap_or_default().to_string()
-}
-
 fn geometry(display: &Display) -> (u32, u32) {
-    let shell = display.xdotool(&["getwindowgeometry", "--shell", &main_window(display)]);
-    let field = |name: &str| -> u32 {
-        shell
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("WIDTH"), field("HEIGHT"))
+    let (_, _, width, height) = display.main_window_geometry();
+    (width, height)
 }
 
 /// Quits with Ctrl+Q (closing the Preferences window first, if open) and
 /// waits until the window is gone, as a user would before starting again.
 fn quit(display: &Display) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !main_window(display).is_empty() {
+    while !display.main_window().is_empty() {
         assert!(Instant::now() < deadline, "the window did not close");
         display.key("ctrl+q");
     }
@@ -165,16 +153,9 @@ fn settings_survive_a_restart(name: &str, env: &[(&str, &str)]) {
     let app = App::start(&display, home.dir.path(), env);
     display.wait_for_text(&dir, "Select a Virtual Machine", Duration::from_secs(20));
     // Select the VM: click its row, the first in the sidebar.
-    let id = main_window(&display);
-    let shell = display.xdotool(&["getwindowgeometry", "--shell", &id]);
-    let at = |name: &str| -> u32 {
-        shell
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    display.click(at("X") + 130, at("Y") + 100);
+    let id = display.main_window();
+    let (x, y, _, _) = display.main_window_geometry();
+    display.click(x + 130, y + 100);
     // The VM's page: its console, shut off. (Not the tab names: with four
     // tabs a narrow header shows only their icons.)
     const VM_PAGE: &str = "Start it to see its screen";

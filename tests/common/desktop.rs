@@ -47,6 +47,32 @@ impl Display {
         }
     }
 
+    /// The X id of Vireo's main window, empty when none is shown.
+    pub fn main_window(&self) -> String {
+        let ids = self.xdotool(&["search", "--onlyvisible", "--name", "^Vireo$"]);
+        ids.lines().next().unwrap_or_default().to_string()
+    }
+
+    /// The main window's position and size: (x, y, width, height).
+    pub fn main_window_geometry(&self) -> (u32, u32, u32, u32) {
+        let shell = self.xdotool(&["getwindowgeometry", "--shell", &self.main_window()]);
+        let field = |name: &str| -> u32 {
+            shell
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("X"), field("Y"), field("WIDTH"), field("HEIGHT"))
+    }
+
+    /// The middle of the main window's content pane, right of the 260 px
+    /// sidebar: where the console and the VM's tabs are.
+    pub fn content_point(&self) -> (u32, u32) {
+        let (x, y, w, h) = self.main_window_geometry();
+        (x + 260 + (w.saturating_sub(260)) / 2, y + h / 2)
+    }
+
     /// Runs xdotool with `args` on this display.
     pub fn xdotool(&self, args: &[&str]) -> String {
         let out = Command::new("xdotool")
