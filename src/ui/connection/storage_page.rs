@@ -458,31 +458,16 @@ impl Inner {
         }
         let folder = summary.pool.def.target.to_string_lossy().into_owned();
         drop(snapshot);
-        let dialog = adw::MessageDialog::builder()
-            .modal(true)
-            .heading(gettext_f("Delete the pool “{name}”?", &[("name", &name)]))
-            .body(gettext_f(
-                "Vireo forgets the pool. Its folder {path} and the files in it are kept.",
-                &[("path", &folder)],
-            ))
-            .build();
-        dialog.set_transient_for(self.window().as_ref());
-        dialog.add_response("cancel", &gettext("_Cancel"));
-        dialog.add_response("delete", &gettext("_Delete"));
-        dialog.set_response_appearance("delete", adw::ResponseAppearance::Destructive);
-        dialog.set_close_response("cancel");
-        let weak = Rc::downgrade(self);
-        dialog.connect_response(None, move |_, response| {
-            if response != "delete" {
-                return;
-            }
-            if let Some(inner) = weak.upgrade() {
-                let name = name.clone();
-                let success = gettext_f("The pool “{name}” was deleted", &[("name", &name)]);
-                inner.change(move |store| store.undefine(&name), success);
-            }
+        let heading = gettext_f("Delete the pool “{name}”?", &[("name", &name)]);
+        let body = gettext_f(
+            "Vireo forgets the pool. Its folder {path} and the files in it are kept.",
+            &[("path", &folder)],
+        );
+        self.confirm_delete(&heading, &body, move |inner| {
+            let name = name.clone();
+            let success = gettext_f("The pool “{name}” was deleted", &[("name", &name)]);
+            inner.change(move |store| store.undefine(&name), success);
         });
-        dialog.present();
     }
 
     fn new_volume(self: &Rc<Self>) {
@@ -548,17 +533,18 @@ impl Inner {
         });
     }
 
-    fn delete_volume(self: &Rc<Self>) {
-        let Some((pool, volume)) = self.selected_volume() else {
-            return;
-        };
-        let name = volume.name;
+    /// Asks `heading` / `body` with Cancel and a destructive Delete, and
+    /// runs `delete` on this page if the user confirms (and it still exists).
+    fn confirm_delete(
+        self: &Rc<Self>,
+        heading: &str,
+        body: &str,
+        delete: impl Fn(&Rc<Self>) + 'static,
+    ) {
         let dialog = adw::MessageDialog::builder()
             .modal(true)
-            .heading(gettext_f("Delete the volume “{name}”?", &[("name", &name)]))
-            .body(gettext(
-                "Its file and all the data in it are removed. This cannot be undone.",
-            ))
+            .heading(heading)
+            .body(body)
             .build();
         dialog.set_transient_for(self.window().as_ref());
         dialog.add_response("cancel", &gettext("_Cancel"));
@@ -567,16 +553,27 @@ impl Inner {
         dialog.set_close_response("cancel");
         let weak = Rc::downgrade(self);
         dialog.connect_response(None, move |_, response| {
-            if response != "delete" {
-                return;
-            }
-            if let Some(inner) = weak.upgrade() {
-                let pool = pool.clone();
-                let name = name.clone();
-                let success = gettext_f("The volume “{name}” was deleted", &[("name", &name)]);
-                inner.change(move |store| store.get(&pool)?.delete_volume(&name), success);
+            if response == "delete" {
+                if let Some(inner) = weak.upgrade() {
+                    delete(&inner);
+                }
             }
         });
         dialog.present();
+    }
+
+    fn delete_volume(self: &Rc<Self>) {
+        let Some((pool, volume)) = self.selected_volume() else {
+            return;
+        };
+        let name = volume.name;
+        let heading = gettext_f("Delete the volume “{name}”?", &[("name", &name)]);
+        let body = gettext("Its file and all the data in it are removed. This cannot be undone.");
+        self.confirm_delete(&heading, &body, move |inner| {
+            let pool = pool.clone();
+            let name = name.clone();
+            let success = gettext_f("The volume “{name}” was deleted", &[("name", &name)]);
+            inner.change(move |store| store.get(&pool)?.delete_volume(&name), success);
+        });
     }
 }
