@@ -955,6 +955,33 @@ impl Drop for Netns {
     }
 }
 
+/// Waits until `dnsmasq`, started in namespace `ns`, listens on the DHCP
+/// port: the test guests send one DISCOVER and wait for its answer, so one
+/// sent before the server is up would never be answered.
+fn wait_for_dhcp_server(ns: &str, dnsmasq: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hlun", "sport = :67"])
+            .output()
+            .expect("run ss");
+        if !listening.stdout.is_empty() {
+            return;
+        }
+        if let Some(status) = dnsmasq.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            let _ = dnsmasq.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("dnsmasq exited ({status}) before serving DHCP: {stderr}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dnsmasq in {ns} not listening on port 67 after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn ip(args: &[&str]) {
     guest::run_tool(std::process::Command::new("ip").args(args));
 }
@@ -1023,6 +1050,8 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
         .spawn()
         .expect("start dnsmasq");
 
+    wait_for_dhcp_server(&lan_ns, &mut dnsmasq);
+
     let g = Guest {
         mac: MAC,
         server: [10, 60, 0, 1],
@@ -1030,45 +1059,40 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
         steps: vec![Step::Print("BRIDGED\n")],
     };
     let image = guest::write(scratch.path(), "guest.bin", &guest_image(&g));
-    // Runs the guest in the VM's namespace on a NIC with `target`,
+    let timeout = Duration::from_secs(120);
+    // Starts the guest in the VM's namespace on a NIC with `source`,
     // with or without CAP_NET_ADMIN.
-    let run = |source: &str, net_admin: bool| {
+    let start = |source: &str, net_admin: bool| {
         let domain = Domain::new("bridged").firmware(&image).device(&format!(
             "<interface type='{}'><mac address='52:54:00:12:34:56'/>{source}<model type='virtio'/></interface>",
             if source.contains("network=") { "network" } else { "bridge" }
         ));
-        let xml = scratch.path().join("domain.xml");
-        std::fs::write(&xml, domain.xml()).unwrap();
-        let mut command = std::process::Command::new("ip");
-        command.args(["netns", "exec", &vm_ns]);
+        let mut wrapper = vec!["ip", "netns", "exec", vm_ns.as_str()];
         if !net_admin {
-            command.args(["setpriv", "--bounding-set=-net_admin"]);
+            wrapper.extend(["setpriv", "--bounding-set=-net_admin"]);
         }
-        command
-            .args([env!("CARGO_BIN_EXE_vireo"), "run"])
-            .arg(&xml)
-            .args(["--serial", "stdio"])
-            .env("VIREO_HOME", scratch.path())
-            .output()
-            .unwrap()
+        let home = scratch.path().to_str().unwrap();
+        Vm::start_wrapped(&domain, &wrapper, &[], &[("VIREO_HOME", home)])
+    };
+    // Waits for the guest's DHCP exchange through the bridge and its exit.
+    let leases_through_bridge = |mut vm: Vm| {
+        vm.wait_for("DHCP offer 10.60.0.50\n", timeout);
+        vm.wait_for("DHCP ack\nBRIDGED\n", timeout);
+        let status = vm.wait_exit(timeout);
+        assert!(status.success(), "{}\n{}", vm.serial(), vm.stderr());
     };
     // With the right: Vireo makes the TAP and puts it on the bridge.
-    let out = run("<source bridge='br0'/><target dev='vireotap0'/>", true);
-    let serial = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{serial}\n{stderr}");
-    assert!(
-        serial.contains("DHCP offer 10.60.0.50\n"),
-        "{serial}\n{stderr}"
-    );
-    assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+    leases_through_bridge(start(
+        "<source bridge='br0'/><target dev='vireotap0'/>",
+        true,
+    ));
     let leases = std::fs::read_to_string(&leases).unwrap_or_default();
     assert!(leases.contains("52:54:00:12:34:56 10.60.0.50"), "{leases}");
 
     // Without it, the error says what to do...
-    let out = run("<source bridge='br0'/>", false);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let mut vm = start("<source bridge='br0'/>", false);
+    assert!(!vm.wait_exit(timeout).success());
+    let stderr = vm.stderr();
     assert!(
         stderr.contains("sudo ip tuntap add dev vireo0 mode tap user $USER")
             && stderr.contains("sudo ip link set vireo0 master br0 up")
@@ -1103,15 +1127,7 @@ fn bridged_nic_gets_its_address_from_the_bridges_dhcp_server() {
                 assert!(status.success(), "{verb:?}");
             }
         }
-        let out = run(source, false);
-        let serial = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{source}\n{serial}\n{stderr}");
-        assert!(
-            serial.contains("DHCP offer 10.60.0.50\n"),
-            "{serial}\n{stderr}"
-        );
-        assert!(serial.contains("DHCP ack\nBRIDGED\n"), "{serial}\n{stderr}");
+        leases_through_bridge(start(source, false));
     }
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();

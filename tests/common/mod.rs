@@ -152,10 +152,32 @@ impl Vm {
     /// Like [`Self::start_with`], with extra environment variables for
     /// `vireo` (such as `VIREO_LOG` to see a device's debug log on stderr).
     pub fn start_with_env(domain: &Domain, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(domain, &[], extra_args, env)
+    }
+
+    /// Like [`Self::start_with_env`], with `vireo` run by a `wrapper`
+    /// command line (such as `ip netns exec NS`), which ends with the
+    /// program that runs it.
+    pub fn start_wrapped(
+        domain: &Domain,
+        wrapper: &[&str],
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let xml = dir.path().join("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+        let vireo = env!("CARGO_BIN_EXE_vireo");
+        let (program, wrapper_args) = match wrapper.split_first() {
+            Some((program, args)) => (*program, args),
+            None => (vireo, &[][..]),
+        };
+        let mut command = Command::new(program);
+        command.args(wrapper_args);
+        if !wrapper.is_empty() {
+            command.arg(vireo);
+        }
+        let mut child = command
             .arg("run")
             .arg(&xml)
             .args(["--serial", "stdio"])
