@@ -48,83 +48,19 @@ fn qemu_img_create(path: &Path, size: &str) {
     assert!(status.success(), "qemu-img create failed");
 }
 
-/// Where tesseract reads `word` (case-insensitive, part of a word) on the
-/// screen, in screen pixels: the test's way to find a tab or a button the
-/// way a person finds it by looking.
-fn locate(display: &Display, dir: &Path, word: &str) -> Option<(u32, u32)> {
-    let shot = dir.join("locate.png");
-    display.screenshot(&shot);
-    let wanted = word.to_lowercase();
-    for negate in [false, true] {
-        let scaled = dir.join(if negate {
-            "locate-neg.png"
-        } else {
-            "locate-x2.png"
-        });
-        let mut convert = Command::new("convert");
-        convert
-            .arg(&shot)
-            .args(["-resize", "200%", "-colorspace", "Gray"]);
-        if negate {
-            convert.args(["-threshold", "55%", "-negate"]);
+/// Scrolls the page under the pointer down until the screen shows
+/// `word`; where it is, or None after twenty turns of the wheel.
+fn scroll_to(display: &Display, dir: &Path, word: &str) -> Option<(u32, u32)> {
+    let (x, y) = display.content_point();
+    display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+    for _ in 0..20 {
+        if let Some(at) = display.locate(dir, word) {
+            return Some(at);
         }
-        let _ = convert.arg(&scaled).status();
-        let out = Command::new("tesseract")
-            .arg(&scaled)
-            .args(["-", "-l", "eng", "tsv"])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let tsv = String::from_utf8_lossy(&out.stdout);
-        for line in tsv.lines().skip(1) {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 12 || !f[11].to_lowercase().contains(&wanted) {
-                continue;
-            }
-            let num = |i: usize| f[i].parse::<u32>().unwrap_or(0);
-            // Halve: tesseract read the picture at twice the size.
-            return Some(((num(6) + num(8) / 2) / 2, (num(7) + num(9) / 2) / 2));
-        }
-    }
-    None
-}
-
-/// Clicks on `word` once the screen shows it.
-fn click_text(display: &Display, dir: &Path, word: &str, timeout: Duration) {
-    click_any(display, dir, &[word], timeout);
-}
-
-/// Clicks on the first of `words` the screen shows.
-fn click_any(display: &Display, dir: &Path, words: &[&str], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some((x, y)) = words.iter().find_map(|w| locate(display, dir, w)) {
-            display.click(x, y);
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = std::fs::copy(dir.join("locate.png"), dir.join("last-screen.png"));
-            panic!("never found {words:?} on the screen to click");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Polls `vireo ARGS` until its output contains `text`; returns it.
-fn wait_cli(home: &Home, args: &[&str], text: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = home.run(args);
-        let seen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if seen.contains(text) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`vireo {args:?}` never printed {text:?}; it printed:\n{seen}"
-        );
+        display.xdotool(&["click", "5", "click", "5"]);
         std::thread::sleep(Duration::from_millis(300));
     }
+    None
 }
 
 /// The window's top left corner on the screen.
@@ -138,15 +74,14 @@ fn open_tab(display: &Display, home: &Home, dir: &Path, tab: &str) -> App {
     let app = App::start(display, home.dir.path(), &[]);
     // The VM's row, the first in the sidebar (tesseract misreads the name
     // beside a running VM's thumbnail), once the list shows it.
-    click_any(
-        display,
+    display.click_any(
         dir,
         &[VM, "Shut", "Running", "Vireo"],
         Duration::from_secs(60),
     );
     let (x, y) = window_origin(display);
     display.click(x + 60, y + 85);
-    click_text(display, dir, tab, Duration::from_secs(60));
+    display.click_text(dir, tab, Duration::from_secs(60));
     app
 }
 
@@ -177,7 +112,9 @@ fn add_hardware_attaches_an_existing_qcow2_image() {
     display.key("ctrl+a");
     display.type_text(image.to_str().unwrap());
     display.key("alt+f");
-    let list = wait_cli(&home, &["domblklist", VM], "vdb", Duration::from_secs(60));
+    let list = home.wait_until(&["domblklist", VM], Duration::from_secs(60), |t| {
+        t.contains("vdb")
+    });
     let row = list
         .lines()
         .find(|l| l.contains("vdb"))
@@ -188,18 +125,10 @@ fn add_hardware_attaches_an_existing_qcow2_image() {
     assert!(xml.contains("<target dev='vdb' bus='virtio'/>"), "{xml}");
     assert!(xml.contains("type='qcow2'"), "{xml}");
     // The page shows the new disk, further down.
-    let (x, y) = display.content_point();
-    display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
-    let mut seen = false;
-    for _ in 0..20 {
-        if locate(&display, &dir, "vdb").is_some() {
-            seen = true;
-            break;
-        }
-        display.xdotool(&["click", "5", "click", "5"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    assert!(seen, "the Details page never showed disk vdb");
+    assert!(
+        scroll_to(&display, &dir, "vdb").is_some(),
+        "the Details page never showed disk vdb"
+    );
 }
 
 #[test]
@@ -234,12 +163,9 @@ fn the_xml_tab_changes_the_memory() {
     display.type_text("262144");
     display.key("alt+p");
 
-    let info = wait_cli(
-        &home,
-        &["dominfo", VM],
-        "262144 KiB",
-        Duration::from_secs(60),
-    );
+    let info = home.wait_until(&["dominfo", VM], Duration::from_secs(60), |t| {
+        t.contains("262144 KiB")
+    });
     assert!(info.contains("Max memory:     262144 KiB"), "{info}");
     let xml = home.ok(&["dumpxml", VM]);
     assert!(xml.contains("<memory unit='KiB'>262144</memory>"), "{xml}");
@@ -287,12 +213,9 @@ fn a_running_vm_keeps_running_and_its_rows_say_when_changes_apply() {
         "--config",
     ]);
     home.ok(&["start", VM]);
-    wait_cli(
-        &home,
-        &["domstate", VM],
-        "running",
-        Duration::from_secs(120),
-    );
+    home.wait_until(&["domstate", VM], Duration::from_secs(120), |t| {
+        t.contains("running")
+    });
     let display = Display::start();
     let dir = artifacts("gui-details-running");
     let _app = open_tab(&display, &home, &dir, "Details");
@@ -300,17 +223,7 @@ fn a_running_vm_keeps_running_and_its_rows_say_when_changes_apply() {
 
     // Eject the CD-ROM while the VM runs: the VMM takes the disc out now,
     // and the definition follows.
-    let (x, y) = display.content_point();
-    display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
-    let mut eject = None;
-    for _ in 0..20 {
-        eject = locate(&display, &dir, "Eject");
-        if eject.is_some() {
-            break;
-        }
-        display.xdotool(&["click", "5", "click", "5"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let eject = scroll_to(&display, &dir, "Eject");
     let (ex, ey) = eject.expect("the CD-ROM group has an Eject button");
     display.click(ex, ey);
     let deadline = Instant::now() + Duration::from_secs(60);

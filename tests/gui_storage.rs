@@ -51,25 +51,6 @@ fn new_volume(display: &Display, dir: &Path, name: &str, gib: &str) {
     display.key("Return");
 }
 
-/// Polls `vireo ARGS` until its output satisfies `ok`; returns it.
-fn wait_cli(home: &Home, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + SLOW;
-    loop {
-        let out = home.run(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && ok(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`vireo {}` never showed what was wanted; it printed:\n{text}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn qemu_img(args: &[&str], file: &Path) -> (bool, String) {
     let out = Command::new("qemu-img")
         .args(args)
@@ -98,7 +79,7 @@ fn a_pool_and_a_qcow2_volume_made_on_the_storage_page_are_real() {
     // Add Pool: the folder does not exist yet; the pool makes it.
     let folder = home.path("pools/guipool");
     add_pool(&display, &dir, "guipool", &folder);
-    let pools = wait_cli(&home, &["pool-list", "--all"], |t| {
+    let pools = home.wait_until(&["pool-list", "--all"], SLOW, |t| {
         t.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["guipool", "active", "yes"])
     });
@@ -107,7 +88,7 @@ fn a_pool_and_a_qcow2_volume_made_on_the_storage_page_are_real() {
 
     // New Volume in it: qcow2 (the default), 2 GiB, Create.
     new_volume(&display, &dir, "guidisk.qcow2", "2");
-    let volumes = wait_cli(&home, &["vol-list", "guipool", "--details"], |t| {
+    let volumes = home.wait_until(&["vol-list", "guipool", "--details"], SLOW, |t| {
         t.contains("guidisk.qcow2")
     });
     assert!(volumes.contains("2.00 GiB"), "{volumes}");
@@ -206,4 +187,69 @@ fn the_wizards_browse_button_picks_a_volume_from_a_pool() {
         !seen.contains("Browse Local"),
         "the chooser stayed open: {seen}"
     );
+}
+
+#[test]
+fn a_volume_picked_with_the_mouse_is_resized_and_deleted() {
+    require_program("qemu-img");
+    let home = Home::new();
+    for (name, size, format) in [("grow.qcow2", "1G", "qcow2"), ("gone.raw", "64M", "raw")] {
+        home.ok(&["vol-create-as", "default", name, size, "--format", format]);
+    }
+    let images = home.path("data/images");
+    let display = Display::start();
+    let _app = App::start(&display, home.dir.path(), &[]);
+    let dir = artifacts("gui-storage-resize-delete");
+    open_storage(&display, &dir);
+
+    // Resize the qcow2 volume from 1 to 3 GiB.
+    display.click_text(&dir, "grow.qcow2", SLOW);
+    display.click_text(&dir, "Resize", SLOW);
+    display.wait_for_text(&dir, "New capacity", SLOW);
+    display.key("ctrl+a");
+    display.type_text("3");
+    display.key("Return");
+    home.wait_until(
+        &["vol-info", "--pool", "default", "grow.qcow2"],
+        SLOW,
+        |t| t.contains("3.00 GiB"),
+    );
+    let grown = images.join("grow.qcow2");
+    let (ok, check) = qemu_img(&["check"], &grown);
+    assert!(ok, "qemu-img check failed after the resize: {check}");
+    let (_, info) = qemu_img(&["info", "--output=json"], &grown);
+    assert!(
+        info.contains(&format!("\"virtual-size\": {}", 3 * GIB)),
+        "{info}"
+    );
+
+    // Shrinking it is refused in the dialog, with the reason; the file
+    // keeps its size.
+    display.click_text(&dir, "Resize", SLOW);
+    display.wait_for_text(&dir, "New capacity", SLOW);
+    display.key("ctrl+a");
+    display.type_text("1");
+    display.key("Return");
+    display.wait_for_text(&dir, "can only grow", SLOW);
+    let (_, info) = qemu_img(&["info", "--output=json"], &grown);
+    assert!(
+        info.contains(&format!("\"virtual-size\": {}", 3 * GIB)),
+        "the refused shrink changed the volume: {info}"
+    );
+    display.key("Escape");
+
+    // Delete the raw volume: the page asks first, then the file is gone
+    // and the other volume stays.
+    display.click_text(&dir, "gone.raw", SLOW);
+    display.click_text(&dir, "Delete Volume", SLOW);
+    display.wait_for_text(&dir, "cannot be undone", SLOW);
+    assert!(
+        images.join("gone.raw").exists(),
+        "deleted before the answer"
+    );
+    display.key("alt+d");
+    home.wait_until(&["vol-list", "default"], SLOW, |t| !t.contains("gone.raw"));
+    assert!(!images.join("gone.raw").exists());
+    assert!(grown.exists());
+    display.wait_for_text(&dir, "was deleted", SLOW);
 }

@@ -135,6 +135,59 @@ impl Display {
     }
 }
 
+impl Display {
+    /// Where tesseract reads `text` (case-insensitive; one word, part of
+    /// a word, or words on one line) on the screen, in screen pixels: the
+    /// test's way to find a tab, a row or a button the way a person finds
+    /// it by looking.
+    pub fn locate(&self, dir: &Path, text: &str) -> Option<(u32, u32)> {
+        let shot = dir.join("locate.png");
+        self.screenshot(&shot);
+        let wanted: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+        ocr_inputs(&shot).iter().find_map(|input| {
+            let words: Vec<OcrWord> = tesseract(input, "eng", &["tsv"])
+                .lines()
+                .skip(1)
+                .filter_map(OcrWord::parse)
+                .collect();
+            words.windows(wanted.len()).find_map(|run| {
+                let (first, last) = (&run[0], &run[run.len() - 1]);
+                let matches = run.iter().zip(&wanted).all(|(word, want)| {
+                    word.line == first.line && word.text.to_lowercase().contains(want.as_str())
+                });
+                // Halved: tesseract read the picture at twice the size.
+                matches.then(|| {
+                    (
+                        (first.left + last.right) / 4,
+                        (first.top + first.bottom) / 4,
+                    )
+                })
+            })
+        })
+    }
+
+    /// Clicks on `word` once the screen shows it.
+    pub fn click_text(&self, dir: &Path, word: &str, timeout: Duration) {
+        self.click_any(dir, &[word], timeout);
+    }
+
+    /// Clicks on the first of `words` the screen shows.
+    pub fn click_any(&self, dir: &Path, words: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((x, y)) = words.iter().find_map(|w| self.locate(dir, w)) {
+                self.click(x, y);
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = std::fs::copy(dir.join("locate.png"), dir.join("last-screen.png"));
+                panic!("never found {words:?} on the screen to click");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 impl Drop for Display {
     fn drop(&mut self) {
         let _ = self.server.kill();
@@ -142,12 +195,12 @@ impl Drop for Display {
     }
 }
 
-/// Tesseract's reading of a PNG, scaled up first (small UI text reads
-/// better at twice the size), and of its negative too, so light text on a
-/// dark background (a suggested button, a guest's console) is read as well.
-pub fn ocr(png: &Path, lang: &str) -> String {
-    let mut text = String::new();
-    for (suffix, negate) in [("x2.png", false), ("neg.png", true)] {
+/// The two pictures tesseract reads of a screenshot: the screenshot at
+/// twice the size in grey (small UI text reads better so), and its
+/// negative, so light text on a dark background (a suggested button, a
+/// guest's console) is read as well.
+fn ocr_inputs(png: &Path) -> [PathBuf; 2] {
+    [("x2.png", false), ("neg.png", true)].map(|(suffix, negate)| {
         let scaled = png.with_extension(suffix);
         let mut convert = Command::new("convert");
         convert
@@ -157,14 +210,57 @@ pub fn ocr(png: &Path, lang: &str) -> String {
             convert.args(["-threshold", "55%", "-negate"]);
         }
         let _ = convert.arg(&scaled).status();
-        let out = Command::new("tesseract")
-            .arg(&scaled)
-            .arg("-")
-            .args(["-l", lang])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        scaled
+    })
+}
+
+fn tesseract(input: &Path, lang: &str, format: &[&str]) -> String {
+    let out = Command::new("tesseract")
+        .arg(input)
+        .arg("-")
+        .args(["-l", lang])
+        .args(format)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A word in tesseract's TSV output, with its line and box.
+struct OcrWord {
+    /// Block, paragraph and line numbers: words with equal ones share a line.
+    line: (u32, u32, u32),
+    left: u32,
+    right: u32,
+    top: u32,
+    bottom: u32,
+    text: String,
+}
+
+impl OcrWord {
+    fn parse(row: &str) -> Option<Self> {
+        let f: Vec<&str> = row.split('\t').collect();
+        if f.len() < 12 || f[11].trim().is_empty() {
+            return None;
+        }
+        let num = |i: usize| f[i].parse::<u32>().ok();
+        let (left, top) = (num(6)?, num(7)?);
+        Some(OcrWord {
+            line: (num(2)?, num(3)?, num(4)?),
+            left,
+            right: left + num(8)?,
+            top,
+            bottom: top + num(9)?,
+            text: f[11].to_string(),
+        })
+    }
+}
+
+/// Tesseract's reading of a PNG (see [`ocr_inputs`]).
+pub fn ocr(png: &Path, lang: &str) -> String {
+    let mut text = String::new();
+    for input in ocr_inputs(png) {
+        text.push_str(&tesseract(&input, lang, &[]));
         text.push('\n');
     }
     text

@@ -316,6 +316,31 @@ impl Home {
             .unwrap()
     }
 
+    /// Polls `vireo ARGS` until it succeeds with output that satisfies
+    /// `ok` (what a window's change looks like from the CLI); returns it.
+    pub fn wait_until(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.run(args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && ok(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`vireo {}` never showed what was wanted; it printed:\n{text}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Runs a verb that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
