@@ -51,6 +51,118 @@ fn new_volume(display: &Display, dir: &Path, name: &str, gib: &str) {
     display.key("Return");
 }
 
+/// A word tesseract read on the screen, with its box in screen pixels.
+#[derive(Debug)]
+struct Word {
+    text: String,
+    left: f64,
+    right: f64,
+    middle: f64,
+}
+
+/// The words on the screen now, with their boxes. Read at three times the
+/// size and in black and white: the column headings are small and dim
+/// grey, and tesseract misses them otherwise.
+fn words_on_screen(display: &Display, dir: &Path) -> Vec<Word> {
+    const SCALE: f64 = 3.0;
+    let shot = dir.join("columns.png");
+    display.screenshot(&shot);
+    let scaled = dir.join("columns-x3.png");
+    let status = Command::new("convert")
+        .arg(&shot)
+        .args([
+            "-resize",
+            "300%",
+            "-colorspace",
+            "Gray",
+            "-threshold",
+            "70%",
+        ])
+        .arg(&scaled)
+        .status()
+        .unwrap();
+    assert!(status.success(), "convert failed");
+    let out = Command::new("tesseract")
+        .arg(&scaled)
+        .args(["-", "tsv"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // level page block par line word left top width height conf text
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            let text = f.get(11)?.trim();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+            if text.is_empty() || f[0] != "5" {
+                return None;
+            }
+            let (left, top, width, height) = (n(6)?, n(7)?, n(8)?, n(9)?);
+            Some(Word {
+                text: text.to_string(),
+                left: left / SCALE,
+                right: (left + width) / SCALE,
+                middle: (top + height / 2.0) / SCALE,
+            })
+        })
+        .collect()
+}
+
+/// Asserts that the volume list's headings stand over their columns: the
+/// Name heading starts where the row of the volume `volume` starts, and
+/// Format, Capacity and Allocation (right-aligned) each end within 2 px
+/// of a value in that row.
+fn assert_headings_over_values(display: &Display, dir: &Path, volume: &str) {
+    const HEADINGS: [&str; 4] = ["Name", "Format", "Capacity", "Allocation"];
+    let deadline = Instant::now() + SLOW;
+    // Polls only until every word needed is read; the edges are then
+    // checked once.
+    let (words, row) = loop {
+        let words = words_on_screen(display, dir);
+        let row = words
+            .iter()
+            .find(|w| w.text.starts_with(volume))
+            .map(|w| w.middle);
+        let read = HEADINGS.iter().all(|h| words.iter().any(|w| w.text == *h));
+        if let (Some(row), true) = (row, read) {
+            break (words, row);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the headings and the row of {volume} were never all read: {words:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let heading = |text: &str| words.iter().find(|w| w.text == text).unwrap();
+    let cells: Vec<&Word> = words
+        .iter()
+        .filter(|w| (w.middle - row).abs() < 6.0)
+        .collect();
+    let name = cells.iter().find(|w| w.text.starts_with(volume)).unwrap();
+    let name_heading = heading("Name");
+    assert!(
+        (name_heading.left - name.left).abs() <= 2.0,
+        "Name starts at x={}, the volume's name at x={}",
+        name_heading.left,
+        name.left
+    );
+    for title in &HEADINGS[1..] {
+        let h = heading(title);
+        let nearest = cells
+            .iter()
+            .map(|w| w.right)
+            .min_by(|a, b| (a - h.right).abs().total_cmp(&(b - h.right).abs()))
+            .unwrap();
+        assert!(
+            (h.right - nearest).abs() <= 2.0,
+            "{title} ends at x={}, but the nearest value of {volume}'s row ends at x={nearest}: {cells:?}",
+            h.right
+        );
+    }
+}
+
 fn qemu_img(args: &[&str], file: &Path) -> (bool, String) {
     let out = Command::new("qemu-img")
         .args(args)
@@ -103,8 +215,10 @@ fn a_pool_and_a_qcow2_volume_made_on_the_storage_page_are_real() {
         info.contains(&format!("\"virtual-size\": {}", 2 * GIB)),
         "{info}"
     );
-    // The page lists it (the dialog closed, the page reloaded).
+    // The page lists it (the dialog closed, the page reloaded), under
+    // headings that line up with its values.
     display.wait_for_text(&dir, "guidisk.qcow2", SLOW);
+    assert_headings_over_values(&display, &dir, "guidisk");
 
     // The same name again is refused in the dialog, and nothing changes.
     new_volume(&display, &dir, "guidisk.qcow2", "1");
@@ -178,6 +292,7 @@ fn the_wizards_browse_button_picks_a_volume_from_a_pool() {
     // ("Choose Volume" is white on blue, which tesseract does not read.)
     display.wait_for_text(&dir, "Browse Local", SLOW);
     display.wait_for_text(&dir, "pickme.qcow2", SLOW);
+    assert_headings_over_values(&display, &dir, "pickme");
     // The volume list has the focus on its first (only) volume.
     display.key("Return");
     // Back in the wizard, the entry holds the volume's path.

@@ -215,6 +215,26 @@ impl Prealloc {
     pub fn applies_to(self, format: VolumeFormat) -> bool {
         !(self == Prealloc::Metadata && format != VolumeFormat::Qcow2)
     }
+
+    /// The choices New Volume offers for `format`, in order: a raw volume
+    /// has no metadata to preallocate, so it is not offered one (as
+    /// virt-manager does), rather than taken and quietly ignored.
+    pub fn choices(format: VolumeFormat) -> Vec<Prealloc> {
+        Prealloc::ALL
+            .into_iter()
+            .filter(|p| p.applies_to(format))
+            .collect()
+    }
+
+    /// What stays chosen when the format changes to `format`: this choice
+    /// where it still applies, else none.
+    pub fn kept_for(self, format: VolumeFormat) -> Prealloc {
+        if self.applies_to(format) {
+            self
+        } else {
+            Prealloc::Off
+        }
+    }
 }
 
 /// The New Volume dialog's fields.
@@ -581,6 +601,30 @@ mod tests {
         assert_eq!(spec(VolumeFormat::Qcow2, Prealloc::Full), (None, true));
         assert_eq!(spec(VolumeFormat::Raw, Prealloc::Off), (Some(0), false));
         assert_eq!(spec(VolumeFormat::Raw, Prealloc::Full), (None, false));
+    }
+
+    #[test]
+    fn raw_is_not_offered_metadata_preallocation() {
+        assert_eq!(Prealloc::choices(VolumeFormat::Qcow2), Prealloc::ALL);
+        assert_eq!(
+            Prealloc::choices(VolumeFormat::Raw),
+            [Prealloc::Off, Prealloc::Full]
+        );
+        // Switching to raw drops Metadata and keeps the others; switching
+        // back keeps what raw had.
+        assert_eq!(
+            Prealloc::Metadata.kept_for(VolumeFormat::Raw),
+            Prealloc::Off
+        );
+        assert_eq!(Prealloc::Full.kept_for(VolumeFormat::Raw), Prealloc::Full);
+        assert_eq!(Prealloc::Off.kept_for(VolumeFormat::Raw), Prealloc::Off);
+        for p in Prealloc::ALL {
+            assert_eq!(p.kept_for(VolumeFormat::Qcow2), p);
+            // Whatever is kept is one of the choices offered.
+            for format in [VolumeFormat::Qcow2, VolumeFormat::Raw] {
+                assert!(Prealloc::choices(format).contains(&p.kept_for(format)));
+            }
+        }
     }
 
     #[test]

@@ -129,25 +129,37 @@ pub fn pool_row(summary: &PoolSummary) -> gtk::ListBoxRow {
 }
 
 /// The columns of a volume list, kept aligned by size groups.
+///
+/// Two things keep the headings over their values: the heading line sits
+/// in a one-row list of the same style as the volumes, so the theme gives
+/// it the rows' padding; and every new row queues a resize of the
+/// headings. GTK does not do the latter itself: a label that has never
+/// been measured is already marked for resize, so adding it to a group
+/// does not reach the group's other members, and the headings would keep
+/// the width measured before any row existed (their own, in the smaller
+/// caption font).
 pub struct VolumeColumns {
     groups: [gtk::SizeGroup; 3],
+    /// The heading cells in `groups`, one a group.
+    headings: Vec<gtk::Label>,
 }
 
 impl VolumeColumns {
     pub fn new() -> Self {
         VolumeColumns {
             groups: std::array::from_fn(|_| gtk::SizeGroup::new(gtk::SizeGroupMode::Horizontal)),
+            headings: Vec::new(),
         }
     }
 
-    fn line(&self, cells: [&str; 4], css: &[&str]) -> gtk::Box {
+    /// A line of `cells`: the name, then the three sized columns.
+    fn line(&self, cells: [&str; 4], css: &[&str]) -> (gtk::Box, Vec<gtk::Label>) {
         let line = gtk::Box::builder()
             .spacing(12)
-            .margin_top(6)
-            .margin_bottom(6)
             .margin_start(8)
             .margin_end(8)
             .build();
+        let mut sized = Vec::new();
         for (index, text) in cells.iter().enumerate() {
             let label = gtk::Label::builder()
                 .label(*text)
@@ -160,20 +172,20 @@ impl VolumeColumns {
             } else {
                 label.set_width_chars(9);
                 self.groups[index - 1].add_widget(&label);
+                sized.push(label.clone());
             }
             line.append(&label);
         }
-        line
+        (line, sized)
     }
 
-    /// The titles over the list.
     /// The column headings over `volumes`, scrolled: the volume list of
     /// both the Storage page and the volume chooser.
-    pub fn list_with_header(&self, volumes: &gtk::ListBox) -> gtk::Box {
+    pub fn list_with_header(&mut self, volumes: &gtk::ListBox) -> gtk::Box {
         let list = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
             .build();
-        list.append(&self.header());
+        list.append(&self.header(volumes));
         list.append(&gtk::Separator::new(gtk::Orientation::Horizontal));
         list.append(
             &gtk::ScrolledWindow::builder()
@@ -185,8 +197,10 @@ impl VolumeColumns {
         list
     }
 
-    pub fn header(&self) -> gtk::Box {
-        self.line(
+    /// The headings, in a list styled as `volumes` so that its row padding
+    /// is theirs; it takes no focus, selection or clicks.
+    fn header(&mut self, volumes: &gtk::ListBox) -> gtk::ListBox {
+        let (line, headings) = self.line(
             [
                 &gettext("Name"),
                 &gettext("Format"),
@@ -194,13 +208,32 @@ impl VolumeColumns {
                 &gettext("Allocation"),
             ],
             &["dim-label", "caption-heading"],
-        )
+        );
+        self.headings = headings;
+        let row = gtk::ListBoxRow::builder()
+            .child(&line)
+            .activatable(false)
+            .selectable(false)
+            .focusable(false)
+            .build();
+        let header = gtk::ListBox::builder()
+            .selection_mode(gtk::SelectionMode::None)
+            .focusable(false)
+            .can_target(false)
+            .build();
+        for class in volumes.css_classes() {
+            header.add_css_class(&class);
+        }
+        // Lower than a volume's row (resources/style.css).
+        header.add_css_class("volume-headings");
+        header.append(&row);
+        header
     }
 
     /// A volume's row, named after it.
     pub fn row(&self, volume: &VolumeDef) -> gtk::ListBoxRow {
         let format = volume.target.format.map_or("?", |f| f.name());
-        let line = self.line(
+        let (line, _) = self.line(
             [
                 &volume.name,
                 format,
@@ -209,6 +242,12 @@ impl VolumeColumns {
             ],
             &[],
         );
+        line.set_margin_top(6);
+        line.set_margin_bottom(6);
+        // The headings take the new row's widths (see the type's comment).
+        for heading in &self.headings {
+            heading.queue_resize();
+        }
         let row = gtk::ListBoxRow::builder().child(&line).build();
         row.set_widget_name(&volume.name);
         row.set_tooltip_text(Some(&volume.target.path.to_string_lossy()));

@@ -90,7 +90,7 @@ impl VolumeChooser {
             .selection_mode(gtk::SelectionMode::Browse)
             .css_classes(["navigation-sidebar"])
             .build();
-        let columns = VolumeColumns::new();
+        let mut columns = VolumeColumns::new();
         let volumes = gtk::ListBox::builder()
             .selection_mode(gtk::SelectionMode::Single)
             .activate_on_single_click(false)

@@ -146,7 +146,7 @@ impl StoragePage {
         heading.append(&autostart_label);
         heading.append(&autostart);
 
-        let columns = VolumeColumns::new();
+        let mut columns = VolumeColumns::new();
         let volumes = gtk::ListBox::builder()
             .selection_mode(gtk::SelectionMode::Single)
             .css_classes(["rich-list"])

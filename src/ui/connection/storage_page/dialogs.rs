@@ -3,7 +3,7 @@
 //! thread (New Volume with a progress bar), shows a refusal or failure as a
 //! sentence in place, and closes when the change is made.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -148,6 +148,17 @@ impl Shell {
         self.error.set_visible(true);
     }
 
+    /// `result`'s value, or `None` with its error shown as `text` words it.
+    fn accept<T, E>(&self, result: Result<T, E>, text: impl FnOnce(E) -> String) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.show_error(&text(error));
+                None
+            }
+        }
+    }
+
     fn clear_error(&self) {
         self.error.set_visible(false);
     }
@@ -211,19 +222,53 @@ fn unit_dropdown(selected: SizeUnit) -> gtk::DropDown {
     dropdown
 }
 
-fn selected_unit(dropdown: &gtk::DropDown) -> SizeUnit {
-    SizeUnit::ALL
+/// The item of `choices` selected in `dropdown` (listed in that order), or
+/// `fallback` while nothing is.
+fn chosen<T: Copy>(choices: &[T], dropdown: &gtk::DropDown, fallback: T) -> T {
+    choices
         .get(dropdown.selected() as usize)
         .copied()
-        .unwrap_or(SizeUnit::GiB)
+        .unwrap_or(fallback)
 }
 
-/// A number entry with a unit beside it.
-fn capacity_box(number: &gtk::Entry, unit: &gtk::DropDown) -> gtk::Box {
-    let row = gtk::Box::builder().spacing(6).build();
-    row.append(number);
-    row.append(unit);
-    row
+/// A capacity: a number entry with a unit beside it.
+struct CapacityField {
+    number: gtk::Entry,
+    unit: gtk::DropDown,
+}
+
+impl CapacityField {
+    /// Adds the field to `shell` as a row titled `label`, showing `text` in `unit`.
+    fn add(shell: &Shell, label: &str, text: &str, unit: SizeUnit) -> Self {
+        let number = entry(text);
+        number.set_width_chars(8);
+        let unit = unit_dropdown(unit);
+        let row = gtk::Box::builder().spacing(6).build();
+        row.append(&number);
+        row.append(&unit);
+        shell.row_for(label, &row, &number);
+        CapacityField { number, unit }
+    }
+
+    /// The bytes typed, or `None` with the reason shown in `shell`.
+    fn bytes(&self, shell: &Shell) -> Option<u64> {
+        shell.accept(
+            parse_capacity(
+                self.number.text().as_str(),
+                chosen(&SizeUnit::ALL, &self.unit, SizeUnit::GiB),
+            ),
+            |error| capacity_error_text(&error),
+        )
+    }
+}
+
+/// A preallocation as New Volume offers it.
+fn prealloc_label(prealloc: Prealloc) -> String {
+    match prealloc {
+        Prealloc::Off => gettext("Off (grows as it is written)"),
+        Prealloc::Metadata => gettext("Metadata (qcow2 tables only)"),
+        Prealloc::Full => gettext("Full (all of it now)"),
+    }
 }
 
 /// Add Pool: a name and a folder (typed, or picked with Browse). The pool
@@ -319,8 +364,10 @@ pub fn add_pool(
         shell.action.connect_clicked(move |_| {
             let shell = shell_ref.clone();
             let pool = name.text().trim().to_string();
-            if let Err(problem) = check_pool_name(&pool, &existing) {
-                shell.show_error(&name_problem_text(problem));
+            if shell
+                .accept(check_pool_name(&pool, &existing), name_problem_text)
+                .is_none()
+            {
                 return;
             }
             let path = PathBuf::from(folder.text().trim());
@@ -360,14 +407,10 @@ pub fn new_volume(
     let formats = [VolumeFormat::Qcow2, VolumeFormat::Raw];
     let name = entry(&suggest_volume_name("volume", VolumeFormat::Qcow2, volumes));
     let format = gtk::DropDown::from_strings(&formats.map(VolumeFormat::name));
-    let capacity = entry("20");
-    capacity.set_width_chars(8);
-    let unit = unit_dropdown(SizeUnit::GiB);
-    let prealloc = string_dropdown(&[
-        gettext("Off (grows as it is written)"),
-        gettext("Metadata (qcow2 tables only)"),
-        gettext("Full (all of it now)"),
-    ]);
+    // The preallocations the format allows, the dropdown's items in order.
+    let prealloc_choices = Rc::new(RefCell::new(Prealloc::choices(VolumeFormat::Qcow2)));
+    let prealloc_items = gtk::StringList::new(&[]);
+    let prealloc = gtk::DropDown::new(Some(prealloc_items.clone()), gtk::Expression::NONE);
     // The pool's volumes a qcow2 may be based on.
     let bases: Vec<VolumeDef> = volumes
         .iter()
@@ -384,11 +427,7 @@ pub fn new_volume(
     let backing = string_dropdown(&backing_items);
     shell.row(&gettext("_Name"), &name);
     shell.row(&gettext("F_ormat"), &format);
-    shell.row_for(
-        &gettext("_Capacity"),
-        &capacity_box(&capacity, &unit),
-        &capacity,
-    );
+    let capacity = CapacityField::add(&shell, &gettext("_Capacity"), "20", SizeUnit::GiB);
     shell.row(&gettext("Pre_allocation"), &prealloc);
     shell.row(&gettext("_Backing volume"), &backing);
     if let Some(available) = available {
@@ -411,43 +450,56 @@ pub fn new_volume(
 
     let selected_format = {
         let format = format.clone();
-        move || {
-            formats
-                .get(format.selected() as usize)
-                .copied()
-                .unwrap_or(VolumeFormat::Qcow2)
-        }
+        move || chosen(&formats, &format, VolumeFormat::Qcow2)
     };
-    // Raw volumes have no metadata to preallocate and no backing file.
-    let sync = {
-        let selected_format = selected_format.clone();
+    let selected_prealloc = {
         let prealloc = prealloc.clone();
+        let choices = prealloc_choices.clone();
+        move || chosen(&choices.borrow(), &prealloc, Prealloc::Off)
+    };
+    // A backing volume only under a qcow2 that preallocates nothing.
+    let sync_backing = {
+        let selected_format = selected_format.clone();
+        let selected_prealloc = selected_prealloc.clone();
         let backing = backing.clone();
-        let name = name.clone();
         move || {
-            let format = selected_format();
-            let qcow2 = format == VolumeFormat::Qcow2;
-            if !qcow2 && prealloc.selected() == 1 {
-                prealloc.set_selected(0);
-            }
+            let qcow2 = selected_format() == VolumeFormat::Qcow2;
             if !qcow2 {
                 backing.set_selected(0);
             }
-            backing.set_sensitive(qcow2 && prealloc.selected() == 0);
+            backing.set_sensitive(qcow2 && selected_prealloc() == Prealloc::Off);
+        }
+    };
+    // The format decides the preallocations offered (raw has no metadata)
+    // and the name's extension.
+    let sync_format = {
+        let selected_format = selected_format.clone();
+        let selected_prealloc = selected_prealloc.clone();
+        let sync_backing = sync_backing.clone();
+        let prealloc = prealloc.clone();
+        let name = name.clone();
+        move || {
+            let format = selected_format();
+            let kept = selected_prealloc().kept_for(format);
+            let choices = Prealloc::choices(format);
+            let labels: Vec<String> = choices.iter().map(|p| prealloc_label(*p)).collect();
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            *prealloc_choices.borrow_mut() = choices.clone();
+            prealloc_items.splice(0, prealloc_items.n_items(), &labels);
+            let index = choices.iter().position(|p| *p == kept).unwrap_or(0);
+            prealloc.set_selected(index as u32);
+            sync_backing();
             let renamed = rename_for_format(name.text().as_str(), format);
             if renamed != name.text().as_str() {
                 name.set_text(&renamed);
             }
         }
     };
-    sync();
+    sync_format();
+    format.connect_selected_notify(move |_| sync_format());
     {
-        let sync = sync.clone();
-        format.connect_selected_notify(move |_| sync());
-    }
-    {
-        let sync = sync.clone();
-        prealloc.connect_selected_notify(move |_| sync());
+        let sync_backing = sync_backing.clone();
+        prealloc.connect_selected_notify(move |_| sync_backing());
     }
 
     let focus = name.clone();
@@ -458,17 +510,9 @@ pub fn new_volume(
         let shell_ref = shell.clone();
         shell.action.connect_clicked(move |_| {
             let shell = shell_ref.clone();
-            let bytes = match parse_capacity(capacity.text().as_str(), selected_unit(&unit)) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    shell.show_error(&capacity_error_text(&error));
-                    return;
-                }
+            let Some(bytes) = capacity.bytes(&shell) else {
+                return;
             };
-            let prealloc_choice = Prealloc::ALL
-                .get(prealloc.selected() as usize)
-                .copied()
-                .unwrap_or(Prealloc::Off);
             let backing_path = (backing.selected() as usize)
                 .checked_sub(1)
                 .and_then(|i| bases.get(i))
@@ -477,15 +521,13 @@ pub fn new_volume(
                 name: name.text().trim().to_string(),
                 format: selected_format(),
                 capacity: bytes,
-                prealloc: prealloc_choice,
+                prealloc: selected_prealloc(),
                 backing: backing_path,
             };
-            let spec = match request.to_new_volume(&existing, available) {
-                Ok(spec) => spec,
-                Err(problem) => {
-                    shell.show_error(&request_problem_text(&problem));
-                    return;
-                }
+            let Some(spec) = shell.accept(request.to_new_volume(&existing, available), |p| {
+                request_problem_text(&p)
+            }) else {
+                return;
             };
             shell.clear_error();
             shell.set_busy(true);
@@ -551,13 +593,11 @@ pub fn resize_volume(
         SizeUnit::MiB
     };
     let shown = current as f64 / unit_now.bytes() as f64;
-    let capacity = entry(&format!("{}", (shown * 100.0).round() / 100.0));
-    capacity.set_width_chars(8);
-    let unit = unit_dropdown(unit_now);
-    shell.row_for(
+    let capacity = CapacityField::add(
+        &shell,
         &gettext("_New capacity"),
-        &capacity_box(&capacity, &unit),
-        &capacity,
+        &format!("{}", (shown * 100.0).round() / 100.0),
+        unit_now,
     );
     let format = volume.target.format;
     let hint = if format == Some(VolumeFormat::Raw) {
@@ -579,7 +619,7 @@ pub fn resize_volume(
             .css_classes(["dim-label", "caption"])
             .build(),
     );
-    let focus = capacity.clone();
+    let focus = capacity.number.clone();
     let on_resized = Rc::new(on_resized);
     let pool = pool.to_string();
     let name = volume.name.clone();
@@ -587,19 +627,13 @@ pub fn resize_volume(
         let shell_ref = shell.clone();
         shell.action.connect_clicked(move |_| {
             let shell = shell_ref.clone();
-            let bytes = match parse_capacity(capacity.text().as_str(), selected_unit(&unit)) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    shell.show_error(&capacity_error_text(&error));
-                    return;
-                }
+            let Some(bytes) = capacity.bytes(&shell) else {
+                return;
             };
-            let flags = match check_resize(format, current, bytes) {
-                Ok(flags) => flags,
-                Err(problem) => {
-                    shell.show_error(&resize_problem_text(problem));
-                    return;
-                }
+            let Some(flags) =
+                shell.accept(check_resize(format, current, bytes), resize_problem_text)
+            else {
+                return;
             };
             let pool = pool.clone();
             let name = name.clone();
