@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::domain::Disk;
+use crate::manager::edit::{self, EditError};
 use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::store::{Definition, Store};
 
 type CliResult = Result<ExitCode, String>;
 
@@ -32,20 +33,69 @@ pub struct Scope {
     current: bool,
 }
 
-/// Refuses `--live` (and the implicit live change on a running VM) with a
-/// sentence that says what to do instead.
-fn config_only(name: &str, scope: &Scope) -> Result<(), String> {
-    let running = RunFiles::new(name).running().is_some();
-    let wants_live = scope.live || (running && !scope.config && !scope.persistent);
-    if wants_live {
-        return Err(format!(
-            "changing disks of a running VM needs hot-plug, which Vireo does not have yet; use --config to change '{name}' from its next start"
-        ));
+impl Scope {
+    /// The flags as `manager::edit` reads them.
+    pub(super) fn edit_scope(&self) -> edit::Scope {
+        edit::Scope {
+            live: self.live,
+            config: self.config,
+            persistent: self.persistent,
+            current: self.current,
+        }
     }
-    Ok(())
 }
 
-fn load(which: &str) -> Result<(Store, crate::store::Definition), String> {
+/// Loads `which` and checks that a device change of `devices` can go to
+/// its stored definition (no hot-plug).
+pub(super) fn load_for_device_change(
+    which: &str,
+    scope: &Scope,
+    devices: &'static str,
+) -> Result<(Store, Definition, bool), String> {
+    let (store, definition) = load(which)?;
+    let running = RunFiles::new(&definition.name).running().is_some();
+    scope
+        .edit_scope()
+        .stored_only(running, devices)
+        .map_err(|e| virsh_error(e, &definition.name))?;
+    Ok((store, definition, running))
+}
+
+/// Saves a device change through `manager::edit::save`, as the GUI does.
+pub(super) fn save_device_change(
+    store: &Store,
+    definition: &Definition,
+    domain: &crate::domain::Domain,
+    running: bool,
+) -> Result<(), String> {
+    edit::save(store, definition, domain, running)
+        .map(|_| ())
+        .map_err(|e| virsh_error(e, &definition.name))
+}
+
+/// `manager::edit`'s refusals in virsh's words where virsh has some.
+pub(super) fn virsh_error(error: EditError, vm: &str) -> String {
+    match error {
+        EditError::NeedsHotplug(devices) => format!(
+            "changing {devices} of a running VM needs hot-plug, which Vireo does not have yet; use --config to change '{vm}' from its next start"
+        ),
+        EditError::TargetTaken(target) => format!("target {target} already exists in '{vm}'"),
+        EditError::NoSuchDevice(which) => {
+            format!("no disk found whose source path or target is {which}")
+        }
+        EditError::BadMac(mac) => format!("unable to parse mac address '{mac}'"),
+        EditError::NoSuchInterface { kind, mac } => format!(
+            "No interface found whose type is {kind} and MAC address is {}",
+            mac.as_deref().unwrap_or("any")
+        ),
+        EditError::AmbiguousInterface(count) => format!(
+            "Domain has {count} interfaces. Please specify which one to detach using --mac"
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn load(which: &str) -> Result<(Store, Definition), String> {
     let store = Store::open();
     let definition = store.find(which).map_err(|e| e.to_string())?;
     Ok((store, definition))
@@ -82,40 +132,25 @@ pub struct AttachDiskArgs {
 }
 
 pub fn attach_disk(args: AttachDiskArgs) -> CliResult {
-    let (store, definition) = load(&args.domain)?;
-    config_only(&definition.name, &args.scope)?;
-    let mut domain = definition.domain().clone();
-    if domain
-        .disk(&args.target)
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
-        return Err(format!(
-            "target {} already exists in '{}'",
-            args.target, definition.name
-        ));
-    }
-    let source = std::fs::canonicalize(&args.source)
-        .map_err(|e| format!("cannot use {} as a disk: {e}", args.source))?;
-    let bus = args.targetbus.clone().unwrap_or_else(|| {
-        if args.target.starts_with("vd") {
-            "virtio".into()
-        } else {
-            "ide".into()
-        }
-    });
-    let mut disk = Disk::file(&args.kind, &source.to_string_lossy(), &args.target, &bus);
-    if let Some(format) = &args.subdriver {
-        disk.driver_type = Some(format.clone());
-    }
-    match args.mode.as_deref() {
-        Some("readonly") => disk.readonly = true,
-        Some("shareable") => disk.shareable = true,
+    let (store, definition, running) = load_for_device_change(&args.domain, &args.scope, "disks")?;
+    let (readonly, shareable) = match args.mode.as_deref() {
+        Some("readonly") => (true, false),
+        Some("shareable") => (false, true),
         Some(other) => return Err(format!("--mode {other} is not readonly or shareable")),
-        None => {}
-    }
-    domain.add_device(&disk);
-    save(&store, &domain)?;
+        None => (false, false),
+    };
+    let spec = edit::DiskSpec {
+        device: args.kind,
+        source: Some(edit::DiskSource::Existing(args.source.into())),
+        target: Some(args.target),
+        bus: args.targetbus,
+        format: args.subdriver,
+        readonly,
+        shareable,
+    };
+    let mut domain = definition.domain().clone();
+    edit::attach_disk(&mut domain, &spec).map_err(|e| virsh_error(e, &definition.name))?;
+    save_device_change(&store, &definition, &domain, running)?;
     println!("Disk attached successfully\n");
     Ok(ExitCode::SUCCESS)
 }
@@ -123,25 +158,17 @@ pub fn attach_disk(args: AttachDiskArgs) -> CliResult {
 #[derive(Args)]
 pub struct DetachDiskArgs {
     domain: String,
+    /// The drive's target name or image path.
     target: String,
     #[command(flatten)]
     scope: Scope,
 }
 
 pub fn detach_disk(args: DetachDiskArgs) -> CliResult {
-    let (store, definition) = load(&args.domain)?;
-    config_only(&definition.name, &args.scope)?;
+    let (store, definition, running) = load_for_device_change(&args.domain, &args.scope, "disks")?;
     let mut domain = definition.domain().clone();
-    if !domain
-        .remove_disk(&args.target)
-        .map_err(|e| e.to_string())?
-    {
-        return Err(format!(
-            "no disk found whose source path or target is {}",
-            args.target
-        ));
-    }
-    save(&store, &domain)?;
+    edit::detach_disk(&mut domain, &args.target).map_err(|e| virsh_error(e, &definition.name))?;
+    save_device_change(&store, &definition, &domain, running)?;
     println!("Disk detached successfully\n");
     Ok(ExitCode::SUCCESS)
 }

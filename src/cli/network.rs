@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::domain::Interface;
+use super::disks::{load_for_device_change, save_device_change, virsh_error, Scope};
+use crate::manager::edit::{self, NicSource};
 use crate::net::network::{NetworkDef, NetworkStore};
-use crate::runtime::RunFiles;
 use crate::store::Store;
 
 type CliResult = Result<ExitCode, String>;
@@ -76,9 +76,8 @@ pub struct AttachInterfaceArgs {
     mac: Option<String>,
     #[arg(long)]
     model: Option<String>,
-    /// Change the stored definition (the only scope Vireo has).
-    #[arg(long)]
-    config: bool,
+    #[command(flatten)]
+    scope: Scope,
 }
 
 #[derive(Args)]
@@ -88,8 +87,8 @@ pub struct DetachInterfaceArgs {
     kind: String,
     #[arg(long)]
     mac: Option<String>,
-    #[arg(long)]
-    config: bool,
+    #[command(flatten)]
+    scope: Scope,
 }
 
 fn store() -> Result<NetworkStore, String> {
@@ -262,88 +261,36 @@ fn domiflist(which: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn config_only(name: &str, config: bool) -> Result<(), String> {
-    if !config && RunFiles::new(name).running().is_some() {
-        return Err(format!(
-            "changing the network cards of a running VM needs hot-plug, which Vireo does not have yet; use --config to change '{name}' from its next start"
-        ));
-    }
-    Ok(())
-}
-
 fn attach_interface(args: AttachInterfaceArgs) -> CliResult {
-    let store = Store::open();
-    let definition = store.find(&args.domain).map_err(|e| e.to_string())?;
-    config_only(&definition.name, args.config)?;
-    let mac = match args.mac {
-        Some(mac) => {
-            crate::domain::nic::parse_mac(&mac)
-                .ok_or_else(|| format!("unable to parse mac address '{mac}'"))?;
-            mac
+    let (store, definition, running) =
+        load_for_device_change(&args.domain, &args.scope, "the network cards")?;
+    let source = match args.kind.as_str() {
+        "network" => {
+            NicSource::Network(args.source.unwrap_or_else(|| edit::DEFAULT_NETWORK.into()))
         }
-        None => crate::domain::generate_mac().map_err(|e| e.to_string())?,
-    };
-    let (source_network, source_bridge) = match args.kind.as_str() {
-        "network" => (Some(args.source.unwrap_or_else(|| "default".into())), None),
-        "bridge" => (
-            None,
-            Some(args.source.ok_or("--source is required for a bridge")?),
-        ),
-        "user" => (None, None),
+        "bridge" => NicSource::Bridge(args.source.ok_or("--source is required for a bridge")?),
+        "user" => NicSource::User,
         other => return Err(format!("interface type '{other}' is not supported")),
     };
-    let nic = Interface {
-        kind: args.kind,
-        mac: Some(mac),
-        source_network,
-        source_bridge,
-        model: Some(args.model.unwrap_or_else(|| "virtio".into())),
-        address: None,
+    let spec = edit::NicSpec {
+        source,
+        mac: args.mac,
+        model: args.model,
     };
     let mut domain = definition.domain().clone();
-    domain.add_device(&nic);
-    store.define(&domain.to_xml()).map_err(|e| e.to_string())?;
+    edit::attach_interface(&mut domain, &spec).map_err(|e| virsh_error(e, &definition.name))?;
+    save_device_change(&store, &definition, &domain, running)?;
     println!("Interface attached successfully\n");
     Ok(ExitCode::SUCCESS)
 }
 
 fn detach_interface(args: DetachInterfaceArgs) -> CliResult {
-    let store = Store::open();
-    let definition = store.find(&args.domain).map_err(|e| e.to_string())?;
-    config_only(&definition.name, args.config)?;
+    let (store, definition, running) =
+        load_for_device_change(&args.domain, &args.scope, "the network cards")?;
     let mut domain = definition.domain().clone();
-    let nics = domain.interfaces().map_err(|e| e.to_string())?;
-    let matching: Vec<usize> = nics
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.kind == args.kind)
-        .filter(|(_, n)| match &args.mac {
-            Some(mac) => n
-                .mac
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(mac)),
-            None => true,
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let index = match matching.as_slice() {
-        [] => {
-            return Err(format!(
-                "No interface found whose type is {} and MAC address is {}",
-                args.kind,
-                args.mac.as_deref().unwrap_or("any")
-            ))
-        }
-        [one] => *one,
-        _ => {
-            return Err(format!(
-                "Domain has {} interfaces. Please specify which one to detach using --mac",
-                matching.len()
-            ))
-        }
-    };
-    domain.remove_device::<Interface>(index);
-    store.define(&domain.to_xml()).map_err(|e| e.to_string())?;
+    edit::detach_interface(&mut domain, &args.kind, args.mac.as_deref())
+        .map_err(|e| virsh_error(e, &definition.name))?;
+    save_device_change(&store, &definition, &domain, running)?;
     println!("Interface detached successfully\n");
     Ok(ExitCode::SUCCESS)
 }

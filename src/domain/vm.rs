@@ -158,7 +158,9 @@ fn ide_position(dev: &str) -> Option<(u8, u8)> {
     (index < 4 && dev.len() == 3).then_some((index / 2, index % 2))
 }
 
-fn default_bus(target: &str) -> &'static str {
+/// The bus a disk without `<target bus=>` is on, from its target name
+/// (`vd…` virtio, `sd…` SATA, else IDE).
+pub fn default_bus(target: &str) -> &'static str {
     if target.starts_with("vd") {
         "virtio"
     } else if target.starts_with("sd") {

@@ -5,10 +5,17 @@
 //! collide, files that are missing), and saving through [`Store`] under the
 //! same rules as `vireo define`.
 //!
+//! The CLI's `attach-disk`, `detach-disk`, `attach-interface` and
+//! `detach-interface` go through the same functions ([`attach_disk`],
+//! [`detach_disk`], [`attach_interface`], [`detach_interface`], [`Scope`]),
+//! so both front ends follow one set of rules; the CLI words the errors as
+//! virsh does.
+//!
 //! A running VM keeps the machine it was started with: the store holds one
 //! definition, the one the next start uses, so saving while a VM runs
 //! never touches the running VM ("takes effect after shutdown"). What needs
-//! the VM off is refused instead: renaming.
+//! the VM off is refused instead: renaming, and a device change asked for
+//! the running VM itself (hot-plug is not emulated).
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +60,18 @@ pub enum EditError {
     /// Renaming needs the VM off, as `vireo domrename` does.
     #[error("A running VM cannot be renamed; shut it down first.")]
     RenameRunning,
+    /// A device change was asked of the running VM: that is hot-plug.
+    #[error("Changing {0} of a running VM needs hot-plug, which Vireo does not have yet.")]
+    NeedsHotplug(&'static str),
+    /// A text that is not a MAC address.
+    #[error("{0} is not a MAC address.")]
+    BadMac(String),
+    /// No NIC of that type (and MAC address, when one is given).
+    #[error("There is no {kind} NIC{} in this VM.", .mac.as_ref().map(|m| format!(" with MAC address {m}")).unwrap_or_default())]
+    NoSuchInterface { kind: String, mac: Option<String> },
+    /// More than one NIC matches and no MAC address says which.
+    #[error("{0} NICs match; say which one by its MAC address.")]
+    AmbiguousInterface(usize),
 }
 
 /// Disk buses the VMM emulates (see `domain::vm`).
@@ -162,16 +181,7 @@ pub fn set_disk_bus(domain: &mut Domain, target: &str, bus: &str) -> Result<Stri
         )));
     }
     let mut new_target = target.to_string();
-    let prefix = |b: &str| {
-        if b == "virtio" {
-            "vd"
-        } else if b == "ide" {
-            "hd"
-        } else {
-            "sd"
-        }
-    };
-    if !target.starts_with(prefix(bus)) {
+    if !target.starts_with(target_prefix(bus)) {
         new_target = next_target(domain, bus)?;
     }
     update_disk(domain, target, |disk| {
@@ -196,9 +206,7 @@ pub fn update_interface(
         .ok_or_else(|| EditError::NoSuchDevice(format!("NIC {}", index + 1)))?;
     change(&mut nic);
     if let Some(mac) = &nic.mac {
-        if crate::domain::nic::parse_mac(mac).is_none() {
-            return Err(EditError::Invalid(format!("{mac} is not a MAC address.")));
-        }
+        check_mac(mac)?;
     }
     domain.update_device(index, &nic);
     Ok(())
@@ -283,21 +291,285 @@ pub enum NewHardware {
     Serial,
 }
 
-/// The first free target name on `bus`: `vda`, `sda`, `hda`… (libvirt's
-/// `virDomainDiskDefAssignAddress` naming).
-pub fn next_target(domain: &Domain, bus: &str) -> Result<String, EditError> {
-    let prefix = match bus {
+/// The target names of `bus` start with this: `vd`, `sd`, `hd`.
+fn target_prefix(bus: &str) -> &'static str {
+    match bus {
         "virtio" => "vd",
         "sata" | "scsi" | "usb" => "sd",
         _ => "hd",
-    };
-    // IDE has two channels of two drives.
-    let limit = if prefix == "hd" { 4 } else { 26 };
+    }
+}
+
+/// How many drives `bus` holds: IDE has two channels of two drives, and
+/// the SATA disks take the same four places (see `domain::vm`).
+fn target_limit(bus: &str) -> u8 {
+    if bus == "virtio" {
+        26
+    } else {
+        4
+    }
+}
+
+/// Whether `target` is a name `bus` can place: its prefix and one letter
+/// (`vda`…`vdz`, `hda`…`hdd`, `sda`…`sdd`).
+fn check_target(target: &str, bus: &str) -> Result<(), EditError> {
+    let prefix = target_prefix(bus);
+    let last = (b'a' + target_limit(bus) - 1) as char;
+    let fits = target
+        .strip_prefix(prefix)
+        .is_some_and(|rest| matches!(rest.as_bytes(), [c] if (b'a'..=last as u8).contains(c)));
+    if fits {
+        Ok(())
+    } else {
+        Err(EditError::Invalid(format!(
+            "“{target}” is not a target name on the {bus} bus; use {prefix}a to {prefix}{last}."
+        )))
+    }
+}
+
+/// The first free target name on `bus`: `vda`, `sda`, `hda`… (libvirt's
+/// `virDomainDiskDefAssignAddress` naming).
+pub fn next_target(domain: &Domain, bus: &str) -> Result<String, EditError> {
+    let prefix = target_prefix(bus);
     let taken: Vec<String> = domain.disks()?.into_iter().map(|d| d.target_dev).collect();
-    (b'a'..b'a' + limit)
+    (b'a'..b'a' + target_limit(bus))
         .map(|c| format!("{prefix}{}", c as char))
         .find(|t| !taken.contains(t))
         .ok_or_else(|| EditError::NoFreeTarget(bus.to_string()))
+}
+
+/// Where a virsh verb's change applies: `--live`, `--config`,
+/// `--persistent`, `--current` (none given is `--current`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub live: bool,
+    pub config: bool,
+    pub persistent: bool,
+    pub current: bool,
+}
+
+impl Scope {
+    /// Devices are not hot-plugged, so a device change reaches only the
+    /// stored definition. Refused: `--live`, and a running VM's change
+    /// without `--config` or `--persistent` (virsh's default is the
+    /// running VM then). `devices` names them: "disks".
+    pub fn stored_only(self, running: bool, devices: &'static str) -> Result<(), EditError> {
+        if self.live || (running && !self.config && !self.persistent) {
+            return Err(EditError::NeedsHotplug(devices));
+        }
+        Ok(())
+    }
+}
+
+/// A drive to attach, as `virsh attach-disk` and Add Hardware describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiskSpec {
+    /// `disk` or `cdrom` (empty: `disk`).
+    pub device: String,
+    /// The image; `None` only for an empty CD-ROM drive.
+    pub source: Option<DiskSource>,
+    /// The target name; `None`: the bus's first free one.
+    pub target: Option<String>,
+    /// `None`: the bus the target name implies (as `domain::vm` reads it),
+    /// else virtio for a disk and IDE for a CD-ROM.
+    pub bus: Option<String>,
+    /// `raw` or `qcow2`; `None`: read off the image.
+    pub format: Option<String>,
+    pub readonly: bool,
+    pub shareable: bool,
+}
+
+/// Adds the drive `spec` describes. Everything is checked before a new
+/// volume is made. Returns its target name ("vdb").
+pub fn attach_disk(domain: &mut Domain, spec: &DiskSpec) -> Result<String, EditError> {
+    let device = match spec.device.as_str() {
+        "" | "disk" => "disk",
+        "cdrom" => "cdrom",
+        other => {
+            return Err(EditError::Invalid(format!(
+                "A {other} drive is not emulated; attach a disk or a CD-ROM."
+            )))
+        }
+    };
+    let bus = match (&spec.bus, &spec.target) {
+        (Some(bus), _) => bus.clone(),
+        (None, Some(target)) => crate::domain::vm::default_bus(target).to_string(),
+        (None, None) if device == "cdrom" => "ide".to_string(),
+        (None, None) => "virtio".to_string(),
+    };
+    if !DISK_BUSES.contains(&bus.as_str()) {
+        return Err(EditError::Invalid(format!(
+            "The {bus} bus is not emulated; use virtio, SATA or IDE."
+        )));
+    }
+    if device == "cdrom" && bus == "virtio" {
+        return Err(EditError::Invalid(
+            "A CD-ROM drive sits on the IDE or SATA bus, not virtio.".into(),
+        ));
+    }
+    let target = match &spec.target {
+        Some(target) => {
+            check_target(target, &bus)?;
+            if domain.disk(target)?.is_some() {
+                return Err(EditError::TargetTaken(target.clone()));
+            }
+            target.clone()
+        }
+        None => next_target(domain, &bus)?,
+    };
+    if let Some(format) = &spec.format {
+        if !DISK_FORMATS.contains(&format.as_str()) {
+            return Err(EditError::Invalid(format!(
+                "The image format {format} is not read; use qcow2 or raw."
+            )));
+        }
+    }
+    let (path, format) = match &spec.source {
+        Some(DiskSource::Existing(path)) => {
+            let path = existing(path)?;
+            let format = spec.format.clone().unwrap_or_else(|| image_format(&path));
+            (Some(path), format)
+        }
+        Some(DiskSource::NewVolume { gib }) => {
+            (Some(new_volume(&domain.name(), *gib)?), "qcow2".to_string())
+        }
+        None if device == "cdrom" => (None, "raw".to_string()),
+        None => return Err(EditError::Invalid("A disk needs an image.".into())),
+    };
+    let mut disk = Disk::file(device, "", &target, &bus);
+    disk.source = path.map(|p| p.to_string_lossy().into_owned());
+    disk.driver_type = Some(format);
+    disk.readonly |= spec.readonly;
+    disk.shareable = spec.shareable;
+    domain.add_device(&disk);
+    Ok(target)
+}
+
+/// Removes the drive whose target name or image path is `which`, as
+/// `virsh detach-disk` finds it. Returns what was removed.
+pub fn detach_disk(domain: &mut Domain, which: &str) -> Result<Disk, EditError> {
+    let disks = domain.disks()?;
+    let canonical = std::fs::canonicalize(which).ok();
+    let found = disks
+        .iter()
+        .position(|d| d.target_dev == which)
+        .or_else(|| {
+            disks.iter().position(|d| {
+                d.source.as_deref().is_some_and(|s| {
+                    s == which || canonical.as_deref().is_some_and(|c| Path::new(s) == c)
+                })
+            })
+        });
+    match found {
+        Some(index) => {
+            domain.remove_device::<Disk>(index);
+            Ok(disks[index].clone())
+        }
+        None => Err(EditError::NoSuchDevice(which.to_string())),
+    }
+}
+
+/// What a new NIC connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicSource {
+    /// A libvirt network (`<interface type='network'>`).
+    Network(String),
+    /// A host bridge (`<interface type='bridge'>`).
+    Bridge(String),
+    /// User-mode networking (`<interface type='user'>`).
+    User,
+}
+
+/// A NIC to attach, as `virsh attach-interface` and Add Hardware say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    pub source: NicSource,
+    /// `None`: a new one in QEMU's 52:54:00 range.
+    pub mac: Option<String>,
+    /// `None`: virtio.
+    pub model: Option<String>,
+}
+
+fn check_mac(mac: &str) -> Result<(), EditError> {
+    match crate::domain::nic::parse_mac(mac) {
+        Some(_) => Ok(()),
+        None => Err(EditError::BadMac(mac.to_string())),
+    }
+}
+
+/// Adds the NIC `spec` describes. Returns its MAC address.
+pub fn attach_interface(domain: &mut Domain, spec: &NicSpec) -> Result<String, EditError> {
+    let named = |name: &str, what: &str| {
+        let name = name.trim();
+        if name.is_empty() {
+            Err(EditError::Invalid(format!(
+                "Say which {what} the NIC connects to."
+            )))
+        } else {
+            Ok(Some(name.to_string()))
+        }
+    };
+    let (kind, source_network, source_bridge) = match &spec.source {
+        NicSource::Network(n) => ("network", named(n, "network")?, None),
+        NicSource::Bridge(b) => ("bridge", None, named(b, "bridge")?),
+        NicSource::User => ("user", None, None),
+    };
+    let mac = match &spec.mac {
+        Some(mac) => {
+            check_mac(mac)?;
+            mac.clone()
+        }
+        None => crate::domain::generate_mac()
+            .map_err(|e| EditError::Invalid(format!("No MAC address could be made: {e}")))?,
+    };
+    let nic = Interface {
+        kind: kind.to_string(),
+        mac: Some(mac.clone()),
+        source_network,
+        source_bridge,
+        model: Some(
+            spec.model
+                .clone()
+                .unwrap_or_else(|| NIC_MODELS[0].to_string()),
+        ),
+        address: None,
+    };
+    domain.add_device(&nic);
+    Ok(mac)
+}
+
+/// Removes the one NIC of type `kind` (with MAC address `mac`, when
+/// given), as `virsh detach-interface` finds it. Returns what was removed.
+pub fn detach_interface(
+    domain: &mut Domain,
+    kind: &str,
+    mac: Option<&str>,
+) -> Result<Interface, EditError> {
+    let nics = domain.interfaces()?;
+    let matching: Vec<usize> = nics
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind == kind)
+        .filter(|(_, n)| {
+            mac.map_or(true, |mac| {
+                n.mac
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match matching.as_slice() {
+        [] => Err(EditError::NoSuchInterface {
+            kind: kind.to_string(),
+            mac: mac.map(str::to_string),
+        }),
+        [index] => {
+            domain.remove_device::<Interface>(*index);
+            Ok(nics[*index].clone())
+        }
+        more => Err(EditError::AmbiguousInterface(more.len())),
+    }
 }
 
 /// Adds `hardware` to `domain`; a new volume is created in the default
@@ -305,50 +577,29 @@ pub fn next_target(domain: &Domain, bus: &str) -> Result<String, EditError> {
 pub fn add_hardware(domain: &mut Domain, hardware: &NewHardware) -> Result<String, EditError> {
     match hardware {
         NewHardware::Disk { source, bus } => {
-            if !DISK_BUSES.contains(&bus.as_str()) {
-                return Err(EditError::Invalid(format!(
-                    "The {bus} bus is not emulated; use virtio, SATA or IDE."
-                )));
-            }
-            let target = next_target(domain, bus)?;
-            let (path, format) = match source {
-                DiskSource::Existing(path) => {
-                    let path = existing(path)?;
-                    let format = image_format(&path);
-                    (path, format)
-                }
-                DiskSource::NewVolume { gib } => {
-                    (new_volume(&domain.name(), *gib)?, "qcow2".to_string())
-                }
+            let spec = DiskSpec {
+                source: Some(source.clone()),
+                bus: Some(bus.clone()),
+                ..DiskSpec::default()
             };
-            let mut disk = Disk::file("disk", &path.to_string_lossy(), &target, bus);
-            disk.driver_type = Some(format);
-            add_disk(domain, disk)?;
-            Ok(target)
+            attach_disk(domain, &spec)
         }
         NewHardware::Cdrom { iso } => {
-            let target = next_target(domain, "ide")?;
-            let mut disk = Disk::file("cdrom", "", &target, "ide");
-            disk.source = match iso {
-                Some(iso) => Some(existing(iso)?.to_string_lossy().into_owned()),
-                None => None,
+            let spec = DiskSpec {
+                device: "cdrom".into(),
+                source: iso.clone().map(DiskSource::Existing),
+                bus: Some("ide".into()),
+                ..DiskSpec::default()
             };
-            add_disk(domain, disk)?;
-            Ok(target)
+            attach_disk(domain, &spec)
         }
         NewHardware::Nic { network, model } => {
-            let network = network.trim();
-            if network.is_empty() {
-                return Err(EditError::Invalid(
-                    "Say which network the NIC connects to.".into(),
-                ));
-            }
-            let mac = crate::domain::generate_mac()
-                .map_err(|e| EditError::Invalid(format!("No MAC address could be made: {e}")))?;
-            let mut nic = Interface::network(network, &mac);
-            nic.model = Some(model.clone());
-            domain.add_device(&nic);
-            Ok(mac)
+            let spec = NicSpec {
+                source: NicSource::Network(network.clone()),
+                mac: None,
+                model: Some(model.clone()),
+            };
+            attach_interface(domain, &spec)
         }
         NewHardware::Serial => {
             let ports: Vec<u32> = domain
@@ -363,14 +614,6 @@ pub fn add_hardware(domain: &mut Domain, hardware: &NewHardware) -> Result<Strin
             Ok(format!("serial{port}"))
         }
     }
-}
-
-fn add_disk(domain: &mut Domain, disk: Disk) -> Result<(), EditError> {
-    if domain.disk(&disk.target_dev)?.is_some() {
-        return Err(EditError::TargetTaken(disk.target_dev));
-    }
-    domain.add_device(&disk);
-    Ok(())
 }
 
 /// The absolute path of a file that must exist.
@@ -440,7 +683,7 @@ pub enum DeviceRef {
 /// Removes `device`.
 pub fn remove_device(domain: &mut Domain, device: &DeviceRef) -> Result<(), EditError> {
     let removed = match device {
-        DeviceRef::Disk(target) => domain.remove_disk(target)?,
+        DeviceRef::Disk(target) => return detach_disk(domain, target).map(|_| ()),
         DeviceRef::Interface(i) => domain.remove_device::<Interface>(*i),
         DeviceRef::Serial(i) => domain.remove_device::<Serial>(*i),
         DeviceRef::Input(i) => domain.remove_device::<Input>(*i),
@@ -624,9 +867,13 @@ mod tests {
             add_hardware(&mut d, &NewHardware::Cdrom { iso: None }).unwrap(),
             "hda"
         );
-        let collision = Disk::file("disk", "/x", "vda", "virtio");
+        let collision = DiskSpec {
+            source: Some(DiskSource::Existing(image.clone())),
+            target: Some("vda".into()),
+            ..DiskSpec::default()
+        };
         assert!(
-            matches!(add_disk(&mut d, collision), Err(EditError::TargetTaken(t)) if t == "vda")
+            matches!(attach_disk(&mut d, &collision), Err(EditError::TargetTaken(t)) if t == "vda")
         );
         add_hardware(
             &mut d,
@@ -646,6 +893,164 @@ mod tests {
         remove_device(&mut d, &DeviceRef::Serial(1)).unwrap();
         assert!(remove_device(&mut d, &DeviceRef::Input(5)).is_err());
         assert!(d.disk("vdb").unwrap().is_none());
+    }
+
+    #[test]
+    fn attach_disk_follows_virshs_naming_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, def) = stored(dir.path());
+        let mut d = def.domain().clone();
+        let image = dir.path().join("data.img");
+        std::fs::write(&image, [0u8; 512]).unwrap();
+        let spec = |target: &str| DiskSpec {
+            source: Some(DiskSource::Existing(image.clone())),
+            target: Some(target.into()),
+            ..DiskSpec::default()
+        };
+        // The bus follows the target name, as the VMM reads it.
+        assert_eq!(attach_disk(&mut d, &spec("sdb")).unwrap(), "sdb");
+        let (_, sdb) = d.disk("sdb").unwrap().unwrap();
+        assert_eq!(sdb.target_bus.as_deref(), Some("sata"));
+        assert_eq!(sdb.driver_type.as_deref(), Some("raw"));
+        // Names a bus cannot place are refused before anything is added.
+        for bad in ["sde", "hdq", "vd", "vdb1"] {
+            assert!(
+                matches!(attach_disk(&mut d, &spec(bad)), Err(EditError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        let wrong_bus = DiskSpec {
+            bus: Some("ide".into()),
+            ..spec("vdb")
+        };
+        assert!(matches!(
+            attach_disk(&mut d, &wrong_bus),
+            Err(EditError::Invalid(m)) if m.contains("hda to hdd")
+        ));
+        let readonly = DiskSpec {
+            readonly: true,
+            format: Some("qcow2".into()),
+            ..spec("vdb")
+        };
+        attach_disk(&mut d, &readonly).unwrap();
+        let (_, vdb) = d.disk("vdb").unwrap().unwrap();
+        assert!(vdb.readonly && !vdb.shareable);
+        assert_eq!(vdb.driver_type.as_deref(), Some("qcow2"));
+        let vmdk = DiskSpec {
+            format: Some("vmdk".into()),
+            ..spec("vdc")
+        };
+        assert!(attach_disk(&mut d, &vmdk).is_err());
+        // A CD-ROM is read-only, and not on virtio.
+        let cdrom = |target: &str| DiskSpec {
+            device: "cdrom".into(),
+            ..spec(target)
+        };
+        assert!(attach_disk(&mut d, &cdrom("vdc")).is_err());
+        assert_eq!(attach_disk(&mut d, &cdrom("hdd")).unwrap(), "hdd");
+        assert!(d.disk("hdd").unwrap().unwrap().1.readonly);
+        let floppy = DiskSpec {
+            device: "floppy".into(),
+            ..spec("hda")
+        };
+        assert!(attach_disk(&mut d, &floppy).is_err());
+        d.validate().unwrap();
+        // The VMM can place every drive attached.
+        d.to_vm_config().unwrap();
+
+        // Detached by target name or by image path, as virsh finds them.
+        assert_eq!(detach_disk(&mut d, "hdd").unwrap().device, "cdrom");
+        let by_path = detach_disk(&mut d, image.to_str().unwrap()).unwrap();
+        assert_eq!(by_path.target_dev, "sdb");
+        assert!(matches!(
+            detach_disk(&mut d, "sdb"),
+            Err(EditError::NoSuchDevice(t)) if t == "sdb"
+        ));
+    }
+
+    #[test]
+    fn a_running_vm_gets_device_changes_only_in_its_definition() {
+        let config = Scope {
+            config: true,
+            ..Scope::default()
+        };
+        let persistent = Scope {
+            persistent: true,
+            ..Scope::default()
+        };
+        let live = Scope {
+            live: true,
+            ..Scope::default()
+        };
+        let current = Scope {
+            current: true,
+            ..Scope::default()
+        };
+        for running in [false, true] {
+            assert!(config.stored_only(running, "disks").is_ok());
+            assert!(persistent.stored_only(running, "disks").is_ok());
+            assert!(live.stored_only(running, "disks").is_err());
+        }
+        assert!(Scope::default().stored_only(false, "disks").is_ok());
+        assert!(current.stored_only(false, "disks").is_ok());
+        let e = Scope::default().stored_only(true, "disks").unwrap_err();
+        assert!(matches!(e, EditError::NeedsHotplug("disks")));
+        assert!(current.stored_only(true, "disks").is_err());
+    }
+
+    #[test]
+    fn interfaces_attach_and_detach_as_virsh_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, def) = stored(dir.path());
+        let mut d = def.domain().clone();
+        let user = NicSpec {
+            source: NicSource::User,
+            mac: Some("52:54:00:00:00:02".into()),
+            model: None,
+        };
+        assert_eq!(
+            attach_interface(&mut d, &user).unwrap(),
+            "52:54:00:00:00:02"
+        );
+        let bridge = NicSpec {
+            source: NicSource::Bridge("br0".into()),
+            mac: None,
+            model: Some("e1000".into()),
+        };
+        let mac = attach_interface(&mut d, &bridge).unwrap();
+        assert!(mac.starts_with("52:54:00:"), "{mac}");
+        let bad = NicSpec {
+            mac: Some("52:54:00".into()),
+            ..user.clone()
+        };
+        assert!(
+            matches!(attach_interface(&mut d, &bad), Err(EditError::BadMac(m)) if m == "52:54:00")
+        );
+        let nowhere = NicSpec {
+            source: NicSource::Network(" ".into()),
+            ..user.clone()
+        };
+        assert!(attach_interface(&mut d, &nowhere).is_err());
+        let nics = d.interfaces().unwrap();
+        assert_eq!(nics.len(), 3);
+        assert_eq!(nics[1].kind, "user");
+        assert_eq!(nics[1].model.as_deref(), Some("virtio"));
+        assert_eq!(nics[2].source_bridge.as_deref(), Some("br0"));
+        d.validate().unwrap();
+
+        attach_interface(&mut d, &NicSpec { mac: None, ..user }).unwrap();
+        assert!(matches!(
+            detach_interface(&mut d, "user", None),
+            Err(EditError::AmbiguousInterface(2))
+        ));
+        let gone = detach_interface(&mut d, "user", Some("52:54:00:00:00:02")).unwrap();
+        assert_eq!(gone.mac.as_deref(), Some("52:54:00:00:00:02"));
+        assert!(matches!(
+            detach_interface(&mut d, "bridge", Some("52:54:00:ff:ff:ff")),
+            Err(EditError::NoSuchInterface { .. })
+        ));
+        detach_interface(&mut d, "network", None).unwrap();
+        assert_eq!(d.interfaces().unwrap().len(), 2);
     }
 
     #[test]

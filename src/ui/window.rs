@@ -92,11 +92,14 @@ pub enum AppMsg {
     Connection(ConnectionPage),
 }
 
-/// What a confirmation dialog collected.
+/// What an action needs beyond the VM's name: what a confirmation dialog
+/// collected, or the keys Send Key sends.
 #[derive(Debug, Clone, Default)]
 pub struct ConfirmInput {
     pub delete_storage: bool,
     pub clone_name: String,
+    /// Send Key's combination, `ctrl+alt+delete`.
+    pub keys: String,
 }
 
 #[derive(Debug)]
@@ -135,7 +138,6 @@ pub struct App {
     /// Select (and start) this VM when it appears in the list.
     pending_select: Option<(String, bool)>,
     console: super::console_host::ConsoleHost,
-    sender: ComponentSender<App>,
     preferences: Preferences,
     settings: super::settings::Settings,
     /// Made on first use, then kept so its pages keep their state.
@@ -379,7 +381,6 @@ impl Component for App {
             wizard: None,
             pending_select: None,
             console,
-            sender: sender.clone(),
             preferences,
             settings,
             connection: None,
@@ -399,7 +400,7 @@ impl Component for App {
             action.change_state(&model.preferences.console_scale_to_fit.to_variant());
         }
         // What the store says, at once; the poller adds what VMs say.
-        model.apply_inventory(inventory::list_quickly());
+        model.apply_inventory(inventory::list_quickly(), &sender);
         // Gone since: select nothing rather than a VM made later by that name.
         if last.is_some() && model.pending_select.as_ref().map(|p| &p.0) == last.as_ref() {
             model.pending_select = None;
@@ -418,7 +419,7 @@ impl Component for App {
 
     fn update(&mut self, msg: AppMsg, sender: ComponentSender<Self>, _root: &Self::Root) {
         match msg {
-            AppMsg::Inventory(vms) => self.apply_inventory(vms),
+            AppMsg::Inventory(vms) => self.apply_inventory(vms, &sender),
             AppMsg::Thumbnail(name, thumbnail) => {
                 let bytes = gtk::glib::Bytes::from_owned(thumbnail.rgba);
                 let texture = gtk::gdk::MemoryTexture::new(
@@ -444,18 +445,11 @@ impl Component for App {
                     if self.decide(&name, Action::SendKey) == Decision::Accept {
                         let codes: Vec<&str> = keys.split('+').collect();
                         if !self.console.send_keys(&codes) {
-                            let keys = keys.clone();
-                            sender.spawn_oneshot_command(move || {
-                                let codes: Vec<&str> = keys.split('+').collect();
-                                let result = operations::send_key(&name, &codes).map(|_| None);
-                                let observed = inventory::live_state(&name);
-                                CmdOut::Done {
-                                    name,
-                                    action: Action::SendKey,
-                                    result,
-                                    observed,
-                                }
-                            });
+                            let input = ConfirmInput {
+                                keys: keys.clone(),
+                                ..ConfirmInput::default()
+                            };
+                            self.run(name, Action::SendKey, input, sender);
                         }
                     }
                 }
@@ -466,7 +460,7 @@ impl Component for App {
                 self.wizard = None;
                 if let WizardOutput::Created { name, start } = output {
                     self.pending_select = Some((name, start));
-                    self.apply_inventory(inventory::list_quickly());
+                    self.apply_inventory(inventory::list_quickly(), &sender);
                 }
             }
             AppMsg::Demo => {
@@ -525,15 +519,15 @@ impl Component for App {
                     Err(error) => self.failed(&name, action, &error),
                 }
                 if matches!(action, Action::Delete | Action::Clone) {
-                    self.apply_inventory(inventory::list_quickly());
+                    self.apply_inventory(inventory::list_quickly(), &sender);
                 }
                 self.shown = None;
             }
             CmdOut::DemoReady(Ok(name)) => {
                 self.pending_select = Some((name, true));
-                self.apply_inventory(inventory::list_quickly());
+                self.apply_inventory(inventory::list_quickly(), &sender);
             }
-            CmdOut::PoolsForPreferences(pools) => self.show_preferences(pools),
+            CmdOut::PoolsForPreferences(pools) => self.show_preferences(pools, &sender),
             CmdOut::DemoReady(Err(error)) => {
                 self.toast(&gettext_f(
                     "The demo VM could not be created: {error}",
@@ -541,13 +535,12 @@ impl Component for App {
                 ));
             }
         }
-        let _ = sender;
         self.refresh_view();
     }
 }
 
 impl App {
-    fn apply_inventory(&mut self, vms: Vec<VmSummary>) {
+    fn apply_inventory(&mut self, vms: Vec<VmSummary>, sender: &ComponentSender<Self>) {
         let selected_uuid = self
             .selected
             .as_ref()
@@ -574,12 +567,7 @@ impl App {
                 self.list.select(&name);
                 self.selected = Some(name.clone());
                 if start && self.decide(&name, Action::Start) == Decision::Accept {
-                    self.run(
-                        name,
-                        Action::Start,
-                        ConfirmInput::default(),
-                        self.sender.clone(),
-                    );
+                    self.run(name, Action::Start, ConfirmInput::default(), sender.clone());
                 }
             }
         }
@@ -741,7 +729,10 @@ impl App {
                     let path = operations::screenshot_path(&name, &pictures, &now);
                     operations::screenshot(&name, &path).map(|_| Some(path))
                 }
-                Action::SendKey => Ok(None),
+                Action::SendKey => {
+                    let codes: Vec<&str> = input.keys.split('+').collect();
+                    operations::send_key(&name, &codes).map(|_| None)
+                }
             };
             let observed = inventory::live_state(&name);
             CmdOut::Done {
@@ -936,10 +927,10 @@ impl App {
 
     /// The Preferences window. Each change is saved at once (GSettings)
     /// and reported back, so the window, console and wizard follow it.
-    fn show_preferences(&self, pools: Vec<String>) {
+    fn show_preferences(&self, pools: Vec<String>, sender: &ComponentSender<Self>) {
         let current = std::rc::Rc::new(std::cell::RefCell::new(self.preferences.clone()));
         let settings = self.settings.clone();
-        let input = self.sender.input_sender().clone();
+        let input = sender.input_sender().clone();
         // Applies `change` to the shared copy, saves `key`, and reports.
         let changed =
             move |change: &dyn Fn(&mut Preferences), key: &str, value: gtk::glib::Variant| {
