@@ -79,12 +79,7 @@ fn an_empty_store_offers_a_new_vm_and_the_demo() {
 fn without_kvm_the_window_says_what_to_fix() {
     let home = Home::new();
     let display = Display::start();
-    let missing = home.path("no-such-kvm");
-    let _app = App::start(
-        &display,
-        home.dir.path(),
-        &[("VIREO_KVM_DEVICE", missing.to_str().unwrap())],
-    );
+    let _app = App::start_without_kvm(&display, &home);
     let dir = artifacts("gui-no-kvm");
     let seen = display.wait_for_text(&dir, "Cannot Run Here", Duration::from_secs(20));
     assert!(seen.contains("firmware"), "{seen}");

@@ -108,12 +108,7 @@ fn host_details_show_the_hostname_cpus_and_kvm() {
 fn without_kvm_the_host_page_says_what_to_fix() {
     let home = Home::new();
     let display = Display::start();
-    let missing = home.path("no-such-kvm");
-    let _app = App::start(
-        &display,
-        home.dir.path(),
-        &[("VIREO_KVM_DEVICE", missing.to_str().unwrap())],
-    );
+    let _app = App::start_without_kvm(&display, &home);
     let dir = artifacts("gui-host-no-kvm");
     // The main window's status page says it too; the host page is on top.
     open_host_details(&display, &dir);

@@ -255,6 +255,51 @@ impl VolumeColumns {
     }
 }
 
+/// Refills `list` with a row for each pool, selecting the one named
+/// `selected`.
+pub fn show_pools(list: &gtk::ListBox, pools: &[PoolSummary], selected: Option<&str>) {
+    clear(list);
+    for summary in pools {
+        list.append(&pool_row(summary));
+    }
+    if let Some(name) = selected {
+        select_named(list, name);
+    }
+}
+
+/// A modal window over `parent` with `header` above `body`, `default` as
+/// its default widget, and Escape to close it: the frame of the storage
+/// dialogs and of the volume chooser.
+pub fn modal_window(
+    parent: Option<&gtk::Window>,
+    title: &str,
+    (header, body): (&impl IsA<gtk::Widget>, &impl IsA<gtk::Widget>),
+    default: &impl IsA<gtk::Widget>,
+    (width, height): (i32, i32),
+) -> adw::Window {
+    let content = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .build();
+    content.append(header);
+    content.append(body);
+    let window = adw::Window::builder()
+        .title(title)
+        .modal(true)
+        .default_width(width)
+        .default_height(height)
+        .content(&content)
+        .build();
+    window.set_transient_for(parent);
+    window.set_default_widget(Some(default));
+    let escape = gtk::ShortcutController::new();
+    escape.add_shortcut(gtk::Shortcut::new(
+        gtk::ShortcutTrigger::parse_string("Escape"),
+        Some(gtk::NamedAction::new("window.close")),
+    ));
+    window.add_controller(escape);
+    window
+}
+
 /// Removes every row of `list`.
 pub fn clear(list: &gtk::ListBox) {
     while let Some(child) = list.first_child() {

@@ -19,7 +19,7 @@ use adw::prelude::*;
 
 use super::gettext;
 use super::pool_view::{
-    background, clear, pool_error_text, pool_row, select_named, selected_name, VolumeColumns,
+    background, clear, modal_window, pool_error_text, selected_name, show_pools, VolumeColumns,
 };
 use crate::manager::storage::{load, Snapshot};
 use crate::storage::pools::{PoolStore, VolumeFormat};
@@ -132,26 +132,7 @@ impl VolumeChooser {
         );
         body.append(&gtk::Separator::new(gtk::Orientation::Vertical));
         body.append(&right);
-        let content = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .build();
-        content.append(&header);
-        content.append(&body);
-        let window = adw::Window::builder()
-            .title(title)
-            .modal(true)
-            .transient_for(parent)
-            .default_width(820)
-            .default_height(480)
-            .content(&content)
-            .build();
-        window.set_default_widget(Some(&choose));
-        let escape = gtk::ShortcutController::new();
-        escape.add_shortcut(gtk::Shortcut::new(
-            gtk::ShortcutTrigger::parse_string("Escape"),
-            Some(gtk::NamedAction::new("window.close")),
-        ));
-        window.add_controller(escape);
+        let window = modal_window(Some(parent), &title, (&header, &body), &choose, (820, 480));
 
         let this = Rc::new(VolumeChooser {
             window,
@@ -308,13 +289,7 @@ impl VolumeChooser {
     fn render(&self) {
         self.rendering.set(true);
         let snapshot = self.snapshot.borrow();
-        clear(&self.pools);
-        for summary in &snapshot.pools {
-            self.pools.append(&pool_row(summary));
-        }
-        if let Some(name) = &snapshot.selected {
-            select_named(&self.pools, name);
-        }
+        show_pools(&self.pools, &snapshot.pools, snapshot.selected.as_deref());
         clear(&self.volumes);
         // ISOs first when an ISO is wanted; every volume stays choosable.
         let mut volumes: Vec<_> = snapshot.volumes.iter().collect();

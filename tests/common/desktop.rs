@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::require_program;
+use super::{require_program, Home};
 
 /// An Xvfb display, stopped when dropped.
 pub struct Display {
@@ -307,6 +307,19 @@ impl App {
         }
         std::thread::sleep(Duration::from_millis(500));
         app
+    }
+}
+
+impl App {
+    /// Starts the window in `home` as on a host without KVM: its device
+    /// path names a file that does not exist.
+    pub fn start_without_kvm(display: &Display, home: &Home) -> Self {
+        let missing = home.path("no-such-kvm");
+        Self::start(
+            display,
+            home.dir.path(),
+            &[("VIREO_KVM_DEVICE", missing.to_str().unwrap())],
+        )
     }
 }
 

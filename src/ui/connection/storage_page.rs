@@ -26,7 +26,7 @@ use crate::storage::pools::PoolStore;
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{
-    background, clear, pool_error_text, pool_row, select_named, selected_name, volume_count_text,
+    background, clear, pool_error_text, select_named, selected_name, show_pools, volume_count_text,
     VolumeColumns,
 };
 
@@ -307,13 +307,7 @@ impl Inner {
         self.rendering.set(true);
         let chosen_volume = selected_name(&self.volumes);
         let snapshot = self.snapshot.borrow();
-        clear(&self.pools);
-        for summary in &snapshot.pools {
-            self.pools.append(&pool_row(summary));
-        }
-        if let Some(name) = &snapshot.selected {
-            select_named(&self.pools, name);
-        }
+        show_pools(&self.pools, &snapshot.pools, snapshot.selected.as_deref());
         clear(&self.volumes);
         for volume in &snapshot.volumes {
             self.volumes.append(&self.columns.row(volume));

@@ -17,7 +17,7 @@ use crate::storage::pools::{PoolStore, VolumeDef, VolumeFormat};
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{
-    add_pool_error_text, background, background_with_progress, capacity_error_text,
+    add_pool_error_text, background, background_with_progress, capacity_error_text, modal_window,
     name_problem_text, pool_error_text, request_problem_text, resize_problem_text,
 };
 
@@ -76,19 +76,8 @@ impl Shell {
         body.append(&form);
         body.append(&extra);
         body.append(&error);
-        let content = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .build();
-        content.append(&header);
-        content.append(&body);
-        let window = adw::Window::builder()
-            .title(title)
-            .modal(true)
-            .default_width(480)
-            .content(&content)
-            .build();
-        window.set_transient_for(parent);
-        window.set_default_widget(Some(&action));
+        // Its natural height: as tall as the form.
+        let window = modal_window(parent, title, (&header, &body), &action, (480, -1));
         let busy = Rc::new(Cell::new(false));
         {
             let busy = busy.clone();
@@ -100,12 +89,6 @@ impl Shell {
                 }
             });
         }
-        let escape = gtk::ShortcutController::new();
-        escape.add_shortcut(gtk::Shortcut::new(
-            gtk::ShortcutTrigger::parse_string("Escape"),
-            Some(gtk::NamedAction::new("window.close")),
-        ));
-        window.add_controller(escape);
         {
             let window = window.clone();
             cancel.connect_clicked(move |_| {
