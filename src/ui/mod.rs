@@ -21,6 +21,7 @@ mod connection;
 pub mod console;
 mod console_host;
 mod details;
+mod file_chooser;
 mod i18n;
 mod pool_view;
 mod serial;

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::ui::file_chooser::{choose_path, Pick};
 use adw::prelude::*;
 
 use super::gettext;
@@ -225,41 +226,17 @@ impl VolumeChooser {
     }
 
     fn browse_local(self: &Rc<Self>) {
-        let chooser = gtk::FileChooserNative::new(
-            Some(&match self.filter {
-                Filter::Iso => gettext("Choose an ISO Image"),
-                Filter::Disk => gettext("Choose a Disk Image"),
-            }),
-            Some(&self.window),
-            gtk::FileChooserAction::Open,
-            None,
-            None,
-        );
-        if self.filter == Filter::Iso {
-            let isos = gtk::FileFilter::new();
-            isos.set_name(Some(&gettext("ISO images")));
-            isos.add_pattern("*.iso");
-            isos.add_pattern("*.ISO");
-            chooser.add_filter(&isos);
-        }
-        let all = gtk::FileFilter::new();
-        all.set_name(Some(&gettext("All files")));
-        all.add_pattern("*");
-        chooser.add_filter(&all);
+        let (title, pick) = match self.filter {
+            Filter::Iso => (gettext("Choose an ISO Image"), Pick::Iso),
+            Filter::Disk => (gettext("Choose a Disk Image"), Pick::File),
+        };
         let weak = Rc::downgrade(self);
-        chooser.connect_response(move |chooser, response| {
-            if response != gtk::ResponseType::Accept {
-                return;
-            }
-            let Some(path) = chooser.file().and_then(|f| f.path()) else {
-                return;
-            };
+        choose_path(Some(self.window.upcast_ref()), &title, pick, move |path| {
             if let Some(this) = weak.upgrade() {
                 this.finish(Some(path));
                 this.window.close();
             }
         });
-        chooser.show();
     }
 
     fn reload(self: &Rc<Self>, select: Option<String>) {

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use crate::ui::file_chooser::{choose_into, Pick};
 use adw::prelude::*;
 use relm4::prelude::*;
 
@@ -697,21 +698,8 @@ fn browse_row(window: &adw::Window, entry: &gtk::Entry, title: &str, folder: boo
     let entry = entry.clone();
     let title = title.to_string();
     button.connect_clicked(move |_| {
-        let action = if folder {
-            gtk::FileChooserAction::SelectFolder
-        } else {
-            gtk::FileChooserAction::Open
-        };
-        let chooser = gtk::FileChooserNative::new(Some(&title), Some(&window), action, None, None);
-        let entry = entry.clone();
-        chooser.connect_response(move |chooser, response| {
-            if response == gtk::ResponseType::Accept {
-                if let Some(path) = chooser.file().and_then(|f| f.path()) {
-                    entry.set_text(&path.to_string_lossy());
-                }
-            }
-        });
-        chooser.show();
+        let pick = if folder { Pick::Folder } else { Pick::File };
+        choose_into(Some(window.upcast_ref()), &title, pick, &entry);
     });
     row
 }

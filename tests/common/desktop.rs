@@ -276,6 +276,9 @@ impl App {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vireo"));
         command
             .env("VIREO_HOME", home)
+            // GTK's list of recent files, which the file chooser writes,
+            // stays in the test's home too.
+            .env("XDG_DATA_HOME", home.join("xdg-data"))
             .env("DISPLAY", &display.name)
             .env_remove("WAYLAND_DISPLAY")
             .env("GDK_BACKEND", "x11")

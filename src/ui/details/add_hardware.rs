@@ -4,6 +4,7 @@
 //! port. Finish adds it and saves; a refusal (a missing file, a target
 //! name taken) is shown in the dialog, which stays open.
 
+use crate::ui::file_chooser::{choose_into, Pick};
 use adw::prelude::*;
 
 use super::hardware::path_of;
@@ -245,33 +246,12 @@ fn browse_button(window: &adw::Window, entry: &gtk::Entry, iso: bool) -> gtk::Bu
         .build();
     let (window, entry) = (window.clone(), entry.clone());
     button.connect_clicked(move |_| {
-        let chooser = gtk::FileChooserNative::new(
-            Some(&if iso {
-                gettext("Choose an ISO Image")
-            } else {
-                gettext("Choose a Disk Image")
-            }),
-            Some(&window),
-            gtk::FileChooserAction::Open,
-            None,
-            None,
-        );
-        if iso {
-            let filter = gtk::FileFilter::new();
-            filter.set_name(Some(&gettext("ISO images")));
-            filter.add_pattern("*.iso");
-            filter.add_pattern("*.ISO");
-            chooser.add_filter(&filter);
-        }
-        let entry = entry.clone();
-        chooser.connect_response(move |chooser, response| {
-            if response == gtk::ResponseType::Accept {
-                if let Some(path) = chooser.file().and_then(|f| f.path()) {
-                    entry.set_text(&path.to_string_lossy());
-                }
-            }
-        });
-        chooser.show();
+        let (title, pick) = if iso {
+            (gettext("Choose an ISO Image"), Pick::Iso)
+        } else {
+            (gettext("Choose a Disk Image"), Pick::File)
+        };
+        choose_into(Some(window.upcast_ref()), &title, pick, &entry);
     });
     button
 }

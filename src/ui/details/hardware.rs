@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::ui::file_chooser::{choose_path, Pick};
 use adw::prelude::*;
 
 use super::DetailsPage;
@@ -453,27 +454,14 @@ fn disk_group(rows: &Rows, disk: &Disk) -> adw::PreferencesGroup {
 
 /// Insert…: a file chooser for ISO images.
 fn choose_iso(page: &DetailsPage, target: String) {
-    let chooser = gtk::FileChooserNative::new(
-        Some(&gettext("Choose an ISO Image")),
-        page.window().as_ref(),
-        gtk::FileChooserAction::Open,
-        None,
-        None,
-    );
-    let filter = gtk::FileFilter::new();
-    filter.set_name(Some(&gettext("ISO images")));
-    filter.add_pattern("*.iso");
-    filter.add_pattern("*.ISO");
-    chooser.add_filter(&filter);
+    let parent = page.window();
     let page = page.clone();
-    chooser.connect_response(move |chooser, response| {
-        if response == gtk::ResponseType::Accept {
-            if let Some(path) = chooser.file().and_then(|f| f.path()) {
-                page.change_media(target.clone(), Some(path));
-            }
-        }
-    });
-    chooser.show();
+    choose_path(
+        parent.as_ref(),
+        &gettext("Choose an ISO Image"),
+        Pick::Iso,
+        move |path| page.change_media(target.clone(), Some(path)),
+    );
 }
 
 fn nic_group(rows: &Rows, index: usize, nic: &Interface) -> adw::PreferencesGroup {

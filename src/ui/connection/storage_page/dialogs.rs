@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::ui::file_chooser::{choose_into, Pick};
 use adw::prelude::*;
 
 use crate::manager::storage::{
@@ -321,22 +322,12 @@ pub fn add_pool(
         let window = shell.window.clone();
         let folder = folder.clone();
         browse.connect_clicked(move |_| {
-            let chooser = gtk::FileChooserNative::new(
-                Some(&gettext("Choose the Pool’s Folder")),
-                Some(&window),
-                gtk::FileChooserAction::SelectFolder,
-                None,
-                None,
+            choose_into(
+                Some(window.upcast_ref()),
+                &gettext("Choose the Pool’s Folder"),
+                Pick::Folder,
+                &folder,
             );
-            let folder = folder.clone();
-            chooser.connect_response(move |chooser, response| {
-                if response == gtk::ResponseType::Accept {
-                    if let Some(path) = chooser.file().and_then(|f| f.path()) {
-                        folder.set_text(&path.to_string_lossy());
-                    }
-                }
-            });
-            chooser.show();
         });
     }
     let on_added = Rc::new(on_added);
