@@ -73,6 +73,22 @@ fn an_empty_store_offers_a_new_vm_and_the_demo() {
     // wizard test opens it.)
     assert!(seen.contains("Try the Demo VM"), "{seen}");
     assert!(seen.contains("installer ISO"), "{seen}");
+
+    // Defined, renamed and undefined from the command line while the window is
+    // open: the list follows within seconds, without a restart.
+    let xml = home.path("garden.xml");
+    std::fs::write(
+        &xml,
+        "<domain type='kvm'><name>garden</name><memory unit='MiB'>128</memory>\
+         <vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os></domain>",
+    )
+    .unwrap();
+    home.ok(&["define", xml.to_str().unwrap()]);
+    display.wait_for_text(&dir, "garden", Duration::from_secs(10));
+    home.ok(&["domrename", "garden", "meadow"]);
+    display.wait_for_text(&dir, "meadow", Duration::from_secs(10));
+    home.ok(&["undefine", "meadow"]);
+    display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(10));
 }
 
 #[test]

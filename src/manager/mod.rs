@@ -16,3 +16,4 @@ pub mod operations;
 pub mod osinfo;
 pub mod preferences;
 pub mod storage;
+pub mod store_watch;

@@ -24,7 +24,7 @@ use crate::manager::preferences::{Preferences, ReleaseKeys};
 use crate::runtime::RunFiles;
 use crate::store::Store;
 
-/// How often the poller asks every VM for its state.
+/// How often the poller asks every running VM for its state.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Thumbnails are refreshed every this many polls.
 const THUMBNAIL_EVERY: u32 = 2;
@@ -1263,15 +1263,20 @@ fn pictures_dir() -> PathBuf {
         .unwrap_or_else(|| gtk::glib::home_dir().join("Pictures"))
 }
 
-/// Polls every VM's state (and screen, for thumbnails) off the GTK thread.
+/// Keeps the list current off the GTK thread: definitions are reread when
+/// the store changes (inotify; a timer when that cannot be set up), running
+/// VMs are asked their state every [`POLL_INTERVAL`] and their screens
+/// (for thumbnails) every [`THUMBNAIL_EVERY`] intervals.
 fn start_poller(input: relm4::Sender<AppMsg>) {
     std::thread::Builder::new()
         .name("vm-poller".into())
         .spawn(move || {
-            let mut tick = 0u32;
+            let mut inventory = inventory::LiveInventory::open();
+            let thumbnail_interval = POLL_INTERVAL * THUMBNAIL_EVERY;
+            let mut last_thumbnails: Option<std::time::Instant> = None;
             let mut last: HashMap<String, u64> = HashMap::new();
             loop {
-                let vms = inventory::list();
+                let vms = inventory.current();
                 let running: Vec<String> = vms
                     .iter()
                     .filter(|vm| vm.state.is_active())
@@ -1280,7 +1285,9 @@ fn start_poller(input: relm4::Sender<AppMsg>) {
                 if input.send(AppMsg::Inventory(vms)).is_err() {
                     return;
                 }
-                if tick % THUMBNAIL_EVERY == 0 {
+                // By the clock: a change in the store wakes this loop early.
+                if last_thumbnails.map_or(true, |t| t.elapsed() >= thumbnail_interval) {
+                    last_thumbnails = Some(std::time::Instant::now());
                     for name in running {
                         if let Some((thumbnail, hash)) = take_thumbnail(&name) {
                             if last.insert(name.clone(), hash) != Some(hash)
@@ -1291,8 +1298,7 @@ fn start_poller(input: relm4::Sender<AppMsg>) {
                         }
                     }
                 }
-                tick = tick.wrapping_add(1);
-                std::thread::sleep(POLL_INTERVAL);
+                inventory.wait(POLL_INTERVAL);
             }
         })
         .expect("spawn the VM poller");
