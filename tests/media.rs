@@ -1,9 +1,11 @@
 //! CD-ROM discs changed while the VM runs: `vireo change-media --live`
-//! and QMP's `eject`, `blockdev-change-medium` and `query-block` against a
-//! started VM, seen from inside by a tiny guest that drives the IDE
-//! CD-ROM as an ATAPI driver does (TEST UNIT READY, REQUEST SENSE, READ
-//! CAPACITY, GET EVENT STATUS NOTIFICATION, PREVENT ALLOW MEDIUM REMOVAL)
-//! and prints every change it notices on COM1.
+//! and QMP's `eject`, `blockdev-change-medium`, `blockdev-open-tray`,
+//! `blockdev-close-tray`, `blockdev-remove-medium` and `query-block`
+//! against a started VM, seen from inside by a tiny guest that drives the
+//! IDE CD-ROM as an ATAPI driver does (TEST UNIT READY, REQUEST SENSE,
+//! READ CAPACITY, GET EVENT STATUS NOTIFICATION, PREVENT ALLOW MEDIUM
+//! REMOVAL, START STOP UNIT, READ(10)) and prints every change it notices
+//! on COM1; and by QMP clients listening for `DEVICE_TRAY_MOVED`.
 
 mod common;
 
@@ -48,7 +50,10 @@ fn set_cdb(a: &mut CodeAssembler, bytes: [u8; 12]) {
 /// `event NN` for a media event, `sense KK AA QQ` when TEST UNIT READY
 /// or READ CAPACITY fails, `capacity NNNNNNNN` (the last LBA) when both
 /// succeed. Typing `L`
-/// on the serial console locks the tray (`locked`), `U` unlocks it.
+/// on the serial console locks the tray (`locked`), `U` unlocks it, `E`
+/// ejects (START STOP UNIT, LoEj: `ejected` or `eject refused`), `C`
+/// closes the tray (`closed`), `R` reads sector 0 and prints its first
+/// four bytes (`data XXXXXXXX`).
 fn cdrom_watcher() -> Vec<u8> {
     firmware(|p: &mut Program| {
         let a = &mut p.a;
@@ -56,6 +61,10 @@ fn cdrom_watcher() -> Vec<u8> {
         let mut main = a.create_label();
         let mut no_input = a.create_label();
         let mut not_lock = a.create_label();
+        let mut not_unlock = a.create_label();
+        let mut not_eject = a.create_label();
+        let mut not_close = a.create_label();
+        let mut refused = a.create_label();
         let mut skip_event = a.create_label();
         let mut ready = a.create_label();
         let mut failed = a.create_label();
@@ -86,10 +95,57 @@ fn cdrom_watcher() -> Vec<u8> {
         a.jmp(no_input).unwrap();
         a.set_label(&mut not_lock).unwrap();
         a.cmp(al, b'U' as u32).unwrap();
-        a.jne(no_input).unwrap();
+        a.jne(not_unlock).unwrap();
         set_cdb(a, [0x1e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         a.call(packet).unwrap();
         p.print("unlocked\n");
+        let a = &mut p.a;
+        a.jmp(no_input).unwrap();
+        // E: START STOP UNIT, LoEj, Start 0 (open the tray).
+        a.set_label(&mut not_unlock).unwrap();
+        a.cmp(al, b'E' as u32).unwrap();
+        a.jne(not_eject).unwrap();
+        set_cdb(a, [0x1b, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0]);
+        a.call(packet).unwrap();
+        a.test(al, 1u32).unwrap();
+        a.jnz(refused).unwrap();
+        p.print("ejected\n");
+        let a = &mut p.a;
+        a.jmp(no_input).unwrap();
+        a.set_label(&mut refused).unwrap();
+        p.print("eject refused\n");
+        let a = &mut p.a;
+        a.jmp(no_input).unwrap();
+        // C: START STOP UNIT, LoEj, Start 1 (close the tray).
+        a.set_label(&mut not_eject).unwrap();
+        a.cmp(al, b'C' as u32).unwrap();
+        a.jne(not_close).unwrap();
+        set_cdb(a, [0x1b, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0]);
+        a.call(packet).unwrap();
+        p.print("closed\n");
+        let a = &mut p.a;
+        a.jmp(no_input).unwrap();
+        // R: READ(10) of sector 0, its first four bytes printed. The
+        // sector overwrites LAST, so whatever comes next is printed anew.
+        a.set_label(&mut not_close).unwrap();
+        a.cmp(al, b'R' as u32).unwrap();
+        a.jne(no_input).unwrap();
+        set_cdb(a, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+        a.call(packet).unwrap();
+        a.mov(ebx, dword_ptr(REPLY).es()).unwrap();
+        a.mov(dword_ptr(LAST).es(), 0xffff_ffffu32).unwrap();
+        a.push(ebx).unwrap();
+        p.print("data ");
+        let a = &mut p.a;
+        a.pop(ebx).unwrap();
+        for _ in 0..4 {
+            a.mov(al, bl).unwrap();
+            a.push(ebx).unwrap();
+            a.call(p.puthex8).unwrap();
+            a.pop(ebx).unwrap();
+            a.shr(ebx, 8u32).unwrap();
+        }
+        p.print("\n");
 
         // GET EVENT STATUS NOTIFICATION, polled, media class.
         let a = &mut p.a;
@@ -244,13 +300,25 @@ struct Started {
 
 impl Started {
     fn new(cdrom: &Path) -> Self {
+        Self::start(cdrom, true)
+    }
+
+    /// `typed`: the CD-ROM's definition says `<driver type='raw'/>`;
+    /// otherwise it names no format.
+    fn start(cdrom: &Path, typed: bool) -> Self {
         let home = Home::new();
         let bios = guest::write(home.dir.path(), "watcher.bin", &cdrom_watcher());
         let disk = guest::raw_disk(home.dir.path(), "disk.img", &[], 1 << 20);
-        let domain = Domain::new(NAME)
-            .firmware(&bios)
-            .disk("cdrom", cdrom, "hdc", "ide")
-            .disk("disk", &disk, "hda", "ide");
+        let domain = Domain::new(NAME).firmware(&bios);
+        let domain = if typed {
+            domain.disk("cdrom", cdrom, "hdc", "ide")
+        } else {
+            domain.device(&format!(
+                "<disk type='file' device='cdrom'><source file='{}'/><target dev='hdc' bus='ide'/><readonly/></disk>",
+                cdrom.display()
+            ))
+        };
+        let domain = domain.disk("disk", &disk, "hda", "ide");
         let xml = home.path("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
         home.ok(&["define", xml.to_str().unwrap()]);
@@ -561,6 +629,253 @@ fn a_locked_tray_refuses_eject_unless_forced() {
     assert_eq!(hdc["locked"], false);
     assert_eq!(hdc["tray_open"], true);
     assert!(hdc.get("inserted").is_none(), "{hdc}");
+    drop(vm);
+    drop(files);
+}
+
+/// The next event a QMP client hears: a `DEVICE_TRAY_MOVED` of hdc with
+/// the tray `open` or not.
+fn expect_tray_moved(listener: &mut ControlClient, open: bool) {
+    let event = listener
+        .next_event(Duration::from_secs(10))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no DEVICE_TRAY_MOVED (tray-open {open})"));
+    assert_eq!(event.name, "DEVICE_TRAY_MOVED");
+    assert_eq!(
+        event.data,
+        json!({"device": "hdc", "id": "ide0-1-0", "tray-open": open})
+    );
+}
+
+/// No event within a second (the runner reports a guest's tray movement
+/// within 50 ms).
+fn expect_no_event(listener: &mut ControlClient) {
+    let event = listener.next_event(Duration::from_secs(1)).unwrap();
+    assert!(event.is_none(), "unexpected event {event:?}");
+}
+
+#[test]
+fn the_guests_own_eject_and_load_are_reported() {
+    if !kvm_available() {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let old = iso(files.path(), "old.iso", 16);
+    let mut vm = Started::new(&old);
+    let mut at = vm.expect(0, &["watching", "capacity 0000000f"]);
+    let mut listener = vm.qmp();
+
+    // START STOP UNIT opens the tray: QMP clients hear it, and query-block
+    // shows the tray open with the disc still in it.
+    vm.type_key(b"E");
+    at = vm.expect_both(at, &["ejected"], &["sense 02 3a 00"]);
+    expect_tray_moved(&mut listener, true);
+    let hdc = vm.hdc();
+    assert_eq!(hdc["tray_open"], true);
+    assert_eq!(hdc["inserted"]["file"], old.to_str().unwrap());
+    // And closes it: the same disc is read again.
+    vm.type_key(b"C");
+    at = vm.expect(at, &["closed", "capacity 0000000f"]);
+    expect_tray_moved(&mut listener, false);
+    assert_eq!(vm.hdc()["tray_open"], false);
+
+    // Locked, the guest's own eject is refused and nothing moves.
+    vm.type_key(b"L");
+    at = vm.expect(at, &["locked"]);
+    vm.type_key(b"E");
+    vm.expect(at, &["eject refused"]);
+    expect_no_event(&mut listener);
+    assert_eq!(vm.hdc()["tray_open"], false);
+    drop(vm);
+    drop(files);
+}
+
+#[test]
+fn the_tray_opens_and_closes_on_its_own_commands() {
+    if !kvm_available() {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let old = iso(files.path(), "old.iso", 16);
+    let mut vm = Started::new(&old);
+    let mut at = vm.expect(0, &["watching", "capacity 0000000f"]);
+    let mut listener = vm.qmp();
+    vm.type_key(b"L");
+    at = vm.expect(at, &["locked"]);
+
+    // Locked and not forced: QEMU asks the guest to eject and succeeds;
+    // the tray stays shut until the guest opens it.
+    let answer = vm
+        .qmp()
+        .execute("blockdev-open-tray", json!({"device": "hdc"}))
+        .unwrap();
+    assert_eq!(answer, json!({}));
+    at = vm.expect(at, &["event 01"]);
+    expect_no_event(&mut listener);
+    let hdc = vm.hdc();
+    assert_eq!(
+        (hdc["tray_open"].clone(), hdc["locked"].clone()),
+        (json!(false), json!(true))
+    );
+    // The guest gives in: unlocks and ejects.
+    vm.type_key(b"U");
+    at = vm.expect(at, &["unlocked"]);
+    vm.type_key(b"E");
+    at = vm.expect(at, &["ejected"]);
+    expect_tray_moved(&mut listener, true);
+
+    // The host closes it: the guest finds the disc as a new one.
+    vm.qmp()
+        .execute("blockdev-close-tray", json!({"id": "ide0-1-0"}))
+        .unwrap();
+    expect_tray_moved(&mut listener, false);
+    at = vm.expect_both(at, &["event 02"], &["sense 06 28 00", "capacity 0000000f"]);
+    // Closing a closed tray moves nothing.
+    vm.qmp()
+        .execute("blockdev-close-tray", json!({"device": "hdc"}))
+        .unwrap();
+    expect_no_event(&mut listener);
+
+    // A disc is taken out of an open tray only.
+    let (class, desc) = refusal(
+        vm.qmp()
+            .execute("blockdev-remove-medium", json!({"id": "ide0-1-0"}))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("GenericError", "Tray of device 'ide0-1-0' is not open")
+    );
+    // Forced open over the guest's lock, then emptied.
+    vm.type_key(b"L");
+    at = vm.expect(at, &["locked"]);
+    vm.qmp()
+        .execute(
+            "blockdev-open-tray",
+            json!({"id": "ide0-1-0", "force": true}),
+        )
+        .unwrap();
+    expect_tray_moved(&mut listener, true);
+    at = vm.expect(at, &["sense 02 3a 00"]);
+    let hdc = vm.hdc();
+    assert_eq!(hdc["tray_open"], true);
+    assert_eq!(hdc["locked"], false);
+    assert_eq!(hdc["inserted"]["file"], old.to_str().unwrap());
+    vm.qmp()
+        .execute("blockdev-remove-medium", json!({"id": "ide0-1-0"}))
+        .unwrap();
+    assert!(vm.hdc().get("inserted").is_none(), "{}", vm.hdc());
+    vm.qmp()
+        .execute("blockdev-close-tray", json!({"device": "hdc"}))
+        .unwrap();
+    expect_tray_moved(&mut listener, false);
+    let hdc = vm.hdc();
+    assert_eq!(hdc["tray_open"], false);
+    assert!(hdc.get("inserted").is_none(), "{hdc}");
+    // The drive stays empty: the guest sees no disc, and never a capacity.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!vm.serial()[at..].contains("capacity"), "{}", vm.serial());
+
+    // Names QEMU would not find, and a disk without a tray.
+    let (class, desc) = refusal(
+        vm.qmp()
+            .execute("blockdev-open-tray", json!({"device": "hda"}))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("GenericError", "Device 'hda' is not removable")
+    );
+    let (class, _) = refusal(
+        vm.qmp()
+            .execute("blockdev-close-tray", json!({"id": "hdq"}))
+            .unwrap_err(),
+    );
+    assert_eq!(class, "DeviceNotFound");
+    drop(vm);
+    drop(files);
+}
+
+#[test]
+fn a_qcow2_disc_is_read_through_its_format() {
+    if !kvm_available() {
+        return;
+    }
+    common::require_program("qemu-img");
+    let files = tempfile::tempdir().unwrap();
+    let old = iso(files.path(), "old.iso", 16);
+    // A 24-sector disc whose first bytes say "DISC", as qcow2.
+    let mut content = vec![0x42; 24 * 2048];
+    content[..4].copy_from_slice(b"DISC");
+    let raw = guest::write(files.path(), "disc.iso", &content);
+    let qcow2 = files.path().join("disc.qcow2");
+    let status = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow2)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_ne!(
+        std::fs::metadata(&qcow2).unwrap().len(),
+        24 * 2048,
+        "the container is not the disc"
+    );
+
+    // The definition names no format: the CLI sends the file's own.
+    let mut vm = Started::start(&old, false);
+    let mut at = vm.expect(0, &["watching", "capacity 0000000f"]);
+    vm.type_key(b"R");
+    at = vm.expect(at, &["data 42424242"]);
+    vm.home.ok(&[
+        "change-media",
+        NAME,
+        "hdc",
+        qcow2.to_str().unwrap(),
+        "--update",
+        "--live",
+    ]);
+    at = vm.expect(at, &["sense 06 28 00", "capacity 00000017"]);
+    vm.type_key(b"R");
+    at = vm.expect(at, &["data 44495343"]);
+    let hdc = vm.hdc();
+    assert_eq!(hdc["inserted"]["drv"], "qcow2");
+    assert_eq!(hdc["inserted"]["image"]["virtual-size"], 24 * 2048);
+
+    // QMP: a format Vireo does not read is refused as QEMU refuses an
+    // unknown driver, and the disc stays.
+    let (class, desc) = refusal(
+        vm.qmp()
+            .execute(
+                "blockdev-change-medium",
+                json!({"id": "hdc", "filename": old.to_str().unwrap(), "format": "vmdk"}),
+            )
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("GenericError", "Unknown driver: 'vmdk'")
+    );
+    assert_eq!(vm.hdc()["inserted"]["file"], qcow2.to_str().unwrap());
+    // Without a format the VM probes, as QEMU does.
+    vm.qmp()
+        .execute(
+            "blockdev-change-medium",
+            json!({"id": "hdc", "filename": old.to_str().unwrap()}),
+        )
+        .unwrap();
+    at = vm.expect(at, &["capacity 0000000f"]);
+    assert_eq!(vm.hdc()["inserted"]["drv"], "raw");
+    vm.qmp()
+        .execute(
+            "blockdev-change-medium",
+            json!({"id": "hdc", "filename": qcow2.to_str().unwrap()}),
+        )
+        .unwrap();
+    at = vm.expect(at, &["capacity 00000017"]);
+    vm.type_key(b"R");
+    vm.expect(at, &["data 44495343"]);
+    assert_eq!(vm.hdc()["inserted"]["drv"], "qcow2");
     drop(vm);
     drop(files);
 }

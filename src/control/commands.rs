@@ -2,6 +2,10 @@
 //! to the [`VmController`], with QEMU's argument checks and error classes
 //! (QEMU `qapi/control.json`, `qapi/run-state.json`, `qapi/ui.json`,
 //! `qapi/misc.json`, `qapi/machine.json`, `qapi/block.json`).
+//!
+//! Not implemented: `blockdev-insert-medium`, whose medium is a node made
+//! by `blockdev-add` (Vireo has no node graph; `blockdev-change-medium`
+//! opens and inserts in one step).
 
 use std::path::Path;
 
@@ -30,6 +34,9 @@ pub const COMMANDS: &[&str] = &[
     "query-block",
     "eject",
     "blockdev-change-medium",
+    "blockdev-open-tray",
+    "blockdev-close-tray",
+    "blockdev-remove-medium",
 ];
 
 /// The QEMU release whose QMP this server's commands follow, given as the
@@ -179,6 +186,22 @@ impl Session {
                 let change = change_medium_args(args)?;
                 block(controller.change_medium(&change))
             }
+            "blockdev-open-tray" => {
+                let (device, force) = eject_args(args)?;
+                block(controller.open_tray(&device, force))
+            }
+            "blockdev-close-tray" => {
+                let mut args = args;
+                let device = drive_name(&mut args)?;
+                args.finish()?;
+                block(controller.close_tray(&device))
+            }
+            "blockdev-remove-medium" => {
+                let mut args = args;
+                let id = args.str("id")?;
+                args.finish()?;
+                block(controller.remove_medium(&id))
+            }
             _ => Err(CommandError::not_found(format!(
                 "The command {command} has not been found"
             ))),
@@ -210,7 +233,8 @@ fn drive_name(args: &mut Args) -> Result<String, CommandError> {
     }
 }
 
-/// `eject {'*device': 'str', '*id': 'str', '*force': 'bool'}`.
+/// `eject` and `blockdev-open-tray` `{'*device': 'str', '*id': 'str',
+/// '*force': 'bool'}`.
 fn eject_args(mut args: Args) -> Result<(String, bool), CommandError> {
     let device = drive_name(&mut args)?;
     let force = args.opt_bool("force")?.unwrap_or(false);
@@ -240,7 +264,7 @@ fn change_medium_args(mut args: Args) -> Result<ChangeMedium, CommandError> {
     let device = drive_name(&mut args)?;
     args.finish()?;
     if let Some(format) = format.as_deref().filter(|f| !matches!(*f, "raw" | "qcow2")) {
-        return Err(CommandError::generic(format!("Unknown driver '{format}'")));
+        return Err(CommandError::generic(format!("Unknown driver: '{format}'")));
     }
     // The VM process does not share the client's working directory.
     if !Path::new(&filename).is_absolute() {
@@ -760,6 +784,69 @@ mod tests {
             self.calls.lock().unwrap().push(format!("{change:?}"));
             Ok(())
         }
+        fn open_tray(&self, device: &str, force: bool) -> Result<(), BlockError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("open {device} {force}"));
+            Ok(())
+        }
+        fn close_tray(&self, device: &str) -> Result<(), BlockError> {
+            self.calls.lock().unwrap().push(format!("close {device}"));
+            Ok(())
+        }
+        fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
+            self.calls.lock().unwrap().push(format!("remove {id}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn tray_commands_take_qemus_arguments() {
+        let ctl = Drives::default();
+        for request in [
+            json!({"execute": "blockdev-open-tray", "arguments": {"id": "ide0-1-0"}}),
+            json!({"execute": "blockdev-open-tray", "arguments": {"device": "hdc", "force": true}}),
+            json!({"execute": "blockdev-close-tray", "arguments": {"device": "hdc"}}),
+            json!({"execute": "blockdev-remove-medium", "arguments": {"id": "ide0-1-0"}}),
+        ] {
+            assert_eq!(run_on(&ctl, request), json!({"return": {}}));
+        }
+        for (request, desc) in [
+            (
+                json!({"execute": "blockdev-open-tray", "arguments": {}}),
+                "Need exactly one of 'device' and 'id'",
+            ),
+            (
+                json!({"execute": "blockdev-close-tray", "arguments": {"id": "hdc", "force": true}}),
+                "Parameter 'force' is unexpected",
+            ),
+            // QEMU's blockdev-remove-medium names the guest device only.
+            (
+                json!({"execute": "blockdev-remove-medium", "arguments": {"device": "hdc"}}),
+                "Parameter 'id' is missing",
+            ),
+        ] {
+            assert_eq!(error_of(&run_on(&ctl, request)), ("GenericError", desc));
+        }
+        assert_eq!(
+            *ctl.calls.lock().unwrap(),
+            [
+                "open ide0-1-0 false",
+                "open hdc true",
+                "close hdc",
+                "remove ide0-1-0"
+            ]
+        );
+        // Without a VMM behind it no drive exists.
+        let answer = run_on(
+            &Recorder::default(),
+            json!({"execute": "blockdev-close-tray", "arguments": {"id": "hdc"}}),
+        );
+        assert_eq!(
+            error_of(&answer),
+            ("DeviceNotFound", "Device 'hdc' not found")
+        );
     }
 
     fn run_on(ctl: &dyn VmController, request: Value) -> Value {
@@ -818,7 +905,7 @@ mod tests {
         for (arguments, desc) in [
             (json!({"id": "hdc"}), "Parameter 'filename' is missing"),
             (json!({"id": "hdc", "filename": "new.iso"}), "'new.iso' is not an absolute file name (the VM does not share the client's working directory)"),
-            (json!({"id": "hdc", "filename": "/a.iso", "format": "vmdk"}), "Unknown driver 'vmdk'"),
+            (json!({"id": "hdc", "filename": "/a.iso", "format": "vmdk"}), "Unknown driver: 'vmdk'"),
             (json!({"id": "hdc", "filename": "/a.iso", "read-only-mode": "rw"}), "Parameter 'read-only-mode' does not accept value 'rw'"),
             (json!({"id": "hdc", "filename": "/a.iso", "bogus": 1}), "Parameter 'bogus' is unexpected"),
         ] {

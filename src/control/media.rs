@@ -6,6 +6,11 @@
 //!
 //! Drives are named by their libvirt target (`hdc`, `sda`); the VM also
 //! accepts libvirt's alias (`ide0-1-0`).
+//!
+//! The new disc is sent with its format, as libvirt sends it: the
+//! definition's `<driver type=...>` for the drive when it names one, else
+//! what the file is (qcow2 by its magic, otherwise raw: the probe of
+//! [`crate::storage::detect_format`], which the editors use too).
 
 use std::path::{Path, PathBuf};
 
@@ -69,15 +74,51 @@ fn checked_source(source: &Path) -> Result<PathBuf, MediaError> {
     Ok(path)
 }
 
-/// Puts `source` (a raw image, such as an ISO) into the CD-ROM drive
+/// The format to open `path` with in a drive whose definition says
+/// `driver_type`: that, when it says one, else the file's own (`qcow2` or
+/// `raw`).
+pub fn medium_format(driver_type: Option<&str>, path: &Path) -> String {
+    match driver_type {
+        Some(format) => format.to_string(),
+        None => crate::storage::detect_format(path)
+            .unwrap_or(crate::storage::ImageFormat::Raw)
+            .name()
+            .to_string(),
+    }
+}
+
+/// The `<driver type=...>` of drive `target` in the stored definition of
+/// `vm`, if it has one (a VM started without a definition has none).
+fn defined_format(vm: &str, target: &str) -> Option<String> {
+    let definition = crate::store::Store::open().find(vm).ok()?;
+    let (_, disk) = definition.domain().disk(target).ok()??;
+    disk.driver_type
+}
+
+/// Puts `source` (an ISO image, raw or qcow2) into the CD-ROM drive
 /// `target` of the running VM `vm`, or ejects its disc when `source` is
-/// `None`. `force` overrides a lock the guest put on the tray; without it
-/// a locked drive refuses (and the guest is asked to eject). When the
-/// image cannot be opened the drive keeps its disc.
+/// `None`. The format is the drive's in the VM's stored definition, or
+/// the file's own (see [`medium_format`]). `force` overrides a lock the
+/// guest put on the tray; without it a locked drive refuses (and the guest
+/// is asked to eject). When the image cannot be opened the drive keeps its
+/// disc.
 pub fn change_medium(
     vm: &str,
     target: &str,
     source: Option<&Path>,
+    force: bool,
+) -> Result<(), MediaError> {
+    let driver_type = source.and_then(|_| defined_format(vm, target));
+    change_medium_as(vm, target, source, driver_type.as_deref(), force)
+}
+
+/// [`change_medium`] with the drive's `<driver type=...>` given
+/// (`None`: the file's own format).
+pub fn change_medium_as(
+    vm: &str,
+    target: &str,
+    source: Option<&Path>,
+    driver_type: Option<&str>,
     force: bool,
 ) -> Result<(), MediaError> {
     let source = source.map(checked_source).transpose()?;
@@ -88,7 +129,7 @@ pub fn change_medium(
             json!({
                 "id": target,
                 "filename": path.to_string_lossy(),
-                "format": "raw",
+                "format": medium_format(driver_type, &path),
                 "force": force,
             }),
         )?,
@@ -134,5 +175,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = change_medium("x", "hdc", Some(dir.path()), false).unwrap_err();
         assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn the_definition_names_the_format_else_the_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("disc.iso");
+        std::fs::write(&iso, vec![0x42; 4096]).unwrap();
+        let qcow2 = dir.path().join("disc.qcow2");
+        std::fs::write(&qcow2, b"QFI\xfb\0\0\0\x03").unwrap();
+        assert_eq!(medium_format(None, &iso), "raw");
+        assert_eq!(medium_format(None, &qcow2), "qcow2");
+        assert_eq!(medium_format(Some("raw"), &qcow2), "raw");
+        assert_eq!(medium_format(Some("qcow2"), &iso), "qcow2");
+        // A file that cannot be read is the VM's to refuse.
+        assert_eq!(medium_format(None, &dir.path().join("gone.iso")), "raw");
     }
 }

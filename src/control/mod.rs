@@ -338,6 +338,23 @@ pub trait VmController: Send + Sync {
     fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
         Err(BlockError::not_found(&change.device))
     }
+    /// `blockdev-open-tray`: open the tray, leaving the medium in it. A
+    /// tray the guest locked stays shut unless `force`; the guest is asked
+    /// to eject either way and the command succeeds (the tray opens when
+    /// the guest lets it, and `DEVICE_TRAY_MOVED` says so).
+    fn open_tray(&self, device: &str, force: bool) -> Result<(), BlockError> {
+        let _ = force;
+        Err(BlockError::not_found(device))
+    }
+    /// `blockdev-close-tray`.
+    fn close_tray(&self, device: &str) -> Result<(), BlockError> {
+        Err(BlockError::not_found(device))
+    }
+    /// `blockdev-remove-medium`: take the medium out of the open tray of
+    /// the guest device `id`.
+    fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
+        Err(BlockError::not_found(id))
+    }
 }
 
 #[cfg(test)]

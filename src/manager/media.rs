@@ -4,10 +4,14 @@
 //! (`control::media`, QEMU's `blockdev-change-medium` / `eject`) and its
 //! stored definition changes too, so the medium is still there at the next
 //! start (`change-media --live --config`).
+//!
+//! The disc goes in with the format the definition gives the drive, or the
+//! file's own when it gives none (`control::media::medium_format`); that
+//! format is stored with it, so the next start reads the disc the same way.
 
 use std::path::{Path, PathBuf};
 
-use crate::control::media::change_medium;
+use crate::control::media::{change_medium_as, medium_format};
 use crate::runtime::RunFiles;
 use crate::store::{Store, StoreError};
 
@@ -80,12 +84,21 @@ pub fn change_media_in(
         // Forced, as the Eject button means it: the user, not the guest,
         // decides when the disc comes out. The definition follows only a
         // change the VM made.
-        change_medium(&definition.name, target, source.as_deref(), true)
-            .map_err(MediaError::Live)?;
+        change_medium_as(
+            &definition.name,
+            target,
+            source.as_deref(),
+            disk.driver_type.as_deref(),
+            true,
+        )
+        .map_err(MediaError::Live)?;
         MediaChange::Live
     } else {
         MediaChange::Definition
     };
+    if let Some(path) = &source {
+        disk.driver_type = Some(medium_format(disk.driver_type.as_deref(), path));
+    }
     disk.source = source.map(|p| p.to_string_lossy().into_owned());
     domain.update_device(index, &disk);
     store.define(&domain.to_xml())?;
@@ -125,6 +138,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(cd.source.as_deref(), iso.canonicalize().unwrap().to_str());
+        assert_eq!(cd.driver_type.as_deref(), Some("raw"), "probed, and kept");
+        // A qcow2 disc in a drive whose definition names no format.
+        let qcow2 = dir.path().join("install.qcow2");
+        std::fs::write(&qcow2, b"QFI\xfb\0\0\0\x03").unwrap();
+        change_media_in(&store, "wren", "hdc", Some(&qcow2), false).unwrap();
+        let cd = store
+            .find("wren")
+            .unwrap()
+            .domain()
+            .disk("hdc")
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(
+            cd.driver_type.as_deref(),
+            Some("raw"),
+            "the definition's format stays"
+        );
 
         change_media_in(&store, "wren", "hdc", None, false).unwrap();
         let (_, cd) = store

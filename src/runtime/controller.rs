@@ -93,6 +93,18 @@ impl VmController for Controller {
     fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
         super::media::change_medium(&self.handle, change)
     }
+
+    fn open_tray(&self, device: &str, force: bool) -> Result<(), BlockError> {
+        super::media::open_tray(&self.handle, device, force)
+    }
+
+    fn close_tray(&self, device: &str) -> Result<(), BlockError> {
+        super::media::close_tray(&self.handle, device)
+    }
+
+    fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
+        super::media::remove_medium(&self.handle, id)
+    }
 }
 
 /// The QMP event for a runner event.

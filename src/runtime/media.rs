@@ -1,6 +1,11 @@
-//! The VM process's side of `query-block`, `eject` and
-//! `blockdev-change-medium`: QMP's shapes and error classes around the
+//! The VM process's side of `query-block`, `eject`,
+//! `blockdev-change-medium`, `blockdev-open-tray`, `blockdev-close-tray` and
+//! `blockdev-remove-medium`: QMP's shapes and error classes around the
 //! runner's media requests ([`crate::vmm::media`]).
+//!
+//! As QEMU's `bdrv_open`, a new medium is opened with the format the
+//! client names (`raw` or `qcow2`; others are refused as unknown drivers),
+//! or the format its first bytes show when it names none.
 //!
 //! A new image is opened here, on the control connection's thread, after
 //! the drive was found and before the runner is asked: a missing or
@@ -70,6 +75,28 @@ pub(super) fn eject(handle: &VmHandle, device: &str, force: bool) -> Result<(), 
     Ok(())
 }
 
+pub(super) fn open_tray(handle: &VmHandle, device: &str, force: bool) -> Result<(), BlockError> {
+    handle.media(MediaRequest::OpenTray {
+        device: device.to_string(),
+        force,
+    })?;
+    Ok(())
+}
+
+pub(super) fn close_tray(handle: &VmHandle, device: &str) -> Result<(), BlockError> {
+    handle.media(MediaRequest::CloseTray {
+        device: device.to_string(),
+    })?;
+    Ok(())
+}
+
+pub(super) fn remove_medium(handle: &VmHandle, id: &str) -> Result<(), BlockError> {
+    handle.media(MediaRequest::RemoveMedium {
+        device: id.to_string(),
+    })?;
+    Ok(())
+}
+
 pub(super) fn change_medium(handle: &VmHandle, change: &ChangeMedium) -> Result<(), BlockError> {
     // Find the drive first, as QEMU does, so that a wrong name is reported
     // as such whatever the file.
@@ -92,9 +119,10 @@ pub(super) fn change_medium(handle: &VmHandle, change: &ChangeMedium) -> Result<
         )));
     }
     let format = match change.format.as_deref() {
-        None => ImageFormat::Raw,
+        // Probed; a file that cannot be read fails to open just below.
+        None => crate::storage::detect_format(&change.filename).unwrap_or(ImageFormat::Raw),
         Some(name) => ImageFormat::parse(name)
-            .ok_or_else(|| BlockError::generic(format!("Unknown driver '{name}'")))?,
+            .ok_or_else(|| BlockError::generic(format!("Unknown driver: '{name}'")))?,
     };
     let backend = crate::storage::open_image(&change.filename, format, true).map_err(|error| {
         tracing::warn!(%error, "blockdev-change-medium: the new medium cannot be opened");

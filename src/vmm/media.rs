@@ -15,11 +15,17 @@
 //! never stalls the vCPUs, and a file that cannot be opened leaves the
 //! drive as it was. The vCPUs wait only for the swap itself.
 //!
-//! Each tray movement the host makes is reported (QEMU's
-//! `DEVICE_TRAY_MOVED`); the guest's own START STOP UNIT is not.
+//! The tray can also be opened and closed alone and the disc taken out of
+//! the open tray (`blockdev-open-tray`, `blockdev-close-tray`,
+//! `blockdev-remove-medium`); an open tray keeps its disc, and the runner's
+//! configuration keeps it too (a reset closes the tray on it).
 //!
-//! Not here: floppy drives, hot-plug, `blockdev-open-tray` /
-//! `blockdev-close-tray`.
+//! Each tray movement is reported (QEMU's `DEVICE_TRAY_MOVED`): the host's
+//! in the answer to its request, the guest's own (START STOP UNIT) when the
+//! runner collects them with [`guest_tray_moves`].
+//!
+//! Not here: floppy drives, hot-plug, `blockdev-insert-medium` (it inserts
+//! a node made by `blockdev-add`, which Vireo has not).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -57,6 +63,15 @@ pub enum MediaRequest {
         medium: Option<NewMedium>,
         force: bool,
     },
+    /// Open the tray of `device`, leaving its disc in it. A tray the guest
+    /// locked stays shut unless `force`; the guest is asked to eject
+    /// either way, and the request succeeds (QEMU's `blockdev-open-tray`).
+    OpenTray { device: String, force: bool },
+    /// Close the tray of `device` (QEMU's `blockdev-close-tray`).
+    CloseTray { device: String },
+    /// Take the disc out of the open tray of `device` (QEMU's
+    /// `blockdev-remove-medium`).
+    RemoveMedium { device: String },
 }
 
 /// The answer to a [`MediaRequest`].
@@ -110,6 +125,9 @@ pub enum MediaError {
         "Device '{0}' is locked and force was not specified, wait for tray to open and try again"
     )]
     Locked(String),
+    /// The disc is only taken out of an open tray.
+    #[error("Tray of device '{0}' is not open")]
+    TrayClosed(String),
     /// The VM is gone or did not answer.
     #[error("{0}")]
     Unavailable(String),
@@ -151,6 +169,51 @@ pub fn find(disks: &[DiskConfig], name: &str) -> Option<usize> {
     })
 }
 
+/// The configured CD-ROM drive `device` names: its index in `disks` and its
+/// IDE position.
+fn cdrom(disks: &[DiskConfig], device: &str) -> Result<(usize, usize, usize), MediaError> {
+    let index = find(disks, device).ok_or_else(|| MediaError::NotFound(device.to_string()))?;
+    match (disks[index].kind, &disks[index].bus) {
+        (DiskKind::Cdrom, DiskBus::Ide { channel, unit }) => {
+            Ok((index, usize::from(*channel), usize::from(*unit)))
+        }
+        _ => Err(MediaError::NotRemovable(device.to_string())),
+    }
+}
+
+fn change_error(device: &str) -> impl Fn(CdromChangeError) -> MediaError + '_ {
+    move |error| match error {
+        CdromChangeError::Locked => MediaError::Locked(device.to_string()),
+        CdromChangeError::NoDrive => MediaError::NotFound(device.to_string()),
+        CdromChangeError::TrayClosed => MediaError::TrayClosed(device.to_string()),
+    }
+}
+
+fn lock(ide: &Mutex<IdeController>) -> std::sync::MutexGuard<'_, IdeController> {
+    ide.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The tray movements guests made themselves since the last call, as
+/// (target, alias, open), oldest first per drive.
+pub(super) fn guest_tray_moves(
+    ide: &Mutex<IdeController>,
+    disks: &[DiskConfig],
+) -> Vec<(String, String, bool)> {
+    let moves = lock(ide).take_guest_tray_moves();
+    moves
+        .into_iter()
+        .filter_map(|(channel, unit, open)| {
+            let disk = disks.iter().find(|d| {
+                d.kind == DiskKind::Cdrom
+                    && matches!(d.bus, DiskBus::Ide { channel: c, unit: u }
+                        if usize::from(c) == channel && usize::from(u) == unit)
+            })?;
+            Some((disk.target.clone(), alias(disk), open))
+        })
+        .collect()
+}
+
 /// Carries out `request` on the machine's IDE controller and keeps `disks`
 /// (the runner's configuration) in step.
 pub(super) fn handle(
@@ -160,33 +223,62 @@ pub(super) fn handle(
 ) -> Result<MediaAnswer, MediaError> {
     match request {
         MediaRequest::Query => Ok(MediaAnswer::Devices(query(ide, disks))),
+        MediaRequest::OpenTray { device, force } => {
+            let (index, channel, unit) = cdrom(disks, &device)?;
+            let moved = match lock(ide).open_cdrom_tray(channel, unit, force) {
+                Ok(moved) => moved,
+                // The guest was asked to eject: the tray opens when it does.
+                Err(CdromChangeError::Locked) => false,
+                Err(error) => return Err(change_error(&device)(error)),
+            };
+            Ok(changed(
+                &disks[index],
+                if moved { vec![true] } else { vec![] },
+            ))
+        }
+        MediaRequest::CloseTray { device } => {
+            let (index, channel, unit) = cdrom(disks, &device)?;
+            let moved = lock(ide)
+                .close_cdrom_tray(channel, unit)
+                .map_err(change_error(&device))?;
+            Ok(changed(
+                &disks[index],
+                if moved { vec![false] } else { vec![] },
+            ))
+        }
+        MediaRequest::RemoveMedium { device } => {
+            let (index, channel, unit) = cdrom(disks, &device)?;
+            let old = lock(ide)
+                .remove_cdrom_medium(channel, unit)
+                .map_err(change_error(&device))?;
+            // Closed here, outside the controller's lock.
+            let removed = old.is_some();
+            drop(old);
+            let disk = &mut disks[index];
+            if removed {
+                tracing::info!(target = %disk.target, "CD-ROM medium removed");
+            }
+            disk.path = None;
+            Ok(changed(disk, vec![]))
+        }
         MediaRequest::Change {
             device,
             medium,
             force,
         } => {
-            let index = find(disks, &device).ok_or_else(|| MediaError::NotFound(device.clone()))?;
+            let (index, channel, unit) = cdrom(disks, &device)?;
             let disk = &mut disks[index];
-            let (DiskKind::Cdrom, DiskBus::Ide { channel, unit }) = (disk.kind, &disk.bus) else {
-                return Err(MediaError::NotRemovable(device));
-            };
             let (path, format, backend) = match medium {
                 Some(m) => (Some(m.path), m.format, Some(m.backend)),
                 None => (None, disk.format, None),
             };
-            let (channel, unit) = (usize::from(*channel), usize::from(*unit));
             let inserting = backend.is_some();
             let (was_open, old) = {
-                let mut ide = ide
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut ide = lock(ide);
                 let was_open = ide.cdrom_status(channel, unit).is_some_and(|s| s.tray_open);
                 let old = ide
                     .change_cdrom(channel, unit, backend, force)
-                    .map_err(|error| match error {
-                        CdromChangeError::Locked => MediaError::Locked(device.clone()),
-                        CdromChangeError::NoDrive => MediaError::NotFound(device.clone()),
-                    })?;
+                    .map_err(change_error(&device))?;
                 (was_open, old)
             };
             let mut tray_moves = Vec::new();
@@ -206,19 +298,21 @@ pub(super) fn handle(
             );
             disk.path = path;
             disk.format = format;
-            Ok(MediaAnswer::Changed {
-                target: disk.target.clone(),
-                alias: alias(disk),
-                tray_moves,
-            })
+            Ok(changed(disk, tray_moves))
         }
     }
 }
 
+fn changed(disk: &DiskConfig, tray_moves: Vec<bool>) -> MediaAnswer {
+    MediaAnswer::Changed {
+        target: disk.target.clone(),
+        alias: alias(disk),
+        tray_moves,
+    }
+}
+
 fn query(ide: &Mutex<IdeController>, disks: &[DiskConfig]) -> Vec<BlockDevice> {
-    let ide = ide
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ide = lock(ide);
     disks
         .iter()
         .map(|disk| {
@@ -318,6 +412,10 @@ mod tests {
         assert_eq!(
             MediaError::NotRemovable("vda".into()).to_string(),
             "Device 'vda' is not removable"
+        );
+        assert_eq!(
+            MediaError::TrayClosed("ide0-1-0".into()).to_string(),
+            "Tray of device 'ide0-1-0' is not open"
         );
         assert_eq!(
             MediaError::NotFound("x".into()).to_string(),

@@ -63,8 +63,8 @@ pub enum VmEvent {
         guest: bool,
         reason: &'static str,
     },
-    /// The host opened (`open`) or closed the tray of CD-ROM drive
-    /// `target` (libvirt alias `alias`).
+    /// The host or the guest opened (`open`) or closed the tray of CD-ROM
+    /// drive `target` (libvirt alias `alias`).
     TrayMoved {
         target: String,
         alias: String,
@@ -305,6 +305,18 @@ impl VmRunner {
         }
     }
 
+    fn report_guest_tray_moves(&self, machine: &Machine) {
+        for (target, alias, open) in
+            super::media::guest_tray_moves(machine.ide(), &self.config.disks)
+        {
+            self.emit(VmEvent::TrayMoved {
+                target,
+                alias,
+                open,
+            });
+        }
+    }
+
     fn finish(&self, machine: Machine, event: VmEvent) {
         drop(machine);
         self.set_status(VmStatus::Shutdown);
@@ -323,6 +335,8 @@ impl VmRunner {
             if interrupted.load(Ordering::Acquire) {
                 return StopReason::Interrupted;
             }
+            // The guest's own tray movements, within one 50 ms tick.
+            self.report_guest_tray_moves(machine);
             let event = match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(event) => event,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -340,6 +354,9 @@ impl VmRunner {
                     tracing::debug!(g, ?reason, "late report from a replaced machine ignored");
                 }
                 Event::Media(request, reply) => {
+                    // Reported first, so events come in the order the
+                    // tray moved.
+                    self.report_guest_tray_moves(machine);
                     let answer =
                         super::media::handle(machine.ide(), &mut self.config.disks, request);
                     if let Ok(MediaAnswer::Changed {

@@ -17,6 +17,13 @@
 //! EVENT STATUS NOTIFICATION and, on its next commands, NOT READY / MEDIUM
 //! NOT PRESENT (the tray was open) followed by UNIT ATTENTION / MEDIUM MAY
 //! HAVE CHANGED (MMC-3 §4.1.6), so guests that never poll events notice too.
+//! The host can also open and close the tray alone and take the disc out of
+//! the open tray, as QEMU's `blockdev-open-tray`, `blockdev-close-tray` and
+//! `blockdev-remove-medium` do.
+//!
+//! The guest's own tray movements (START STOP UNIT with LoEj) are kept for
+//! the host to report (QEMU's `DEVICE_TRAY_MOVED`), at most
+//! [`MAX_TRAY_MOVES`] of them between two looks.
 //!
 //! Not emulated: audio (PLAY, READ CD, READ SUB-CHANNEL), raw sectors and
 //! other sector sizes, writing, MODE SELECT, DVD structures, the raw TOC
@@ -214,6 +221,10 @@ enum Changed {
     Attention,
 }
 
+/// Guest tray movements kept for the host between two looks; a guest that
+/// opens and closes faster than the host looks loses the oldest.
+pub(super) const MAX_TRAY_MOVES: usize = 64;
+
 /// The host could not open the tray: the guest has locked it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrayLocked;
@@ -243,6 +254,9 @@ pub(super) struct Cdrom {
     tray_open: bool,
     /// Counts the discs the host has put in.
     disc: u64,
+    /// Tray movements the guest made (`true` open) the host has not been
+    /// told of yet.
+    guest_tray_moves: Vec<bool>,
     event: MediaEvent,
     modes: TransferModes,
     serial: String,
@@ -258,6 +272,7 @@ impl Cdrom {
             disc: 0,
             locked: false,
             tray_open: false,
+            guest_tray_moves: Vec::new(),
             event: MediaEvent::None,
             modes: TransferModes::default(),
             serial: serial_for(&format!("vireo-cdrom-{channel}-{unit}")),
@@ -304,6 +319,34 @@ impl Cdrom {
     pub(super) fn remove_medium(&mut self) -> Option<Box<dyn BlockBackend>> {
         debug_assert!(self.tray_open, "the disc is taken from an open tray");
         self.medium.take()
+    }
+
+    /// The host closes the tray (QEMU's `blockdev-close-tray`); a disc in
+    /// it is announced to the guest as a new one, as after an insert.
+    /// Returns whether the tray moved.
+    pub(super) fn close_tray(&mut self) -> bool {
+        if !self.tray_open {
+            return false;
+        }
+        self.tray_open = false;
+        if self.medium.is_some() {
+            self.event = MediaEvent::NewMedia;
+            self.changed = Changed::NotReady;
+        }
+        true
+    }
+
+    /// The tray movements the guest made since the last call, oldest
+    /// first (`true` open).
+    pub(super) fn take_guest_tray_moves(&mut self) -> Vec<bool> {
+        std::mem::take(&mut self.guest_tray_moves)
+    }
+
+    fn guest_moved_tray(&mut self, open: bool) {
+        if self.guest_tray_moves.len() >= MAX_TRAY_MOVES {
+            self.guest_tray_moves.remove(0);
+        }
+        self.guest_tray_moves.push(open);
     }
 
     /// The host puts `medium` in the (open) tray and closes it; the guest
@@ -580,8 +623,10 @@ impl Cdrom {
                         self.event = MediaEvent::MediaRemoval;
                     }
                     self.tray_open = true;
+                    self.guest_moved_tray(true);
                 } else if load_eject && start && self.tray_open {
                     self.tray_open = false;
+                    self.guest_moved_tray(false);
                     if self.medium.is_some() {
                         self.event = MediaEvent::NewMedia;
                     }
@@ -908,7 +953,7 @@ impl Cdrom {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
-    use super::super::{IdeMedia, STATUS_DRDY, STATUS_DRQ, STATUS_ERR};
+    use super::super::{CdromChangeError, IdeMedia, STATUS_DRDY, STATUS_DRQ, STATUS_ERR};
     use super::*;
     use crate::devices::pci::PciDevice;
     use crate::storage::RawFile;
@@ -1205,10 +1250,21 @@ mod tests {
         let (status, _) = rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
         assert_eq!(status & STATUS_ERR, STATUS_ERR);
         assert_eq!(request_sense(&rig), (0x05, 0x53, 0x02));
+        assert!(
+            rig.ctrl.lock().unwrap().take_guest_tray_moves().is_empty(),
+            "a refused eject moves nothing"
+        );
         rig.packet(SEC, &[PREVENT_ALLOW_MEDIUM_REMOVAL], 0xfffe);
         let (status, _) = rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
         assert_eq!(status & STATUS_ERR, 0);
         assert!(!rig.ctrl.lock().unwrap().cdrom_loaded(1, 0));
+        // Ejecting an open tray again moves nothing more.
+        rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
+        assert_eq!(
+            rig.ctrl.lock().unwrap().take_guest_tray_moves(),
+            [(1, 0, true)]
+        );
+        assert!(rig.ctrl.lock().unwrap().take_guest_tray_moves().is_empty());
         assert_eq!(media_event(&rig), [3, 1], "media removal, tray open");
         let (_, data) = rig.packet(SEC, &[MECHANISM_STATUS, 0, 0, 0, 0, 0, 0, 0, 0, 8], 0xfffe);
         assert_eq!(data[1], 0x10, "door open");
@@ -1219,6 +1275,67 @@ mod tests {
         assert_eq!(media_event(&rig), [2, 2]);
         assert_eq!(poll(&rig), (0, 0, 0));
         assert_eq!(capacity(&rig), Some(63));
+        assert_eq!(
+            rig.ctrl.lock().unwrap().take_guest_tray_moves(),
+            [(1, 0, false)]
+        );
+        // A guest that toggles without the host looking keeps the latest.
+        for _ in 0..MAX_TRAY_MOVES {
+            rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x02], 0xfffe);
+            rig.packet(SEC, &[START_STOP_UNIT, 0, 0, 0, 0x03], 0xfffe);
+        }
+        let moves = rig.ctrl.lock().unwrap().take_guest_tray_moves();
+        assert_eq!(moves.len(), MAX_TRAY_MOVES);
+        assert_eq!(moves.last(), Some(&(1, 0, false)));
+    }
+
+    #[test]
+    fn the_host_opens_and_closes_the_tray_and_takes_the_disc_out() {
+        let (rig, _iso) = cd_rig(Some(ISO_SIZE));
+        let ctrl = || rig.ctrl.lock().unwrap();
+        assert_eq!(
+            ctrl().remove_cdrom_medium(1, 0).err(),
+            Some(CdromChangeError::TrayClosed)
+        );
+        // Locked: the tray stays shut, the guest is asked to eject.
+        rig.packet(SEC, &[PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1], 0xfffe);
+        assert_eq!(
+            ctrl().open_cdrom_tray(1, 0, false),
+            Err(CdromChangeError::Locked)
+        );
+        assert_eq!(media_event(&rig), [1, 2], "eject request, disc present");
+        assert_eq!(ctrl().open_cdrom_tray(1, 0, true), Ok(true));
+        assert_eq!(ctrl().open_cdrom_tray(1, 0, false), Ok(false));
+        assert_eq!(
+            drive_status(&rig),
+            CdromStatus {
+                has_medium: true,
+                tray_open: true,
+                locked: false
+            }
+        );
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        // Closed again: the same disc, announced as a new one.
+        assert_eq!(ctrl().close_cdrom_tray(1, 0), Ok(true));
+        assert_eq!(ctrl().close_cdrom_tray(1, 0), Ok(false));
+        assert_eq!(media_event(&rig), [2, 2]);
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert_eq!(poll(&rig), (0x06, 0x28, 0x00));
+        assert_eq!(capacity(&rig), Some(63));
+        // Out of the open tray, and the drive stays empty once closed.
+        assert_eq!(ctrl().open_cdrom_tray(1, 0, false), Ok(true));
+        assert!(ctrl().remove_cdrom_medium(1, 0).unwrap().is_some());
+        assert!(ctrl().remove_cdrom_medium(1, 0).unwrap().is_none());
+        assert_eq!(ctrl().close_cdrom_tray(1, 0), Ok(true));
+        assert_eq!(poll(&rig), (0x02, 0x3a, 0x00));
+        assert!(
+            ctrl().take_guest_tray_moves().is_empty(),
+            "the host's moves are the host's to report"
+        );
+        assert_eq!(
+            ctrl().open_cdrom_tray(0, 0, false),
+            Err(CdromChangeError::NoDrive)
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub enum CdromChangeError {
     /// change was not forced; the guest was asked to eject.
     #[error("the guest has locked the tray")]
     Locked,
+    /// The disc can only be taken out of an open tray.
+    #[error("the tray is not open")]
+    TrayClosed,
 }
 
 /// What sits at one position (master or slave) of a channel.
@@ -793,6 +796,76 @@ impl IdeController {
         cdrom
             .change_medium(medium, force)
             .map_err(|TrayLocked| CdromChangeError::Locked)
+    }
+
+    /// Opens the tray of the CD-ROM drive at `channel`:`unit`, leaving its
+    /// disc in it (QEMU's `blockdev-open-tray`). A tray the guest locked
+    /// stays shut unless `force`, and the guest is asked to eject either
+    /// way. Returns whether the tray moved.
+    pub fn open_cdrom_tray(
+        &mut self,
+        channel: usize,
+        unit: usize,
+        force: bool,
+    ) -> Result<bool, CdromChangeError> {
+        let cdrom = self
+            .cdrom_mut(channel, unit)
+            .ok_or(CdromChangeError::NoDrive)?;
+        let was_open = cdrom.status().tray_open;
+        cdrom
+            .open_tray(force)
+            .map_err(|TrayLocked| CdromChangeError::Locked)?;
+        Ok(!was_open)
+    }
+
+    /// Closes the tray of the CD-ROM drive at `channel`:`unit` (QEMU's
+    /// `blockdev-close-tray`); a disc in it reaches the guest as a new
+    /// one. Returns whether the tray moved.
+    pub fn close_cdrom_tray(
+        &mut self,
+        channel: usize,
+        unit: usize,
+    ) -> Result<bool, CdromChangeError> {
+        let cdrom = self
+            .cdrom_mut(channel, unit)
+            .ok_or(CdromChangeError::NoDrive)?;
+        Ok(cdrom.close_tray())
+    }
+
+    /// Takes the disc out of the open tray of the CD-ROM drive at
+    /// `channel`:`unit` (QEMU's `blockdev-remove-medium`); returns it, for
+    /// the caller to close outside the controller's lock.
+    pub fn remove_cdrom_medium(
+        &mut self,
+        channel: usize,
+        unit: usize,
+    ) -> Result<Option<Box<dyn BlockBackend>>, CdromChangeError> {
+        let cdrom = self
+            .cdrom_mut(channel, unit)
+            .ok_or(CdromChangeError::NoDrive)?;
+        if !cdrom.status().tray_open {
+            return Err(CdromChangeError::TrayClosed);
+        }
+        Ok(cdrom.remove_medium())
+    }
+
+    /// The tray movements guests made with START STOP UNIT since the last
+    /// call, as (`channel`, `unit`, open), oldest first per drive.
+    pub fn take_guest_tray_moves(&mut self) -> Vec<(usize, usize, bool)> {
+        let mut moves = Vec::new();
+        for (channel, chan) in self.channels.iter_mut().enumerate() {
+            for (unit, slot) in chan.units.iter_mut().enumerate() {
+                if let Some(Device::Cdrom(cdrom)) = &mut slot.device {
+                    moves.extend(
+                        cdrom
+                            .take_guest_tray_moves()
+                            .into_iter()
+                            .map(|open| (channel, unit, open)),
+                    );
+                }
+            }
+        }
+        moves
     }
 
     /// Whether the CD-ROM drive at `channel`:`unit` has a readable disc
