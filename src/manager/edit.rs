@@ -427,7 +427,14 @@ pub fn attach_disk(domain: &mut Domain, spec: &DiskSpec) -> Result<String, EditE
     let (path, format) = match &spec.source {
         Some(DiskSource::Existing(path)) => {
             let path = existing(path)?;
-            let format = spec.format.clone().unwrap_or_else(|| image_format(&path));
+            let format = spec.format.clone().unwrap_or_else(|| {
+                // A file that cannot be read now is taken as raw; the VM
+                // says why when it opens it.
+                crate::storage::detect_format(&path)
+                    .unwrap_or(crate::storage::ImageFormat::Raw)
+                    .name()
+                    .to_string()
+            });
             (Some(path), format)
         }
         Some(DiskSource::NewVolume { gib }) => {
@@ -622,17 +629,6 @@ fn existing(path: &Path) -> Result<PathBuf, EditError> {
         return Err(EditError::MissingFile(path.to_path_buf()));
     }
     std::fs::canonicalize(path).map_err(|_| EditError::MissingFile(path.to_path_buf()))
-}
-
-/// `qcow2` when the file starts with the qcow2 magic, else `raw`.
-fn image_format(path: &Path) -> String {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let is_qcow2 = std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"QFI\xfb";
-    if is_qcow2 { "qcow2" } else { "raw" }.to_string()
 }
 
 /// A new qcow2 volume `VM-N.qcow2` of `gib` GiB in the default pool.
