@@ -49,11 +49,13 @@ fn qemu_img_create(path: &Path, size: &str) {
 }
 
 /// Scrolls the page under the pointer down until the screen shows
-/// `word`; where it is, or None after twenty turns of the wheel.
+/// `word`; where it is, or None after a minute (the page may still be
+/// reloading on a loaded host).
 fn scroll_to(display: &Display, dir: &Path, word: &str) -> Option<(u32, u32)> {
     let (x, y) = display.content_point();
     display.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
-    for _ in 0..20 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
         if let Some(at) = display.locate(dir, word) {
             return Some(at);
         }
