@@ -5,7 +5,9 @@
 //! `scripts/flatpak-cargo-sources.py` makes of it, that those sources let
 //! `cargo --offline` resolve the whole build (laid out as flatpak-builder
 //! lays them out, from cargo's own download cache), that the SeaBIOS module
-//! puts its images where Vireo looks, and that flatpak-builder itself
+//! puts its images where Vireo looks, that the osinfo-db module installs
+//! the OS database where the New VM wizard reads it, and that
+//! flatpak-builder itself
 //! reads the manifest without complaint.
 
 mod common;
@@ -73,6 +75,16 @@ fn sources(module: &Value) -> Vec<Value> {
         }
     }
     out
+}
+
+/// A module's build commands, in order.
+fn build_commands(module: &Value) -> Vec<&str> {
+    module["build-commands"]
+        .as_array()
+        .expect("build-commands")
+        .iter()
+        .map(|c| c.as_str().expect("a command string"))
+        .collect()
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -143,7 +155,7 @@ fn the_manifest_builds_on_the_gnome_runtime_with_rust_stable() {
         .map(|m| str_of(m, "name"))
         .collect();
     // libslirp before vireo, which links it.
-    assert_eq!(names, ["libslirp", "seabios", "vireo"]);
+    assert_eq!(names, ["libslirp", "seabios", "osinfo-db", "vireo"]);
 }
 
 #[test]
@@ -192,8 +204,8 @@ fn every_download_is_pinned_by_checksum() {
             }
         }
     }
-    // libslirp, SeaBIOS and every crate.
-    assert_eq!(downloads, 2 + locked_crates().len());
+    // libslirp, SeaBIOS, osinfo-db and every crate.
+    assert_eq!(downloads, 3 + locked_crates().len());
 }
 
 #[test]
@@ -284,12 +296,7 @@ fn cargo_resolves_the_whole_build_offline_from_the_listed_sources() {
     let options = &vireo["build-options"];
     assert_eq!(options["env"]["CARGO_HOME"], "/run/build/vireo/cargo");
     assert_eq!(options["append-path"], "/usr/lib/sdk/rust-stable/bin");
-    let commands: Vec<&str> = vireo["build-commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let commands = build_commands(vireo);
     assert_eq!(
         commands,
         [
@@ -416,6 +423,72 @@ fn libslirp_comes_from_its_release_with_a_checksum() {
         "{url}"
     );
     assert!(is_hex(str_of(&list[0], "sha256"), 64));
+}
+
+/// The GNOME runtime has no osinfo-db, so the Flatpak builds its own from
+/// the source release Debian 13 ships, pinned to the bytes Debian's signed
+/// archive lists (flatpak/README.md says how the sum was checked).
+#[test]
+fn the_osinfo_db_module_installs_the_database_where_the_wizard_reads_it() {
+    let manifest = manifest();
+    let osinfo = module(&manifest, "osinfo-db");
+    let list = sources(osinfo);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["type"], "archive");
+    assert_eq!(
+        str_of(&list[0], "url"),
+        "https://deb.debian.org/debian/pool/main/o/osinfo-db/osinfo-db_0.20250606.orig.tar.xz"
+    );
+    assert_eq!(
+        str_of(&list[0], "sha256"),
+        "353859fe1e8eb060908c772926b56f768c86a7885af6474d2b8fdefbe767236d"
+    );
+    let commands = build_commands(osinfo);
+    // Upstream's own rule turns data/**/*.xml.in into .xml (msgfmt --xml
+    // merging the translations); the rest installs what it made.
+    assert_eq!(commands[0], "make -j$FLATPAK_BUILDER_N_JOBS data");
+    assert!(vireo::manager::osinfo::search_dirs().contains(&PathBuf::from("/app/share/osinfo/os")));
+
+    // The install commands, run on a tree shaped like a built osinfo-db
+    // source (with /app moved into a temporary directory), leave a database
+    // the wizard's detection reads, without the .xml.in templates.
+    require_program("sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let (build, app) = (tmp.path().join("build"), tmp.path().join("app"));
+    let vendor = build.join("data/os/debian.org");
+    std::fs::create_dir_all(&vendor).unwrap();
+    for dir in ["device", "platform", "datamap", "install-script"] {
+        std::fs::create_dir_all(build.join("data").join(dir)).unwrap();
+    }
+    std::fs::write(build.join("COPYING"), "GPL").unwrap();
+    let debian12 = r#"<libosinfo version="0.0.1"><os id="http://debian.org/debian/12">
+  <short-id>debian12</short-id><name>Debian 12</name><name xml:lang="cs">Debian 12</name>
+  <resources arch="all"><recommended><n-cpus>1</n-cpus><ram>1073741824</ram>
+  <storage>21474836480</storage></recommended></resources>
+  <media arch="x86_64"><iso><volume-id>Debian 12.\d+.\d+ amd64 n</volume-id></iso></media>
+</os></libosinfo>"#;
+    std::fs::write(vendor.join("debian-12.xml"), debian12).unwrap();
+    std::fs::write(vendor.join("debian-12.xml.in"), "<template/>").unwrap();
+    let prefix = format!("{}/", app.display());
+    for command in &commands[1..] {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(command.replace("/app/", &prefix))
+            .current_dir(&build)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command}");
+    }
+    let os = app.join("share/osinfo/os");
+    assert!(os.join("debian.org/debian-12.xml").is_file());
+    assert!(!os.join("debian.org/debian-12.xml.in").exists());
+    assert!(app
+        .join("share/licenses/dev.vireo.Vireo/osinfo-db/COPYING")
+        .is_file());
+    let guess = vireo::manager::osinfo::detect_in(&[os], "Debian 12.8.0 amd64 n")
+        .expect("the installed database recognises a Debian 12 netinst");
+    assert_eq!(guess.name, "Debian 12");
+    assert_eq!(guess.memory_mib, Some(1024));
 }
 
 /// flatpak-builder's own parser: unknown keys or source types are only

@@ -201,6 +201,22 @@ fn a_virsh_storage_session() {
         ]),
         "Vol meta.qcow2 created\n\n"
     );
+    // Metadata preallocation with the whole capacity allocated: libvirt
+    // asks for falloc, the data clusters reserved on disk.
+    assert_eq!(
+        s.ok(&[
+            "vol-create-as",
+            "vms",
+            "falloc.qcow2",
+            "20M",
+            "--format",
+            "qcow2",
+            "--allocation",
+            "20M",
+            "--prealloc-metadata",
+        ]),
+        "Vol falloc.qcow2 created\n\n"
+    );
     assert_eq!(
         s.ok(&[
             "vol-create-as",
@@ -219,6 +235,7 @@ fn a_virsh_storage_session() {
     for (name, size, backing) in [
         ("sys.qcow2", 1u64 << 30, None),
         ("meta.qcow2", 5 << 30, None),
+        ("falloc.qcow2", 20 << 20, None),
         ("overlay.qcow2", 10 << 20, Some(vms.join("disk.img"))),
     ] {
         let path = vms.join(name);
@@ -241,6 +258,12 @@ fn a_virsh_storage_session() {
     let meta = std::fs::metadata(vms.join("meta.qcow2")).unwrap();
     assert!(meta.len() > 5 << 30);
     assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 8 << 20);
+    let falloc = std::fs::metadata(vms.join("falloc.qcow2")).unwrap();
+    assert!(std::os::unix::fs::MetadataExt::blocks(&falloc) * 512 >= 20 << 20);
+    assert_eq!(
+        s.ok(&["vol-delete", "falloc.qcow2", "--pool", "vms"]),
+        "Vol falloc.qcow2 deleted\n\n"
+    );
 
     let list = s.ok(&["vol-list", "vms"]);
     let rows = table_rows(&list, &["Name", "Path"]);

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::domain::NewVm;
-use crate::storage::pools::{NewVolume, PoolStore, VolumeFormat, DEFAULT_POOL};
+use crate::storage::pools::{NewVolume, PoolError, PoolStore, VolumeFormat, DEFAULT_POOL};
 use crate::store::Store;
 
 /// How the guest OS gets installed (virt-manager's first step).
@@ -310,7 +310,7 @@ pub fn create(
     }
 }
 
-/// A new qcow2 volume `NAME.qcow2` (or `NAME-2.qcow2`… when taken) of
+/// A new qcow2 volume `NAME.qcow2` (or `NAME.qcow2-2`… when taken) of
 /// `gib` GiB in `pool`.
 fn create_disk(
     pool: &str,
@@ -318,16 +318,28 @@ fn create_disk(
     gib: u64,
     progress: &mut dyn FnMut(f64),
 ) -> Result<PathBuf, CreateError> {
-    let disk_error = |e: crate::storage::pools::PoolError| CreateError::Disk(e.to_string());
-    let pools = PoolStore::open().map_err(disk_error)?;
-    let pool = pools.get(pool).map_err(disk_error)?;
-    let taken: Vec<String> = pool
-        .volumes()
-        .map_err(disk_error)?
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    let volume = unique_name(&format!("{name}.qcow2"), &taken);
+    new_qcow2_volume(
+        pool,
+        gib,
+        |taken| unique_name(&format!("{name}.qcow2"), taken),
+        progress,
+    )
+    .map_err(|e| CreateError::Disk(e.to_string()))
+}
+
+/// An empty qcow2 volume of `gib` GiB in `pool`, named by `name_for` from
+/// the names the pool already has (the wizard's and Add Hardware's new
+/// disks); returns its path. `progress` gets the fraction done.
+pub(crate) fn new_qcow2_volume(
+    pool: &str,
+    gib: u64,
+    name_for: impl FnOnce(&[String]) -> String,
+    progress: &mut dyn FnMut(f64),
+) -> Result<PathBuf, PoolError> {
+    let pools = PoolStore::open()?;
+    let pool = pools.get(pool)?;
+    let taken: Vec<String> = pool.volumes()?.into_iter().map(|v| v.name).collect();
+    let volume = name_for(&taken);
     let spec = NewVolume {
         name: volume.clone(),
         capacity: gib << 30,
@@ -338,9 +350,8 @@ fn create_disk(
     };
     pool.create_volume(&spec, &mut |done, total| {
         progress(done as f64 / total.max(1) as f64)
-    })
-    .map_err(disk_error)?;
-    pool.volume_path(&volume).map_err(disk_error)
+    })?;
+    pool.volume_path(&volume)
 }
 
 #[cfg(test)]

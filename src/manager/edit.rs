@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::domain::{
     BootDevice, CpuTopology, Disk, Domain, DomainError, Input, Interface, Serial, Video,
 };
-use crate::storage::pools::{NewVolume, PoolStore, VolumeFormat, DEFAULT_POOL};
+use crate::storage::pools::DEFAULT_POOL;
 use crate::store::{Definition, Store, StoreError};
 
 /// Why an edit was refused. Every message is a sentence a person can act on.
@@ -638,29 +638,14 @@ fn new_volume(vm: &str, gib: u64) -> Result<PathBuf, EditError> {
             "A new disk needs at least 1 GiB.".into(),
         ));
     }
-    let err = |e: crate::storage::pools::PoolError| EditError::Volume(e.to_string());
-    let pools = PoolStore::open().map_err(err)?;
-    let pool = pools.get(DEFAULT_POOL).map_err(err)?;
-    let taken: Vec<String> = pool
-        .volumes()
-        .map_err(err)?
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    let name = (1..)
-        .map(|n| format!("{vm}-{n}.qcow2"))
-        .find(|n| !taken.contains(n))
-        .unwrap_or_else(|| format!("{vm}.qcow2"));
-    let spec = NewVolume {
-        name: name.clone(),
-        capacity: gib << 30,
-        allocation: Some(0),
-        format: VolumeFormat::Qcow2,
-        prealloc_metadata: false,
-        backing: None,
+    let name_for = |taken: &[String]| {
+        (1..)
+            .map(|n| format!("{vm}-{n}.qcow2"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| format!("{vm}.qcow2"))
     };
-    pool.create_volume(&spec, &mut |_, _| {}).map_err(err)?;
-    pool.volume_path(&name).map_err(err)
+    super::create::new_qcow2_volume(DEFAULT_POOL, gib, name_for, &mut |_| {})
+        .map_err(|e| EditError::Volume(e.to_string()))
 }
 
 /// A device Remove can take out.

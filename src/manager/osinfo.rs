@@ -5,13 +5,41 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-/// Where Debian's `osinfo-db` package puts the database.
-const OSINFO_DIRS: &[&str] = &["/usr/share/osinfo/os", "/usr/local/share/osinfo/os"];
+/// Where distributions' `osinfo-db` packages put the database (Debian's
+/// and Fedora's in /usr, a hand install in /usr/local).
+const SYSTEM_DIRS: &[&str] = &["/usr/share/osinfo", "/usr/local/share/osinfo"];
+
+/// The `os/` directories searched, first found first: the copy installed
+/// with Vireo (`PREFIX/share/osinfo`; the Flatpak builds osinfo-db into
+/// `/app/share/osinfo`, since the GNOME runtime has none), then the
+/// system's.
+pub fn search_dirs() -> Vec<PathBuf> {
+    dirs_with(crate::paths::installed_share_dir().as_deref())
+}
+
+fn dirs_with(installed_share: Option<&Path>) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = installed_share
+        .map(|share| share.join("osinfo"))
+        .into_iter()
+        .collect();
+    // Named too, as for the firmware: a Flatpak build run from elsewhere
+    // (a debugger, `flatpak run --command`) still finds its data.
+    roots.push(PathBuf::from("/app/share/osinfo"));
+    roots.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+    let mut dirs = Vec::new();
+    for root in roots {
+        let os = root.join("os");
+        if !dirs.contains(&os) {
+            dirs.push(os);
+        }
+    }
+    dirs
+}
 
 /// ISO 9660: the primary volume descriptor is at sector 16 (2048-byte
 /// sectors); its type byte is 1, followed by "CD001"; the volume
@@ -42,7 +70,12 @@ pub struct OsGuess {
 
 /// The OS whose x86_64 (or i686) install media has volume label `label`.
 pub fn detect(label: &str) -> Option<OsGuess> {
-    for dir in OSINFO_DIRS {
+    detect_in(&search_dirs(), label)
+}
+
+/// [`detect`] over the `os/` directories `dirs` (`os/VENDOR/OS.xml`).
+pub fn detect_in(dirs: &[PathBuf], label: &str) -> Option<OsGuess> {
+    for dir in dirs {
         let Ok(vendors) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -168,6 +201,54 @@ mod tests {
         assert_eq!(match_os(DEBIAN, "Debian 11.6.0 arm64 n"), None);
         assert_eq!(match_os(DEBIAN, "Debian 11.6.0 amd64 netinst"), None);
         assert_eq!(match_os("<not xml", "x"), None);
+    }
+
+    #[test]
+    fn the_copy_installed_with_vireo_is_searched_first() {
+        let dirs = dirs_with(Some(Path::new("/app/share")));
+        assert_eq!(
+            dirs,
+            [
+                "/app/share/osinfo/os",
+                "/usr/share/osinfo/os",
+                "/usr/local/share/osinfo/os"
+            ]
+            .map(PathBuf::from)
+        );
+        let dirs = dirs_with(Some(Path::new("/opt/vireo/share")));
+        assert_eq!(dirs[0], PathBuf::from("/opt/vireo/share/osinfo/os"));
+        assert_eq!(dirs[1], PathBuf::from("/app/share/osinfo/os"));
+        assert_eq!(dirs_with(None)[0], PathBuf::from("/app/share/osinfo/os"));
+    }
+
+    #[test]
+    fn detection_reads_the_vendor_directories_of_each_dir_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (empty, first, second) = (
+            tmp.path().join("missing/os"),
+            tmp.path().join("a/os"),
+            tmp.path().join("b/os"),
+        );
+        for dir in [&first, &second] {
+            std::fs::create_dir_all(dir.join("debian.org")).unwrap();
+        }
+        std::fs::write(first.join("debian.org/junk.xml"), "<not xml").unwrap();
+        std::fs::write(
+            second.join("debian.org/debian-11.xml"),
+            DEBIAN.replace("Debian 11<", "Debian 11 (second)<"),
+        )
+        .unwrap();
+        let dirs = [empty.clone(), first.clone(), second.clone()];
+        let guess = detect_in(&dirs, "Debian 11.6.0 amd64 n").unwrap();
+        assert_eq!(guess.name, "Debian 11 (second)");
+        std::fs::write(first.join("debian.org/debian-11.xml"), DEBIAN).unwrap();
+        assert_eq!(
+            detect_in(&dirs, "Debian 11.6.0 amd64 n").unwrap().name,
+            "Debian 11",
+            "an earlier directory wins"
+        );
+        assert_eq!(detect_in(&dirs, "SOMETHING ELSE"), None);
+        assert_eq!(detect_in(&[empty], "Debian 11.6.0 amd64 n"), None);
     }
 
     #[test]

@@ -22,11 +22,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+pub use crate::storage::qcow2::Preallocation;
 pub use units::{parse_size, pretty_capacity, SizeError};
-pub use volume::{Preallocation, Progress, Zeros};
+pub use volume::{Progress, Zeros};
 pub use xml::{Permissions, PoolDef, PoolSpace, VolumeDef, VolumeFormat, XmlError};
 
-use crate::storage::{lock_image, ImageLockError};
+use crate::storage::qcow2::{CreateError as Qcow2CreateError, CreateOptions};
+use crate::storage::{lock_image, ImageLockError, Qcow2Image};
 
 /// Mode of a pool directory `pool-build` creates, libvirt's
 /// `VIR_STORAGE_DEFAULT_POOL_PERM_MODE`.
@@ -636,29 +638,46 @@ impl Pool {
                     (true, false) => Preallocation::Metadata,
                     (true, true) => Preallocation::Falloc,
                 };
-                let backing = match &spec.backing {
-                    Some((backing, format)) => {
-                        let format = match format {
-                            Some(format) => *format,
-                            None => {
-                                let file = File::open(backing).map_err(io_error(format!(
-                                    "open backing file {}",
-                                    backing.display()
-                                )))?;
-                                volume::probe(&file)
-                                    .map_err(io_error(format!(
-                                        "read backing file {}",
-                                        backing.display()
-                                    )))?
-                                    .format
-                            }
-                        };
-                        Some((backing.as_path(), format))
-                    }
-                    None => None,
+                let mut options = CreateOptions {
+                    size: spec.capacity,
+                    preallocation: prealloc,
+                    ..CreateOptions::default()
                 };
-                volume::create_qcow2(path, spec.capacity, prealloc, backing, progress)
-                    .map_err(io_error(action()))
+                if let Some((backing, format)) = &spec.backing {
+                    let format = match format {
+                        Some(format) => *format,
+                        None => {
+                            let file = File::open(backing).map_err(io_error(format!(
+                                "open backing file {}",
+                                backing.display()
+                            )))?;
+                            volume::probe(&file)
+                                .map_err(io_error(format!(
+                                    "read backing file {}",
+                                    backing.display()
+                                )))?
+                                .format
+                        }
+                    };
+                    let name = backing.to_str().ok_or_else(|| {
+                        PoolError::Unsupported(format!(
+                            "the backing file name {} is not UTF-8",
+                            backing.display()
+                        ))
+                    })?;
+                    options.backing_file = Some(name.to_string());
+                    options.backing_format = Some(format.name().to_string());
+                }
+                // The qcow2 module reports percent; pools report bytes.
+                let capacity = spec.capacity;
+                Qcow2Image::create(path, &options, &mut |percent| {
+                    progress((percent / 100.0 * capacity as f64) as u64, capacity)
+                })
+                .map_err(|e| match e {
+                    Qcow2CreateError::Invalid(message) => PoolError::Unsupported(message),
+                    Qcow2CreateError::Io(e) => io_error(action())(e),
+                    other => PoolError::Unsupported(format!("{}: {other}", action())),
+                })
             }
             other => Err(PoolError::Unsupported(format!(
                 "Vireo creates raw and qcow2 volumes, not {}",

@@ -28,30 +28,6 @@ const CHUNK: usize = 1 << 20;
 /// Progress of a long operation: `(done, total)` in bytes.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
-/// How much of a new image is allocated up front, as qemu-img's
-/// `preallocation=` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preallocation {
-    Off,
-    /// qcow2 tables for the whole disk; data clusters reserved but sparse.
-    Metadata,
-    /// Metadata plus `fallocate` of the data.
-    Falloc,
-    /// Metadata plus zeros written to the data.
-    Full,
-}
-
-impl Preallocation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Metadata => "metadata",
-            Self::Falloc => "falloc",
-            Self::Full => "full",
-        }
-    }
-}
-
 /// What the first bytes of an image say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -118,237 +94,20 @@ pub fn allocate(file: &File, offset: u64, len: u64, progress: Progress) -> io::R
 }
 
 // ---------------------------------------------------------------------------
-// Interim qcow2 writer. The shared qcow2 code (src/storage/qcow2*) replaces
-// these three functions at the merge; nothing else here knows the format.
-// Layout follows qemu's docs/interop/qcow2.txt, version 3.
+// qcow2 volumes are created by the qcow2 module (`Qcow2Image::create`, the
+// one writer of new images); what is left here reads headers for `probe`
+// and grows an image in place for `vol-resize`. Layout from qemu's
+// docs/interop/qcow2.txt, version 3.
 // ---------------------------------------------------------------------------
 
 const QCOW_MAGIC: u32 = 0x5146_49fb;
-const QCOW2_CLUSTER_BITS: u32 = 16;
-const QCOW2_HEADER_LENGTH: u32 = 104;
 /// Header extension: the backing file's format name.
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
-/// L1/L2 entry flag: refcount is exactly one, the cluster may be written in place.
-const QCOW_OFLAG_COPIED: u64 = 1 << 63;
-/// qemu's limit on the L1 table (`QCOW_MAX_L1_SIZE`, 32 MiB).
-const QCOW_MAX_L1_BYTES: u64 = 32 << 20;
 /// qemu's limit on a backing file name.
 const QCOW_MAX_BACKING_NAME: usize = 1023;
 
 fn div_ceil(a: u64, b: u64) -> u64 {
     a.div_ceil(b)
-}
-
-/// Where each structure of a new image goes, in clusters.
-#[derive(Debug, PartialEq, Eq)]
-struct Qcow2Layout {
-    l1_entries: u64,
-    reftable_clusters: u64,
-    refblocks: u64,
-    l1_clusters: u64,
-    l2_clusters: u64,
-    data_clusters: u64,
-}
-
-impl Qcow2Layout {
-    fn new(size: u64, preallocated: bool) -> Self {
-        let cluster = 1u64 << QCOW2_CLUSTER_BITS;
-        let data = div_ceil(size, cluster);
-        let l1_entries = div_ceil(data, cluster / 8);
-        let l1_clusters = div_ceil(l1_entries * 8, cluster);
-        let (l2_clusters, data_clusters) = if preallocated {
-            (l1_entries, data)
-        } else {
-            (0, 0)
-        };
-        let others = 1 + l1_clusters + l2_clusters + data_clusters;
-        // Refcount blocks count themselves and the table, so iterate to the
-        // fixed point; it only ever grows, and converges in a step or two.
-        let per_block = cluster / 2; // 16-bit refcounts
-        let (mut refblocks, mut reftable_clusters) = (1, 1);
-        loop {
-            let total = others + refblocks + reftable_clusters;
-            let need_blocks = div_ceil(total, per_block);
-            let need_table = div_ceil(need_blocks * 8, cluster);
-            if need_blocks <= refblocks && need_table <= reftable_clusters {
-                break;
-            }
-            refblocks = refblocks.max(need_blocks);
-            reftable_clusters = reftable_clusters.max(need_table);
-        }
-        Self {
-            l1_entries,
-            reftable_clusters,
-            refblocks,
-            l1_clusters,
-            l2_clusters,
-            data_clusters,
-        }
-    }
-
-    fn reftable(&self) -> u64 {
-        1
-    }
-    fn first_refblock(&self) -> u64 {
-        self.reftable() + self.reftable_clusters
-    }
-    fn l1(&self) -> u64 {
-        self.first_refblock() + self.refblocks
-    }
-    fn first_l2(&self) -> u64 {
-        self.l1() + self.l1_clusters
-    }
-    fn first_data(&self) -> u64 {
-        self.first_l2() + self.l2_clusters
-    }
-    fn total(&self) -> u64 {
-        self.first_data() + self.data_clusters
-    }
-}
-
-/// Writes a fresh, empty qcow2 (version 3, 64 KiB clusters, 16-bit
-/// refcounts) of virtual `size` at `path`, replacing what is there; with a
-/// `backing` file, reads of unwritten clusters go to it.
-pub fn create_qcow2(
-    path: &Path,
-    size: u64,
-    prealloc: Preallocation,
-    backing: Option<(&Path, VolumeFormat)>,
-    progress: Progress,
-) -> io::Result<()> {
-    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
-    let cluster = 1u64 << QCOW2_CLUSTER_BITS;
-    // qemu rounds the virtual size up to whole 512-byte sectors.
-    let size = size
-        .checked_next_multiple_of(512)
-        .ok_or_else(|| invalid(format!("{size} bytes is too large for a qcow2 image")))?;
-    let layout = Qcow2Layout::new(size, prealloc != Preallocation::Off);
-    if layout.l1_entries * 8 > QCOW_MAX_L1_BYTES {
-        return Err(invalid(format!(
-            "{size} bytes is too large for a qcow2 image with 64 KiB clusters"
-        )));
-    }
-    let backing_name = match backing {
-        Some((path, _)) => {
-            let name = path.to_string_lossy().into_owned();
-            if name.len() > QCOW_MAX_BACKING_NAME {
-                return Err(invalid(format!(
-                    "backing file name {name} is longer than 1023 bytes"
-                )));
-            }
-            Some(name)
-        }
-        None => None,
-    };
-
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(VOLUME_MODE)
-        .open(path)?;
-
-    // Header (qcow2.txt "Header"), then extensions, then the backing name.
-    let mut header = vec![0u8; QCOW2_HEADER_LENGTH as usize];
-    let put32 = |h: &mut [u8], at: usize, v: u32| h[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    let put64 = |h: &mut [u8], at: usize, v: u64| h[at..at + 8].copy_from_slice(&v.to_be_bytes());
-    put32(&mut header, 0, QCOW_MAGIC);
-    put32(&mut header, 4, 3); // version
-    put32(&mut header, 20, QCOW2_CLUSTER_BITS);
-    put64(&mut header, 24, size);
-    put32(&mut header, 32, 0); // crypt_method: none
-    put32(&mut header, 36, layout.l1_entries as u32);
-    put64(&mut header, 40, layout.l1() * cluster);
-    put64(&mut header, 48, layout.reftable() * cluster);
-    put32(&mut header, 56, layout.reftable_clusters as u32);
-    // nb_snapshots, snapshots_offset, incompatible/compatible/autoclear
-    // features: all zero.
-    put32(&mut header, 96, 4); // refcount_order: 16-bit refcounts
-    put32(&mut header, 100, QCOW2_HEADER_LENGTH);
-    if let Some((_, format)) = backing {
-        let name = format.name().as_bytes();
-        header.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
-        header.extend_from_slice(&(name.len() as u32).to_be_bytes());
-        header.extend_from_slice(name);
-        header.resize(header.len().next_multiple_of(8), 0);
-    }
-    header.extend_from_slice(&[0; 8]); // end of header extensions
-    if let Some(name) = &backing_name {
-        let offset = header.len() as u64;
-        put64(&mut header, 8, offset);
-        put32(&mut header, 16, name.len() as u32);
-        header.extend_from_slice(name.as_bytes());
-    }
-    file.write_all_at(&header, 0)?;
-
-    // Refcount table: one entry per refcount block.
-    let mut table = Vec::with_capacity(layout.refblocks as usize * 8);
-    for block in 0..layout.refblocks {
-        table.extend_from_slice(&((layout.first_refblock() + block) * cluster).to_be_bytes());
-    }
-    file.write_all_at(&table, layout.reftable() * cluster)?;
-
-    // Refcount blocks: every cluster up to the end has refcount 1.
-    let per_block = cluster / 2;
-    let total = layout.total();
-    for block in 0..layout.refblocks {
-        let first = block * per_block;
-        let used = total.saturating_sub(first).min(per_block) as usize;
-        let mut bytes = vec![0u8; cluster as usize];
-        for entry in bytes.chunks_exact_mut(2).take(used) {
-            entry.copy_from_slice(&1u16.to_be_bytes());
-        }
-        file.write_all_at(&bytes, (layout.first_refblock() + block) * cluster)?;
-    }
-
-    let l1_offset = layout.l1() * cluster;
-    if prealloc == Preallocation::Off {
-        file.set_len(l1_offset + layout.l1_entries * 8)?;
-    } else {
-        // L1 points at every L2 table, each L2 entry at its data cluster.
-        let mut l1 = Vec::with_capacity(layout.l1_entries as usize * 8);
-        for table in 0..layout.l1_entries {
-            l1.extend_from_slice(
-                &(((layout.first_l2() + table) * cluster) | QCOW_OFLAG_COPIED).to_be_bytes(),
-            );
-        }
-        file.write_all_at(&l1, l1_offset)?;
-        let per_l2 = cluster / 8;
-        for table in 0..layout.l2_clusters {
-            let mut l2 = vec![0u8; cluster as usize];
-            for (index, entry) in l2.chunks_exact_mut(8).enumerate() {
-                let data = table * per_l2 + index as u64;
-                if data >= layout.data_clusters {
-                    break;
-                }
-                let offset = (layout.first_data() + data) * cluster;
-                entry.copy_from_slice(&(offset | QCOW_OFLAG_COPIED).to_be_bytes());
-            }
-            file.write_all_at(&l2, (layout.first_l2() + table) * cluster)?;
-            if prealloc == Preallocation::Metadata {
-                progress((table + 1) * cluster, layout.l2_clusters * cluster);
-            }
-        }
-        file.set_len(total * cluster)?;
-        let data_offset = layout.first_data() * cluster;
-        let data_len = layout.data_clusters * cluster;
-        match prealloc {
-            Preallocation::Falloc => allocate(&file, data_offset, data_len, progress)?,
-            Preallocation::Full => {
-                let zeros = vec![0u8; CHUNK];
-                let mut done = 0;
-                while done < data_len {
-                    let n = (data_len - done).min(CHUNK as u64) as usize;
-                    file.write_all_at(&zeros[..n], data_offset + done)?;
-                    done += n as u64;
-                    progress(done, data_len);
-                }
-            }
-            Preallocation::Off | Preallocation::Metadata => {}
-        }
-    }
-    file.sync_all()
 }
 
 /// Grows the qcow2 image at `path` to virtual `new_size`, within the room
@@ -683,41 +442,18 @@ mod tests {
     }
 
     #[test]
-    fn qcow2_layout_matches_qemu_for_small_images() {
-        // qemu-img create -f qcow2 x 1G: header, reftable, refblock, L1.
-        let layout = Qcow2Layout::new(1 << 30, false);
-        assert_eq!(layout.l1_entries, 2);
-        assert_eq!(
-            (layout.reftable(), layout.first_refblock(), layout.l1()),
-            (1, 2, 3)
-        );
-        assert_eq!(layout.total(), 4);
-        // 5 GiB with metadata: 81920 data + 10 L2 + 1 L1 + header + 3 refblocks + table.
-        let layout = Qcow2Layout::new(5 << 30, true);
-        assert_eq!(layout.data_clusters, 81920);
-        assert_eq!(layout.l2_clusters, 10);
-        assert_eq!(layout.refblocks, 3);
-        assert_eq!(layout.total(), 81920 + 10 + 1 + 1 + 3 + 1);
-        // A refcount table that needs a second cluster.
-        let huge = Qcow2Layout::new(20 << 40, true);
-        assert!(huge.reftable_clusters >= 2);
-        assert!(huge.refblocks * 32768 >= huge.total());
-    }
-
-    #[test]
     fn qcow2_images_probe_back() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.img");
         std::fs::write(&base, b"").unwrap();
         let path = dir.path().join("a.qcow2");
-        create_qcow2(
-            &path,
-            1000,
-            Preallocation::Off,
-            Some((&base, VolumeFormat::Raw)),
-            &mut no_progress(),
-        )
-        .unwrap();
+        let options = crate::storage::qcow2::CreateOptions {
+            size: 1000,
+            backing_file: Some(base.to_str().unwrap().into()),
+            backing_format: Some("raw".into()),
+            ..Default::default()
+        };
+        crate::storage::Qcow2Image::create(&path, &options, &mut |_| {}).unwrap();
         let probe = probe(&File::open(&path).unwrap()).unwrap();
         assert_eq!(probe.format, VolumeFormat::Qcow2);
         assert_eq!(probe.capacity, 1024, "rounded up to sectors as qemu does");

@@ -39,6 +39,9 @@ pub use check::{check, CheckReport};
 /// imago's storage for a plain file.
 type Storage = imago::file::File;
 
+/// Where the header keeps the number of L1 entries (qcow2.txt, bytes 36-39).
+const L1_SIZE_OFFSET: u64 = 36;
+
 /// Longest backing chain Vireo follows; a longer one is almost surely a loop.
 const MAX_CHAIN_DEPTH: usize = 32;
 
@@ -268,6 +271,15 @@ impl Qcow2Image {
         if options.size > (1 << 62) {
             return invalid(format!("Image size is too large: {}", options.size));
         }
+        if options
+            .backing_file
+            .as_ref()
+            .is_some_and(|b| b.len() > 1023)
+        {
+            return invalid("Backing file name too long".into());
+        }
+        // QEMU rounds the virtual size up to whole 512-byte sectors.
+        let size = options.size.next_multiple_of(512);
 
         let file = OpenOptions::new()
             .read(true)
@@ -311,32 +323,56 @@ impl Qcow2Image {
         } else {
             100
         };
-        let step = options
-            .size
+        let step = size
             .div_ceil(steps)
             .next_multiple_of(u64::from(cs))
             .max(u64::from(cs));
-        let mut size = 0;
-        while size < options.size {
-            size = (size + step).min(options.size);
-            image.access.resize_grow(size, mode)?;
+        let mut grown = 0;
+        while grown < size {
+            grown = (grown + step).min(size);
+            image.access.resize_grow(grown, mode)?;
             if mode != PreallocateMode::None {
-                progress(size as f64 * 100.0 / options.size as f64);
+                progress(grown as f64 * 100.0 / size as f64);
             }
         }
         if options.preallocation == Preallocation::Full {
             let zeroes = vec![0u8; (1 << 20).max(cs as usize)];
             let mut done = 0;
-            while done < options.size {
-                let n = (options.size - done).min(zeroes.len() as u64) as usize;
+            while done < size {
+                let n = (size - done).min(zeroes.len() as u64) as usize;
                 image.access.write(&zeroes[..n], done)?;
                 done += n as u64;
-                progress(done as f64 * 100.0 / options.size as f64);
+                progress(done as f64 * 100.0 / size as f64);
             }
         }
         image.flush()?;
-        image.header = Qcow2Header::read(&File::open(path)?)
+        drop(image);
+        let header = Qcow2Header::read(&File::open(path)?)
             .map_err(|e| CreateError::Invalid(format!("the new image does not read back: {e}")))?;
+        // QEMU gives a new image only the L1 entries its size needs and
+        // ends the file right after them; imago fills the L1 table's whole
+        // cluster. With nothing allocated yet every entry is zero, so the
+        // table is cut to QEMU's length and the file with it, and a volume
+        // is as long as qemu-img makes it (`vol-info --physical`). Only
+        // when the L1 table is the last thing in the file: nothing else is cut.
+        let cluster = u64::from(cs);
+        let needed = size.div_ceil(cluster * (cluster / 8));
+        let l1_offset = header.l1_table_offset;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        if options.preallocation == Preallocation::Off
+            && needed > 0
+            && needed < u64::from(header.l1_size)
+            && file.metadata()?.len() == l1_offset + cluster
+            && u64::from(header.l1_size) * 8 <= cluster
+        {
+            let mut l1 = vec![0u8; (u64::from(header.l1_size) * 8) as usize];
+            file.read_exact_at(&mut l1, l1_offset)?;
+            if l1.iter().all(|&b| b == 0) {
+                file.write_all_at(&(needed as u32).to_be_bytes(), L1_SIZE_OFFSET)?;
+                file.set_len(l1_offset + needed * 8)?;
+                file.sync_all()?;
+            }
+        }
         Ok(())
     }
 
@@ -565,6 +601,21 @@ mod tests {
             disk.read_at(&mut back, 0).unwrap();
             assert!(back.iter().all(|&b| b == 0));
         }
+    }
+
+    #[test]
+    fn sizes_round_up_to_sectors_and_long_backing_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "odd.qcow2", &sized(1000));
+        assert_eq!(Qcow2Image::open(&path, true).unwrap().size(), 1024);
+        let options = CreateOptions {
+            size: 1 << 20,
+            backing_file: Some("b".repeat(1024)),
+            backing_format: Some("raw".into()),
+            ..CreateOptions::default()
+        };
+        let refused = Qcow2Image::create(&dir.path().join("long.qcow2"), &options, &mut |_| {});
+        assert!(matches!(refused, Err(CreateError::Invalid(_))));
     }
 
     #[test]
