@@ -160,6 +160,19 @@ pub fn unique_name(base: &str, taken: &[String]) -> String {
         .unwrap_or_else(|| base.to_string())
 }
 
+/// A file name not yet used, from `stem` and `extension`: `stem.extension`,
+/// then `stem-2.extension`… (the extension stays last, so the file still
+/// says what it is).
+pub fn unique_file_name(stem: &str, extension: &str, taken: &[String]) -> String {
+    (1..)
+        .map(|n| match n {
+            1 => format!("{stem}.{extension}"),
+            n => format!("{stem}-{n}.{extension}"),
+        })
+        .find(|name| !taken.iter().any(|t| t == name))
+        .unwrap_or_else(|| format!("{stem}.{extension}"))
+}
+
 /// Checks the name alone (the wizard's last step checks it as it is typed).
 pub fn check_name(name: &str, taken: &[String]) -> Option<Problem> {
     if name.is_empty() {
@@ -310,7 +323,7 @@ pub fn create(
     }
 }
 
-/// A new qcow2 volume `NAME.qcow2` (or `NAME.qcow2-2`… when taken) of
+/// A new qcow2 volume `NAME.qcow2` (or `NAME-2.qcow2`… when taken) of
 /// `gib` GiB in `pool`.
 fn create_disk(
     pool: &str,
@@ -321,7 +334,7 @@ fn create_disk(
     new_qcow2_volume(
         pool,
         gib,
-        |taken| unique_name(&format!("{name}.qcow2"), taken),
+        |taken| unique_file_name(name, "qcow2", taken),
         progress,
     )
     .map_err(|e| CreateError::Disk(e.to_string()))
@@ -397,6 +410,9 @@ mod tests {
         assert_eq!(check_name("vm2", &taken), None);
         assert_eq!(unique_name("vm1", &taken), "vm1-2");
         assert_eq!(unique_name("vm9", &taken), "vm9");
+        let files = vec!["vm1.qcow2".to_string(), "vm1-2.qcow2".to_string()];
+        assert_eq!(unique_file_name("vm1", "qcow2", &files), "vm1-3.qcow2");
+        assert_eq!(unique_file_name("vm2", "qcow2", &files), "vm2.qcow2");
     }
 
     #[test]
