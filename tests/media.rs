@@ -60,11 +60,6 @@ fn cdrom_watcher() -> Vec<u8> {
         let mut packet = a.create_label();
         let mut main = a.create_label();
         let mut no_input = a.create_label();
-        let mut not_lock = a.create_label();
-        let mut not_unlock = a.create_label();
-        let mut not_eject = a.create_label();
-        let mut not_close = a.create_label();
-        let mut refused = a.create_label();
         let mut skip_event = a.create_label();
         let mut ready = a.create_label();
         let mut failed = a.create_label();
@@ -86,48 +81,59 @@ fn cdrom_watcher() -> Vec<u8> {
         a.jz(no_input).unwrap();
         a.mov(dx, 0x3f8u32).unwrap();
         a.in_(al, dx).unwrap();
-        a.cmp(al, b'L' as u32).unwrap();
-        a.jne(not_lock).unwrap();
-        set_cdb(a, [0x1e, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-        a.call(packet).unwrap();
-        p.print("locked\n");
+        // Keys that send one packet: what each prints when it succeeds,
+        // and when it fails (CHECK CONDITION), if that is told apart.
+        let keyed: [(u8, [u8; 12], &str, Option<&str>); 4] = [
+            // PREVENT ALLOW MEDIUM REMOVAL: prevent, then allow.
+            (
+                b'L',
+                [0x1e, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+                "locked\n",
+                None,
+            ),
+            (
+                b'U',
+                [0x1e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                "unlocked\n",
+                None,
+            ),
+            // START STOP UNIT, LoEj, Start 0: open the tray.
+            (
+                b'E',
+                [0x1b, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0],
+                "ejected\n",
+                Some("eject refused\n"),
+            ),
+            // START STOP UNIT, LoEj, Start 1: close the tray.
+            (
+                b'C',
+                [0x1b, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0],
+                "closed\n",
+                None,
+            ),
+        ];
+        for (key, cdb, done, refusal) in keyed {
+            let a = &mut p.a;
+            let mut other_key = a.create_label();
+            a.cmp(al, key as u32).unwrap();
+            a.jne(other_key).unwrap();
+            set_cdb(a, cdb);
+            a.call(packet).unwrap();
+            if let Some(refusal) = refusal {
+                let mut succeeded = a.create_label();
+                a.test(al, 1u32).unwrap();
+                a.jz(succeeded).unwrap();
+                p.print(refusal);
+                p.a.jmp(no_input).unwrap();
+                p.a.set_label(&mut succeeded).unwrap();
+            }
+            p.print(done);
+            p.a.jmp(no_input).unwrap();
+            p.a.set_label(&mut other_key).unwrap();
+        }
         let a = &mut p.a;
-        a.jmp(no_input).unwrap();
-        a.set_label(&mut not_lock).unwrap();
-        a.cmp(al, b'U' as u32).unwrap();
-        a.jne(not_unlock).unwrap();
-        set_cdb(a, [0x1e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        a.call(packet).unwrap();
-        p.print("unlocked\n");
-        let a = &mut p.a;
-        a.jmp(no_input).unwrap();
-        // E: START STOP UNIT, LoEj, Start 0 (open the tray).
-        a.set_label(&mut not_unlock).unwrap();
-        a.cmp(al, b'E' as u32).unwrap();
-        a.jne(not_eject).unwrap();
-        set_cdb(a, [0x1b, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0]);
-        a.call(packet).unwrap();
-        a.test(al, 1u32).unwrap();
-        a.jnz(refused).unwrap();
-        p.print("ejected\n");
-        let a = &mut p.a;
-        a.jmp(no_input).unwrap();
-        a.set_label(&mut refused).unwrap();
-        p.print("eject refused\n");
-        let a = &mut p.a;
-        a.jmp(no_input).unwrap();
-        // C: START STOP UNIT, LoEj, Start 1 (close the tray).
-        a.set_label(&mut not_eject).unwrap();
-        a.cmp(al, b'C' as u32).unwrap();
-        a.jne(not_close).unwrap();
-        set_cdb(a, [0x1b, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0]);
-        a.call(packet).unwrap();
-        p.print("closed\n");
-        let a = &mut p.a;
-        a.jmp(no_input).unwrap();
         // R: READ(10) of sector 0, its first four bytes printed. The
         // sector overwrites LAST, so whatever comes next is printed anew.
-        a.set_label(&mut not_close).unwrap();
         a.cmp(al, b'R' as u32).unwrap();
         a.jne(no_input).unwrap();
         set_cdb(a, [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
