@@ -703,10 +703,7 @@ fn dhcp_udp_through_nat_and_a_forwarded_port() {
         echo.send_to(&reply, from).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
-    let forward_port = {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let forward_port = free_port_below_ephemeral();
 
     let scratch = tempfile::tempdir().unwrap();
     let nat_guest = Guest {
@@ -751,6 +748,17 @@ fn dhcp_udp_through_nat_and_a_forwarded_port() {
     let status = vm.wait_exit(timeout);
     assert!(status.success(), "{status}\n{}", vm.stderr());
     assert!(!vm.serial().contains("FAIL"), "{}", vm.serial());
+}
+
+/// A UDP port on 127.0.0.1 free now, below Linux's ephemeral range
+/// (32768–60999): a port the kernel hands out for `bind(0)` could be
+/// given to another test's socket between this probe and the VM's bind.
+fn free_port_below_ephemeral() -> u16 {
+    let start = 20000 + (std::process::id() % 10000) as u16;
+    (start..32768)
+        .chain(20000..start)
+        .find(|port| UdpSocket::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free UDP port below 32768")
 }
 
 /// Stops a network's switch when the test ends, however it ends.
