@@ -79,15 +79,6 @@ pub fn query_state(name: &str, timeout: Duration) -> Option<VmState> {
     }
 }
 
-/// Every defined VM, sorted by name, with what its process says.
-pub fn list() -> Vec<VmSummary> {
-    Store::open()
-        .list()
-        .iter()
-        .map(|definition| VmSummary::new(definition, live_state(&definition.name)))
-        .collect()
-}
-
 /// Every defined VM, sorted by name, without asking running VMs anything:
 /// what the window shows at once, before the first full poll.
 pub fn list_quickly() -> Vec<VmSummary> {
