@@ -7,9 +7,10 @@ set -euo pipefail
 purpose=${1:-run}
 
 # What building Vireo needs besides Rust: a C toolchain and pkg-config,
-# GTK 4 and libadwaita for the window, gettext, and libslirp, the
-# user-mode NAT stack Vireo links.
-build_packages=(build-essential pkg-config libgtk-4-dev libadwaita-1-dev gettext libslirp-dev)
+# GTK 4 and libadwaita for the window, gettext, libslirp, the
+# user-mode NAT stack Vireo links, and libvirt's client library, which the
+# CLI and the window link for connections to libvirt hosts.
+build_packages=(build-essential pkg-config libgtk-4-dev libadwaita-1-dev gettext libslirp-dev libvirt-dev)
 # Firmware Vireo boots (SeaBIOS; iPXE's virtio-net option ROM for network
 # boot) and osinfo-db, which the New VM wizard reads to recognise ISOs.
 run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
@@ -21,13 +22,16 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # tests, and the validators of the desktop entry, AppStream metainfo and
 # GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons;
 # flatpak-builder parses the Flatpak manifest (tests/flatpak.rs).
+# The connection tests (tests/libvirt*.rs) start a real libvirtd with its
+# QEMU driver, running QEMU, and reach it through an sshd of their own.
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+  libvirt-daemon-system qemu-system-x86 openssh-server openssh-client
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
   dnsmasq-base iproute2 flatpak-builder)
-# The reference VMM the benchmarks compare against.
-bench_packages=("${test_packages[@]}" qemu-system-x86 procps)
+# The reference VMM the benchmarks compare against (in the test set too).
+bench_packages=("${test_packages[@]}" procps)
 
 case "$purpose" in
   run) wanted=("${run_packages[@]}") ;;

@@ -16,6 +16,7 @@
 //! can be unit-tested without a VM.
 
 pub mod cli;
+pub mod connection;
 pub mod control;
 pub mod devices;
 pub mod display;

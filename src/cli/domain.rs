@@ -61,11 +61,11 @@ pub fn define(file: PathBuf) -> CliResult {
 
 #[derive(clap::Args)]
 pub struct UndefineArgs {
-    domain: String,
+    pub(super) domain: String,
     /// Also delete the domain's writable disk images (CD-ROM and
     /// read-only media are left alone).
     #[arg(long)]
-    remove_all_storage: bool,
+    pub(super) remove_all_storage: bool,
 }
 
 pub fn undefine(args: UndefineArgs) -> CliResult {
@@ -96,16 +96,16 @@ pub fn undefine(args: UndefineArgs) -> CliResult {
 pub struct ListArgs {
     /// Include domains that are shut off.
     #[arg(long)]
-    all: bool,
+    pub(super) all: bool,
     /// Only shut-off domains.
     #[arg(long)]
-    inactive: bool,
+    pub(super) inactive: bool,
     /// Print only names.
     #[arg(long)]
-    name: bool,
+    pub(super) name: bool,
     /// Print only UUIDs.
     #[arg(long)]
-    uuid: bool,
+    pub(super) uuid: bool,
 }
 
 pub fn list(args: ListArgs) -> CliResult {
@@ -150,13 +150,13 @@ pub fn list(args: ListArgs) -> CliResult {
 #[derive(clap::Args)]
 pub struct StartArgs {
     /// Domain name or UUID.
-    domain: String,
+    pub(super) domain: String,
     /// Attach to the serial console once started.
     #[arg(long)]
-    console: bool,
+    pub(super) console: bool,
     /// Start with the vCPUs paused.
     #[arg(long)]
-    paused: bool,
+    pub(super) paused: bool,
 }
 
 pub fn start(args: StartArgs) -> CliResult {
@@ -268,7 +268,14 @@ pub fn console(which: &str) -> CliResult {
     let path = RunFiles::new(&definition.name).serial();
     let stream = UnixStream::connect(&path)
         .map_err(|e| format!("cannot connect to the serial console: {e}"))?;
-    println!("Connected to domain '{}'", definition.name);
+    attach(&definition.name, stream)
+}
+
+/// Joins this terminal to a console stream (a local VM's serial socket,
+/// or a libvirt console relayed over a socket pair) until Ctrl+] or the
+/// far end closes.
+pub(super) fn attach(name: &str, stream: UnixStream) -> CliResult {
+    println!("Connected to domain '{name}'");
     println!("Escape character is ^] (Ctrl + ])");
     let _raw = super::terminal::RawMode::enable();
     let mut from_vm = stream.try_clone().map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ mod host;
 mod img;
 mod network;
 mod pool;
+mod remote;
 mod run;
 mod table;
 mod terminal;
@@ -27,6 +28,11 @@ struct Cli {
     /// Open the window and start the demo VM in it.
     #[arg(long)]
     demo: bool,
+    /// Manage the VMs of this libvirt URI (qemu:///system,
+    /// qemu+ssh://user@host/system, test:///default) instead of Vireo's
+    /// own; default $VIREO_DEFAULT_URI, else $LIBVIRT_DEFAULT_URI.
+    #[arg(short = 'c', long = "connect", value_name = "URI", global = true)]
+    connect: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -121,6 +127,9 @@ pub fn main() -> ExitCode {
     let Some(command) = cli.command else {
         return open_window(cli.demo);
     };
+    if let Some(result) = on_connection(cli.connect.as_deref(), &command) {
+        return finish(result.and_then(|uri| remote::run(&uri, command)));
+    }
     let result = match command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
@@ -159,6 +168,10 @@ pub fn main() -> ExitCode {
         Command::Net(command) => network::run(command),
         Command::Img(args) => img::run(args),
     };
+    finish(result)
+}
+
+fn finish(result: Result<ExitCode, String>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
@@ -166,6 +179,25 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The libvirt URI `command` goes to, when it goes to one: `-c URI`, else
+/// the environment as virsh reads it. Vireo's own URI, and verbs that
+/// only make sense on this computer under a URI from the environment,
+/// stay local; those verbs with an explicit libvirt `-c` are refused.
+fn on_connection(explicit: Option<&str>, command: &Command) -> Option<Result<String, String>> {
+    let uri = crate::connection::resolve_uri(explicit)?;
+    if crate::connection::ConnectionUri::parse(&uri) == crate::connection::ConnectionUri::Local {
+        return None;
+    }
+    if remote::accepts(command) {
+        return Some(Ok(uri));
+    }
+    explicit.map(|_| {
+        Err(format!(
+            "this command manages Vireo's own VMs and is not available on {uri}"
+        ))
+    })
 }
 
 /// `vireo` without a command: the window, where there is a display.

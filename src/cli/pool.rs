@@ -118,28 +118,28 @@ pub struct PoolAutostartArgs {
 pub struct PoolListArgs {
     /// Active and inactive pools.
     #[arg(long)]
-    all: bool,
+    pub(super) all: bool,
     /// Inactive pools only.
     #[arg(long)]
-    inactive: bool,
+    pub(super) inactive: bool,
     /// Pools marked autostart only.
     #[arg(long)]
-    autostart: bool,
+    pub(super) autostart: bool,
     /// Pools not marked autostart only.
     #[arg(long)]
-    no_autostart: bool,
+    pub(super) no_autostart: bool,
     /// Persistent pools only (all of Vireo's are).
     #[arg(long)]
     persistent: bool,
     /// State, persistence, capacity, allocation and free space.
     #[arg(long)]
-    details: bool,
+    pub(super) details: bool,
     /// Names only, one a line.
     #[arg(long)]
-    name: bool,
+    pub(super) name: bool,
     /// UUIDs only, one a line.
     #[arg(long)]
-    uuid: bool,
+    pub(super) uuid: bool,
 }
 
 #[derive(Args)]
@@ -161,17 +161,17 @@ pub struct PoolDumpxmlArgs {
 #[derive(Args)]
 pub struct VolCreateAsArgs {
     /// Pool name.
-    pool: String,
+    pub(super) pool: String,
     /// Name of the new volume.
-    name: String,
+    pub(super) name: String,
     /// Size, as virsh reads it: bytes, or with a suffix (K, M, G, T, KiB, MB, …).
-    capacity: String,
+    pub(super) capacity: String,
     /// Bytes to allocate up front (raw); default all of the capacity.
     #[arg(long)]
     allocation: Option<String>,
     /// raw or qcow2.
     #[arg(long, default_value = "raw")]
-    format: String,
+    pub(super) format: String,
     /// The backing volume, by name in the pool or by path.
     #[arg(long)]
     backing_vol: Option<String>,
@@ -183,19 +183,19 @@ pub struct VolCreateAsArgs {
     prealloc_metadata: bool,
     /// Print the volume XML instead of creating the volume.
     #[arg(long)]
-    print_xml: bool,
+    pub(super) print_xml: bool,
 }
 
 /// A pool given positionally or with `--pool`, as virsh accepts both.
 #[derive(Args)]
 pub struct VolListArgs {
     #[arg(value_name = "POOL")]
-    pool_arg: Option<String>,
+    pub(super) pool_arg: Option<String>,
     #[arg(long)]
-    pool: Option<String>,
+    pub(super) pool: Option<String>,
     /// Type, capacity and allocation.
     #[arg(long)]
-    details: bool,
+    pub(super) details: bool,
 }
 
 #[derive(Args)]

@@ -1,0 +1,1 @@
+//! Copying VMs between engines (filled in below).
