@@ -15,6 +15,7 @@
 //! Only the `vmm` module touches KVM; every device is a register machine that
 //! can be unit-tested without a VM.
 
+pub mod app;
 pub mod cli;
 pub mod control;
 pub mod devices;
@@ -23,12 +24,11 @@ pub mod domain;
 pub mod fsutil;
 pub mod host;
 pub mod logging;
-pub mod manager;
 pub mod net;
 pub mod paths;
-pub mod runtime;
 pub mod storage;
 pub mod store;
 pub mod ui;
+pub mod vm_process;
 pub mod vmm;
 pub mod vnc;

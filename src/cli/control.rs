@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 
 use crate::control::{qcode, ControlClient};
-use crate::runtime::RunFiles;
 use crate::store::Store;
+use crate::vm_process::RunFiles;
 
 type CliResult = Result<ExitCode, String>;
 

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::app::edit::{self, EditError};
 use crate::domain::Disk;
-use crate::manager::edit::{self, EditError};
-use crate::runtime::RunFiles;
 use crate::store::{Definition, Store};
+use crate::vm_process::RunFiles;
 
 type CliResult = Result<ExitCode, String>;
 
@@ -34,7 +34,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The flags as `manager::edit` reads them.
+    /// The flags as `app::edit` reads them.
     pub(super) fn edit_scope(&self) -> edit::Scope {
         edit::Scope {
             live: self.live,
@@ -61,7 +61,7 @@ pub(super) fn load_for_device_change(
     Ok((store, definition, running))
 }
 
-/// Saves a device change through `manager::edit::save`, as the GUI does.
+/// Saves a device change through `app::edit::save`, as the GUI does.
 pub(super) fn save_device_change(
     store: &Store,
     definition: &Definition,
@@ -73,7 +73,7 @@ pub(super) fn save_device_change(
         .map_err(|e| virsh_error(e, &definition.name))
 }
 
-/// `manager::edit`'s refusals in virsh's words where virsh has some.
+/// `app::edit`'s refusals in virsh's words where virsh has some.
 pub(super) fn virsh_error(error: EditError, vm: &str) -> String {
     match error {
         EditError::NeedsHotplug(devices) => format!(

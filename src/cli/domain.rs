@@ -6,10 +6,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use crate::manager::inventory;
-use crate::manager::lifecycle::VmState;
-use crate::runtime::{spawn, RunFiles, RunState};
+use crate::app::inventory;
+use crate::app::lifecycle::VmState;
 use crate::store::{Definition, Store};
+use crate::vm_process::{spawn, RunFiles, RunState};
 
 type CliResult = Result<ExitCode, String>;
 
@@ -77,11 +77,11 @@ pub fn undefine(args: UndefineArgs) -> CliResult {
         ));
     }
     let storage = if args.remove_all_storage {
-        crate::manager::operations::owned_storage(&definition.name)?
+        crate::app::operations::owned_storage(&definition.name)?
     } else {
         Vec::new()
     };
-    let left = crate::manager::operations::delete(&definition.name, args.remove_all_storage)?;
+    let left = crate::app::operations::delete(&definition.name, args.remove_all_storage)?;
     println!("Domain '{}' has been undefined", definition.name);
     for (target, path) in storage {
         match left.iter().find(|(p, _)| *p == path) {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::disks::{load_for_device_change, save_device_change, virsh_error, Scope};
-use crate::manager::edit::{self, NicSource};
+use crate::app::edit::{self, NicSource};
 use crate::net::network::{NetworkDef, NetworkStore};
 use crate::store::Store;
 

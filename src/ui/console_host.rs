@@ -41,7 +41,7 @@ impl ConsoleHost {
         self.view.set_scale_to_fit(on);
     }
 
-    pub fn set_release_keys(&self, keys: crate::manager::preferences::ReleaseKeys) {
+    pub fn set_release_keys(&self, keys: crate::app::preferences::ReleaseKeys) {
         self.view.set_release_keys(keys);
     }
 

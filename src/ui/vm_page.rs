@@ -7,7 +7,7 @@ use super::details::Details;
 use super::gettext;
 use super::i18n::gettext_f;
 use super::serial::SerialView;
-use crate::manager::lifecycle::VmState;
+use crate::app::lifecycle::VmState;
 use crate::store::Definition;
 
 pub struct VmPage {

@@ -22,7 +22,7 @@ use super::gettext;
 use super::pool_view::{
     background, clear, modal_window, pool_error_text, selected_name, show_pools, VolumeColumns,
 };
-use crate::manager::storage::{load, Snapshot};
+use crate::app::storage::{load, Snapshot};
 use crate::storage::pools::{PoolStore, VolumeFormat};
 
 /// What the caller is looking for.

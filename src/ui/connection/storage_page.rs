@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use adw::prelude::*;
 
-use crate::manager::storage::{load, Snapshot};
+use crate::app::storage::{load, Snapshot};
 use crate::storage::pools::PoolStore;
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;

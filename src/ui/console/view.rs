@@ -20,7 +20,7 @@ use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gdk, glib, graphene};
 
-use crate::manager::preferences::ReleaseKeys;
+use crate::app::preferences::ReleaseKeys;
 
 use super::framebuffer::{FrameBatch, TILE};
 use super::geometry::Placement;

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Edits collect in a copy of the definition and Apply saves them through
-//! `manager::edit` on a worker thread; Revert drops them. Add Hardware and
+//! `app::edit` on a worker thread; Revert drops them. Add Hardware and
 //! Remove save at once, as virt-manager's do. A running VM keeps running
 //! the machine it started with: what is saved is what its next start uses,
 //! and the editable rows say so.
@@ -25,10 +25,10 @@ use std::rc::Rc;
 use adw::prelude::*;
 
 use super::gettext;
+use crate::app::edit::{self, EditError};
+use crate::app::lifecycle::VmState;
+use crate::app::media::MediaError;
 use crate::domain::Domain;
-use crate::manager::edit::{self, EditError};
-use crate::manager::lifecycle::VmState;
-use crate::manager::media::MediaError;
 use crate::store::{Definition, Store};
 
 /// Runs `work` on a worker thread and `done` with its result on the GTK
@@ -414,7 +414,7 @@ impl DetailsPage {
                 let target = target.clone();
                 let source = source.clone();
                 move || {
-                    crate::manager::media::change_media(&vm, &target, source.as_deref())
+                    crate::app::media::change_media(&vm, &target, source.as_deref())
                         .map_err(|e| match e {
                             MediaError::Live(error) => super::i18n::gettext_f(
                                 "The running VM did not change the medium: {error}",

@@ -7,8 +7,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{generate_mac, generate_uuid, Disk, Interface};
-use crate::runtime::RunFiles;
 use crate::store::Store;
+use crate::vm_process::RunFiles;
 
 /// Progress of a clone: the disk being copied (its target, `vda`) and the
 /// fraction of all bytes copied so far, 0.0 to 1.0.

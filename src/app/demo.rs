@@ -33,7 +33,9 @@ pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
 /// it is running. Returns its name.
 pub fn ensure_demo() -> Result<String, String> {
     let store = Store::open();
-    let running = crate::runtime::RunFiles::new(DEMO_NAME).running().is_some();
+    let running = crate::vm_process::RunFiles::new(DEMO_NAME)
+        .running()
+        .is_some();
     if running {
         return Ok(DEMO_NAME.to_string());
     }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::control::ControlClient;
-use crate::runtime::RunFiles;
 use crate::store::Store;
+use crate::vm_process::RunFiles;
 
 fn control(name: &str) -> Result<ControlClient, String> {
     let files = RunFiles::new(name);
@@ -29,7 +29,7 @@ fn execute(name: &str, command: &str, arguments: Value) -> Result<Value, String>
 
 /// Starts `name` in its own process; returns once it runs.
 pub fn start(name: &str) -> Result<(), String> {
-    crate::runtime::spawn::start(name, false).map(|_| ())
+    crate::vm_process::spawn::start(name, false).map(|_| ())
 }
 
 pub fn pause(name: &str) -> Result<(), String> {
@@ -52,7 +52,7 @@ pub fn reboot(name: &str) -> Result<(), String> {
 
 /// Pulls the plug.
 pub fn force_off(name: &str) -> Result<(), String> {
-    crate::runtime::spawn::destroy(name)
+    crate::vm_process::spawn::destroy(name)
 }
 
 /// Presses `qcodes` together (QEMU key names: `ctrl`, `alt`, `delete`).

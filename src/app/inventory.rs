@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::lifecycle::VmState;
 use crate::control::ControlClient;
-use crate::runtime::RunFiles;
 use crate::store::{Definition, Store};
+use crate::vm_process::RunFiles;
 
 use super::store_watch::StoreWatcher;
 

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::control::media::{change_medium_as, medium_format};
-use crate::runtime::RunFiles;
 use crate::store::{Store, StoreError};
+use crate::vm_process::RunFiles;
 
 /// What a media change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
