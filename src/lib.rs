@@ -23,6 +23,7 @@ pub mod display;
 pub mod domain;
 pub mod fsutil;
 pub mod host;
+pub mod keys;
 pub mod logging;
 pub mod net;
 pub mod paths;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::control::{qcode, ControlClient};
+use crate::control::ControlClient;
+use crate::keys::qcode;
 use crate::store::Store;
 use crate::vm_process::RunFiles;
 

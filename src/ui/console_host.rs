@@ -53,7 +53,7 @@ impl ConsoleHost {
         }
         let Some(qnums) = qcodes
             .iter()
-            .map(|code| crate::control::qcode::qnum(code))
+            .map(|code| crate::keys::qcode::qnum(code))
             .collect::<Option<Vec<u16>>>()
         else {
             return false;
