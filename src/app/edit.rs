@@ -2,7 +2,7 @@
 //! (virt-manager's `details.py` and `addhardware.py`, without GTK): typed
 //! changes to a [`Domain`] (memory, CPUs and topology, boot order, disks,
 //! NICs, VNC, video), new hardware with its checks (target names that
-//! collide, files that are missing), and saving through [`Store`] under the
+//! collide, files that are missing), and saving through [`DomainStore`] under the
 //! same rules as `vireo define`.
 //!
 //! The CLI's `attach-disk`, `detach-disk`, `attach-interface` and
@@ -19,11 +19,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::definitions::{Definition, DomainStore, StoreError};
 use crate::domain::{
     BootDevice, CpuTopology, Disk, Domain, DomainError, Input, Interface, Serial, Video,
 };
 use crate::storage::pools::DEFAULT_POOL;
-use crate::store::{Definition, Store, StoreError};
 
 /// Why an edit was refused. Every message is a sentence a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -526,7 +526,7 @@ pub fn attach_interface(domain: &mut Domain, spec: &NicSpec) -> Result<String, E
             check_mac(mac)?;
             mac.clone()
         }
-        None => crate::domain::generate_mac()
+        None => crate::ids::generate_mac()
             .map_err(|e| EditError::Invalid(format!("No MAC address could be made: {e}")))?,
     };
     let nic = Interface {
@@ -680,7 +680,7 @@ pub fn remove_device(domain: &mut Domain, device: &DeviceRef) -> Result<(), Edit
 /// `original`. A changed name renames the VM (refused while it runs); the
 /// UUID cannot change. Returns what was stored.
 pub fn save(
-    store: &Store,
+    store: &DomainStore,
     original: &Definition,
     edited: &Domain,
     running: bool,
@@ -697,7 +697,7 @@ pub fn save(
         if running {
             return Err(EditError::RenameRunning);
         }
-        crate::store::validate_name(&checked.name)?;
+        crate::definitions::validate_name(&checked.name)?;
         store.rename(&original.name, &checked.name)?;
     }
     Ok(store.define(&checked.xml)?)
@@ -705,7 +705,11 @@ pub fn save(
 
 /// The XML tab's Apply: `xml` parsed and validated like `vireo define`,
 /// with the VM's name and UUID unchanged. Nothing is written when it fails.
-pub fn save_xml(store: &Store, original: &Definition, xml: &str) -> Result<Definition, EditError> {
+pub fn save_xml(
+    store: &DomainStore,
+    original: &Definition,
+    xml: &str,
+) -> Result<Definition, EditError> {
     let parsed = Definition::parse_new(xml)?;
     if parsed.name != original.name {
         return Err(EditError::IdentityChanged("name"));
@@ -740,8 +744,8 @@ mod tests {
         )
     }
 
-    fn stored(dir: &Path) -> (Store, Definition) {
-        let store = Store::at(dir.join("domains"));
+    fn stored(dir: &Path) -> (DomainStore, Definition) {
+        let store = DomainStore::at(dir.join("domains"));
         let def = store.define(&xml("wren")).unwrap();
         (store, def)
     }

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::control::media::{change_medium_as, medium_format};
-use crate::store::{Store, StoreError};
+use crate::definitions::{DomainStore, StoreError};
 use crate::vm_process::RunFiles;
 
 /// What a media change did.
@@ -54,12 +54,12 @@ pub fn change_media(
     source: Option<&Path>,
 ) -> Result<MediaChange, MediaError> {
     let running = RunFiles::new(vm).running().is_some();
-    change_media_in(&Store::open(), vm, target, source, running)
+    change_media_in(&DomainStore::open(), vm, target, source, running)
 }
 
 /// [`change_media`] against `store`, for a VM that is `running` or not.
 pub fn change_media_in(
-    store: &Store,
+    store: &DomainStore,
     vm: &str,
     target: &str,
     source: Option<&Path>,
@@ -109,7 +109,7 @@ pub fn change_media_in(
 mod tests {
     use super::*;
 
-    fn define(store: &Store) {
+    fn define(store: &DomainStore) {
         store
             .define(
                 "<domain type='kvm'><name>wren</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn a_shut_off_vm_gets_the_medium_in_its_definition() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("domains"));
+        let store = DomainStore::at(dir.path().join("domains"));
         define(&store);
         let iso = dir.path().join("install.iso");
         std::fs::write(&iso, b"iso").unwrap();
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn wrong_drives_and_missing_files_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("domains"));
+        let store = DomainStore::at(dir.path().join("domains"));
         define(&store);
         let before = store.find("wren").unwrap().xml;
         let iso = dir.path().join("install.iso");

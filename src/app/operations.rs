@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::control::ControlClient;
-use crate::store::Store;
+use crate::definitions::DomainStore;
 use crate::vm_process::RunFiles;
 
 fn control(name: &str) -> Result<ControlClient, String> {
@@ -93,7 +93,7 @@ pub fn screenshot_path(name: &str, pictures: &Path, now: &str) -> PathBuf {
 /// disk images (never CD-ROMs, read-only or shared disks), with their
 /// targets (`vda`).
 pub fn owned_storage(name: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
     let disks = definition.domain().disks().map_err(|e| e.to_string())?;
     Ok(disks
         .into_iter()
@@ -114,7 +114,9 @@ pub fn delete(name: &str, with_storage: bool) -> Result<Vec<(PathBuf, String)>, 
     } else {
         Vec::new()
     };
-    Store::open().undefine(name).map_err(|e| e.to_string())?;
+    DomainStore::open()
+        .undefine(name)
+        .map_err(|e| e.to_string())?;
     let mut left = Vec::new();
     for (_, path) in storage {
         match std::fs::remove_file(&path) {

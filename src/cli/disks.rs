@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::app::edit::{self, EditError};
+use crate::definitions::{Definition, DomainStore};
 use crate::domain::Disk;
-use crate::store::{Definition, Store};
 use crate::vm_process::RunFiles;
 
 type CliResult = Result<ExitCode, String>;
@@ -51,7 +51,7 @@ pub(super) fn load_for_device_change(
     which: &str,
     scope: &Scope,
     devices: &'static str,
-) -> Result<(Store, Definition, bool), String> {
+) -> Result<(DomainStore, Definition, bool), String> {
     let (store, definition) = load(which)?;
     let running = RunFiles::new(&definition.name).running().is_some();
     scope
@@ -63,7 +63,7 @@ pub(super) fn load_for_device_change(
 
 /// Saves a device change through `app::edit::save`, as the GUI does.
 pub(super) fn save_device_change(
-    store: &Store,
+    store: &DomainStore,
     definition: &Definition,
     domain: &crate::domain::Domain,
     running: bool,
@@ -95,13 +95,13 @@ pub(super) fn virsh_error(error: EditError, vm: &str) -> String {
     }
 }
 
-fn load(which: &str) -> Result<(Store, Definition), String> {
-    let store = Store::open();
+fn load(which: &str) -> Result<(DomainStore, Definition), String> {
+    let store = DomainStore::open();
     let definition = store.find(which).map_err(|e| e.to_string())?;
     Ok((store, definition))
 }
 
-fn save(store: &Store, domain: &crate::domain::Domain) -> Result<(), String> {
+fn save(store: &DomainStore, domain: &crate::domain::Domain) -> Result<(), String> {
     store
         .define(&domain.to_xml())
         .map(|_| ())
@@ -245,7 +245,7 @@ fn media_scope(scope: &Scope, running: bool) -> Result<(bool, bool), String> {
 
 pub fn change_media(args: ChangeMediaArgs) -> CliResult {
     let action = args.action()?;
-    let store = Store::open();
+    let store = DomainStore::open();
     let definition = store.find(&args.domain);
     // A running VM started from a definition is known by that name; a
     // name the store does not know can still be a running VM.

@@ -51,7 +51,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
         eprintln!("vireo: note: {note}");
     }
     let mut config = domain.to_vm_config().map_err(|e| e.to_string())?;
-    crate::store::definition::resolve_networks(&mut config).map_err(|e| e.to_string())?;
+    crate::definitions::definition::resolve_networks(&mut config).map_err(|e| e.to_string())?;
     let vnc = vnc_config(&args, &config.name)?;
     run_with(
         config,

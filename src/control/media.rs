@@ -90,7 +90,7 @@ pub fn medium_format(driver_type: Option<&str>, path: &Path) -> String {
 /// The `<driver type=...>` of drive `target` in the stored definition of
 /// `vm`, if it has one (a VM started without a definition has none).
 fn defined_format(vm: &str, target: &str) -> Option<String> {
-    let definition = crate::store::Store::open().find(vm).ok()?;
+    let definition = crate::definitions::DomainStore::open().find(vm).ok()?;
     let (_, disk) = definition.domain().disk(target).ok()??;
     disk.driver_type
 }

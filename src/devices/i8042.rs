@@ -998,9 +998,9 @@ impl BusDevice for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::scancode::{QNUM_PAUSE, QNUM_PRINT_SCREEN};
     use crate::devices::irq::FakeIrq;
     use crate::devices::FakeMachine;
+    use crate::keys::scancode::{QNUM_PAUSE, QNUM_PRINT_SCREEN};
     use std::sync::Mutex;
 
     struct Rig {

@@ -26,7 +26,7 @@ pub mod xml;
 
 use std::path::Path;
 
-pub use builder::{generate_mac, generate_uuid, NewVm};
+pub use builder::NewVm;
 pub use devices::{
     Address, Console, Controller, DeviceXml, Disk, Graphics, GraphicsListen, Hostdev, Input,
     Interface, Memballoon, Serial, Sound, Video,

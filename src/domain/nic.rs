@@ -125,7 +125,7 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
 }
 
 fn random_mac() -> [u8; 6] {
-    super::generate_mac()
+    crate::ids::generate_mac()
         .ok()
         .and_then(|m| parse_mac(&m))
         .unwrap_or([0x52, 0x54, 0, 0x12, 0x34, 0x56])
@@ -234,7 +234,7 @@ pub fn fill_macs(d: &mut Domain) -> Result<bool, DomainError> {
         if nic.mac.is_some() {
             continue;
         }
-        let mac = super::generate_mac()
+        let mac = crate::ids::generate_mac()
             .map_err(|e| DomainError::whole(format!("cannot generate a MAC address: {e}")))?;
         let mut nic = nic.clone();
         nic.mac = Some(mac);

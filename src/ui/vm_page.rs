@@ -8,7 +8,7 @@ use super::gettext;
 use super::i18n::gettext_f;
 use super::serial::SerialView;
 use crate::app::lifecycle::VmState;
-use crate::store::Definition;
+use crate::definitions::Definition;
 
 pub struct VmPage {
     pub stack: adw::ViewStack,

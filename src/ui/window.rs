@@ -21,7 +21,7 @@ use crate::app::inventory::{self, VmSummary};
 use crate::app::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
 use crate::app::operations;
 use crate::app::preferences::{Preferences, ReleaseKeys};
-use crate::store::Store;
+use crate::definitions::DomainStore;
 use crate::vm_process::RunFiles;
 
 /// How often the poller asks every running VM for its state.
@@ -478,7 +478,7 @@ impl Component for App {
             AppMsg::Preferences => {
                 // Pool definitions are files: read them off the GTK thread.
                 sender.spawn_oneshot_command(|| {
-                    let pools = crate::storage::pools::PoolStore::open()
+                    let pools = crate::definitions::PoolStore::open()
                         .and_then(|store| store.names())
                         .unwrap_or_default();
                     CmdOut::PoolsForPreferences(pools)
@@ -646,7 +646,7 @@ impl App {
             let files = RunFiles::new(&name);
             self.console.show(live.then(|| files.vnc()));
             self.page.serial.attach(live.then(|| files.serial()));
-            if let Ok(definition) = Store::open().find(&name) {
+            if let Ok(definition) = DomainStore::open().find(&name) {
                 self.page.show_details(&definition, state);
             }
         }

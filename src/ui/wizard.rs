@@ -789,7 +789,7 @@ fn remember_iso(iso: Option<&std::path::Path>) {
     list.insert(0, iso.to_path_buf());
     list.truncate(RECENT_ISOS);
     let text: String = list.iter().map(|p| format!("{}\n", p.display())).collect();
-    let _ = crate::store::atomic_write(
+    let _ = crate::definitions::atomic_write(
         &crate::paths::config_dir().join("recent-isos"),
         text.as_bytes(),
     );

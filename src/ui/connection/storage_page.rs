@@ -22,7 +22,7 @@ use std::rc::Rc;
 use adw::prelude::*;
 
 use crate::app::storage::{load, Snapshot};
-use crate::storage::pools::PoolStore;
+use crate::definitions::PoolStore;
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{

@@ -11,8 +11,8 @@ use adw::prelude::*;
 
 use super::DetailsPage;
 use crate::app::edit::{self, DeviceRef};
+use crate::definitions::Definition;
 use crate::domain::{BootDevice, CpuTopology, Disk, Domain, Input, Interface, Serial, Video};
-use crate::store::Definition;
 use crate::ui::i18n::gettext_f;
 use crate::ui::{gettext, ngettext};
 

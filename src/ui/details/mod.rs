@@ -28,8 +28,8 @@ use super::gettext;
 use crate::app::edit::{self, EditError};
 use crate::app::lifecycle::VmState;
 use crate::app::media::MediaError;
+use crate::definitions::{Definition, DomainStore};
 use crate::domain::Domain;
-use crate::store::{Definition, Store};
 
 /// Runs `work` on a worker thread and `done` with its result on the GTK
 /// thread, so the window never waits for a disk or a VM.
@@ -321,7 +321,7 @@ impl DetailsPage {
         self.0.apply.set_sensitive(false);
         let this = self.clone();
         in_background(
-            move || edit::save(&Store::open(), &original, &edited, running),
+            move || edit::save(&DomainStore::open(), &original, &edited, running),
             move |result| match result {
                 Ok(saved) => {
                     this.saved(&saved, running);
@@ -361,7 +361,7 @@ impl DetailsPage {
             move || {
                 let mut domain = edited;
                 edit::add_hardware(&mut domain, &hardware)?;
-                edit::save(&Store::open(), &original, &domain, running)
+                edit::save(&DomainStore::open(), &original, &domain, running)
             },
             move |result| match result {
                 Ok(saved) => {
@@ -422,7 +422,7 @@ impl DetailsPage {
                             ),
                             other => other.to_string(),
                         })
-                        .and_then(|_| Store::open().find(&vm).map_err(|e| e.to_string()))
+                        .and_then(|_| DomainStore::open().find(&vm).map_err(|e| e.to_string()))
                 }
             },
             move |result| match result {

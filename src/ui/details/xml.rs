@@ -11,7 +11,7 @@ use adw::prelude::*;
 
 use super::{in_background, OnSaved};
 use crate::app::edit;
-use crate::store::{Definition, Store};
+use crate::definitions::{Definition, DomainStore};
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 
@@ -168,7 +168,7 @@ impl XmlEditor {
         self.0.apply.set_sensitive(false);
         let this = self.clone();
         in_background(
-            move || edit::save_xml(&Store::open(), &original, &text),
+            move || edit::save_xml(&DomainStore::open(), &original, &text),
             move |result| match result {
                 Ok(saved) => {
                     this.show(&saved, running, true);

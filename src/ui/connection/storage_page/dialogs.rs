@@ -14,7 +14,8 @@ use crate::app::storage::{
     add_dir_pool, check_pool_name, check_resize, human_size, parse_capacity, rename_for_format,
     suggest_volume_name, Prealloc, SizeUnit, Snapshot, VolumeRequest,
 };
-use crate::storage::pools::{PoolStore, VolumeDef, VolumeFormat};
+use crate::definitions::PoolStore;
+use crate::storage::pools::{VolumeDef, VolumeFormat};
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{

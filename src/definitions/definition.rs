@@ -1,7 +1,8 @@
 //! One stored definition: its identity and its libvirt XML.
 
-use crate::domain::{generate_uuid, Domain, DomainError};
-use crate::net::network::NetworkStore;
+use crate::definitions::NetworkStore;
+use crate::domain::{Domain, DomainError};
+use crate::ids::generate_uuid;
 use crate::vmm::{NicBackend, VmConfig};
 
 #[derive(Debug, Clone)]
