@@ -31,6 +31,7 @@ pub mod net;
 pub mod paths;
 pub mod storage;
 pub mod ui;
+pub mod vm_config;
 pub mod vm_process;
 pub mod vmm;
 pub mod vnc;

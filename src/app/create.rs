@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use crate::definitions::PoolStore;
 use crate::definitions::DomainStore;
+use crate::definitions::PoolStore;
 use crate::domain::NewVm;
 use crate::storage::pools::{NewVolume, PoolError, VolumeFormat, DEFAULT_POOL};
 

@@ -74,7 +74,7 @@ pub enum EditError {
     AmbiguousInterface(usize),
 }
 
-/// Disk buses the VMM emulates (see `domain::vm`).
+/// Disk buses the VMM emulates (see `vm_config`).
 pub const DISK_BUSES: &[&str] = &["virtio", "sata", "ide"];
 /// Image formats the VMM reads.
 pub const DISK_FORMATS: &[&str] = &["qcow2", "raw"];
@@ -301,7 +301,7 @@ fn target_prefix(bus: &str) -> &'static str {
 }
 
 /// How many drives `bus` holds: IDE has two channels of two drives, and
-/// the SATA disks take the same four places (see `domain::vm`).
+/// the SATA disks take the same four places (see `vm_config`).
 fn target_limit(bus: &str) -> u8 {
     if bus == "virtio" {
         26
@@ -370,7 +370,7 @@ pub struct DiskSpec {
     pub source: Option<DiskSource>,
     /// The target name; `None`: the bus's first free one.
     pub target: Option<String>,
-    /// `None`: the bus the target name implies (as `domain::vm` reads it),
+    /// `None`: the bus the target name implies (as `vm_config` reads it),
     /// else virtio for a disk and IDE for a CD-ROM.
     pub bus: Option<String>,
     /// `raw` or `qcow2`; `None`: read off the image.
@@ -393,7 +393,7 @@ pub fn attach_disk(domain: &mut Domain, spec: &DiskSpec) -> Result<String, EditE
     };
     let bus = match (&spec.bus, &spec.target) {
         (Some(bus), _) => bus.clone(),
-        (None, Some(target)) => crate::domain::vm::default_bus(target).to_string(),
+        (None, Some(target)) => crate::vm_config::default_bus(target).to_string(),
         (None, None) if device == "cdrom" => "ide".to_string(),
         (None, None) => "virtio".to_string(),
     };
@@ -498,7 +498,7 @@ pub struct NicSpec {
 }
 
 fn check_mac(mac: &str) -> Result<(), EditError> {
-    match crate::domain::nic::parse_mac(mac) {
+    match crate::domain::builder::parse_mac(mac) {
         Some(_) => Ok(()),
         None => Err(EditError::BadMac(mac.to_string())),
     }
@@ -941,7 +941,7 @@ mod tests {
         assert!(attach_disk(&mut d, &floppy).is_err());
         d.validate().unwrap();
         // The VMM can place every drive attached.
-        d.to_vm_config().unwrap();
+        crate::vm_config::from_domain(&d).unwrap();
 
         // Detached by target name or by image path, as virsh finds them.
         assert_eq!(detach_disk(&mut d, "hdd").unwrap().device, "cdrom");

@@ -219,7 +219,7 @@ fn cpu_time(pid: u32) -> Option<f64> {
 
 pub fn dominfo(which: &str) -> CliResult {
     let (definition, state) = resolve(which)?;
-    let config = definition.vm_config().map_err(|e| e.to_string())?;
+    let config = crate::vm_config::for_definition(&definition).map_err(|e| e.to_string())?;
     let field = |name: &str, value: String| println!("{:<16}{value}", format!("{name}:"));
     field(
         "Id",

@@ -12,7 +12,7 @@
 //! What runs from a definition (a VM process, a network's switch) is
 //! started elsewhere; this module only knows the files.
 
-pub mod definition;
+mod definition;
 pub mod domains;
 pub mod networks;
 pub mod pools;

@@ -1,4 +1,5 @@
-//! New definitions: [`NewVm`], the
+//! New definitions: MAC addresses filled in ([`fill_macs`]) and read
+//! ([`parse_mac`]), and [`NewVm`], the
 //! builder behind the New VM wizard and `virt-install`-like commands. The
 //! XML it writes is what virt-install writes for an i440FX KVM guest, with
 //! the devices Vireo emulates.
@@ -7,8 +8,42 @@ use super::devices::{
     CharDevice, Console, Controller, Disk, Graphics, Input, Interface, Serial, Video,
 };
 use super::os::{BootDevice, Os};
-use super::{Clock, Domain, LifecycleEvent, Timer, Vcpu};
+use super::{Clock, Domain, DomainError, LifecycleEvent, Timer, Vcpu};
 use crate::ids::{generate_mac, generate_uuid};
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut bytes = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut bytes {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(bytes)
+}
+
+/// Gives every `<interface>` without a `<mac>` a random one in 52:54:00,
+/// as libvirt does when a definition is stored. Returns whether any was
+/// added.
+pub fn fill_macs(d: &mut Domain) -> Result<bool, DomainError> {
+    let mut changed = false;
+    let nics = d.interfaces()?;
+    for (i, nic) in nics.iter().enumerate() {
+        if nic.mac.is_some() {
+            continue;
+        }
+        let mac = crate::ids::generate_mac()
+            .map_err(|e| DomainError::whole(format!("cannot generate a MAC address: {e}")))?;
+        let mut nic = nic.clone();
+        nic.mac = Some(mac);
+        d.update_device(i, &nic);
+        changed = true;
+    }
+    Ok(changed)
+}
 
 /// The pieces of a new VM. Disks are attached in order: disks as `vda`,
 /// `vdb`… on virtio (or `hda`… on IDE with [`NewVm::ide_disks`]), the
@@ -281,5 +316,24 @@ mod tests {
         let mac = generate_mac().unwrap();
         assert!(mac.starts_with("52:54:00:"), "{mac}");
         assert_eq!(super::super::validate::is_unicast_mac(&mac), Some(true));
+    }
+
+    fn with_devices(devices: &str) -> Domain {
+        Domain::parse(&format!(
+            "<domain type='kvm'><name>n</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn fill_macs_adds_only_missing_ones() {
+        let mut d = with_devices(
+            "<interface type='user'/><interface type='user'><mac address='52:54:00:00:00:01'/></interface>",
+        );
+        assert!(fill_macs(&mut d).unwrap());
+        let nics = d.interfaces().unwrap();
+        assert!(nics[0].mac.as_deref().unwrap().starts_with("52:54:00:"));
+        assert_eq!(nics[1].mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert!(!fill_macs(&mut d).unwrap());
     }
 }

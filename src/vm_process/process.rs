@@ -94,8 +94,8 @@ pub fn main(name: &str, paused: bool) -> ExitCode {
 
 fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, String> {
     let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
-    let config = definition.vm_config().map_err(|e| e.to_string())?;
-    for note in definition.domain().unsupported() {
+    let config = crate::vm_config::for_definition(&definition).map_err(|e| e.to_string())?;
+    for note in crate::vm_config::unsupported(definition.domain()) {
         eprintln!("vireo: note: {note}");
     }
     let files = RunFiles::new(&definition.name);
