@@ -295,7 +295,7 @@ pub fn change_media(args: ChangeMediaArgs) -> CliResult {
     // The running VM first: if it refuses (a locked tray, a file it cannot
     // open) the definition stays as it was.
     if live {
-        crate::control::media::change_medium(&name, &args.target, source.as_deref(), args.force)
+        crate::app::media::change_medium(&name, &args.target, source.as_deref(), args.force)
             .map_err(|e| {
                 format!(
                     "cannot change the medium of {} in '{name}': {e}",

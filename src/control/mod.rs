@@ -34,7 +34,6 @@
 mod block;
 mod client;
 mod commands;
-pub mod media;
 mod protocol;
 mod server;
 

@@ -1,18 +1,31 @@
 //! The VM process's side of the control socket: QMP commands turned into
 //! requests to the VM runner, screenshots from the display, keys into the
 //! input router; and the runner's events turned into QMP events.
+//!
+//! Block devices: `query-block`, `eject`, `blockdev-change-medium`,
+//! `blockdev-open-tray`, `blockdev-close-tray` and `blockdev-remove-medium`
+//! get QMP's shapes and error classes around the runner's media requests
+//! ([`crate::vmm::media`]). As QEMU's `bdrv_open`, a new medium is opened
+//! with the format the client names (`raw` or `qcow2`; others are refused
+//! as unknown drivers), or the format its first bytes show when it names
+//! none. It is opened here, on the control connection's thread, after the
+//! drive was found and before the runner is asked: a missing or unreadable
+//! file is a QMP error and the drive keeps its disc; the vCPUs never wait
+//! for the file system.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::control::{
-    BlockError, BlockInfo, ChangeMedium, Event, ImageFormat, RunState, ShutdownCause, VmController,
-    VncInfo,
+    BlockDeviceInfo, BlockError, BlockInfo, ChangeMedium, Event, ImageFormat, ReadOnlyMode,
+    RunState, ShutdownCause, VmController, VncInfo,
 };
 use crate::display::input::InputSink;
 use crate::display::screenshot::{write_png, write_ppm};
 use crate::display::Display;
+use crate::storage::ImageFormat as DiskFormat;
+use crate::vmm::media::{BlockDevice, MediaAnswer, MediaError, MediaRequest, NewMedium};
 use crate::vmm::{InputRouter, Request, VmEvent, VmHandle, VmStatus};
 
 pub struct Controller {
@@ -83,27 +96,27 @@ impl VmController for Controller {
     }
 
     fn query_block(&self) -> Vec<BlockInfo> {
-        super::media::query_block(&self.handle)
+        query_block(&self.handle)
     }
 
     fn eject(&self, device: &str, force: bool) -> Result<(), BlockError> {
-        super::media::eject(&self.handle, device, force)
+        eject(&self.handle, device, force)
     }
 
     fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
-        super::media::change_medium(&self.handle, change)
+        change_medium(&self.handle, change)
     }
 
     fn open_tray(&self, device: &str, force: bool) -> Result<(), BlockError> {
-        super::media::open_tray(&self.handle, device, force)
+        open_tray(&self.handle, device, force)
     }
 
     fn close_tray(&self, device: &str) -> Result<(), BlockError> {
-        super::media::close_tray(&self.handle, device)
+        close_tray(&self.handle, device)
     }
 
     fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
-        super::media::remove_medium(&self.handle, id)
+        remove_medium(&self.handle, id)
     }
 }
 
@@ -131,4 +144,143 @@ pub fn qmp_event(event: &VmEvent) -> Event {
             _ => ShutdownCause::HostQmpQuit,
         }),
     }
+}
+
+// ---- Block devices ---------------------------------------------------------
+
+impl From<MediaError> for BlockError {
+    fn from(error: MediaError) -> Self {
+        match error {
+            MediaError::NotFound(device) => BlockError::not_found(&device),
+            other => BlockError::generic(other.to_string()),
+        }
+    }
+}
+
+fn devices(handle: &VmHandle) -> Result<Vec<BlockDevice>, MediaError> {
+    match handle.media(MediaRequest::Query)? {
+        MediaAnswer::Devices(devices) => Ok(devices),
+        MediaAnswer::Changed { .. } => Err(MediaError::Unavailable(
+            "the VM answered a query with a change".into(),
+        )),
+    }
+}
+
+/// QEMU's `BlockInfo` for one device.
+fn block_info(device: BlockDevice) -> BlockInfo {
+    BlockInfo {
+        inserted: device.inserted.map(|medium| {
+            let size = crate::storage::virtual_size(&medium.path).ok();
+            BlockDeviceInfo::new(
+                medium.path.to_string_lossy().into_owned(),
+                medium.read_only,
+                medium.format.name(),
+                size,
+            )
+        }),
+        device: device.target,
+        qdev: Some(device.alias),
+        kind: "unknown".into(),
+        removable: device.removable,
+        locked: device.locked,
+        tray_open: device.tray_open,
+    }
+}
+
+fn query_block(handle: &VmHandle) -> Vec<BlockInfo> {
+    match devices(handle) {
+        Ok(devices) => devices.into_iter().map(block_info).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "query-block: no answer from the VM");
+            Vec::new()
+        }
+    }
+}
+
+fn eject(handle: &VmHandle, device: &str, force: bool) -> Result<(), BlockError> {
+    handle.media(MediaRequest::Change {
+        device: device.to_string(),
+        medium: None,
+        force,
+    })?;
+    Ok(())
+}
+
+fn open_tray(handle: &VmHandle, device: &str, force: bool) -> Result<(), BlockError> {
+    handle.media(MediaRequest::OpenTray {
+        device: device.to_string(),
+        force,
+    })?;
+    Ok(())
+}
+
+fn close_tray(handle: &VmHandle, device: &str) -> Result<(), BlockError> {
+    handle.media(MediaRequest::CloseTray {
+        device: device.to_string(),
+    })?;
+    Ok(())
+}
+
+fn remove_medium(handle: &VmHandle, id: &str) -> Result<(), BlockError> {
+    handle.media(MediaRequest::RemoveMedium {
+        device: id.to_string(),
+    })?;
+    Ok(())
+}
+
+fn change_medium(handle: &VmHandle, change: &ChangeMedium) -> Result<(), BlockError> {
+    // Find the drive first, as QEMU does, so that a wrong name is reported
+    // as such whatever the file.
+    let devices = devices(handle)?;
+    let device = devices
+        .iter()
+        .find(|d| {
+            d.target == change.device
+                || d.alias == change.device
+                || change.device.strip_prefix("drive-") == Some(d.alias.as_str())
+        })
+        .ok_or_else(|| BlockError::not_found(&change.device))?;
+    if !device.removable {
+        return Err(MediaError::NotRemovable(change.device.clone()).into());
+    }
+    if change.read_only == ReadOnlyMode::ReadWrite {
+        return Err(BlockError::generic(format!(
+            "Device '{}' is a CD-ROM drive: its medium is read-only",
+            change.device
+        )));
+    }
+    let format = match change.format.as_deref() {
+        // Probed; a file that cannot be read fails to open just below.
+        None => crate::storage::detect_format(&change.filename).unwrap_or(DiskFormat::Raw),
+        Some(name) => DiskFormat::parse(name)
+            .ok_or_else(|| BlockError::generic(format!("Unknown driver: '{name}'")))?,
+    };
+    let backend = crate::storage::open_image(&change.filename, format, true).map_err(|error| {
+        tracing::warn!(%error, "blockdev-change-medium: the new medium cannot be opened");
+        BlockError::generic(format!(
+            "Could not open '{}': {}",
+            change.filename.display(),
+            error_chain(&error)
+        ))
+    })?;
+    handle.media(MediaRequest::Change {
+        device: change.device.clone(),
+        medium: Some(NewMedium {
+            backend,
+            path: change.filename.clone(),
+            format,
+        }),
+        force: change.force,
+    })?;
+    Ok(())
+}
+
+/// The innermost cause of `error`, which says what went wrong ("No such
+/// file or directory") without repeating the path.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
 }

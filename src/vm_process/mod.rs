@@ -13,7 +13,6 @@
 //! looks next finds the pid gone and removes them.
 
 pub mod controller;
-mod media;
 pub mod process;
 pub mod serial_hub;
 pub mod spawn;
