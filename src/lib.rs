@@ -15,21 +15,24 @@
 //! Only the `vmm` module touches KVM; every device is a register machine that
 //! can be unit-tested without a VM.
 
+pub mod app;
 pub mod cli;
 pub mod connection;
 pub mod control;
+pub mod definitions;
 pub mod devices;
 pub mod display;
 pub mod domain;
 pub mod fsutil;
 pub mod host;
+pub mod ids;
+pub mod keys;
 pub mod logging;
-pub mod manager;
 pub mod net;
 pub mod paths;
-pub mod runtime;
 pub mod storage;
-pub mod store;
 pub mod ui;
+pub mod vm_config;
+pub mod vm_process;
 pub mod vmm;
 pub mod vnc;

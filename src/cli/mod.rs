@@ -160,7 +160,7 @@ pub fn main() -> ExitCode {
         Command::ChangeMedia(args) => disks::change_media(args),
         Command::Domblklist(args) => disks::domblklist(args),
         Command::Domblkinfo { domain, target } => disks::domblkinfo(&domain, &target),
-        Command::Vmm { name, paused } => return crate::runtime::process::main(&name, paused),
+        Command::Vmm { name, paused } => return crate::vm_process::process::main(&name, paused),
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),

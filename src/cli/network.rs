@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::disks::{load_for_device_change, save_device_change, virsh_error, Scope};
-use crate::manager::edit::{self, NicSource};
-use crate::net::network::{NetworkDef, NetworkStore};
-use crate::store::Store;
+use crate::app::edit::{self, NicSource};
+use crate::definitions::DomainStore;
+use crate::definitions::{NetworkDef, NetworkStore};
 
 type CliResult = Result<ExitCode, String>;
 
@@ -233,7 +233,7 @@ pub fn run(command: NetCommand) -> CliResult {
 }
 
 fn domiflist(which: &str) -> CliResult {
-    let definition = Store::open().find(which).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(which).map_err(|e| e.to_string())?;
     let nics = definition
         .domain()
         .interfaces()

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
+use crate::definitions::PoolStore;
 use crate::storage::pools::{
-    parse_size, pretty_capacity, NewVolume, Pool, PoolError, PoolStore, ResizeFlags, VolumeDef,
-    VolumeFormat,
+    parse_size, pretty_capacity, NewVolume, Pool, PoolError, ResizeFlags, VolumeDef, VolumeFormat,
 };
 
 /// The storage verbs, flattened into the top-level command list.
@@ -701,7 +701,7 @@ fn vol_create_as(
         .map(format_arg)
         .transpose()?;
     let backing = match &args.backing_vol {
-        Some(vol) => Some((pool.resolve_backing(store, vol)?, backing_format)),
+        Some(vol) => Some((store.resolve_backing(&pool, vol)?, backing_format)),
         None => None,
     };
     if args.print_xml {

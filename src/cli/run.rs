@@ -47,11 +47,11 @@ extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let domain = crate::domain::Domain::load(&args.domain).map_err(|e| e.to_string())?;
-    for note in domain.unsupported() {
+    for note in crate::vm_config::unsupported(&domain) {
         eprintln!("vireo: note: {note}");
     }
-    let mut config = domain.to_vm_config().map_err(|e| e.to_string())?;
-    crate::store::definition::resolve_networks(&mut config).map_err(|e| e.to_string())?;
+    let mut config = crate::vm_config::from_domain(&domain).map_err(|e| e.to_string())?;
+    crate::vm_config::resolve_networks(&mut config).map_err(|e| e.to_string())?;
     let vnc = vnc_config(&args, &config.name)?;
     run_with(
         config,

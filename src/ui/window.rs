@@ -16,13 +16,13 @@ use super::vm_list::{VmList, THUMBNAIL_WIDTH};
 use super::vm_page::VmPage;
 use super::wizard::{NewVmWizard, WizardOutput};
 use super::{gettext, Startup};
-use crate::manager::host_check::{self, KvmProblem};
-use crate::manager::inventory::{self, VmSummary};
-use crate::manager::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
-use crate::manager::operations;
-use crate::manager::preferences::{Preferences, ReleaseKeys};
-use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::app::host_check::{self, KvmProblem};
+use crate::app::inventory::{self, VmSummary};
+use crate::app::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
+use crate::app::operations;
+use crate::app::preferences::{Preferences, ReleaseKeys};
+use crate::definitions::DomainStore;
+use crate::vm_process::RunFiles;
 
 /// How often the poller asks every running VM for its state.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -464,9 +464,7 @@ impl Component for App {
                 }
             }
             AppMsg::Demo => {
-                sender.spawn_oneshot_command(|| {
-                    CmdOut::DemoReady(crate::manager::demo::ensure_demo())
-                });
+                sender.spawn_oneshot_command(|| CmdOut::DemoReady(crate::app::demo::ensure_demo()));
             }
             AppMsg::ToggleFullscreen => {
                 self.window.set_fullscreened(!self.window.is_fullscreen());
@@ -480,7 +478,7 @@ impl Component for App {
             AppMsg::Preferences => {
                 // Pool definitions are files: read them off the GTK thread.
                 sender.spawn_oneshot_command(|| {
-                    let pools = crate::storage::pools::PoolStore::open()
+                    let pools = crate::definitions::PoolStore::open()
                         .and_then(|store| store.names())
                         .unwrap_or_default();
                     CmdOut::PoolsForPreferences(pools)
@@ -648,7 +646,7 @@ impl App {
             let files = RunFiles::new(&name);
             self.console.show(live.then(|| files.vnc()));
             self.page.serial.attach(live.then(|| files.serial()));
-            if let Ok(definition) = Store::open().find(&name) {
+            if let Ok(definition) = DomainStore::open().find(&name) {
                 self.page.show_details(&definition, state);
             }
         }
@@ -717,7 +715,7 @@ impl App {
                     })
                 }
                 Action::Clone => {
-                    crate::manager::clone::clone_vm(&name, &input.clone_name, false, &mut |_, _| {})
+                    crate::app::clone::clone_vm(&name, &input.clone_name, false, &mut |_, _| {})
                         .map(|_| None)
                 }
                 Action::Screenshot => {
@@ -860,7 +858,7 @@ impl App {
 
     fn ask_clone_name(&self, name: String, sender: ComponentSender<Self>) {
         let taken: Vec<String> = self.summaries.iter().map(|s| s.name.clone()).collect();
-        let suggested = crate::manager::create::unique_name(&format!("{name}-clone"), &taken);
+        let suggested = crate::app::create::unique_name(&format!("{name}-clone"), &taken);
         let entry = gtk::Entry::builder()
             .text(&suggested)
             .activates_default(true)
@@ -882,7 +880,7 @@ impl App {
         let check_taken = taken.clone();
         let d = dialog.clone();
         entry.connect_changed(move |entry| {
-            let ok = crate::manager::create::check_name(&entry.text(), &check_taken).is_none();
+            let ok = crate::app::create::check_name(&entry.text(), &check_taken).is_none();
             d.set_response_enabled("clone", ok);
         });
         dialog.connect_response(None, move |_, response| {

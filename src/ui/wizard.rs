@@ -1,7 +1,7 @@
 //! The New VM wizard, virt-manager's five steps in a modal window with
 //! Back and Forward: how to install, the media, memory and CPUs, storage,
 //! and name/network. Finish creates the disk (with a progress bar) and
-//! the definition on a worker thread through `manager::create`, which
+//! the definition on a worker thread through `app::create`, which
 //! removes whatever it made if anything fails.
 
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ use relm4::prelude::*;
 use super::gettext;
 use super::i18n::gettext_f;
 use super::volume_chooser::{Filter, VolumeChooser};
-use crate::manager::create::{self, HostLimits, InstallMethod, NewVmRequest, Problem, Storage};
-use crate::manager::osinfo::{self, OsGuess};
+use crate::app::create::{self, HostLimits, InstallMethod, NewVmRequest, Problem, Storage};
+use crate::app::osinfo::{self, OsGuess};
 
 const STEPS: [&str; 5] = ["method", "media", "resources", "storage", "finish"];
 /// How many recently used ISOs the media step offers.
@@ -789,7 +789,7 @@ fn remember_iso(iso: Option<&std::path::Path>) {
     list.insert(0, iso.to_path_buf());
     list.truncate(RECENT_ISOS);
     let text: String = list.iter().map(|p| format!("{}\n", p.display())).collect();
-    let _ = crate::store::atomic_write(
+    let _ = crate::definitions::atomic_write(
         &crate::paths::config_dir().join("recent-isos"),
         text.as_bytes(),
     );

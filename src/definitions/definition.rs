@@ -1,8 +1,7 @@
 //! One stored definition: its identity and its libvirt XML.
 
-use crate::domain::{generate_uuid, Domain, DomainError};
-use crate::net::network::NetworkStore;
-use crate::vmm::{NicBackend, VmConfig};
+use crate::domain::{Domain, DomainError};
+use crate::ids::generate_uuid;
 
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -30,7 +29,7 @@ impl Definition {
     /// MAC addresses generated.
     pub fn parse_new(xml: &str) -> Result<Self, DomainError> {
         let mut domain = Domain::parse(xml)?;
-        crate::domain::nic::fill_macs(&mut domain)?;
+        crate::domain::builder::fill_macs(&mut domain)?;
         let uuid = match domain.uuid() {
             Some(uuid) => uuid.to_ascii_lowercase(),
             None => {
@@ -57,15 +56,6 @@ impl Definition {
         &self.domain
     }
 
-    /// The machine to run: the domain's, with each NIC on a libvirt
-    /// network given that network's addressing (the network must be
-    /// active, as libvirt requires).
-    pub fn vm_config(&self) -> Result<VmConfig, DomainError> {
-        let mut config = self.domain.to_vm_config()?;
-        resolve_networks(&mut config)?;
-        Ok(config)
-    }
-
     /// The file's content: libvirt's do-not-edit header, then the XML.
     pub fn stored_xml(&self) -> String {
         self.domain.to_stored_xml()
@@ -88,45 +78,4 @@ impl Definition {
             .to_ascii_lowercase();
         Ok(Self::from_domain(domain, uuid))
     }
-}
-
-/// Connects each NIC of `config` on a libvirt network to that network:
-/// a NAT network's addressing, an isolated network's switch. The network
-/// must be active, as libvirt requires.
-pub fn resolve_networks(config: &mut VmConfig) -> Result<(), DomainError> {
-    if !config.nics.iter().any(|nic| nic.network.is_some()) {
-        return Ok(());
-    }
-    let networks = NetworkStore::open().map_err(|e| DomainError::whole(e.to_string()))?;
-    for nic in &mut config.nics {
-        let Some(name) = &nic.network else { continue };
-        let network = networks
-            .get(name)
-            .map_err(|e| DomainError::whole(e.to_string()))?;
-        if !network.active {
-            return Err(DomainError::whole(format!(
-                "network '{name}' is not active (start it with `vireo net-start {name}`)"
-            )));
-        }
-        if network.def.forward_mode() == "bridge" {
-            nic.backend = NicBackend::Tap {
-                bridge: network.def.bridge().unwrap_or_default(),
-                target: nic.target_dev.clone(),
-            };
-            continue;
-        }
-        if network.def.forward_mode() == "isolated" {
-            nic.backend = NicBackend::Switch {
-                network: name.clone(),
-                socket: crate::net::switch::socket_path(name),
-            };
-            continue;
-        }
-        let user = network
-            .def
-            .user_config()
-            .map_err(|e| DomainError::whole(format!("network '{name}': {e}")))?;
-        nic.backend = NicBackend::User(user);
-    }
-    Ok(())
 }

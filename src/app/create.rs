@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
+use crate::definitions::DomainStore;
+use crate::definitions::PoolStore;
 use crate::domain::NewVm;
-use crate::storage::pools::{NewVolume, PoolError, PoolStore, VolumeFormat, DEFAULT_POOL};
-use crate::store::Store;
+use crate::storage::pools::{NewVolume, PoolError, VolumeFormat, DEFAULT_POOL};
 
 /// How the guest OS gets installed (virt-manager's first step).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +178,7 @@ pub fn unique_file_name(stem: &str, extension: &str, taken: &[String]) -> String
 pub fn check_name(name: &str, taken: &[String]) -> Option<Problem> {
     if name.is_empty() {
         Some(Problem::NameEmpty)
-    } else if crate::store::validate_name(name).is_err() {
+    } else if crate::definitions::validate_name(name).is_err() {
         Some(Problem::NameInvalid)
     } else if taken.iter().any(|t| t == name) {
         Some(Problem::NameTaken)
@@ -261,7 +262,7 @@ pub fn create(
     host: &HostLimits,
     progress: &mut dyn FnMut(f64),
 ) -> Result<String, CreateError> {
-    let store = Store::open();
+    let store = DomainStore::open();
     let taken: Vec<String> = store.list().into_iter().map(|d| d.name).collect();
     if let Some(problem) = validate(request, host, &taken).into_iter().next() {
         return Err(CreateError::Invalid(problem));

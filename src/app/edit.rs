@@ -2,7 +2,7 @@
 //! (virt-manager's `details.py` and `addhardware.py`, without GTK): typed
 //! changes to a [`Domain`] (memory, CPUs and topology, boot order, disks,
 //! NICs, VNC, video), new hardware with its checks (target names that
-//! collide, files that are missing), and saving through [`Store`] under the
+//! collide, files that are missing), and saving through [`DomainStore`] under the
 //! same rules as `vireo define`.
 //!
 //! The CLI's `attach-disk`, `detach-disk`, `attach-interface` and
@@ -19,11 +19,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::definitions::{Definition, DomainStore, StoreError};
 use crate::domain::{
     BootDevice, CpuTopology, Disk, Domain, DomainError, Input, Interface, Serial, Video,
 };
 use crate::storage::pools::DEFAULT_POOL;
-use crate::store::{Definition, Store, StoreError};
 
 /// Why an edit was refused. Every message is a sentence a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,7 @@ pub enum EditError {
     AmbiguousInterface(usize),
 }
 
-/// Disk buses the VMM emulates (see `domain::vm`).
+/// Disk buses the VMM emulates (see `vm_config`).
 pub const DISK_BUSES: &[&str] = &["virtio", "sata", "ide"];
 /// Image formats the VMM reads.
 pub const DISK_FORMATS: &[&str] = &["qcow2", "raw"];
@@ -301,7 +301,7 @@ fn target_prefix(bus: &str) -> &'static str {
 }
 
 /// How many drives `bus` holds: IDE has two channels of two drives, and
-/// the SATA disks take the same four places (see `domain::vm`).
+/// the SATA disks take the same four places (see `vm_config`).
 fn target_limit(bus: &str) -> u8 {
     if bus == "virtio" {
         26
@@ -370,7 +370,7 @@ pub struct DiskSpec {
     pub source: Option<DiskSource>,
     /// The target name; `None`: the bus's first free one.
     pub target: Option<String>,
-    /// `None`: the bus the target name implies (as `domain::vm` reads it),
+    /// `None`: the bus the target name implies (as `vm_config` reads it),
     /// else virtio for a disk and IDE for a CD-ROM.
     pub bus: Option<String>,
     /// `raw` or `qcow2`; `None`: read off the image.
@@ -393,7 +393,7 @@ pub fn attach_disk(domain: &mut Domain, spec: &DiskSpec) -> Result<String, EditE
     };
     let bus = match (&spec.bus, &spec.target) {
         (Some(bus), _) => bus.clone(),
-        (None, Some(target)) => crate::domain::vm::default_bus(target).to_string(),
+        (None, Some(target)) => crate::vm_config::default_bus(target).to_string(),
         (None, None) if device == "cdrom" => "ide".to_string(),
         (None, None) => "virtio".to_string(),
     };
@@ -498,7 +498,7 @@ pub struct NicSpec {
 }
 
 fn check_mac(mac: &str) -> Result<(), EditError> {
-    match crate::domain::nic::parse_mac(mac) {
+    match crate::domain::builder::parse_mac(mac) {
         Some(_) => Ok(()),
         None => Err(EditError::BadMac(mac.to_string())),
     }
@@ -526,7 +526,7 @@ pub fn attach_interface(domain: &mut Domain, spec: &NicSpec) -> Result<String, E
             check_mac(mac)?;
             mac.clone()
         }
-        None => crate::domain::generate_mac()
+        None => crate::ids::generate_mac()
             .map_err(|e| EditError::Invalid(format!("No MAC address could be made: {e}")))?,
     };
     let nic = Interface {
@@ -680,7 +680,7 @@ pub fn remove_device(domain: &mut Domain, device: &DeviceRef) -> Result<(), Edit
 /// `original`. A changed name renames the VM (refused while it runs); the
 /// UUID cannot change. Returns what was stored.
 pub fn save(
-    store: &Store,
+    store: &DomainStore,
     original: &Definition,
     edited: &Domain,
     running: bool,
@@ -697,7 +697,7 @@ pub fn save(
         if running {
             return Err(EditError::RenameRunning);
         }
-        crate::store::validate_name(&checked.name)?;
+        crate::definitions::validate_name(&checked.name)?;
         store.rename(&original.name, &checked.name)?;
     }
     Ok(store.define(&checked.xml)?)
@@ -705,7 +705,11 @@ pub fn save(
 
 /// The XML tab's Apply: `xml` parsed and validated like `vireo define`,
 /// with the VM's name and UUID unchanged. Nothing is written when it fails.
-pub fn save_xml(store: &Store, original: &Definition, xml: &str) -> Result<Definition, EditError> {
+pub fn save_xml(
+    store: &DomainStore,
+    original: &Definition,
+    xml: &str,
+) -> Result<Definition, EditError> {
     let parsed = Definition::parse_new(xml)?;
     if parsed.name != original.name {
         return Err(EditError::IdentityChanged("name"));
@@ -740,8 +744,8 @@ mod tests {
         )
     }
 
-    fn stored(dir: &Path) -> (Store, Definition) {
-        let store = Store::at(dir.join("domains"));
+    fn stored(dir: &Path) -> (DomainStore, Definition) {
+        let store = DomainStore::at(dir.join("domains"));
         let def = store.define(&xml("wren")).unwrap();
         (store, def)
     }
@@ -937,7 +941,7 @@ mod tests {
         assert!(attach_disk(&mut d, &floppy).is_err());
         d.validate().unwrap();
         // The VMM can place every drive attached.
-        d.to_vm_config().unwrap();
+        crate::vm_config::from_domain(&d).unwrap();
 
         // Detached by target name or by image path, as virsh finds them.
         assert_eq!(detach_disk(&mut d, "hdd").unwrap().device, "cdrom");

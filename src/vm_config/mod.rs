@@ -1,20 +1,31 @@
-//! From a definition to the machine Vireo builds: [`to_vm_config`] gives
-//! the VMM what it runs; [`unsupported`] says, in sentences for the user,
-//! what in the definition Vireo will not emulate or will do differently.
+//! From a libvirt definition to the machine Vireo builds: [`from_domain`]
+//! gives the VMM the [`VmConfig`] it runs, [`for_definition`] also
+//! connects each NIC to its libvirt network; [`unsupported`] says, in
+//! sentences for the user, what in the definition Vireo will not emulate or
+//! will do differently.
+//!
+//! This is the one module that knows both the domain model
+//! ([`crate::domain`], which knows no machine) and the machine
+//! ([`crate::vmm`], which knows no XML).
 //!
 //! The machine is the i440FX/PIIX3 PC of DESIGN.md section 3: PIIX IDE at
 //! 00:01.1, virtio-blk disks, COM1, an i8042 PS/2 keyboard and mouse, a USB
-//! tablet on the PIIX3 UHCI at 00:01.2, the RTC, and SeaBIOS. What else a definition asks for is listed by
-//! [`unsupported`].
+//! tablet on the PIIX3 UHCI at 00:01.2, the RTC, and SeaBIOS. What else a
+//! definition asks for is listed by [`unsupported`].
 
-use std::path::PathBuf;
+pub mod nics;
 
-use super::devices::{Console, Controller, Disk, Hostdev, Input, Memballoon, Serial, Sound, Video};
-use super::os::{BootDevice, Os};
-use super::{Domain, DomainError, LifecycleEvent};
+use std::path::{Path, PathBuf};
+
+use crate::definitions::{Definition, NetworkStore};
+use crate::domain::{
+    BootDevice, Console, Controller, Disk, Domain, DomainError, Hostdev, Input, LifecycleEvent,
+    Memballoon, Os, Serial, Sound, Video,
+};
 use crate::storage::ImageFormat;
 use crate::vmm::{
-    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, VideoConfig, VideoModel, VmConfig,
+    DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, NicBackend, VideoConfig,
+    VideoModel, VmConfig,
 };
 
 /// The first PCI slot given to virtio disks without an address (slots 2 and
@@ -22,7 +33,7 @@ use crate::vmm::{
 const FIRST_VIRTIO_DISK_SLOT: u8 = 5;
 
 /// The domain as the VMM runs it.
-pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
+pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
     if let Some(kind) = d.domain_type() {
         if kind != "kvm" {
             tracing::warn!("domain type '{kind}' runs on KVM in Vireo");
@@ -60,12 +71,72 @@ pub fn to_vm_config(d: &Domain) -> Result<VmConfig, DomainError> {
             DiskBus::Ide { .. } => None,
         })
         .collect();
-    config.nics = super::nic::nic_configs(d, &disk_slots)?;
+    config.nics = nics::nic_configs(d, &disk_slots)?;
     if let Some(video) = d.devices::<Video>()?.first() {
         config.video = video_config(video);
     }
     config.usb_tablet = has_usb_tablet(d)?;
     Ok(config)
+}
+
+/// The machine to run for a stored definition: the domain's, with each
+/// NIC on a libvirt network given that network's addressing (the network
+/// must be active, as libvirt requires).
+pub fn for_definition(definition: &Definition) -> Result<VmConfig, DomainError> {
+    let mut config = from_domain(definition.domain())?;
+    resolve_networks(&mut config)?;
+    Ok(config)
+}
+
+/// Connects each NIC of `config` on a libvirt network to that network:
+/// a NAT network's addressing, an isolated network's switch. The network
+/// must be active, as libvirt requires.
+pub fn resolve_networks(config: &mut VmConfig) -> Result<(), DomainError> {
+    if !config.nics.iter().any(|nic| nic.network.is_some()) {
+        return Ok(());
+    }
+    let networks = NetworkStore::open().map_err(|e| DomainError::whole(e.to_string()))?;
+    for nic in &mut config.nics {
+        let Some(name) = &nic.network else { continue };
+        let network = networks
+            .get(name)
+            .map_err(|e| DomainError::whole(e.to_string()))?;
+        if !network.active {
+            return Err(DomainError::whole(format!(
+                "network '{name}' is not active (start it with `vireo net-start {name}`)"
+            )));
+        }
+        if network.def.forward_mode() == "bridge" {
+            nic.backend = NicBackend::Tap {
+                bridge: network.def.bridge().unwrap_or_default(),
+                target: nic.target_dev.clone(),
+            };
+            continue;
+        }
+        if network.def.forward_mode() == "isolated" {
+            nic.backend = NicBackend::Switch {
+                network: name.clone(),
+                socket: crate::net::switch::socket_path(name),
+            };
+            continue;
+        }
+        let user = network
+            .def
+            .user_config()
+            .map_err(|e| DomainError::whole(format!("network '{name}': {e}")))?;
+        nic.backend = NicBackend::User(user);
+    }
+    Ok(())
+}
+
+/// Reads a domain definition from a file and turns it into the VMM's configuration.
+pub fn load(path: &Path) -> Result<VmConfig, DomainError> {
+    from_domain(&Domain::load(path)?)
+}
+
+/// Turns domain XML into the VMM's configuration.
+pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
+    from_domain(&Domain::parse(xml)?)
 }
 
 /// `<os><kernel>`, `<initrd>`, `<cmdline>`: a kernel to boot directly.
@@ -533,7 +604,7 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
         }
     }
 
-    super::nic::unsupported(d, out);
+    nics::unsupported(d, out);
 
     for serial in d.devices::<Serial>().unwrap_or_default() {
         let port = serial.0.target_port.unwrap_or(0);
@@ -657,29 +728,4 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
 }
 
 #[cfg(test)]
-mod video_tests {
-    use super::*;
-
-    fn config(devices: &str) -> VmConfig {
-        let xml = format!("<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>{devices}</devices></domain>");
-        Domain::parse(&xml).unwrap().to_vm_config().unwrap()
-    }
-
-    #[test]
-    fn video_model_and_vram_map_to_the_card() {
-        assert_eq!(config("").video, VideoConfig::default());
-        let qxl = config("<video><model type='qxl' ram='65536' vram='65536' heads='1'/></video>");
-        assert_eq!(
-            (qxl.video.model, qxl.video.vram_bytes),
-            (VideoModel::Vga, 64 << 20)
-        );
-        let odd = config("<video><model type='vga' vram='9216'/></video>");
-        assert_eq!(
-            odd.video.vram_bytes,
-            16 << 20,
-            "rounded up to a power of two"
-        );
-        let none = config("<video><model type='none'/></video>");
-        assert_eq!(none.video.model, VideoModel::None);
-    }
-}
+mod tests;

@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::definitions::PoolStore;
 use crate::storage::pools::{
-    validate_name, NewVolume, Pool, PoolError, PoolSpace, PoolStore, ResizeFlags, VolumeDef,
-    VolumeFormat,
+    validate_name, NewVolume, Pool, PoolError, PoolSpace, ResizeFlags, VolumeDef, VolumeFormat,
 };
 
 /// Units the capacity fields offer (powers of 1024, as virt-manager's GiB).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::process::{READY_FD_ENV, VMM_VERB};
 use super::{RunFiles, RunState};
-use crate::store::Store;
+use crate::definitions::DomainStore;
 
 /// The descriptor number the VM process finds its ready pipe at.
 const READY_FD: i32 = 3;
@@ -18,7 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Starts VM `name` in its own process; returns once it runs (or says why
 /// it could not start, with the reason the VM process gave).
 pub fn start(name: &str, paused: bool) -> Result<RunState, String> {
-    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
     let files = RunFiles::new(&definition.name);
     if files.running().is_some() {
         return Err(format!("domain '{}' is already running", definition.name));
@@ -138,7 +138,7 @@ fn read_ready(pipe: OwnedFd, timeout: Duration) -> Option<String> {
 /// Forces VM `name` off: SIGTERM (the VM process stops its vCPUs and
 /// cleans up), then SIGKILL if it has not gone within a few seconds.
 pub fn destroy(name: &str) -> Result<(), String> {
-    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
     let files = RunFiles::new(&definition.name);
     let state = files
         .running()

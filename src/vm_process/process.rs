@@ -16,9 +16,9 @@ use super::controller::{qmp_event, Controller};
 use super::serial_hub::SerialHub;
 use super::{next_id, RunFiles, RunState};
 use crate::control::{ControlServer, VncInfo};
+use crate::definitions::{atomic_write, DomainStore};
 use crate::display::input::InputSink;
 use crate::domain::Domain;
-use crate::store::{atomic_write, Store};
 use crate::vmm::{ConsoleIo, Outcome, SharedWriter, VmRunner};
 use crate::vnc::{VncConfig, VncServer};
 
@@ -93,9 +93,9 @@ pub fn main(name: &str, paused: bool) -> ExitCode {
 }
 
 fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, String> {
-    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
-    let config = definition.vm_config().map_err(|e| e.to_string())?;
-    for note in definition.domain().unsupported() {
+    let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
+    let config = crate::vm_config::for_definition(&definition).map_err(|e| e.to_string())?;
+    for note in crate::vm_config::unsupported(definition.domain()) {
         eprintln!("vireo: note: {note}");
     }
     let files = RunFiles::new(&definition.name);
@@ -152,7 +152,7 @@ pub fn vnc_config(domain: &Domain, name: &str, unix: PathBuf) -> Result<VncConfi
 /// Publishes the sockets, runs the VM, and says "ok" to the starter once
 /// the first machine is built (disks opened, firmware loaded).
 fn serve(
-    definition: &crate::store::Definition,
+    definition: &crate::definitions::Definition,
     config: crate::vmm::VmConfig,
     paused: bool,
     files: &RunFiles,

@@ -5,13 +5,9 @@
 //! rename, fsync of the directory), so a crash leaves the old definition
 //! or the new one, never half of either.
 
-mod atomic;
-pub(crate) mod definition;
-
 use std::path::{Path, PathBuf};
 
-pub use atomic::atomic_write;
-pub use definition::Definition;
+pub use super::definition::Definition;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +41,11 @@ impl StoreError {
     }
 }
 
+/// Replaces `path` with `bytes` atomically (see [`crate::fsutil`]).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    crate::fsutil::atomic_write(path, bytes).map_err(StoreError::io("cannot write", path))
+}
+
 /// Valid VM names: they become file and socket names, so no '/', no
 /// leading dot, nothing invisible.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -64,11 +65,12 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-pub struct Store {
+/// The domain definitions in one directory.
+pub struct DomainStore {
     dir: PathBuf,
 }
 
-impl Store {
+impl DomainStore {
     /// The store in `paths::domains_dir()`.
     pub fn open() -> Self {
         Self::at(crate::paths::domains_dir())
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn define_list_find_undefine() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("domains"));
+        let store = DomainStore::at(dir.path().join("domains"));
         let a = store.define(&xml("alpha", Some(U1))).unwrap();
         assert_eq!(a.uuid, U1);
         let b = store.define(&xml("beta", None)).unwrap();
@@ -224,7 +226,7 @@ mod tests {
     #[test]
     fn bad_input_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("domains"));
+        let store = DomainStore::at(dir.path().join("domains"));
         store.define(&xml("keep", Some(U1))).unwrap();
         let before = std::fs::read(dir.path().join("domains/keep.xml")).unwrap();
         assert!(store.define("<domain><name>keep</name><memory").is_err());
@@ -247,7 +249,7 @@ mod tests {
     #[test]
     fn rename_keeps_the_uuid() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().to_path_buf());
+        let store = DomainStore::at(dir.path().to_path_buf());
         store.define(&xml("old", Some(U1))).unwrap();
         let renamed = store.rename("old", "new").unwrap();
         assert_eq!((renamed.name.as_str(), renamed.uuid.as_str()), ("new", U1));

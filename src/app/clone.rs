@@ -6,9 +6,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::domain::{generate_mac, generate_uuid, Disk, Interface};
-use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::definitions::DomainStore;
+use crate::domain::{Disk, Interface};
+use crate::ids::{generate_mac, generate_uuid};
+use crate::vm_process::RunFiles;
 
 /// Progress of a clone: the disk being copied (its target, `vda`) and the
 /// fraction of all bytes copied so far, 0.0 to 1.0.
@@ -92,7 +93,7 @@ pub fn clone_vm(
     overlay_disks: bool,
     progress: Progress,
 ) -> Result<(), String> {
-    let store = Store::open();
+    let store = DomainStore::open();
     let original = store.find(original).map_err(|e| e.to_string())?;
     if RunFiles::new(&original.name).running().is_some() {
         return Err(format!(
@@ -103,7 +104,7 @@ pub fn clone_vm(
     if store.find(name).is_ok() {
         return Err(format!("a domain named '{}' already exists", name));
     }
-    crate::store::validate_name(name).map_err(|e| e.to_string())?;
+    crate::definitions::validate_name(name).map_err(|e| e.to_string())?;
     let mut domain = original.domain().clone();
     domain.set_name(name);
     let uuid = generate_uuid().map_err(|e| format!("cannot generate a UUID: {e}"))?;

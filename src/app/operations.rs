@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::control::ControlClient;
-use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::definitions::DomainStore;
+use crate::vm_process::RunFiles;
 
 fn control(name: &str) -> Result<ControlClient, String> {
     let files = RunFiles::new(name);
@@ -29,7 +29,7 @@ fn execute(name: &str, command: &str, arguments: Value) -> Result<Value, String>
 
 /// Starts `name` in its own process; returns once it runs.
 pub fn start(name: &str) -> Result<(), String> {
-    crate::runtime::spawn::start(name, false).map(|_| ())
+    crate::vm_process::spawn::start(name, false).map(|_| ())
 }
 
 pub fn pause(name: &str) -> Result<(), String> {
@@ -52,7 +52,7 @@ pub fn reboot(name: &str) -> Result<(), String> {
 
 /// Pulls the plug.
 pub fn force_off(name: &str) -> Result<(), String> {
-    crate::runtime::spawn::destroy(name)
+    crate::vm_process::spawn::destroy(name)
 }
 
 /// Presses `qcodes` together (QEMU key names: `ctrl`, `alt`, `delete`).
@@ -93,7 +93,7 @@ pub fn screenshot_path(name: &str, pictures: &Path, now: &str) -> PathBuf {
 /// disk images (never CD-ROMs, read-only or shared disks), with their
 /// targets (`vda`).
 pub fn owned_storage(name: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let definition = Store::open().find(name).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(name).map_err(|e| e.to_string())?;
     let disks = definition.domain().disks().map_err(|e| e.to_string())?;
     Ok(disks
         .into_iter()
@@ -114,7 +114,9 @@ pub fn delete(name: &str, with_storage: bool) -> Result<Vec<(PathBuf, String)>, 
     } else {
         Vec::new()
     };
-    Store::open().undefine(name).map_err(|e| e.to_string())?;
+    DomainStore::open()
+        .undefine(name)
+        .map_err(|e| e.to_string())?;
     let mut left = Vec::new();
     for (_, path) in storage {
         match std::fs::remove_file(&path) {

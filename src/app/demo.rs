@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::definitions::DomainStore;
 use crate::domain::{Disk, NewVm};
-use crate::store::Store;
 
 /// The demo guest: the disk's first sectors.
 pub const DEMO_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-image.bin"));
@@ -32,8 +32,10 @@ pub fn write_demo_disk(dir: &Path) -> std::io::Result<PathBuf> {
 /// Defines the demo VM unless it exists, and (re)writes its disk unless
 /// it is running. Returns its name.
 pub fn ensure_demo() -> Result<String, String> {
-    let store = Store::open();
-    let running = crate::runtime::RunFiles::new(DEMO_NAME).running().is_some();
+    let store = DomainStore::open();
+    let running = crate::vm_process::RunFiles::new(DEMO_NAME)
+        .running()
+        .is_some();
     if running {
         return Ok(DEMO_NAME.to_string());
     }

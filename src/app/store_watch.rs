@@ -289,7 +289,7 @@ impl<'a> Iterator for Events<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::definitions::DomainStore;
 
     const QUIET: Duration = Duration::from_millis(300);
     const SOON: Duration = Duration::from_secs(2);
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn define_rename_undefine_are_each_reported_once() {
         let (_home, domains, _run, mut watcher) = setup();
-        let store = Store::at(domains);
+        let store = DomainStore::at(domains);
         assert_eq!(watcher.wait(QUIET).unwrap(), Changes::default());
 
         store.define(&xml("heron")).unwrap();
@@ -379,7 +379,7 @@ mod tests {
         assert!(watcher.wait(SOON).unwrap().definitions);
         // Watched again (and recreated): a define in it is seen.
         assert!(domains.is_dir());
-        Store::at(domains).define(&xml("heron")).unwrap();
+        DomainStore::at(domains).define(&xml("heron")).unwrap();
         assert!(watcher.wait(SOON).unwrap().definitions);
     }
 

@@ -1,4 +1,4 @@
-//! Running VMs: one process per VM (`vireo __vmm NAME`), which outlives
+//! The VM process: one process per running VM (`vireo __vmm NAME`), which outlives
 //! the command or window that started it, and the files through which
 //! everyone else finds it in `paths::runtime_dir()`:
 //!
@@ -13,7 +13,6 @@
 //! looks next finds the pid gone and removes them.
 
 pub mod controller;
-mod media;
 pub mod process;
 pub mod serial_hub;
 pub mod spawn;

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::lifecycle::VmState;
 use crate::control::ControlClient;
-use crate::runtime::RunFiles;
-use crate::store::{Definition, Store};
+use crate::definitions::{Definition, DomainStore};
+use crate::vm_process::RunFiles;
 
 use super::store_watch::StoreWatcher;
 
@@ -82,7 +82,7 @@ pub fn query_state(name: &str, timeout: Duration) -> Option<VmState> {
 /// Every defined VM, sorted by name, without asking running VMs anything:
 /// what the window shows at once, before the first full poll.
 pub fn list_quickly() -> Vec<VmSummary> {
-    Store::open()
+    DomainStore::open()
         .list()
         .iter()
         .map(|definition| {
@@ -183,7 +183,7 @@ impl LiveInventory {
     }
 
     fn reread_definitions(&mut self) {
-        self.definitions = Store::at(self.domains.clone()).list();
+        self.definitions = DomainStore::at(self.domains.clone()).list();
     }
 
     /// One directory listing rather than a lookup per VM. A VM process
@@ -232,7 +232,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let domains = home.path().join("config/domains");
         let runtime = home.path().join("run");
-        let store = Store::at(domains.clone());
+        let store = DomainStore::at(domains.clone());
         store.define(&xml("alpha", 64)).unwrap();
         let mut inventory = LiveInventory::at(&domains, &runtime);
         assert!(inventory.is_watching());
@@ -267,7 +267,7 @@ mod tests {
     fn without_changes_nothing_is_reread() {
         let home = tempfile::tempdir().unwrap();
         let domains = home.path().join("config/domains");
-        let store = Store::at(domains.clone());
+        let store = DomainStore::at(domains.clone());
         store.define(&xml("alpha", 64)).unwrap();
         let mut inventory = LiveInventory::at(&domains, &home.path().join("run"));
         // Rewritten but still open for writing: not a change yet (the
@@ -292,7 +292,7 @@ mod tests {
         assert!(!inventory.is_watching());
         assert!(inventory.current().is_empty());
         std::fs::remove_file(&domains).unwrap();
-        Store::at(domains).define(&xml("alpha", 64)).unwrap();
+        DomainStore::at(domains).define(&xml("alpha", 64)).unwrap();
         inventory.wait(Duration::from_millis(100));
         assert_eq!(names(&inventory.current()), ["alpha"]);
     }

@@ -14,13 +14,13 @@
 //!   list says so).
 //!
 //! A NIC without `<mac>` gets a random one in 52:54:00 for this run; a
-//! definition stored through Vireo already has one (see `fill_macs`).
+//! definition stored through Vireo already has one (see
+//! `domain::builder::fill_macs`).
 
 use std::net::Ipv4Addr;
 
-use super::devices::Interface;
-use super::xml::Element;
-use super::{Domain, DomainError};
+use crate::domain::builder::parse_mac;
+use crate::domain::{Domain, DomainError, Element, Interface};
 use crate::net::{PortForward, Proto, UserNetConfig};
 use crate::vmm::{NicBackend, NicConfig};
 
@@ -28,20 +28,6 @@ use crate::vmm::{NicBackend, NicConfig};
 pub const FIRST_NIC_SLOT: u8 = 3;
 /// The `pc` machine's last PCI slot.
 const LAST_SLOT: u32 = 31;
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut bytes = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut bytes {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(bytes)
-}
 
 /// Whether Vireo connects NICs of this `type`.
 pub fn connectable(kind: &str) -> bool {
@@ -125,7 +111,7 @@ pub fn nic_configs(d: &Domain, taken: &[u8]) -> Result<Vec<NicConfig>, DomainErr
 }
 
 fn random_mac() -> [u8; 6] {
-    super::generate_mac()
+    crate::ids::generate_mac()
         .ok()
         .and_then(|m| parse_mac(&m))
         .unwrap_or([0x52, 0x54, 0, 0x12, 0x34, 0x56])
@@ -224,26 +210,6 @@ pub fn unsupported(d: &Domain, out: &mut Vec<String>) {
     }
 }
 
-/// Gives every `<interface>` without a `<mac>` a random one in 52:54:00,
-/// as libvirt does when a definition is stored. Returns whether any was
-/// added.
-pub fn fill_macs(d: &mut Domain) -> Result<bool, DomainError> {
-    let mut changed = false;
-    let nics = d.interfaces()?;
-    for (i, nic) in nics.iter().enumerate() {
-        if nic.mac.is_some() {
-            continue;
-        }
-        let mac = super::generate_mac()
-            .map_err(|e| DomainError::whole(format!("cannot generate a MAC address: {e}")))?;
-        let mut nic = nic.clone();
-        nic.mac = Some(mac);
-        d.update_device(i, &nic);
-        changed = true;
-    }
-    Ok(changed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,17 +280,5 @@ mod tests {
         ] {
             assert!(nic_configs(&domain(bad), &[]).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fill_macs_adds_only_missing_ones() {
-        let mut d = domain(
-            "<interface type='user'/><interface type='user'><mac address='52:54:00:00:00:01'/></interface>",
-        );
-        assert!(fill_macs(&mut d).unwrap());
-        let nics = d.interfaces().unwrap();
-        assert!(nics[0].mac.as_deref().unwrap().starts_with("52:54:00:"));
-        assert_eq!(nics[1].mac.as_deref(), Some("52:54:00:00:00:01"));
-        assert!(!fill_macs(&mut d).unwrap());
     }
 }

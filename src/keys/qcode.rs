@@ -4,7 +4,7 @@
 //! A qnum is the key's PC scan code set 1 make code, with 0x80 set for keys
 //! whose code is prefixed with 0xE0: Left Ctrl is 0x1D, Right Ctrl (E0 1D) is
 //! 0x9D, Delete (E0 53) is 0xD3. That is what
-//! [`I8042::key_event`](crate::devices::i8042::I8042::key_event) takes, and
+//! the i8042 keyboard (`devices::i8042`) takes, and
 //! what VNC's QEMU extended key event carries.
 //!
 //! The numbers come from QEMU's key map database (keycodemapdb
@@ -217,11 +217,6 @@ pub fn is_qkeycode(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::bus::BusDevice;
-    use crate::devices::i8042::I8042;
-    use crate::devices::irq::FakeIrq;
-    use crate::devices::FakeMachine;
-    use std::sync::Arc;
 
     /// The `QKeyCode` enum's members as QEMU's `qapi/ui.json` lists them
     /// (QEMU 8.0 onwards, when f13-f24 were added).
@@ -321,57 +316,5 @@ mod tests {
         assert_eq!(qcode(0x1d), Some("ctrl"));
         assert_eq!(qcode(0), None);
         assert_eq!(qcode(0x100), None);
-    }
-
-    /// A PS/2 controller with the 8042's set 1 translation on, as PC BIOSes
-    /// leave it.
-    fn translating_i8042() -> I8042 {
-        let mut dev = I8042::new(
-            FakeIrq::new(),
-            FakeIrq::new(),
-            Arc::new(FakeMachine::default()),
-        );
-        // Controller command 0x60 (write command byte): keyboard interrupt
-        // and translation (bits 0 and 6).
-        dev.write(4, &[0x60]);
-        dev.write(0, &[0x41]);
-        dev
-    }
-
-    fn drain(dev: &mut I8042) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut status = [0];
-        loop {
-            dev.read(4, &mut status);
-            if status[0] & 1 == 0 || out.len() > 64 {
-                return out;
-            }
-            let mut byte = [0];
-            dev.read(0, &mut byte);
-            out.push(byte[0]);
-        }
-    }
-
-    #[test]
-    fn every_key_reaches_the_guest_as_qemus_ps2_keyboard_sends_it() {
-        for &(name, number) in QKEYCODES {
-            let mut dev = translating_i8042();
-            dev.key_event(number, true);
-            let make = drain(&mut dev);
-            dev.key_event(number, false);
-            let brk = drain(&mut dev);
-            // What QEMU's hw/input/ps2.c puts out for the key, translated.
-            let (want_make, want_break): (Vec<u8>, Vec<u8>) = match name {
-                "print" | "sysrq" => (vec![0xe0, 0x2a, 0xe0, 0x37], vec![0xe0, 0xb7, 0xe0, 0xaa]),
-                "pause" => (vec![0xe1, 0x1d, 0x45, 0xe1, 0x9d, 0xc5], vec![]),
-                "lang1" => (vec![0xf2], vec![]),
-                "lang2" => (vec![0xf1], vec![]),
-                _ if number & 0x80 != 0 => {
-                    (vec![0xe0, number as u8 & 0x7f], vec![0xe0, number as u8])
-                }
-                _ => (vec![number as u8], vec![number as u8 | 0x80]),
-            };
-            assert_eq!((make, brk), (want_make, want_break), "{name}");
-        }
     }
 }

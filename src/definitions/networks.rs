@@ -14,7 +14,7 @@
 //! VMs do not see each other (each has its own NAT).
 //!
 //! Isolated networks (no `<forward>`) run a switch process of their own
-//! ([`super::switch`]) from `net-start` to `net-destroy`: the VMs on one
+//! ([`crate::net::switch`]) from `net-start` to `net-destroy`: the VMs on one
 //! see each other and its DHCP server, and nothing else. Its pid is in
 //! the network's active marker. Bridged networks (`<forward
 //! mode='bridge'/>`) use a bridge the host already has; starting one
@@ -23,8 +23,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::UserNetConfig;
 use crate::domain::xml::Element;
+use crate::net::UserNetConfig;
 
 /// Why a network verb failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ impl NetworkDef {
 
     /// libvirt's `default` network: NAT on virbr0, 192.168.122.0/24.
     pub fn default_network() -> Self {
-        let uuid = crate::domain::generate_uuid().unwrap_or_default();
+        let uuid = crate::ids::generate_uuid().unwrap_or_default();
         Self::parse(&format!(
             "<network>\n  <name>default</name>\n  <uuid>{uuid}</uuid>\n  <forward mode='nat'/>\n  <bridge name='virbr0' stp='on' delay='0'/>\n  <ip address='192.168.122.1' netmask='255.255.255.0'>\n    <dhcp>\n      <range start='192.168.122.2' end='192.168.122.254'/>\n    </dhcp>\n  </ip>\n</network>\n"
         ))
@@ -104,7 +104,7 @@ impl NetworkDef {
     /// Adds a UUID if the definition has none.
     fn ensure_uuid(&mut self) {
         if self.uuid().is_none() {
-            if let Ok(uuid) = crate::domain::generate_uuid() {
+            if let Ok(uuid) = crate::ids::generate_uuid() {
                 self.root
                     .set_child_text("uuid", Some(&uuid), &["name", "uuid"]);
             }
@@ -128,7 +128,7 @@ impl NetworkDef {
     }
 
     /// The guest-side addressing of a user-mode NAT on this network.
-    pub fn user_config(&self) -> Result<UserNetConfig, super::NetError> {
+    pub fn user_config(&self) -> Result<UserNetConfig, crate::net::NetError> {
         let Some(ip) = self
             .root
             .children_named("ip")
@@ -136,7 +136,7 @@ impl NetworkDef {
         else {
             return Ok(UserNetConfig::default());
         };
-        let bad = |what: &str| super::NetError::Config(format!("network <ip>: bad {what}"));
+        let bad = |what: &str| crate::net::NetError::Config(format!("network <ip>: bad {what}"));
         let address: Ipv4Addr = ip
             .attr("address")
             .and_then(|a| a.parse().ok())
@@ -179,7 +179,7 @@ impl NetworkDef {
 
     /// The DHCP server of an isolated network: the `<ip>` address serves,
     /// the `<dhcp><range>` (else the rest of the subnet) is handed out.
-    pub fn dhcp_config(&self) -> Result<super::dhcp::DhcpConfig, super::NetError> {
+    pub fn dhcp_config(&self) -> Result<crate::net::dhcp::DhcpConfig, crate::net::NetError> {
         let user = self.user_config()?;
         let mask = u32::from(user.netmask());
         let last = (u32::from(user.network) | !mask).wrapping_sub(1);
@@ -191,20 +191,21 @@ impl NetworkDef {
             .and_then(|d| d.child("range"))
             .and_then(|r| r.attr("end"))
             .map(|e| {
-                e.parse::<Ipv4Addr>()
-                    .map_err(|_| super::NetError::Config("network <ip>: bad DHCP range end".into()))
+                e.parse::<Ipv4Addr>().map_err(|_| {
+                    crate::net::NetError::Config("network <ip>: bad DHCP range end".into())
+                })
             })
             .transpose()?
             .unwrap_or(Ipv4Addr::from(last));
         if u32::from(end) < u32::from(user.dhcp_start)
             || u32::from(end) & mask != u32::from(user.network)
         {
-            return Err(super::NetError::Config(format!(
+            return Err(crate::net::NetError::Config(format!(
                 "network <ip>: the DHCP range {}-{end} is not inside the network",
                 user.dhcp_start
             )));
         }
-        Ok(super::dhcp::DhcpConfig {
+        Ok(crate::net::dhcp::DhcpConfig {
             server: user.gateway,
             netmask: user.netmask(),
             start: user.dhcp_start,
@@ -266,10 +267,10 @@ fn spawn_switch(name: &str) -> Result<u32, String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start the switch: {e}"))?;
-    let socket = super::switch::socket_path(name);
+    let socket = crate::net::switch::socket_path(name);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if super::switch::connect(&socket).is_ok() {
+        if crate::net::switch::connect(&socket).is_ok() {
             return Ok(child.id());
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -437,7 +438,7 @@ impl NetworkStore {
                 spawn_switch(name).map_err(switch)?.to_string()
             }
             // libvirt's bridge mode: the host's own bridge, made by the
-            // administrator; the VMs' TAPs join it (see `super::tap`).
+            // administrator; the VMs' TAPs join it (see `crate::net::tap`).
             "bridge" => match network.def.bridge() {
                 Some(bridge) if std::path::Path::new("/sys/class/net").join(&bridge).exists() => {
                     String::new()
@@ -480,8 +481,8 @@ impl NetworkStore {
             // SAFETY: kill sends a signal; the pid was just checked to be
             // this network's switch.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-            let _ = std::fs::remove_file(super::switch::socket_path(name));
-            let _ = std::fs::remove_file(super::switch::leases_path(name));
+            let _ = std::fs::remove_file(crate::net::switch::socket_path(name));
+            let _ = std::fs::remove_file(crate::net::switch::leases_path(name));
         }
         std::fs::remove_file(&path).map_err(io("cannot remove", &path))
     }

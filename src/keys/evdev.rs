@@ -1,6 +1,6 @@
 //! Physical keys from the host (Linux evdev key codes, `KEY_*` in
 //! `linux/input-event-codes.h`) to QEMU key numbers ("qnum", see
-//! [`crate::control::qcode`]).
+//! [`super::qcode`]).
 //!
 //! A window gets the key's hardware code with every key event (on X11 and
 //! Wayland alike the X keycode, which is the evdev code plus 8), whatever
@@ -8,13 +8,13 @@
 //! (QEMU's extended key event) lets the guest's own layout decide what the
 //! key means, so any host layout works. The names follow QEMU's keycodemapdb
 //! (`data/keymaps.csv`, the "Linux" and "QEMU QKeyCode" columns); the
-//! numbers come from [`crate::control::qcode`], so the window, QMP's
+//! numbers come from [`super::qcode`], so the window, QMP's
 //! `send-key` and the i8042 agree on every key.
 //!
 //! Not mapped: evdev keys that have no `QKeyCode` (Zenkaku/Hankaku,
 //! Katakana, KP JP comma, macro and most multimedia keys).
 
-use crate::control::qcode;
+use super::qcode;
 
 /// Offset of X keycodes (and GDK hardware keycodes) over evdev codes.
 pub const X_KEYCODE_OFFSET: u32 = 8;
