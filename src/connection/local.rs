@@ -13,12 +13,12 @@ use super::{
     sort_rows, DomainInfo, DomainRow, DomainState, Engine, EngineError, EngineResult, ErrorKind,
     NetworkRow, PoolRow, Power, Progress, VolumeRow,
 };
-use crate::manager::inventory;
-use crate::manager::lifecycle::VmState;
-use crate::manager::operations;
-use crate::runtime::{RunFiles, RunState};
-use crate::storage::pools::{NewVolume, PoolStore, VolumeFormat};
-use crate::store::{Definition, Store};
+use crate::app::inventory;
+use crate::app::lifecycle::VmState;
+use crate::app::operations;
+use crate::definitions::{Definition, DomainStore as Store, NetworkStore, PoolStore};
+use crate::storage::pools::{NewVolume, VolumeFormat};
+use crate::vm_process::{RunFiles, RunState};
 
 #[derive(Default)]
 pub struct LocalEngine;
@@ -108,15 +108,16 @@ impl Engine for LocalEngine {
         let run = RunFiles::new(&definition.name).running();
         let pid = run.as_ref().map(|r| r.pid);
         let row = Self::row(&definition, run);
-        let config = definition.vm_config().map_err(other)?;
+        let domain = definition.domain();
+        let memory_kib = domain.memory().map_err(other)?.unwrap_or(0) / 1024;
         let cpu_time_ns = pid.and_then(cpu_time_ns);
         Ok(DomainInfo {
             row,
             os_type: "hvm".into(),
-            vcpus: config.vcpus,
+            vcpus: domain.vcpu().map_or(1, |v| v.count),
             cpu_time_ns,
-            max_memory_kib: Some(config.memory / 1024),
-            used_memory_kib: config.memory / 1024,
+            max_memory_kib: Some(memory_kib),
+            used_memory_kib: memory_kib,
             persistent: Some(true),
             autostart: Some(false),
             managed_save: Some(false),
@@ -291,7 +292,7 @@ impl Engine for LocalEngine {
     }
 
     fn networks(&self) -> EngineResult<Vec<NetworkRow>> {
-        let store = crate::net::network::NetworkStore::open().map_err(other)?;
+        let store = NetworkStore::open().map_err(other)?;
         Ok(store
             .list()
             .map_err(other)?

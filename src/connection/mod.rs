@@ -64,8 +64,8 @@ impl DomainState {
     }
 
     /// The window's lifecycle state for it.
-    pub fn vm_state(self) -> crate::manager::lifecycle::VmState {
-        use crate::manager::lifecycle::VmState;
+    pub fn vm_state(self) -> crate::app::lifecycle::VmState {
+        use crate::app::lifecycle::VmState;
         match self {
             DomainState::Running | DomainState::Idle | DomainState::NoState => VmState::Running,
             DomainState::Paused | DomainState::PmSuspended => VmState::Paused,
