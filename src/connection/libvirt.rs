@@ -404,6 +404,15 @@ impl Engine for LibvirtEngine {
         volume.path().map_err(|e| call_error(&e))
     }
 
+    fn file_size(&self, path: &str) -> EngineResult<u64> {
+        // With GET_PHYSICAL the allocation field is the file's length.
+        let info = self
+            .volume(path)?
+            .info_flags(sys::VIR_STORAGE_VOL_GET_PHYSICAL)
+            .map_err(|e| call_error(&e))?;
+        Ok(info.allocation)
+    }
+
     fn upload(
         &self,
         path: &str,

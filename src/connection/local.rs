@@ -274,6 +274,10 @@ impl Engine for LocalEngine {
         Ok(volume.key)
     }
 
+    fn file_size(&self, path: &str) -> EngineResult<u64> {
+        std::fs::metadata(path).map(|m| m.len()).map_err(other)
+    }
+
     fn upload(
         &self,
         path: &str,

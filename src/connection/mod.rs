@@ -206,6 +206,9 @@ pub trait Engine: Send + Sync {
         capacity: u64,
         format: &str,
     ) -> EngineResult<String>;
+    /// How many bytes the image file at `path` holds (what a download
+    /// of it yields).
+    fn file_size(&self, path: &str) -> EngineResult<u64>;
     /// Fills the volume at `path` from `data` (`length` bytes).
     fn upload(
         &self,

@@ -13,4 +13,5 @@ pub mod session;
 mod view;
 
 pub use session::ConsoleState;
+pub use session::{Dialer, Endpoint};
 pub use view::ConsoleView;

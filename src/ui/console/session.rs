@@ -100,6 +100,59 @@ struct Gate {
     handed: AtomicU64,
 }
 
+/// Opens a connected stream to a VNC server (a libvirt host's console):
+/// called on a blocking thread each time the session (re)connects.
+pub type Dialer = Arc<dyn Fn() -> Result<std::os::unix::net::UnixStream, String> + Send + Sync>;
+
+/// Where the session's VNC server is.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// A local VM's VNC unix socket (`RunFiles::vnc()`).
+    Socket(PathBuf),
+    /// A stream [`Dialer`] opens, and the password VNC authentication
+    /// asks for, if the server asks.
+    Dial {
+        dial: Dialer,
+        password: Option<String>,
+    },
+}
+
+impl Endpoint {
+    /// How long to wait before connecting again: a dial may start an SSH
+    /// login, so it is not repeated as often as a local socket is.
+    fn retry(&self) -> Duration {
+        match self {
+            Endpoint::Socket(_) => RETRY,
+            Endpoint::Dial { .. } => RETRY * 6,
+        }
+    }
+
+    async fn open(&self) -> Result<UnixStream, String> {
+        match self {
+            Endpoint::Socket(path) => UnixStream::connect(path)
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", path.display())),
+            Endpoint::Dial { dial, .. } => {
+                let dial = dial.clone();
+                let stream = tokio::task::spawn_blocking(move || dial())
+                    .await
+                    .map_err(|e| format!("the console connection failed: {e}"))??;
+                stream
+                    .set_nonblocking(true)
+                    .and_then(|_| UnixStream::from_std(stream))
+                    .map_err(|e| format!("the console connection failed: {e}"))
+            }
+        }
+    }
+
+    fn password(&self) -> Option<String> {
+        match self {
+            Endpoint::Socket(_) => None,
+            Endpoint::Dial { password, .. } => password.clone(),
+        }
+    }
+}
+
 /// The view's end of a running session. Dropping it ends the session.
 pub struct Session {
     input: async_channel::Sender<Input>,
@@ -110,11 +163,15 @@ pub struct Session {
 impl Session {
     /// Starts a session on the VNC unix socket at `path`.
     pub fn start(path: &Path) -> Result<Self, SessionError> {
+        Self::start_at(Endpoint::Socket(path.to_path_buf()))
+    }
+
+    /// Starts a session on `endpoint`.
+    pub fn start_at(endpoint: Endpoint) -> Result<Self, SessionError> {
         let (input_tx, input_rx) = async_channel::unbounded();
         let (update_tx, update_rx) = async_channel::unbounded();
         let gate = Arc::new(Gate::default());
         let session_gate = gate.clone();
-        let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("vnc-console".into())
             .spawn(move || {
@@ -130,7 +187,7 @@ impl Session {
                         return;
                     }
                 };
-                runtime.block_on(run(path, input_rx, update_tx, session_gate));
+                runtime.block_on(run(endpoint, input_rx, update_tx, session_gate));
             })
             .map_err(SessionError::Thread)?;
         Ok(Self {
@@ -174,7 +231,7 @@ impl Drop for Session {
 
 /// Connects, serves, and reconnects until the view goes away.
 async fn run(
-    path: PathBuf,
+    endpoint: Endpoint,
     input: async_channel::Receiver<Input>,
     updates: async_channel::Sender<Update>,
     gate: Arc<Gate>,
@@ -188,24 +245,28 @@ async fn run(
     };
     report(ConsoleState::Connecting, &mut last);
     loop {
-        let reason = match UnixStream::connect(&path).await {
-            Err(e) => format!("cannot connect to {}: {e}", path.display()),
-            Ok(stream) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect(stream)).await {
-                Err(_) => "the VNC handshake timed out".to_string(),
-                Ok(Err(e)) => format!("VNC handshake failed: {e}"),
-                Ok(Ok(connection)) => {
-                    report(ConsoleState::Connected, &mut last);
-                    match serve(connection, &input, &updates, &gate).await {
-                        Ended::Stopped => return,
-                        Ended::Lost(reason) => reason,
+        let reason = match endpoint.open().await {
+            Err(reason) => reason,
+            Ok(stream) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect(stream, endpoint.password()))
+                    .await
+                {
+                    Err(_) => "the VNC handshake timed out".to_string(),
+                    Ok(Err(e)) => format!("VNC handshake failed: {e}"),
+                    Ok(Ok(connection)) => {
+                        report(ConsoleState::Connected, &mut last);
+                        match serve(connection, &input, &updates, &gate).await {
+                            Ended::Stopped => return,
+                            Ended::Lost(reason) => reason,
+                        }
                     }
                 }
-            },
+            }
         };
         tracing::debug!(%reason, "console disconnected");
         report(ConsoleState::Disconnected(reason), &mut last);
         // Wait before retrying; input meanwhile has nowhere to go.
-        let until = Instant::now() + RETRY;
+        let until = Instant::now() + endpoint.retry();
         loop {
             match tokio::time::timeout_at(until, input.recv()).await {
                 Err(_) => break,
@@ -277,7 +338,7 @@ struct Connection {
 
 type NoAuth = std::future::Ready<Result<String, VncError>>;
 
-async fn connect(stream: UnixStream) -> Result<Connection, VncError> {
+async fn connect(stream: UnixStream, password: Option<String>) -> Result<Connection, VncError> {
     let (read, write) = stream.into_split();
     let (out, queue) = mpsc::unbounded_channel();
     tokio::spawn(write_messages(write, queue));
@@ -285,7 +346,12 @@ async fn connect(stream: UnixStream) -> Result<Connection, VncError> {
         read,
         out: out.clone(),
     };
-    let client = VncConnector::<_, NoAuth>::new(stream)
+    let mut connector = VncConnector::<_, NoAuth>::new(stream);
+    if let Some(password) = password {
+        // Asked for only when the server offers VNC authentication.
+        connector = connector.set_auth_method(std::future::ready(Ok(password)));
+    }
+    let client = connector
         .allow_shared(true)
         .set_pixel_format(PixelFormat::bgra())
         .add_encoding(VncEncoding::Raw)

@@ -24,7 +24,7 @@ use crate::app::preferences::ReleaseKeys;
 
 use super::framebuffer::{FrameBatch, TILE};
 use super::geometry::Placement;
-use super::session::{ConsoleState, Input, Session, Update};
+use super::session::{ConsoleState, Endpoint, Input, Session, Update};
 use crate::display::input::{BUTTON_LEFT, BUTTON_MIDDLE, BUTTON_RIGHT, WHEEL_DOWN, WHEEL_UP};
 use crate::keys::evdev;
 
@@ -237,8 +237,14 @@ impl ConsoleView {
     /// `RunFiles::vnc()`), replacing any current connection. The view keeps
     /// reconnecting while the VM is down, until [`ConsoleView::disconnect`].
     pub fn connect_vm(&self, path: &Path) {
+        self.connect_endpoint(Endpoint::Socket(path.to_path_buf()));
+    }
+
+    /// Connects to the VNC server at `endpoint` (a local socket, or a
+    /// stream to a libvirt host's domain), replacing any current one.
+    pub fn connect_endpoint(&self, endpoint: Endpoint) {
         self.disconnect();
-        let session = match Session::start(path) {
+        let session = match Session::start_at(endpoint) {
             Ok(session) => session,
             Err(e) => {
                 self.set_state(ConsoleState::Disconnected(e.to_string()));
