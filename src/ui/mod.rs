@@ -15,6 +15,8 @@
 //! NewVmWizard (wizard): a modal window with the five steps
 //! ConnectionWindow (connection): the host's overview and its storage
 //! VolumeChooser (volume_chooser): a pool's volume or a local file, for a path
+//! RemoteHosts (remote): libvirt connections' groups in the sidebar, their
+//!   VMs' page in the content area, Add Connection…, Copy to…
 //! ```
 
 mod connection;
@@ -24,6 +26,7 @@ mod details;
 mod file_chooser;
 mod i18n;
 mod pool_view;
+mod remote;
 mod serial;
 pub mod settings;
 mod vm_list;

@@ -30,6 +30,7 @@ const KEYS: &[&str] = &[
     "confirm-delete",
     "console-scale-to-fit",
     "release-keys",
+    "connections",
 ];
 
 /// The schema as build.rs compiled it (empty when it could not).
@@ -137,6 +138,24 @@ impl Settings {
     pub fn last_selected_vm(&self) -> Option<String> {
         let name: String = self.0.as_ref()?.string("last-selected-vm").into();
         (!name.is_empty()).then_some(name)
+    }
+
+    /// The libvirt URIs the window connects to at start.
+    pub fn connections(&self) -> Vec<String> {
+        self.0
+            .as_ref()
+            .map(|s| {
+                s.strv("connections")
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn set_connections(&self, uris: &[String]) {
+        self.set("connections", uris.to_variant());
+        gio::Settings::sync();
     }
 
     /// Writes `key`; a refused write (a value outside the schema's range,

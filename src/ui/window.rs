@@ -90,6 +90,10 @@ pub enum AppMsg {
     PreferencesChanged(Preferences),
     /// Open Connection Details on this page.
     Connection(ConnectionPage),
+    /// Add Connection… (a libvirt host).
+    AddConnection,
+    /// Copy the selected (shut-off) VM to a libvirt host.
+    CopyTo,
 }
 
 /// What an action needs beyond the VM's name: what a confirmation dialog
@@ -142,6 +146,8 @@ pub struct App {
     settings: super::settings::Settings,
     /// Made on first use, then kept so its pages keep their state.
     connection: Option<ConnectionWindow>,
+    /// The libvirt connections: their sidebar groups and VM page.
+    remote: super::remote::RemoteHosts,
 }
 
 pub struct AppWidgets {}
@@ -194,6 +200,10 @@ impl Component for App {
         let connection = gtk::gio::Menu::new();
         connection.append(Some(&gettext("_Storage")), Some("win.storage"));
         connection.append(Some(&gettext("_Host Details")), Some("win.host"));
+        connection.append(
+            Some(&gettext("Add _Connection…")),
+            Some("win.add-connection"),
+        );
         primary_menu.append_section(None, &connection);
         section.append(Some(&gettext("_Preferences")), Some("win.preferences"));
         section.append(
@@ -214,8 +224,13 @@ impl Component for App {
             .build();
         sidebar_header.pack_start(&new_button);
         sidebar_header.pack_end(&menu_button);
+        // This computer's VMs, then each libvirt connection's (remote).
+        let sidebar_lists = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .build();
+        sidebar_lists.append(list.widget());
         let scrolled = gtk::ScrolledWindow::builder()
-            .child(list.widget())
+            .child(&sidebar_lists)
             .vexpand(true)
             .hscrollbar_policy(gtk::PolicyType::Never)
             .build();
@@ -289,6 +304,15 @@ impl Component for App {
         let toasts = adw::ToastOverlay::new();
         toasts.set_child(Some(&leaflet));
         window.set_content(Some(&toasts));
+        let remote = super::remote::RemoteHosts::new(
+            &window,
+            &toasts,
+            list.widget(),
+            vec![content_header.clone().upcast(), content.clone().upcast()],
+        );
+        sidebar_lists.prepend(&remote.local_heading());
+        sidebar_lists.append(&remote.sidebar());
+        content_box.append(&remote.page());
 
         let actions = gtk::gio::SimpleActionGroup::new();
         for (name, action) in VM_ACTIONS {
@@ -299,6 +323,10 @@ impl Component for App {
             a.set_enabled(false);
             actions.add_action(&a);
         }
+        let copy_to = gtk::gio::SimpleAction::new("copy-to", None);
+        let input = sender.input_sender().clone();
+        copy_to.connect_activate(move |_, _| input.emit(AppMsg::CopyTo));
+        actions.add_action(&copy_to);
         let send_key = gtk::gio::SimpleAction::new("send-key", Some(gtk::glib::VariantTy::STRING));
         let input = sender.input_sender().clone();
         send_key.connect_activate(move |_, keys| {
@@ -331,6 +359,7 @@ impl Component for App {
             ("preferences", || AppMsg::Preferences),
             ("storage", || AppMsg::Connection(ConnectionPage::Storage)),
             ("host", || AppMsg::Connection(ConnectionPage::Overview)),
+            ("add-connection", || AppMsg::AddConnection),
         ] {
             let a = gtk::gio::SimpleAction::new(name, None);
             let input = sender.input_sender().clone();
@@ -384,6 +413,7 @@ impl Component for App {
             preferences,
             settings,
             connection: None,
+            remote,
         };
         model
             .console
@@ -490,6 +520,16 @@ impl Component for App {
                     self.window.set_help_overlay(Some(&shortcuts));
                 }
                 self.preferences = preferences;
+            }
+            AppMsg::AddConnection => self.remote.add_connection(),
+            AppMsg::CopyTo => {
+                if let Some(name) = self.selected.clone() {
+                    match self.decide(&name, Action::Clone) {
+                        Decision::Accept => self.remote.copy_local(&name),
+                        Decision::Ignore => {}
+                        Decision::Refuse(refusal) => self.toast(&refusal_text(&name, refusal)),
+                    }
+                }
             }
             AppMsg::Connection(page) => {
                 let window = &self.window;
@@ -1155,6 +1195,7 @@ fn vm_menu() -> gtk::gio::Menu {
     menu.append_section(None, &console);
     let manage = gtk::gio::Menu::new();
     manage.append(Some(&gettext("_Clone…")), Some("vm.clone"));
+    manage.append(Some(&gettext("Copy _to…")), Some("vm.copy-to"));
     manage.append(Some(&gettext("_Delete…")), Some("vm.delete"));
     menu.append_section(None, &manage);
     menu
