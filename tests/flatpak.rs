@@ -154,8 +154,20 @@ fn the_manifest_builds_on_the_gnome_runtime_with_rust_stable() {
         .iter()
         .map(|m| str_of(m, "name"))
         .collect();
-    // libslirp before vireo, which links it.
-    assert_eq!(names, ["libslirp", "seabios", "osinfo-db", "vireo"]);
+    // libslirp and libvirt (with what it builds with) before vireo,
+    // which links them.
+    assert_eq!(
+        names,
+        [
+            "libslirp",
+            "seabios",
+            "osinfo-db",
+            "rpcsvc-proto",
+            "libtirpc",
+            "libvirt",
+            "vireo"
+        ]
+    );
 }
 
 #[test]
@@ -204,8 +216,9 @@ fn every_download_is_pinned_by_checksum() {
             }
         }
     }
-    // libslirp, SeaBIOS, osinfo-db and every crate.
-    assert_eq!(downloads, 3 + locked_crates().len());
+    // libslirp, SeaBIOS, osinfo-db, rpcsvc-proto, libtirpc, libvirt and
+    // every crate.
+    assert_eq!(downloads, 6 + locked_crates().len());
 }
 
 #[test]
@@ -423,6 +436,58 @@ fn libslirp_comes_from_its_release_with_a_checksum() {
         "{url}"
     );
     assert!(is_hex(str_of(&list[0], "sha256"), 64));
+}
+
+/// The `vireo` binary links libvirt's client library (remote hosts); the
+/// GNOME runtime has none, so the Flatpak builds it — the client side
+/// only, no daemon — before Vireo, with what its remote driver needs (XDR
+/// from libtirpc, and rpcgen at build time), each pinned by checksum to
+/// Debian's copy of the upstream release.
+#[test]
+fn libvirts_client_library_is_built_before_vireo() {
+    let manifest = manifest();
+    let names: Vec<&str> = manifest["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    let position = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no {name} module in {names:?}"))
+    };
+    assert!(position("rpcsvc-proto") < position("libvirt"));
+    assert!(position("libtirpc") < position("libvirt"));
+    assert!(position("libvirt") < position("vireo"));
+    let libvirt = module(&manifest, "libvirt");
+    assert_eq!(str_of(libvirt, "buildsystem"), "meson");
+    let options: Vec<&str> = libvirt["config-opts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.as_str())
+        .collect();
+    for wanted in [
+        "-Ddriver_libvirtd=disabled",
+        "-Ddriver_remote=enabled",
+        "-Ddocs=disabled",
+        "-Dtests=disabled",
+    ] {
+        assert!(options.contains(&wanted), "{wanted} missing: {options:?}");
+    }
+    for name in ["rpcsvc-proto", "libtirpc", "libvirt"] {
+        let list = sources(module(&manifest, name));
+        assert_eq!(list.len(), 1, "{name}");
+        assert!(
+            str_of(&list[0], "url").starts_with("https://deb.debian.org/debian/pool/main/"),
+            "{name}"
+        );
+        assert!(is_hex(str_of(&list[0], "sha256"), 64), "{name}");
+    }
+    // The version built is the one the binary is tested against here.
+    assert!(str_of(&sources(libvirt)[0], "url").ends_with("libvirt_9.0.0.orig.tar.xz"));
 }
 
 /// The GNOME runtime has no osinfo-db, so the Flatpak builds its own from
