@@ -10,25 +10,26 @@ use std::time::{Duration, Instant};
 
 use common::asm::{boot_sector, firmware};
 use common::vnc::{free_display, gvnccapture, ocr, vncdo};
-use common::{guest, kvm_available, Domain, Vm};
+use common::{guest, kvm_available, wait, Domain, Vm};
 use iced_x86::code_asm::*;
 
 /// Captures with vncdo until tesseract reads `text`, or fails after `timeout`.
 fn wait_for_screen_text(display: u16, dir: &Path, text: &str, timeout: Duration) -> PathBuf {
-    let start = Instant::now();
     let shot = dir.join("vncdo.png");
-    loop {
-        let out = vncdo(display, None, &["capture", shot.to_str().unwrap()]);
-        if out.status.success() && ocr(&shot).contains(text) {
-            return shot;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "no {text:?} on the screen after {timeout:?}: {}",
-            ocr(&shot)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    wait::until(
+        &format!("{text:?} on the screen"),
+        timeout,
+        Duration::from_secs(2),
+        || {
+            let out = vncdo(display, None, &["capture", shot.to_str().unwrap()]);
+            let seen = ocr(&shot);
+            if out.status.success() && seen.contains(text) {
+                Ok(shot.clone())
+            } else {
+                Err(format!("the screen read: {seen}"))
+            }
+        },
+    )
 }
 
 fn vnc_args(display: u16) -> Vec<String> {
