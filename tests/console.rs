@@ -151,6 +151,43 @@ fn a_password_lets_the_right_client_in_and_keeps_the_wrong_one_out() {
     );
 }
 
+/// `vireo run` serves VNC where the definition's `<graphics type='vnc'
+/// port=…>` says, as `vireo start` does, without `--vnc`.
+#[test]
+fn vireo_run_listens_where_the_definitions_graphics_say() {
+    if !kvm_available() {
+        return;
+    }
+    let port = 5900 + free_display();
+    let image = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(image.path(), firmware(|p| p.print("up\n"))).unwrap();
+    let domain = Domain::new("graphics")
+        .firmware(image.path())
+        .device(&format!(
+            "<graphics type='vnc' port='{port}' autoport='no' listen='127.0.0.1'/>"
+        ));
+    let mut vm = Vm::start(&domain);
+    vm.wait_for("up\n", Duration::from_secs(30));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| {
+        panic!(
+            "no VNC server on port {port} ({e}); stderr: {}",
+            vm.stderr()
+        )
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut version = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut version).unwrap();
+    assert_eq!(&version, b"RFB 003.008\n");
+    assert!(
+        vm.stderr()
+            .contains(&format!("VNC server on 127.0.0.1:{port}")),
+        "{}",
+        vm.stderr()
+    );
+}
+
 /// A firmware guest that reads the keyboard controller directly: it turns
 /// on scancode translation and prints each make code in hex on COM1.
 fn i8042_polling_guest() -> Vec<u8> {

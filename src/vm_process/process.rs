@@ -131,36 +131,45 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
 }
 
 /// The VNC listeners a definition asks for: always the VM's unix socket
-/// (the window's way in), and TCP per `<graphics type='vnc'>` (SPICE is
-/// served as VNC): `listen` (default 127.0.0.1), `port` or autoport.
+/// (the window's way in), and TCP per `<graphics type='vnc'>` (see
+/// [`graphics_vnc`]).
 pub fn vnc_config(domain: &Domain, name: &str, unix: PathBuf) -> Result<VncConfig, String> {
     let mut config = VncConfig::new(name);
     config.unix = Some(unix);
+    graphics_vnc(domain, &mut config)?;
+    Ok(config)
+}
+
+/// Sets the TCP listener and password of `config` as the definition's
+/// `<graphics type='vnc'>` asks (SPICE is served as VNC): `listen`
+/// (default 127.0.0.1), `port` or autoport, `passwd`. Returns whether the
+/// definition has such graphics.
+pub fn graphics_vnc(domain: &Domain, config: &mut VncConfig) -> Result<bool, String> {
     let graphics = domain.graphics().map_err(|e| e.to_string())?;
-    if let Some(g) = graphics
+    let Some(g) = graphics
         .iter()
         .find(|g| g.kind == "vnc" || g.kind == "spice")
-    {
-        let listen = g
-            .listen
-            .clone()
-            .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
-            .unwrap_or_else(|| "127.0.0.1".to_string());
-        let address: IpAddr = listen
-            .parse()
-            .map_err(|_| format!("<graphics listen='{listen}'> is not an IP address"))?;
-        let port = match (g.autoport, g.port) {
-            (Some(true), _) | (_, None) => None,
-            (_, Some(port)) if port < 0 => None,
-            (_, Some(port)) => Some(
-                u16::try_from(port)
-                    .map_err(|_| format!("<graphics port='{port}'> is not a port"))?,
-            ),
-        };
-        config.tcp = Some((address, port));
-        config.password = g.passwd.clone().filter(|p| !p.is_empty());
-    }
-    Ok(config)
+    else {
+        return Ok(false);
+    };
+    let listen = g
+        .listen
+        .clone()
+        .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let address: IpAddr = listen
+        .parse()
+        .map_err(|_| format!("<graphics listen='{listen}'> is not an IP address"))?;
+    let port = match (g.autoport, g.port) {
+        (Some(true), _) | (_, None) => None,
+        (_, Some(port)) if port < 0 => None,
+        (_, Some(port)) => Some(
+            u16::try_from(port).map_err(|_| format!("<graphics port='{port}'> is not a port"))?,
+        ),
+    };
+    config.tcp = Some((address, port));
+    config.password = g.passwd.clone().filter(|p| !p.is_empty());
+    Ok(true)
 }
 
 /// Publishes the sockets, runs the VM, and says "ok" to the starter once
