@@ -602,3 +602,23 @@ fn clone_with_overlays_backs_the_clone_with_the_original_disk() {
         Some("Capacity:       1048576")
     );
 }
+
+#[test]
+fn every_command_in_help_says_what_it_does() {
+    let help = common::Home::new().ok(&["--help"]);
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no command list in:\n{help}"));
+    let mut silent = Vec::new();
+    for line in commands.lines() {
+        let mut words = line.split_whitespace();
+        let Some(verb) = words.next() else { continue };
+        if words.next().is_none() {
+            silent.push(verb.to_string());
+        }
+    }
+    assert!(silent.is_empty(), "--help says nothing about {silent:?}");
+    assert!(commands.lines().count() > 40, "{commands}");
+}

@@ -15,23 +15,21 @@ type CliResult = Result<ExitCode, String>;
 
 #[derive(Subcommand)]
 pub enum NetCommand {
-    NetDefine {
-        file: PathBuf,
-    },
-    NetUndefine {
-        network: String,
-    },
-    NetStart {
-        network: String,
-    },
-    NetDestroy {
-        network: String,
-    },
+    /// Define (or redefine) a virtual network from a libvirt network XML file
+    NetDefine { file: PathBuf },
+    /// Remove an inactive network's definition
+    NetUndefine { network: String },
+    /// Start (activate) a defined network
+    NetStart { network: String },
+    /// Stop (deactivate) a network; its definition stays
+    NetDestroy { network: String },
+    /// Start a network automatically in each session, or with --disable stop doing so
     NetAutostart {
         network: String,
         #[arg(long)]
         disable: bool,
     },
+    /// List networks (the active ones; --all for every one)
     NetList {
         /// Inactive networks too.
         #[arg(long)]
@@ -39,12 +37,10 @@ pub enum NetCommand {
         #[arg(long)]
         inactive: bool,
     },
-    NetInfo {
-        network: String,
-    },
-    NetDumpxml {
-        network: String,
-    },
+    /// Show a network's name, UUID, state, autostart and bridge
+    NetInfo { network: String },
+    /// Print a network's XML
+    NetDumpxml { network: String },
     /// The DHCP leases an isolated network's switch gave.
     NetDhcpLeases {
         network: String,
@@ -53,13 +49,12 @@ pub enum NetCommand {
     },
     /// An isolated network's switch process (started by `net-start`).
     #[command(name = "__netd", hide = true)]
-    Netd {
-        network: String,
-    },
-    Domiflist {
-        domain: String,
-    },
+    Netd { network: String },
+    /// List a domain's network interfaces
+    Domiflist { domain: String },
+    /// Add a network interface to a domain
     AttachInterface(AttachInterfaceArgs),
+    /// Remove a network interface from a domain
     DetachInterface(DetachInterfaceArgs),
 }
 

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 pub use super::definition::Definition;
+use super::files::DefinitionFiles;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,7 +68,7 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
 
 /// The domain definitions in one directory.
 pub struct DomainStore {
-    dir: PathBuf,
+    files: DefinitionFiles,
 }
 
 impl DomainStore {
@@ -77,23 +78,24 @@ impl DomainStore {
     }
 
     pub fn at(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            files: DefinitionFiles::new(dir),
+        }
     }
 
     fn path_of(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.xml"))
+        self.files.path(name)
     }
 
     /// Every definition, sorted by name. Files that do not parse are
     /// skipped with a warning (they are left alone, never overwritten).
     pub fn list(&self) -> Vec<Definition> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(names) = self.files.names() else {
             return Vec::new();
         };
-        let mut out: Vec<Definition> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        let mut out: Vec<Definition> = names
+            .iter()
+            .map(|name| self.path_of(name))
             .filter_map(|p| {
                 match std::fs::read_to_string(&p)
                     .map_err(|e| e.to_string())
@@ -145,9 +147,10 @@ impl DomainStore {
                 });
             }
         }
-        std::fs::create_dir_all(&self.dir).map_err(StoreError::io("cannot create", &self.dir))?;
         let path = self.path_of(&definition.name);
-        atomic_write(&path, definition.stored_xml().as_bytes())?;
+        self.files
+            .write(&definition.name, &definition.stored_xml())
+            .map_err(StoreError::io("cannot write", &path))?;
         Ok(definition)
     }
 
@@ -155,7 +158,9 @@ impl DomainStore {
     pub fn undefine(&self, name: &str) -> Result<(), StoreError> {
         let definition = self.find(name)?;
         let path = self.path_of(&definition.name);
-        std::fs::remove_file(&path).map_err(StoreError::io("cannot remove", &path))
+        self.files
+            .remove(&definition.name)
+            .map_err(StoreError::io("cannot remove", &path))
     }
 
     /// Renames a definition, keeping its UUID.
@@ -170,9 +175,13 @@ impl DomainStore {
             });
         }
         let renamed = definition.renamed(new_name)?;
-        atomic_write(&self.path_of(new_name), renamed.stored_xml().as_bytes())?;
+        self.files
+            .write(new_name, &renamed.stored_xml())
+            .map_err(StoreError::io("cannot write", &self.path_of(new_name)))?;
         let old = self.path_of(&definition.name);
-        std::fs::remove_file(&old).map_err(StoreError::io("cannot remove", &old))?;
+        self.files
+            .remove(&definition.name)
+            .map_err(StoreError::io("cannot remove", &old))?;
         Ok(renamed)
     }
 }

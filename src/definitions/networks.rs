@@ -23,6 +23,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::files::DefinitionFiles;
 use crate::domain::xml::Element;
 use crate::net::UserNetConfig;
 
@@ -301,7 +302,7 @@ pub struct Network {
 
 /// Where network definitions and their state live.
 pub struct NetworkStore {
-    dir: PathBuf,
+    files: DefinitionFiles,
     run_dir: PathBuf,
 }
 
@@ -316,7 +317,7 @@ impl NetworkStore {
             crate::paths::config_dir().join("networks"),
             crate::paths::runtime_dir().join("networks"),
         );
-        if !store.dir.exists() {
+        if !store.files.dir().exists() {
             let mut default = NetworkDef::default_network();
             default.ensure_uuid();
             store.define(default)?;
@@ -335,15 +336,14 @@ impl NetworkStore {
     }
 
     pub fn at(dir: PathBuf, run_dir: PathBuf) -> Self {
-        Self { dir, run_dir }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.xml"))
+        Self {
+            files: DefinitionFiles::new(dir),
+            run_dir,
+        }
     }
 
     fn autostart_file(&self, name: &str) -> PathBuf {
-        self.dir.join("autostart").join(name)
+        self.files.dir().join("autostart").join(name)
     }
 
     fn active_file(&self, name: &str) -> PathBuf {
@@ -352,22 +352,18 @@ impl NetworkStore {
 
     pub fn list(&self) -> Result<Vec<Network>, NetworkError> {
         let mut out = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io("cannot read", &self.dir)(e)),
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("xml") {
-                continue;
-            }
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            match self.get(name) {
+        let names = self
+            .files
+            .names()
+            .map_err(io("cannot read", self.files.dir()))?;
+        for name in names {
+            match self.get(&name) {
                 Ok(network) => out.push(network),
-                Err(error) => tracing::warn!(%error, "skipping network {}", path.display()),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "skipping network {}",
+                    self.files.path(&name).display()
+                ),
             }
         }
         out.sort_by_key(|n| n.def.name());
@@ -375,14 +371,11 @@ impl NetworkStore {
     }
 
     pub fn get(&self, name: &str) -> Result<Network, NetworkError> {
-        let path = self.file(name);
-        let xml = match std::fs::read_to_string(&path) {
-            Ok(xml) => xml,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(NetworkError::NotFound(name.to_string()))
-            }
-            Err(e) => return Err(io("cannot read", &path)(e)),
-        };
+        let xml = self
+            .files
+            .read(name)
+            .map_err(io("cannot read", &self.files.path(name)))?
+            .ok_or_else(|| NetworkError::NotFound(name.to_string()))?;
         let def = NetworkDef::parse(&xml)?;
         let active = match std::fs::read_to_string(self.active_file(name)) {
             // An isolated network is active while its switch runs.
@@ -403,17 +396,18 @@ impl NetworkStore {
     /// Stores `def` (replacing a definition of the same name).
     pub fn define(&self, mut def: NetworkDef) -> Result<NetworkDef, NetworkError> {
         def.ensure_uuid();
-        std::fs::create_dir_all(&self.dir).map_err(io("cannot create", &self.dir))?;
-        let path = self.file(&def.name());
-        crate::fsutil::atomic_write(&path, def.to_xml().as_bytes())
-            .map_err(io("cannot write", &path))?;
+        let name = def.name();
+        self.files
+            .write(&name, &def.to_xml())
+            .map_err(io("cannot write", &self.files.path(&name)))?;
         Ok(def)
     }
 
     pub fn undefine(&self, name: &str) -> Result<(), NetworkError> {
         self.get(name)?;
-        let path = self.file(name);
-        std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
+        self.files
+            .remove(name)
+            .map_err(io("cannot remove", &self.files.path(name)))?;
         let _ = std::fs::remove_file(self.autostart_file(name));
         Ok(())
     }
@@ -491,7 +485,7 @@ impl NetworkStore {
         self.get(name)?;
         let path = self.autostart_file(name);
         if on {
-            let dir = self.dir.join("autostart");
+            let dir = self.files.dir().join("autostart");
             std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
             std::fs::write(&path, b"").map_err(io("cannot write", &path))
         } else {

@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::files::DefinitionFiles;
 use crate::storage::pools::{
     io_error, make_dir, remove_file, same_dir, validate_name, write_atomically, Permissions, Pool,
     PoolDef, PoolError, DEFAULT_POOL, POOL_DIR_MODE,
@@ -23,7 +24,7 @@ use crate::storage::pools::{
 /// All pool definitions and their states.
 pub struct PoolStore {
     /// `config/pools`: definitions.
-    config: PathBuf,
+    files: DefinitionFiles,
     /// `run/pools`: which pools are running this boot.
     runtime: PathBuf,
 }
@@ -47,11 +48,11 @@ impl PoolStore {
         default_target: &Path,
     ) -> Result<Self, PoolError> {
         let store = Self {
-            config: config.to_path_buf(),
+            files: DefinitionFiles::new(config.to_path_buf()),
             runtime: runtime.to_path_buf(),
         };
         let first_use = !config.exists();
-        make_dir(&store.config.join("autostart"), 0o700)?;
+        make_dir(&store.files.dir().join("autostart"), 0o700)?;
         make_dir(&store.runtime, 0o700)?;
         let _lock = store.lock()?;
         if first_use {
@@ -86,7 +87,7 @@ impl PoolStore {
 
     /// Serialises changes to definitions between processes.
     fn lock(&self) -> Result<File, PoolError> {
-        let path = self.config.join(".lock");
+        let path = self.files.dir().join(".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -103,12 +104,11 @@ impl PoolStore {
         Ok(file)
     }
 
-    fn def_path(&self, name: &str) -> PathBuf {
-        self.config.join(format!("{name}.xml"))
-    }
-
     fn autostart_path(&self, name: &str) -> PathBuf {
-        self.config.join("autostart").join(format!("{name}.xml"))
+        self.files
+            .dir()
+            .join("autostart")
+            .join(format!("{name}.xml"))
     }
 
     fn state_path(&self, name: &str) -> PathBuf {
@@ -117,16 +117,10 @@ impl PoolStore {
 
     /// Names of all defined pools, sorted as virsh sorts them.
     pub fn names(&self) -> Result<Vec<String>, PoolError> {
-        let entries = fs::read_dir(&self.config)
-            .map_err(io_error(format!("read {}", self.config.display())))?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".xml")?;
-                (!stem.starts_with('.') && e.file_type().ok()?.is_file()).then(|| stem.to_string())
-            })
-            .collect();
+        let mut names = self
+            .files
+            .names()
+            .map_err(io_error(format!("read {}", self.files.dir().display())))?;
         names.sort_by_key(|n| n.to_lowercase());
         Ok(names)
     }
@@ -141,14 +135,12 @@ impl PoolStore {
         if validate_name("pool", name).is_err() {
             return Err(PoolError::NoSuchPool(name.to_string()));
         }
-        let path = self.def_path(name);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(PoolError::NoSuchPool(name.to_string()))
-            }
-            Err(e) => return Err(io_error(format!("read {}", path.display()))(e)),
-        };
+        let path = self.files.path(name);
+        let text = self
+            .files
+            .read(name)
+            .map_err(io_error(format!("read {}", path.display())))?
+            .ok_or_else(|| PoolError::NoSuchPool(name.to_string()))?;
         let def = PoolDef::from_xml(&text)?;
         let active = fs::read_to_string(self.state_path(name))
             .map(|uuid| uuid.trim() == def.uuid)
@@ -214,7 +206,10 @@ impl PoolStore {
              vireo pool-define-as, vireo pool-undefine\nor the Vireo application.\n-->\n\n{}",
             def.to_xml(None)
         );
-        write_atomically(&self.def_path(&def.name), text.as_bytes())
+        let path = self.files.path(&def.name);
+        self.files
+            .write(&def.name, &text)
+            .map_err(io_error(format!("write {}", path.display())))
     }
 
     /// Creates the pool's directory (`pool-build`).
@@ -282,7 +277,7 @@ impl PoolStore {
             return Err(PoolError::StillActive(name.to_string()));
         }
         let _ = fs::remove_file(self.autostart_path(name));
-        remove_file(&self.def_path(name))
+        remove_file(&self.files.path(name))
     }
 
     /// Turns autostart on or off (`pool-autostart [--disable]`).

@@ -1,4 +1,4 @@
-//! The VM process: one process per running VM (`vireo __vmm NAME`), which outlives
+//! The VM process: one process per running VM (`vireo-vmm NAME`), which outlives
 //! the command or window that started it, and the files through which
 //! everyone else finds it in `paths::runtime_dir()`:
 //!
@@ -105,8 +105,15 @@ pub fn process_is_vm(pid: u32, name: &str) -> bool {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.windows(2)
-        .any(|w| w[0] == process::VMM_VERB.as_bytes() && w[1] == name.as_bytes())
+    // `vireo-vmm NAME`, or `vireo __vmm NAME` (no vireo-vmm beside vireo,
+    // or a VM started by an older Vireo).
+    let program = args
+        .first()
+        .map(|a| a.rsplit(|&b| b == b'/').next().unwrap_or(a));
+    (program == Some(process::VMM_PROGRAM.as_bytes()) && args.get(1) == Some(&name.as_bytes()))
+        || args
+            .windows(2)
+            .any(|w| w[0] == process::VMM_VERB.as_bytes() && w[1] == name.as_bytes())
 }
 
 /// The next per-boot id: a counter in the runtime directory, taken under

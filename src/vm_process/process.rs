@@ -1,6 +1,7 @@
-//! The VM process: `vireo __vmm NAME`, started by [`super::spawn`]. It
-//! detaches from whoever started it, publishes its sockets and state,
-//! runs the VM, and cleans up after itself.
+//! The VM process: `vireo-vmm NAME` (or `vireo __vmm NAME` where that
+//! binary is missing), started by [`super::spawn`]. It detaches from
+//! whoever started it, publishes its sockets and state, runs the VM, and
+//! cleans up after itself.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,8 +23,21 @@ use crate::domain::Domain;
 use crate::vmm::{ConsoleIo, Outcome, SharedWriter, VmRunner};
 use crate::vnc::{VncConfig, VncServer};
 
-/// The hidden verb that runs a VM process.
+/// The hidden verb of `vireo` that runs a VM process.
 pub const VMM_VERB: &str = "__vmm";
+/// The VM process's own program, installed beside `vireo`; it links no GTK.
+pub const VMM_PROGRAM: &str = "vireo-vmm";
+
+/// `NAME [--paused]` (in either order), the arguments of [`VMM_PROGRAM`].
+pub fn parse_args(args: &[String]) -> Option<(String, bool)> {
+    let paused = args.iter().any(|a| a == "--paused");
+    let mut names = args.iter().filter(|a| *a != "--paused");
+    let name = names.next()?;
+    if names.next().is_some() || name.starts_with('-') {
+        return None;
+    }
+    Some((name.clone(), paused))
+}
 /// The environment variable naming the descriptor on which the VM
 /// process reports "ok" or "error: …" once it is up (or failed).
 pub const READY_FD_ENV: &str = "VIREO_READY_FD";
@@ -68,7 +82,7 @@ fn detach() -> std::io::Result<()> {
     }
 }
 
-/// Entry point of `vireo __vmm NAME [--paused]`.
+/// Entry point of `vireo-vmm NAME [--paused]` and `vireo __vmm NAME [--paused]`.
 pub fn main(name: &str, paused: bool) -> ExitCode {
     let ready = Arc::new(Mutex::new(Ready::from_env()));
     if let Err(e) = detach() {
@@ -117,36 +131,45 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
 }
 
 /// The VNC listeners a definition asks for: always the VM's unix socket
-/// (the window's way in), and TCP per `<graphics type='vnc'>` (SPICE is
-/// served as VNC): `listen` (default 127.0.0.1), `port` or autoport.
+/// (the window's way in), and TCP per `<graphics type='vnc'>` (see
+/// [`graphics_vnc`]).
 pub fn vnc_config(domain: &Domain, name: &str, unix: PathBuf) -> Result<VncConfig, String> {
     let mut config = VncConfig::new(name);
     config.unix = Some(unix);
+    graphics_vnc(domain, &mut config)?;
+    Ok(config)
+}
+
+/// Sets the TCP listener and password of `config` as the definition's
+/// `<graphics type='vnc'>` asks (SPICE is served as VNC): `listen`
+/// (default 127.0.0.1), `port` or autoport, `passwd`. Returns whether the
+/// definition has such graphics.
+pub fn graphics_vnc(domain: &Domain, config: &mut VncConfig) -> Result<bool, String> {
     let graphics = domain.graphics().map_err(|e| e.to_string())?;
-    if let Some(g) = graphics
+    let Some(g) = graphics
         .iter()
         .find(|g| g.kind == "vnc" || g.kind == "spice")
-    {
-        let listen = g
-            .listen
-            .clone()
-            .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
-            .unwrap_or_else(|| "127.0.0.1".to_string());
-        let address: IpAddr = listen
-            .parse()
-            .map_err(|_| format!("<graphics listen='{listen}'> is not an IP address"))?;
-        let port = match (g.autoport, g.port) {
-            (Some(true), _) | (_, None) => None,
-            (_, Some(port)) if port < 0 => None,
-            (_, Some(port)) => Some(
-                u16::try_from(port)
-                    .map_err(|_| format!("<graphics port='{port}'> is not a port"))?,
-            ),
-        };
-        config.tcp = Some((address, port));
-        config.password = g.passwd.clone().filter(|p| !p.is_empty());
-    }
-    Ok(config)
+    else {
+        return Ok(false);
+    };
+    let listen = g
+        .listen
+        .clone()
+        .or_else(|| g.listens.iter().find_map(|l| l.address.clone()))
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let address: IpAddr = listen
+        .parse()
+        .map_err(|_| format!("<graphics listen='{listen}'> is not an IP address"))?;
+    let port = match (g.autoport, g.port) {
+        (Some(true), _) | (_, None) => None,
+        (_, Some(port)) if port < 0 => None,
+        (_, Some(port)) => Some(
+            u16::try_from(port).map_err(|_| format!("<graphics port='{port}'> is not a port"))?,
+        ),
+    };
+    config.tcp = Some((address, port));
+    config.password = g.passwd.clone().filter(|p| !p.is_empty());
+    Ok(true)
 }
 
 /// Publishes the sockets, runs the VM, and says "ok" to the starter once
@@ -241,4 +264,29 @@ fn serve(
     drop(control);
     drop(vnc);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn vmm_arguments_are_a_name_and_maybe_paused() {
+        assert_eq!(parse_args(&args(&["vm1"])), Some(("vm1".into(), false)));
+        assert_eq!(
+            parse_args(&args(&["vm1", "--paused"])),
+            Some(("vm1".into(), true))
+        );
+        assert_eq!(
+            parse_args(&args(&["--paused", "vm1"])),
+            Some(("vm1".into(), true))
+        );
+        assert_eq!(parse_args(&args(&[])), None);
+        assert_eq!(parse_args(&args(&["a", "b"])), None);
+        assert_eq!(parse_args(&args(&["--help"])), None);
+    }
 }

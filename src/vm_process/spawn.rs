@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::process::{READY_FD_ENV, VMM_VERB};
+use super::process::{READY_FD_ENV, VMM_PROGRAM, VMM_VERB};
 use super::{RunFiles, RunState};
 use crate::definitions::DomainStore;
 
@@ -53,10 +53,8 @@ pub fn start(name: &str, paused: bool) -> Result<RunState, String> {
     // SAFETY: both descriptors were just created and are owned here alone.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the vireo program: {e}"))?;
-    let mut command = Command::new(exe);
+    let mut command = vmm_command()?;
     command
-        .arg(VMM_VERB)
         .arg(&definition.name)
         .env(READY_FD_ENV, READY_FD.to_string())
         .stdin(Stdio::null())
@@ -100,6 +98,20 @@ pub fn start(name: &str, paused: bool) -> Result<RunState, String> {
         Some(reason) => Err(reason.to_string()),
         None => Err(format!("unexpected answer from the VM process: {message}")),
     }
+}
+
+/// The VM process's program: `vireo-vmm` beside this executable, which
+/// links no GTK; without it (a build or install of `vireo` alone) this
+/// executable's hidden `__vmm` verb, which runs the same code.
+fn vmm_command() -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the vireo program: {e}"))?;
+    let vmm = exe.with_file_name(VMM_PROGRAM);
+    if vmm.is_file() {
+        return Ok(Command::new(vmm));
+    }
+    let mut command = Command::new(exe);
+    command.arg(VMM_VERB);
+    Ok(command)
 }
 
 /// Reads the VM process's one-line report, or `None` on timeout/EOF.
