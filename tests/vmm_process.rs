@@ -1,5 +1,6 @@
-//! The VM process is `vireo-vmm`, a binary that links no GTK: `vireo
-//! start` runs it, and the running VM maps none of the window's libraries.
+//! The VM process is `vireo-vmm`, a binary that links no GTK and no
+//! libvirt: `vireo start` runs it, and the running VM maps none of the
+//! window's libraries.
 
 mod common;
 
@@ -10,9 +11,10 @@ use std::time::Duration;
 use common::asm::firmware;
 use common::{kvm_available, require_program, wait, Domain, Home};
 
-/// Libraries of the window's stack (GTK, libadwaita and what they bring).
-/// Not GLib itself: libslirp, the NAT every VM process links, needs it.
-const GUI_LIBRARIES: [&str; 8] = [
+/// Libraries of the window's stack (GTK, libadwaita and what they bring,
+/// and libvirt's client for other hosts' VMs). Not GLib itself: libslirp,
+/// the NAT every VM process links, needs it.
+const GUI_LIBRARIES: [&str; 9] = [
     "libgtk",
     "libadwaita",
     "libgdk",
@@ -21,6 +23,7 @@ const GUI_LIBRARIES: [&str; 8] = [
     "libgraphene",
     "libgio",
     "libgobject",
+    "libvirt.so",
 ];
 
 fn gui_libraries_in(text: &str) -> Vec<String> {

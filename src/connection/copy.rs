@@ -97,6 +97,16 @@ pub fn copy_vm(
     Ok(report)
 }
 
+/// What Vireo would not run of the definition `xml`, in
+/// `vm_config::unsupported()`'s sentences (none when it cannot be read:
+/// the XML page reports that itself).
+pub fn unsupported_in(xml: &str) -> Vec<String> {
+    Element::parse(xml)
+        .and_then(Domain::from_element)
+        .map(|d| crate::vm_config::unsupported(&d))
+        .unwrap_or_default()
+}
+
 fn copy_disk(
     from: &dyn Engine,
     to: &dyn Engine,

@@ -504,7 +504,8 @@ impl RemoteHosts {
                 match result {
                     Ok(info) => {
                         let uri = inner.hosts[id].as_ref().map_or("", |h| h.uri.as_str());
-                        let unsupported = inner.page.xml_text().parse_unsupported();
+                        let unsupported =
+                            crate::connection::copy::unsupported_in(&inner.page.xml_text());
                         inner.page.show_details(uri, &info, &unsupported);
                     }
                     Err(e) => inner.toasts.add_toast(adw::Toast::new(&error_text(&e))),
@@ -800,21 +801,6 @@ impl RemoteHosts {
         };
         let pool = super::settings::get().preferences().default_pool;
         copy_dialog::copy_in(&inner.toasts, engine, name, pool, inner.events.clone());
-    }
-}
-
-/// Sentences for what Vireo would not run of a definition (empty when it
-/// cannot be read).
-trait ParseUnsupported {
-    fn parse_unsupported(&self) -> Vec<String>;
-}
-
-impl ParseUnsupported for String {
-    fn parse_unsupported(&self) -> Vec<String> {
-        crate::domain::Element::parse(self)
-            .and_then(crate::domain::Domain::from_element)
-            .map(|d| crate::vm_config::unsupported(&d))
-            .unwrap_or_default()
     }
 }
 
