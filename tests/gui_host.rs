@@ -45,30 +45,9 @@ fn row_shows(seen: &str, title: &str, value: &str) -> bool {
     })
 }
 
-/// Opens the main menu (F10) and picks the item with mnemonic `key`
-/// until the screen shows `expect`: under load the menu can open after
-/// the key meant for it, so a missed attempt is closed and made again.
-fn from_main_menu(display: &Display, dir: &std::path::Path, key: &str, expect: &str) -> String {
-    for _ in 0..4 {
-        display.key("F10");
-        std::thread::sleep(Duration::from_secs(1));
-        display.key(key);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let seen = display.read_screen(dir, "eng");
-            if seen.contains(expect) {
-                return seen;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        display.key("Escape");
-    }
-    display.wait_for_text(dir, expect, Duration::from_secs(1))
-}
-
 fn open_host_details(display: &Display, dir: &std::path::Path) {
     // The "_Host Details" item.
-    from_main_menu(display, dir, "h", "Hostname");
+    display.pick_from_main_menu(dir, "h", "Hostname");
 }
 
 #[test]
@@ -157,7 +136,7 @@ fn settings_survive_a_restart(name: &str, env: &[(&str, &str)]) {
     display.wait_for_text(&dir, VM_PAGE, Duration::from_secs(20));
     // Preferences (main menu → "_Preferences"): the third focus stop is
     // the VNC listen address.
-    from_main_menu(&display, &dir, "p", "VNC listen address");
+    display.pick_from_main_menu(&dir, "p", "VNC listen address");
     for _ in 0..3 {
         display.key("Tab");
     }
@@ -180,7 +159,7 @@ fn settings_survive_a_restart(name: &str, env: &[(&str, &str)]) {
         width.abs_diff(900) <= 2 && height.abs_diff(640) <= 2,
         "the window came back at {width}×{height}"
     );
-    let seen = from_main_menu(&display, &dir, "p", "VNC listen address");
+    let seen = display.pick_from_main_menu(&dir, "p", "VNC listen address");
     assert!(seen.contains("0.0.0.0"), "{seen}");
 }
 
@@ -216,6 +195,6 @@ fn the_keyboard_shortcuts_window_comes_from_the_bundle() {
     let dir = artifacts("gui-host-shortcuts");
     display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(20));
     // Main menu → "_Keyboard Shortcuts".
-    let seen = from_main_menu(&display, &dir, "k", "Release the keyboard from the console");
+    let seen = display.pick_from_main_menu(&dir, "k", "Release the keyboard from the console");
     assert!(seen.contains("Take screenshot"), "{seen}");
 }

@@ -11,7 +11,9 @@ use super::{require_program, Home};
 
 /// An Xvfb display, stopped when dropped.
 pub struct Display {
-    server: Child,
+    server: std::sync::Mutex<Child>,
+    /// What Xvfb printed, for a window that cannot open the display.
+    log: tempfile::NamedTempFile,
     pub name: String,
 }
 
@@ -21,7 +23,11 @@ impl Display {
         require_program("xdotool");
         require_program("import");
         require_program("tesseract");
+        let log = tempfile::NamedTempFile::new().unwrap();
         // Xvfb picks a free display number and prints it on stdout.
+        // `-noreset`: a test that closes one window and opens the next
+        // must not meet a server in the middle of the reset it does when
+        // its last client goes.
         let mut server = Command::new("Xvfb")
             .args([
                 "-displayfd",
@@ -31,9 +37,10 @@ impl Display {
                 "1280x800x24",
                 "-nolisten",
                 "tcp",
+                "-noreset",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
         let mut number = String::new();
@@ -42,9 +49,21 @@ impl Display {
         stdout.read_line(&mut number).unwrap();
         assert!(!number.is_empty(), "Xvfb did not start");
         Display {
-            server,
+            server: std::sync::Mutex::new(server),
+            log,
             name: format!(":{}", number.trim()),
         }
+    }
+
+    /// Whether Xvfb still runs, and what it printed.
+    pub fn server_state(&self) -> String {
+        let said = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let state = match self.server.lock().unwrap().try_wait() {
+            Ok(None) => "running".to_string(),
+            Ok(Some(status)) => format!("exited ({status})"),
+            Err(e) => format!("unknown ({e})"),
+        };
+        format!("Xvfb {} is {state}; it said:\n{said}", self.name)
     }
 
     /// The X id of Vireo's main window, empty when none is shown.
@@ -118,10 +137,18 @@ impl Display {
 
     /// Waits until the screen shows `text` (case-insensitive), returning
     /// everything read; panics with the last reading after `timeout`.
+    /// Dimmed text (a sidebar's captions) counts: when the usual readings
+    /// miss `text`, the screenshot is read once more with light grey
+    /// made black.
     pub fn wait_for_text(&self, dir: &Path, text: &str, timeout: Duration) -> String {
+        let wanted = text.to_lowercase();
         super::wait::poll(timeout, Duration::from_millis(500), || {
-            let seen = self.read_screen(dir, "eng");
-            if seen.to_lowercase().contains(&text.to_lowercase()) {
+            let mut seen = self.read_screen(dir, "eng");
+            if !seen.to_lowercase().contains(&wanted) {
+                let faint = faint_input(&dir.join("screen.png"));
+                seen.push_str(&tesseract(&faint, "eng", &[]));
+            }
+            if seen.to_lowercase().contains(&wanted) {
                 Ok(seen)
             } else {
                 Err(seen)
@@ -136,34 +163,155 @@ impl Display {
 }
 
 impl Display {
+    /// What tesseract reads in the main window's left part, where the
+    /// sidebar is: read alone, a narrow column of small (or red) lines
+    /// beside a large page reads whole.
+    pub fn read_sidebar(&self, dir: &Path) -> String {
+        let shot = dir.join("screen.png");
+        self.screenshot(&shot);
+        let (x, y, w, h) = self.main_window_geometry();
+        let crop = dir.join("sidebar.png");
+        let status = Command::new("convert")
+            .arg(&shot)
+            .args(["-crop", &format!("{}x{h}+{x}+{y}", w * 2 / 5)])
+            .arg(&crop)
+            .status()
+            .unwrap();
+        assert!(status.success(), "convert -crop failed");
+        ocr(&crop, "eng")
+    }
+
+    /// Waits until the sidebar shows `text` (case-insensitive, on one
+    /// line), returning what it read.
+    pub fn wait_for_sidebar_text(&self, dir: &Path, text: &str, timeout: Duration) -> String {
+        let wanted = text.to_lowercase();
+        super::wait::poll(timeout, Duration::from_millis(500), || {
+            let seen = self.read_sidebar(dir);
+            if seen.to_lowercase().contains(&wanted) {
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        })
+        .unwrap_or_else(|seen| {
+            let _ = std::fs::copy(dir.join("screen.png"), dir.join("last-screen.png"));
+            panic!("the sidebar never showed {text:?}; it read:\n{seen}");
+        })
+    }
+
     /// Where tesseract reads `text` (case-insensitive; one word, part of
     /// a word, or words on one line) on the screen, in screen pixels: the
     /// test's way to find a tab, a row or a button the way a person finds
     /// it by looking.
     pub fn locate(&self, dir: &Path, text: &str) -> Option<(u32, u32)> {
+        self.locate_all(dir, text).into_iter().next()
+    }
+
+    /// Every place tesseract reads `text` on the screen, in its reading
+    /// order (the same place may come twice, once from each picture).
+    pub fn locate_all(&self, dir: &Path, text: &str) -> Vec<(u32, u32)> {
+        self.find(dir, text, false)
+    }
+
+    /// Like [`Self::locate_all`] with `exact`: each word read must be the
+    /// word wanted (case and punctuation aside), not merely contain it, so
+    /// "Connect" is not found in "Connection".
+    fn find(&self, dir: &Path, text: &str, exact: bool) -> Vec<(u32, u32)> {
         let shot = dir.join("locate.png");
         self.screenshot(&shot);
         let wanted: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
-        ocr_inputs(&shot).iter().find_map(|input| {
+        let read = |input: &Path| -> Vec<(u32, u32)> {
             let words: Vec<OcrWord> = tesseract(input, "eng", &["tsv"])
                 .lines()
                 .skip(1)
                 .filter_map(OcrWord::parse)
                 .collect();
-            words.windows(wanted.len()).find_map(|run| {
-                let (first, last) = (&run[0], &run[run.len() - 1]);
-                let matches = run.iter().zip(&wanted).all(|(word, want)| {
-                    word.line == first.line && word.text.to_lowercase().contains(want.as_str())
-                });
-                // Halved: tesseract read the picture at twice the size.
-                matches.then(|| {
-                    (
-                        (first.left + last.right) / 4,
-                        (first.top + first.bottom) / 4,
-                    )
+            words
+                .windows(wanted.len())
+                .filter_map(|run| {
+                    let (first, last) = (&run[0], &run[run.len() - 1]);
+                    let matches = run.iter().zip(&wanted).all(|(word, want)| {
+                        let read = word.text.to_lowercase();
+                        let same = if exact {
+                            read.trim_matches(|c: char| !c.is_alphanumeric()) == want.as_str()
+                        } else {
+                            read.contains(want.as_str())
+                        };
+                        word.line == first.line && same
+                    });
+                    // Halved: tesseract read the picture at twice the size.
+                    matches.then(|| {
+                        (
+                            (first.left + last.right) / 4,
+                            (first.top + first.bottom) / 4,
+                        )
+                    })
                 })
-            })
-        })
+                .collect()
+        };
+        let found: Vec<(u32, u32)> = ocr_inputs(&shot).iter().flat_map(|i| read(i)).collect();
+        if !found.is_empty() {
+            return found;
+        }
+        // Dimmed text (an empty entry's title, a caption) only when the
+        // usual pictures have nothing: it costs a third reading.
+        read(&faint_input(&shot))
+    }
+
+    /// Clicks on `word` itself, not on a longer word that contains it,
+    /// where it is highest on the screen (a header bar's button over a
+    /// row that starts with the same word), once the screen shows it.
+    pub fn click_word(&self, dir: &Path, word: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(&(x, y)) = self.find(dir, word, true).iter().min_by_key(|(_, y)| *y) {
+                self.click(x, y);
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = std::fs::copy(dir.join("locate.png"), dir.join("last-screen.png"));
+                panic!("never found the word {word:?} on the screen to click");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Clicks on the lowest place the screen shows `text` (a dialog's
+    /// button under a heading with the same word) once it shows it.
+    pub fn click_lowest(&self, dir: &Path, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(&(x, y)) = self.locate_all(dir, text).iter().max_by_key(|(_, y)| *y) {
+                self.click(x, y);
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = std::fs::copy(dir.join("locate.png"), dir.join("last-screen.png"));
+                panic!("never found {text:?} on the screen to click");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Opens the main menu (F10) and picks the item with mnemonic `key`
+    /// until the screen shows `expect`: under load the menu can open after
+    /// the key meant for it, so a missed attempt is closed and made again.
+    pub fn pick_from_main_menu(&self, dir: &Path, key: &str, expect: &str) -> String {
+        for _ in 0..4 {
+            self.key("F10");
+            std::thread::sleep(Duration::from_secs(1));
+            self.key(key);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let seen = self.read_screen(dir, "eng");
+                if seen.contains(expect) {
+                    return seen;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            self.key("Escape");
+        }
+        self.wait_for_text(dir, expect, Duration::from_secs(1))
     }
 
     /// Clicks on `word` once the screen shows it.
@@ -190,8 +338,9 @@ impl Display {
 
 impl Drop for Display {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        let server = self.server.get_mut().unwrap();
+        let _ = server.kill();
+        let _ = server.wait();
     }
 }
 
@@ -212,6 +361,26 @@ fn ocr_inputs(png: &Path) -> [PathBuf; 2] {
         let _ = convert.arg(&scaled).status();
         scaled
     })
+}
+
+/// The screenshot at twice the size with everything darker than light
+/// grey made black: dimmed text (GTK's `dim-label`, an empty entry's
+/// title) reads as well as any.
+fn faint_input(png: &Path) -> PathBuf {
+    let faint = png.with_extension("faint.png");
+    let _ = Command::new("convert")
+        .arg(png)
+        .args([
+            "-resize",
+            "200%",
+            "-colorspace",
+            "Gray",
+            "-threshold",
+            "80%",
+        ])
+        .arg(&faint)
+        .status();
+    faint
 }
 
 fn tesseract(input: &Path, lang: &str, format: &[&str]) -> String {
@@ -266,9 +435,13 @@ pub fn ocr(png: &Path, lang: &str) -> String {
     text
 }
 
-/// The `vireo` window, started as a user starts it, in `home`.
+/// The `vireo` window, started as a user starts it, in `home`. What it
+/// prints (its log, at debug level for Vireo's own modules) goes to a file
+/// that a failing test shows: a window that never appears, or a test that
+/// panics while the window is up, says what the window said.
 pub struct App {
     child: Child,
+    log: tempfile::NamedTempFile,
 }
 
 impl App {
@@ -285,13 +458,16 @@ impl App {
             .env("GSK_RENDERER", "cairo")
             .env("NO_AT_BRIDGE", "1")
             .env("LANG", "C.UTF-8")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env("VIREO_LOG", "warn,vireo=debug");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        command
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap());
         for (k, v) in extra_env {
             command.env(k, v);
         }
         let child = command.spawn().unwrap();
-        let app = App { child };
+        let mut app = App { child, log };
         // The window is up when X knows it (slow when four GUI tests start
         // at once on two loaded cores).
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -300,7 +476,19 @@ impl App {
             .trim()
             .is_empty()
         {
-            assert!(Instant::now() < deadline, "the window never appeared");
+            if let Ok(Some(status)) = app.child.try_wait() {
+                panic!(
+                    "the window exited ({status}) before it appeared; it said:\n{}\n{}",
+                    app.log(),
+                    display.server_state()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the window never appeared in 90 s; it said:\n{}\n{}",
+                app.log(),
+                display.server_state()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // Bring it to the front with the keyboard focus, as a click would.
@@ -327,10 +515,23 @@ impl App {
     }
 }
 
+impl App {
+    /// The last 16 KiB of what the window printed.
+    pub fn log(&self) -> String {
+        const TAIL: usize = 16 * 1024;
+        let text = std::fs::read(self.log.path()).unwrap_or_default();
+        let start = text.len().saturating_sub(TAIL);
+        String::from_utf8_lossy(&text[start..]).into_owned()
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- what the window said ---\n{}--- end ---", self.log());
+        }
     }
 }
 
