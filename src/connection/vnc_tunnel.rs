@@ -121,6 +121,10 @@ pub fn ssh_arguments(uri: &LibvirtUri, target: &str, port: u16) -> Vec<String> {
     args
 }
 
+/// How long the tunnel may take to reach the VNC server: ssh's own
+/// `ConnectTimeout` and a login.
+const TUNNEL_READY: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn ssh_tunnel(uri: &LibvirtUri, target: &str, port: u16) -> EngineResult<UnixStream> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| EngineError::other(format!("socketpair: {e}")))?;
@@ -129,7 +133,8 @@ fn ssh_tunnel(uri: &LibvirtUri, target: &str, port: u16) -> EngineResult<UnixStr
         .map_err(|e| EngineError::other(format!("socketpair: {e}")))?
         .into();
     let output: OwnedFd = theirs.into();
-    let mut child = Command::new(ssh_program())
+    let program = ssh_program(uri);
+    let mut child = Command::new(&program)
         .args(ssh_arguments(uri, target, port))
         .stdin(Stdio::from(input))
         .stdout(Stdio::from(output))
@@ -138,11 +143,37 @@ fn ssh_tunnel(uri: &LibvirtUri, target: &str, port: u16) -> EngineResult<UnixStr
         .map_err(|e| {
             EngineError::new(
                 ErrorKind::Unsupported,
-                format!("cannot run ssh for the console tunnel: {e}"),
+                format!("cannot run {program} for the console tunnel: {e}"),
             )
         })?;
+    let mut stderr = child.stderr.take();
+    // A VNC server speaks first (RFB's ProtocolVersion), so its first
+    // bytes say the tunnel is through; an end of stream first says ssh
+    // gave up, and why is on its stderr. Without this wait the console
+    // would only see an early end of file.
+    match first_bytes(&ours, TUNNEL_READY) {
+        Arrival::Data => {}
+        Arrival::Closed => {
+            let _ = child.wait();
+            let mut said = String::new();
+            if let Some(stderr) = stderr.as_mut() {
+                let _ = stderr.read_to_string(&mut said);
+            }
+            return Err(ssh_failure(said.trim()));
+        }
+        Arrival::TimedOut => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(EngineError::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "the SSH tunnel to the console at {target}:{port} gave no answer in {} s",
+                    TUNNEL_READY.as_secs()
+                ),
+            ));
+        }
+    }
     // Reaped when the tunnel ends; what ssh said goes to the log.
-    let stderr = child.stderr.take();
     let _ = std::thread::Builder::new()
         .name("vnc-ssh-tunnel".into())
         .spawn(move || {
@@ -150,14 +181,112 @@ fn ssh_tunnel(uri: &LibvirtUri, target: &str, port: u16) -> EngineResult<UnixStr
             if let Some(mut stderr) = stderr {
                 let _ = stderr.read_to_string(&mut said);
             }
-            let status = child.wait();
-            tracing::debug!(?status, said = said.trim(), "console tunnel ended");
+            match child.wait() {
+                Ok(status) if status.success() => {
+                    tracing::debug!(said = said.trim(), "console tunnel ended")
+                }
+                status => tracing::warn!(?status, said = said.trim(), "console tunnel failed"),
+            }
         });
     Ok(ours)
 }
 
-fn ssh_program() -> String {
-    std::env::var("VIREO_SSH").unwrap_or_else(|_| "ssh".into())
+/// What came first on a stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    Data,
+    /// End of stream (or an error on it).
+    Closed,
+    TimedOut,
+}
+
+/// Waits up to `limit` for `stream` to have bytes or to end, without
+/// taking any bytes from it.
+fn first_bytes(stream: &UnixStream, limit: std::time::Duration) -> Arrival {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Arrival::TimedOut;
+        }
+        let mut poll = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for a descriptor `stream` owns.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Arrival::Closed;
+        }
+        if ready == 0 {
+            continue;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the byte queued.
+        let seen = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        return match seen {
+            n if n > 0 => Arrival::Data,
+            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock => {
+                continue
+            }
+            _ => Arrival::Closed,
+        };
+    }
+}
+
+/// An ssh that exited before the tunnel was through, in the kind a
+/// person tells apart, with ssh's own words.
+fn ssh_failure(said: &str) -> EngineError {
+    let lower = said.to_lowercase();
+    let kind = if lower.contains("permission denied") {
+        ErrorKind::AuthRefused
+    } else if [
+        "connection refused",
+        "no route to host",
+        "could not resolve",
+        "name or service not known",
+        "timed out",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
+    {
+        ErrorKind::Unreachable
+    } else {
+        ErrorKind::Other
+    };
+    let said = if said.is_empty() {
+        "ssh exited without a word"
+    } else {
+        said
+    };
+    EngineError::new(
+        kind,
+        format!("the SSH tunnel to the console failed: {said}"),
+    )
+}
+
+/// The ssh program: the URI's `command=` (as libvirt's own SSH transport
+/// takes it), else `VIREO_SSH`, else `ssh` on the PATH.
+fn ssh_program(uri: &LibvirtUri) -> String {
+    uri.param("command")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .or_else(|| std::env::var("VIREO_SSH").ok())
+        .unwrap_or_else(|| "ssh".into())
 }
 
 /// A TCP connection to `host:port`, carried over a socket pair by two
@@ -226,5 +355,39 @@ mod tests {
         assert!(args.contains("-i /k"), "{args}");
         assert!(args.contains("StrictHostKeyChecking=no"), "{args}");
         assert!(args.ends_with("-W 127.0.0.1:5900 -- 127.0.0.1"), "{args}");
+    }
+
+    #[test]
+    fn ssh_is_the_uris_command_as_for_libvirt() {
+        let uri = LibvirtUri::parse("qemu+ssh://h/system?command=/opt/bin/my-ssh");
+        assert_eq!(ssh_program(&uri), "/opt/bin/my-ssh");
+    }
+
+    #[test]
+    fn a_tunnel_that_ends_first_is_told_from_one_that_answers() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let short = std::time::Duration::from_millis(50);
+        assert_eq!(first_bytes(&a, short), Arrival::TimedOut);
+        (&b).write_all(b"RFB 003.008\n").unwrap();
+        assert_eq!(first_bytes(&a, short), Arrival::Data);
+        // Peeked, not taken: the console reads the greeting whole.
+        let mut greeting = [0u8; 12];
+        (&a).read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"RFB 003.008\n");
+        drop(b);
+        assert_eq!(first_bytes(&a, short), Arrival::Closed);
+    }
+
+    #[test]
+    fn ssh_failures_read_as_their_kind() {
+        let refused = ssh_failure("root@h: Permission denied (publickey).");
+        assert_eq!(refused.kind, ErrorKind::AuthRefused);
+        let down = ssh_failure("ssh: connect to host h port 22: Connection refused");
+        assert_eq!(down.kind, ErrorKind::Unreachable);
+        let key = ssh_failure("Host key verification failed.");
+        assert!(
+            key.detail.ends_with("Host key verification failed."),
+            "{key}"
+        );
     }
 }
