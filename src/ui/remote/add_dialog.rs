@@ -38,10 +38,35 @@ pub fn show(parent: &adw::ApplicationWindow, connect: impl Fn(String) + 'static)
     let custom = adw::EntryRow::builder()
         .title(gettext("Custom URI (instead of the fields above)"))
         .build();
-    let generated = adw::ActionRow::builder()
-        .title(gettext("Generated URI"))
+    // The URI on a line of its own, in full contrast and selectable, to
+    // check or copy (a row's subtitle is small and dimmed).
+    let generated_uri = gtk::Label::builder()
+        .selectable(true)
+        .wrap(true)
+        .wrap_mode(gtk::pango::WrapMode::WordChar)
+        .xalign(0.0)
+        .css_classes(["monospace"])
         .build();
-    generated.add_css_class("property");
+    let generated_box = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .spacing(3)
+        .margin_top(9)
+        .margin_bottom(9)
+        .margin_start(12)
+        .margin_end(12)
+        .build();
+    generated_box.append(
+        &gtk::Label::builder()
+            .label(gettext("Generated URI"))
+            .xalign(0.0)
+            .css_classes(["dim-label", "caption"])
+            .build(),
+    );
+    generated_box.append(&generated_uri);
+    let generated = adw::PreferencesRow::builder()
+        .child(&generated_box)
+        .activatable(false)
+        .build();
     let group = adw::PreferencesGroup::new();
     group.add(&hypervisor);
     group.add(&ssh_row);
@@ -76,8 +101,8 @@ pub fn show(parent: &adw::ApplicationWindow, connect: impl Fn(String) + 'static)
         })
     };
     let refresh = {
-        let (generated, user, host, over_ssh, uri) = (
-            generated.clone(),
+        let (generated_uri, user, host, over_ssh, uri) = (
+            generated_uri.clone(),
             user.clone(),
             host.clone(),
             over_ssh.clone(),
@@ -86,7 +111,7 @@ pub fn show(parent: &adw::ApplicationWindow, connect: impl Fn(String) + 'static)
         Rc::new(move || {
             user.set_sensitive(over_ssh.is_active());
             host.set_sensitive(over_ssh.is_active());
-            generated.set_subtitle(&uri());
+            generated_uri.set_label(&uri());
         })
     };
     refresh();

@@ -109,6 +109,9 @@ struct Host {
     domains: Vec<DomainRow>,
     lifecycles: HashMap<String, Lifecycle>,
     connected: bool,
+    /// Connected once since the window opened: a failure then is a
+    /// lost connection ("Disconnected"), also while reconnecting fails.
+    was_connected: bool,
 }
 
 struct Inner {
@@ -359,6 +362,7 @@ impl RemoteHosts {
             domains: Vec::new(),
             lifecycles: HashMap::new(),
             connected: false,
+            was_connected: false,
         }));
         inner.heading.set_visible(true);
         if remember {
@@ -432,24 +436,24 @@ impl RemoteHosts {
                 if let Some(host) = Self::host_mut(&mut inner, id) {
                     host.engine = Some(engine);
                     host.connected = true;
+                    host.was_connected = true;
                     host.status.set_label(&gettext("Connected"));
                     host.status.remove_css_class("error");
+                    host.status.add_css_class("dim-label");
                 }
             }
             Event::Failed(id, error) => {
                 let mut inner = self.0.borrow_mut();
                 if let Some(host) = Self::host_mut(&mut inner, id) {
-                    let lost = host.connected
-                        && matches!(
-                            error.kind,
-                            ErrorKind::ConnectionLost
-                                | ErrorKind::TimedOut
-                                | ErrorKind::Unreachable
-                        );
-                    let text = if host.connected && !lost {
+                    let lost = matches!(
+                        error.kind,
+                        ErrorKind::ConnectionLost | ErrorKind::TimedOut | ErrorKind::Unreachable
+                    );
+                    if host.connected && !lost {
                         // A failed listing on a live connection: keep it.
                         return;
-                    } else if lost {
+                    }
+                    let text = if host.was_connected {
                         gettext_f("Disconnected: {reason}", &[("reason", &error_text(&error))])
                     } else {
                         gettext_f(
@@ -460,6 +464,8 @@ impl RemoteHosts {
                     host.connected = false;
                     host.engine = None;
                     host.status.set_label(&text);
+                    // In full red: dimmed, an error is hard to read.
+                    host.status.remove_css_class("dim-label");
                     host.status.add_css_class("error");
                 }
                 drop(inner);

@@ -203,9 +203,12 @@ impl RemotePage {
             .title(gettext("Overview"))
             .build();
         let row = |title: &str, value: &str| {
+            // A URI's `&` and an element's `<name>` are text, not markup
+            // (libadwaita 1.2 reads a subtitle as markup whatever
+            // `use-markup` says, so the text is escaped instead).
             let row = adw::ActionRow::builder()
-                .title(title)
-                .subtitle(value)
+                .title(gtk::glib::markup_escape_text(title).as_str())
+                .subtitle(gtk::glib::markup_escape_text(value).as_str())
                 .build();
             row.add_css_class("property");
             group.add(&row);
@@ -238,7 +241,9 @@ impl RemotePage {
                 ))
                 .build();
             for sentence in unsupported {
-                let row = adw::ActionRow::builder().title(sentence).build();
+                let row = adw::ActionRow::builder()
+                    .title(gtk::glib::markup_escape_text(sentence).as_str())
+                    .build();
                 row.set_title_lines(0);
                 differences.add(&row);
             }
