@@ -6,9 +6,17 @@
 //! Each process that opens `test:///default` gets a fresh copy of the
 //! driver's state, so the round trip runs on one connection in this
 //! process rather than across `vireo` runs.
+//!
+//! And in the window, under Xvfb: Add Connection… driven as a person
+//! drives it (its fields, the URI it builds, a host that is not there),
+//! the connection's VMs in the sidebar, and the connection remembered and
+//! made again when the window opens next.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
+use common::desktop::{artifacts, App, Display};
 use common::{require_program, Home};
 use vireo::connection::{self, DomainState, Engine, ErrorKind, Power};
 
@@ -232,4 +240,111 @@ fn volumes_upload_and_download_through_the_stream_api() {
         assert_eq!(seen, 4096);
     }
     let _: &dyn Engine = engine.as_ref();
+}
+
+/// Quits with Ctrl+Q and waits until the window is gone.
+fn quit(display: &Display) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !display.main_window().is_empty() {
+        assert!(Instant::now() < deadline, "the window did not close");
+        display.key("ctrl+q");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Opens Add Connection… from the main menu.
+fn open_add_connection(display: &Display, dir: &std::path::Path) {
+    // The "Add _Connection…" item.
+    display.pick_from_main_menu(dir, "c", "Add Connection");
+}
+
+/// The screen's text without spaces: tesseract puts some inside URIs.
+fn squeezed(seen: &str) -> String {
+    seen.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[test]
+fn add_connection_builds_the_uri_connects_and_is_remembered() {
+    require_program("virsh");
+    let home = Home::new();
+    let display = Display::start();
+    let dir = artifacts("libvirt-add-connection");
+    let app = App::start(&display, home.dir.path(), &[]);
+
+    // The fields build the URI virt-manager would: over SSH, with a user.
+    open_add_connection(&display, &dir);
+    let seen = display.read_screen(&dir, "eng");
+    assert!(squeezed(&seen).contains("qemu:///system"), "{seen}");
+    display.click_text(&dir, "over SSH", Duration::from_secs(10));
+    display.click_text(&dir, "User name", Duration::from_secs(10));
+    display.type_text("admin");
+    display.click_text(&dir, "Host name", Duration::from_secs(10));
+    display.type_text("example.test");
+    common::wait::poll(Duration::from_secs(20), Duration::from_millis(500), || {
+        let seen = display.read_screen(&dir, "eng");
+        if squeezed(&seen).contains("qemu+ssh://admin@example.test/system") {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .unwrap_or_else(|seen| panic!("the SSH URI was never shown; the screen read:\n{seen}"));
+
+    // Back to this computer, libvirt's test driver: connect.
+    display.click_text(&dir, "over SSH", Duration::from_secs(10));
+    display.click_text(&dir, "Hypervisor", Duration::from_secs(10));
+    display.click_text(&dir, "test driver", Duration::from_secs(10));
+    common::wait::poll(Duration::from_secs(20), Duration::from_millis(500), || {
+        let seen = display.read_screen(&dir, "eng");
+        if squeezed(&seen).contains("test:///default") {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .unwrap_or_else(|seen| panic!("the test driver's URI was never shown:\n{seen}"));
+    // The header's Connect, not the title's "Connection".
+    display.click_word(&dir, "Connect", Duration::from_secs(10));
+
+    // Its group in the sidebar: connected, with the driver's own VM.
+    let seen = display.wait_for_sidebar_text(&dir, "Connected", Duration::from_secs(60));
+    assert!(seen.contains("Test"), "{seen}");
+    // Its VM (the row under the group's title "Test"): the host's page,
+    // with the details libvirt gives.
+    display.click_lowest(&dir, "test", Duration::from_secs(10));
+    display.click_word(&dir, "Details", Duration::from_secs(30));
+    let seen = display.wait_for_text(&dir, "Start with the host", Duration::from_secs(30));
+    assert!(seen.contains("UUID"), "{seen}");
+
+    // A host that is not there: a sentence in the sidebar, the window stays.
+    open_add_connection(&display, &dir);
+    display.click_text(&dir, "Custom URI", Duration::from_secs(10));
+    display.type_text("qemu+tcp://127.0.0.1:1/system");
+    display.click_word(&dir, "Connect", Duration::from_secs(10));
+    let seen = display.wait_for_sidebar_text(&dir, "Not connected", Duration::from_secs(60));
+    assert!(seen.contains("The host cannot be"), "{seen}");
+    assert!(seen.contains("Connection refused"), "{seen}");
+    assert!(!display.main_window().is_empty());
+
+    // Both are remembered, in the order they were added.
+    let settings = std::fs::read_to_string(home.path("config/settings.ini")).unwrap();
+    assert!(
+        settings.contains("connections=['test:///default', 'qemu+tcp://127.0.0.1:1/system']"),
+        "{settings}"
+    );
+
+    // The next window connects to them again by itself.
+    quit(&display);
+    drop(app);
+    let _app = App::start(&display, home.dir.path(), &[]);
+    common::wait::poll(Duration::from_secs(60), Duration::from_millis(500), || {
+        let seen = display.read_sidebar(&dir);
+        let connected = seen.lines().any(|l| l.trim() == "Connected");
+        if connected && seen.contains("Test") && seen.contains("Not connected") {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .unwrap_or_else(|seen| panic!("the connections were not made again:\n{seen}"));
 }
