@@ -332,35 +332,11 @@ fn format_arg(text: &str) -> Result<VolumeFormat, PoolError> {
     }
 }
 
+/// Runs one verb against `store`, writing what virsh prints to `out`.
 fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<(), PoolError> {
     use std::fmt::Write as _;
     match command {
-        PoolCommand::PoolDefineAs(args) => {
-            if args.kind != "dir" {
-                return Err(PoolError::Unsupported(format!(
-                    "pool type '{}' is not supported; Vireo has directory pools: `vireo pool-define-as {} dir --target PATH`",
-                    args.kind, args.name
-                )));
-            }
-            let target = args.target.ok_or_else(|| {
-                PoolError::Unsupported(format!(
-                    "a dir pool needs a directory: `vireo pool-define-as {} dir --target PATH`",
-                    args.name
-                ))
-            })?;
-            if args.print_xml {
-                crate::storage::pools::validate_name("pool", &args.name)?;
-                let _ = write!(
-                    out,
-                    "<pool type='dir'>\n  <name>{}</name>\n  <target>\n    <path>{}</path>\n  </target>\n</pool>\n",
-                    crate::storage::pools::xml::escape(&args.name),
-                    crate::storage::pools::xml::escape(&target.to_string_lossy())
-                );
-                return Ok(());
-            }
-            store.define_dir(&args.name, &target)?;
-            let _ = writeln!(out, "Pool {} defined", args.name);
-        }
+        PoolCommand::PoolDefineAs(args) => pool_define_as(store, args, out)?,
         PoolCommand::PoolBuild(args) => {
             store.build(&args.pool)?;
             let _ = writeln!(out, "Pool {} built", args.pool);
@@ -382,40 +358,11 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
         }
         PoolCommand::PoolAutostart(args) => {
             store.set_autostart(&args.pool, !args.disable)?;
-            if args.disable {
-                let _ = writeln!(out, "Pool {} unmarked as autostarted", args.pool);
-            } else {
-                let _ = writeln!(out, "Pool {} marked as autostarted", args.pool);
-            }
+            let what = if args.disable { "unmarked" } else { "marked" };
+            let _ = writeln!(out, "Pool {} {what} as autostarted", args.pool);
         }
         PoolCommand::PoolList(args) => pool_list(store, &args, out)?,
-        PoolCommand::PoolInfo(args) => {
-            let pool = store.get(&args.pool)?;
-            let _ = writeln!(out, "{:<15} {}", "Name:", pool.def.name);
-            let _ = writeln!(out, "{:<15} {}", "UUID:", pool.def.uuid);
-            let _ = writeln!(
-                out,
-                "{:<15} {}",
-                "State:",
-                if pool.active { "running" } else { "inactive" }
-            );
-            let _ = writeln!(out, "{:<15} yes", "Persistent:");
-            let _ = writeln!(out, "{:<15} {}", "Autostart:", yes_no(pool.autostart));
-            if pool.active {
-                let space = pool.space()?;
-                for (label, value) in [
-                    ("Capacity:", space.capacity),
-                    ("Allocation:", space.allocation),
-                    ("Available:", space.available),
-                ] {
-                    if args.bytes {
-                        let _ = writeln!(out, "{label:<15} {value} bytes");
-                    } else {
-                        let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
-                    }
-                }
-            }
-        }
+        PoolCommand::PoolInfo(args) => pool_info(store, args, out)?,
         PoolCommand::PoolRefresh(args) => {
             // Volumes are read from the directory each time; refreshing
             // checks the pool is running and its directory readable.
@@ -430,52 +377,8 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
             let _ = writeln!(out, "{}", store.get(&args.pool)?.def.uuid);
         }
         PoolCommand::VolCreateAs(args) => vol_create_as(store, args, out)?,
-        PoolCommand::VolList(args) => {
-            let pool = store.get(&either(args.pool_arg, args.pool, "pool")?)?;
-            let volumes = pool.volumes()?;
-            if args.details {
-                let rows = volumes
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.name.clone(),
-                            v.target.path.display().to_string(),
-                            "file".to_string(),
-                            pretty_capacity(v.capacity),
-                            pretty_capacity(v.allocation),
-                        ]
-                    })
-                    .collect();
-                out.push_str(&table(
-                    &["Name", "Path", "Type", "Capacity", "Allocation"],
-                    rows,
-                ));
-            } else {
-                let rows = volumes
-                    .iter()
-                    .map(|v| vec![v.name.clone(), v.target.path.display().to_string()])
-                    .collect();
-                out.push_str(&table(&["Name", "Path"], rows));
-            }
-        }
-        PoolCommand::VolInfo(args) => {
-            let (pool, name) = find(store, args.vol)?;
-            let volume = pool.volume(&name)?;
-            let _ = writeln!(out, "{:<15} {}", "Name:", volume.name);
-            let _ = writeln!(out, "{:<15} file", "Type:");
-            let (label, second) = if args.physical {
-                ("Physical:", volume.physical.unwrap_or(0))
-            } else {
-                ("Allocation:", volume.allocation)
-            };
-            for (label, value) in [("Capacity:", volume.capacity), (label, second)] {
-                if args.bytes {
-                    let _ = writeln!(out, "{label:<15} {value} bytes");
-                } else {
-                    let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
-                }
-            }
-        }
+        PoolCommand::VolList(args) => vol_list(store, args, out)?,
+        PoolCommand::VolInfo(args) => vol_info(store, args, out)?,
         PoolCommand::VolPath(args) | PoolCommand::VolKey(args) => {
             let (pool, name) = find(store, args)?;
             let _ = writeln!(out, "{}", pool.volume_path(&name)?.display());
@@ -489,106 +392,242 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
             pool.delete_volume(&name)?;
             let _ = writeln!(out, "Vol {name} deleted");
         }
-        PoolCommand::VolResize(args) => {
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            let text = args.capacity.trim_start();
-            let (negative, number) = match text.strip_prefix('-') {
-                Some(rest) if args.shrink => (true, rest),
-                Some(_) => {
-                    return Err(PoolError::Unsupported(
-                        "negative size requires --shrink".into(),
-                    ))
-                }
-                None => (false, text),
-            };
-            let amount = size(number)?;
-            let current = pool.volume(&name)?.capacity;
-            let capacity = if negative {
-                current.checked_sub(amount).ok_or_else(|| {
-                    PoolError::Unsupported(format!(
-                        "volume '{name}' is only {current} bytes; cannot shrink it by {amount}"
-                    ))
-                })?
-            } else if args.delta {
-                current
-                    .checked_add(amount)
-                    .ok_or_else(|| PoolError::Unsupported("the new size is too large".into()))?
+        PoolCommand::VolResize(args) => vol_resize(store, args, out)?,
+        PoolCommand::VolClone(args) => vol_clone(store, args, out)?,
+        PoolCommand::VolUpload(args) => vol_upload(store, args)?,
+        PoolCommand::VolDownload(args) => vol_download(store, args)?,
+    }
+    Ok(())
+}
+
+/// `pool-define-as NAME dir --target PATH [--print-xml]`.
+fn pool_define_as(
+    store: &PoolStore,
+    args: DefineAsArgs,
+    out: &mut String,
+) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    if args.kind != "dir" {
+        return Err(PoolError::Unsupported(format!(
+            "pool type '{}' is not supported; Vireo has directory pools: `vireo pool-define-as {} dir --target PATH`",
+            args.kind, args.name
+        )));
+    }
+    let target = args.target.ok_or_else(|| {
+        PoolError::Unsupported(format!(
+            "a dir pool needs a directory: `vireo pool-define-as {} dir --target PATH`",
+            args.name
+        ))
+    })?;
+    if args.print_xml {
+        crate::storage::pools::validate_name("pool", &args.name)?;
+        let _ = write!(
+            out,
+            "<pool type='dir'>\n  <name>{}</name>\n  <target>\n    <path>{}</path>\n  </target>\n</pool>\n",
+            crate::storage::pools::xml::escape(&args.name),
+            crate::storage::pools::xml::escape(&target.to_string_lossy())
+        );
+        return Ok(());
+    }
+    store.define_dir(&args.name, &target)?;
+    let _ = writeln!(out, "Pool {} defined", args.name);
+    Ok(())
+}
+
+/// `pool-info POOL [--bytes]`.
+fn pool_info(store: &PoolStore, args: PoolInfoArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let pool = store.get(&args.pool)?;
+    let _ = writeln!(out, "{:<15} {}", "Name:", pool.def.name);
+    let _ = writeln!(out, "{:<15} {}", "UUID:", pool.def.uuid);
+    let _ = writeln!(
+        out,
+        "{:<15} {}",
+        "State:",
+        if pool.active { "running" } else { "inactive" }
+    );
+    let _ = writeln!(out, "{:<15} yes", "Persistent:");
+    let _ = writeln!(out, "{:<15} {}", "Autostart:", yes_no(pool.autostart));
+    if pool.active {
+        let space = pool.space()?;
+        for (label, value) in [
+            ("Capacity:", space.capacity),
+            ("Allocation:", space.allocation),
+            ("Available:", space.available),
+        ] {
+            if args.bytes {
+                let _ = writeln!(out, "{label:<15} {value} bytes");
             } else {
-                amount
-            };
-            let flags = ResizeFlags {
-                allocate: args.allocate,
-                shrink: args.shrink,
-            };
-            with_progress(&format!("Resizing {name}"), |progress| {
-                pool.resize_volume(&name, capacity, flags, progress)
-            })?;
-            if negative || args.delta {
-                let _ = writeln!(
-                    out,
-                    "Size of volume '{name}' successfully changed by {}",
-                    args.capacity
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "Size of volume '{name}' successfully changed to {}",
-                    args.capacity
-                );
+                let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
             }
         }
-        PoolCommand::VolClone(args) => {
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Cloning {name}"), |progress| {
-                pool.clone_volume(&name, &args.newname, progress)
-            })?;
-            let _ = writeln!(out, "Vol {} cloned from {name}", args.newname);
-        }
-        PoolCommand::VolUpload(args) => {
-            let offset = size(&args.offset)?;
-            let length = args.length.as_deref().map(size).transpose()?;
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Uploading to {name}"), |progress| {
-                pool.upload(&name, &args.file, offset, length, args.sparse, progress)
-            })?;
-        }
-        PoolCommand::VolDownload(args) => {
-            let offset = size(&args.offset)?;
-            let length = args.length.as_deref().map(size).transpose()?;
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Downloading {name}"), |progress| {
-                pool.download(&name, &args.file, offset, length, args.sparse, progress)
-            })?;
+    }
+    Ok(())
+}
+
+/// `vol-list POOL [--details]`.
+fn vol_list(store: &PoolStore, args: VolListArgs, out: &mut String) -> Result<(), PoolError> {
+    let pool = store.get(&either(args.pool_arg, args.pool, "pool")?)?;
+    let volumes = pool.volumes()?;
+    if args.details {
+        let rows = volumes
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.target.path.display().to_string(),
+                    "file".to_string(),
+                    pretty_capacity(v.capacity),
+                    pretty_capacity(v.allocation),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["Name", "Path", "Type", "Capacity", "Allocation"],
+            rows,
+        ));
+    } else {
+        let rows = volumes
+            .iter()
+            .map(|v| vec![v.name.clone(), v.target.path.display().to_string()])
+            .collect();
+        out.push_str(&table(&["Name", "Path"], rows));
+    }
+    Ok(())
+}
+
+/// `vol-info VOL [POOL] [--bytes] [--physical]`.
+fn vol_info(store: &PoolStore, args: VolInfoArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(store, args.vol)?;
+    let volume = pool.volume(&name)?;
+    let _ = writeln!(out, "{:<15} {}", "Name:", volume.name);
+    let _ = writeln!(out, "{:<15} file", "Type:");
+    let (label, second) = if args.physical {
+        ("Physical:", volume.physical.unwrap_or(0))
+    } else {
+        ("Allocation:", volume.allocation)
+    };
+    for (label, value) in [("Capacity:", volume.capacity), (label, second)] {
+        if args.bytes {
+            let _ = writeln!(out, "{label:<15} {value} bytes");
+        } else {
+            let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
         }
     }
+    Ok(())
+}
+
+/// `vol-resize VOL CAPACITY [POOL] [--delta] [--shrink] [--allocate]`.
+fn vol_resize(store: &PoolStore, args: VolResizeArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    let text = args.capacity.trim_start();
+    let (negative, number) = match text.strip_prefix('-') {
+        Some(rest) if args.shrink => (true, rest),
+        Some(_) => {
+            return Err(PoolError::Unsupported(
+                "negative size requires --shrink".into(),
+            ))
+        }
+        None => (false, text),
+    };
+    let amount = size(number)?;
+    let current = pool.volume(&name)?.capacity;
+    let capacity = if negative {
+        current.checked_sub(amount).ok_or_else(|| {
+            PoolError::Unsupported(format!(
+                "volume '{name}' is only {current} bytes; cannot shrink it by {amount}"
+            ))
+        })?
+    } else if args.delta {
+        current
+            .checked_add(amount)
+            .ok_or_else(|| PoolError::Unsupported("the new size is too large".into()))?
+    } else {
+        amount
+    };
+    let flags = ResizeFlags {
+        allocate: args.allocate,
+        shrink: args.shrink,
+    };
+    with_progress(&format!("Resizing {name}"), |progress| {
+        pool.resize_volume(&name, capacity, flags, progress)
+    })?;
+    if negative || args.delta {
+        let _ = writeln!(
+            out,
+            "Size of volume '{name}' successfully changed by {}",
+            args.capacity
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Size of volume '{name}' successfully changed to {}",
+            args.capacity
+        );
+    }
+    Ok(())
+}
+
+/// `vol-clone VOL NEWNAME [POOL]`.
+fn vol_clone(store: &PoolStore, args: VolCloneArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Cloning {name}"), |progress| {
+        pool.clone_volume(&name, &args.newname, progress)
+    })?;
+    let _ = writeln!(out, "Vol {} cloned from {name}", args.newname);
+    Ok(())
+}
+
+/// `vol-upload VOL FILE [POOL] [--offset] [--length] [--sparse]`.
+fn vol_upload(store: &PoolStore, args: VolTransferArgs) -> Result<(), PoolError> {
+    let offset = size(&args.offset)?;
+    let length = args.length.as_deref().map(size).transpose()?;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Uploading to {name}"), |progress| {
+        pool.upload(&name, &args.file, offset, length, args.sparse, progress)
+    })?;
+    Ok(())
+}
+
+/// `vol-download VOL FILE [POOL] [--offset] [--length] [--sparse]`.
+fn vol_download(store: &PoolStore, args: VolTransferArgs) -> Result<(), PoolError> {
+    let offset = size(&args.offset)?;
+    let length = args.length.as_deref().map(size).transpose()?;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Downloading {name}"), |progress| {
+        pool.download(&name, &args.file, offset, length, args.sparse, progress)
+    })?;
     Ok(())
 }
 
