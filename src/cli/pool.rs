@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 
 use crate::definitions::PoolStore;
 use crate::storage::pools::{
-    parse_size, pretty_capacity, NewVolume, Pool, PoolError, ResizeFlags, VolumeDef, VolumeFormat,
+    parse_size, pretty_capacity, NewVolume, Pool, PoolDef, PoolError, ResizeFlags, VolumeDef,
+    VolumeFormat,
 };
 
 /// The storage verbs, flattened into the top-level command list.
@@ -22,6 +23,10 @@ use crate::storage::pools::{
 pub enum PoolCommand {
     /// Define a directory pool: `pool-define-as NAME dir --target PATH`.
     PoolDefineAs(DefineAsArgs),
+    /// Define (or redefine) a pool from a pool XML file.
+    PoolDefine(PoolFileArgs),
+    /// Create and start a transient pool from a pool XML file; it is gone once destroyed.
+    PoolCreate(PoolCreateArgs),
     /// Create a pool's directory.
     PoolBuild(PoolBuildArgs),
     /// Start (activate) a pool.
@@ -44,6 +49,10 @@ pub enum PoolCommand {
     PoolUuid(PoolArg),
     /// Create a volume: `vol-create-as POOL NAME SIZE --format qcow2`.
     VolCreateAs(VolCreateAsArgs),
+    /// Create a volume from a volume XML file: `vol-create POOL FILE`.
+    VolCreate(VolCreateArgs),
+    /// Create a volume from a volume XML file with another volume's contents: `vol-create-from POOL FILE VOL`.
+    VolCreateFrom(VolCreateFromArgs),
     /// List the volumes of a pool.
     VolList(VolListArgs),
     /// Show a volume's type and sizes.
@@ -79,6 +88,57 @@ pub struct DefineAsArgs {
     /// Print the XML instead of defining the pool.
     #[arg(long)]
     print_xml: bool,
+}
+
+#[derive(Args)]
+pub struct PoolFileArgs {
+    /// A file with a libvirt pool XML description.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct PoolCreateArgs {
+    /// A file with a libvirt pool XML description.
+    file: PathBuf,
+    /// Create the pool's directory first.
+    #[arg(long)]
+    build: bool,
+    /// Accepted for virsh compatibility, with --build; a directory pool never overwrites.
+    #[arg(long)]
+    overwrite: bool,
+    /// Accepted for virsh compatibility, with --build.
+    #[arg(long)]
+    no_overwrite: bool,
+}
+
+#[derive(Args)]
+pub struct VolCreateArgs {
+    /// Pool name.
+    pool: String,
+    /// A file with a libvirt volume XML description.
+    file: PathBuf,
+    /// Preallocate qcow2 metadata instead of nothing.
+    #[arg(long)]
+    prealloc_metadata: bool,
+}
+
+#[derive(Args)]
+pub struct VolCreateFromArgs {
+    /// Pool of the new volume.
+    pool: String,
+    /// A file with a libvirt volume XML description of the new volume.
+    file: PathBuf,
+    /// The volume whose contents the new one gets (a name, or a path).
+    vol: String,
+    /// The pool of the input volume (default: a path in any pool, or a name in POOL).
+    #[arg(long)]
+    inputpool: Option<String>,
+    /// Preallocate qcow2 metadata instead of nothing.
+    #[arg(long)]
+    prealloc_metadata: bool,
+    /// Accepted for virsh compatibility; Vireo copies.
+    #[arg(long)]
+    reflink: bool,
 }
 
 #[derive(Args)]
@@ -128,9 +188,12 @@ pub struct PoolListArgs {
     /// Pools not marked autostart only.
     #[arg(long)]
     no_autostart: bool,
-    /// Persistent pools only (all of Vireo's are).
+    /// Persistent pools only.
     #[arg(long)]
     persistent: bool,
+    /// Transient pools only (made by pool-create).
+    #[arg(long)]
+    transient: bool,
     /// State, persistence, capacity, allocation and free space.
     #[arg(long)]
     details: bool,
@@ -337,6 +400,25 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
     use std::fmt::Write as _;
     match command {
         PoolCommand::PoolDefineAs(args) => pool_define_as(store, args, out)?,
+        PoolCommand::PoolDefine(args) => {
+            let pool = store.define_or_update(PoolDef::from_xml(&read_xml(&args.file)?)?)?;
+            let _ = writeln!(
+                out,
+                "Pool {} defined from {}",
+                pool.def.name,
+                args.file.display()
+            );
+        }
+        PoolCommand::PoolCreate(args) => {
+            let def = PoolDef::from_xml(&read_xml(&args.file)?)?;
+            let pool = store.create(def, args.build)?;
+            let _ = writeln!(
+                out,
+                "Pool {} created from {}",
+                pool.def.name,
+                args.file.display()
+            );
+        }
         PoolCommand::PoolBuild(args) => {
             store.build(&args.pool)?;
             let _ = writeln!(out, "Pool {} built", args.pool);
@@ -377,6 +459,20 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
             let _ = writeln!(out, "{}", store.get(&args.pool)?.def.uuid);
         }
         PoolCommand::VolCreateAs(args) => vol_create_as(store, args, out)?,
+        PoolCommand::VolCreate(args) => {
+            let pool = store.get(&args.pool)?;
+            let spec = volume_spec(&read_xml(&args.file)?, args.prealloc_metadata)?;
+            with_progress(&format!("Allocating {}", spec.name), |progress| {
+                pool.create_volume(&spec, progress)
+            })?;
+            let _ = writeln!(
+                out,
+                "Vol {} created from {}",
+                spec.name,
+                args.file.display()
+            );
+        }
+        PoolCommand::VolCreateFrom(args) => vol_create_from(store, args, out)?,
         PoolCommand::VolList(args) => vol_list(store, args, out)?,
         PoolCommand::VolInfo(args) => vol_info(store, args, out)?,
         PoolCommand::VolPath(args) | PoolCommand::VolKey(args) => {
@@ -446,7 +542,7 @@ fn pool_info(store: &PoolStore, args: PoolInfoArgs, out: &mut String) -> Result<
         "State:",
         if pool.active { "running" } else { "inactive" }
     );
-    let _ = writeln!(out, "{:<15} yes", "Persistent:");
+    let _ = writeln!(out, "{:<15} {}", "Persistent:", yes_no(pool.persistent));
     let _ = writeln!(out, "{:<15} {}", "Autostart:", yes_no(pool.autostart));
     if pool.active {
         let space = pool.space()?;
@@ -631,6 +727,58 @@ fn vol_download(store: &PoolStore, args: VolTransferArgs) -> Result<(), PoolErro
     Ok(())
 }
 
+/// The text of an XML file given on the command line.
+fn read_xml(path: &std::path::Path) -> Result<String, PoolError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        PoolError::Unsupported(format!("Failed to open file '{}': {e}", path.display()))
+    })
+}
+
+/// What a `<volume>` description asks `vol-create` for: its name,
+/// capacity, allocation, format (raw unless it says) and backing store.
+fn volume_spec(xml: &str, prealloc_metadata: bool) -> Result<NewVolume, PoolError> {
+    let def = VolumeDef::from_xml(xml)?;
+    let format = def.target.format.unwrap_or(VolumeFormat::Raw);
+    format_arg(format.name())?;
+    Ok(NewVolume {
+        name: def.name,
+        capacity: def.capacity,
+        allocation: Some(def.allocation),
+        format,
+        prealloc_metadata,
+        backing: def.backing_store.map(|b| (b.path, b.format)),
+    })
+}
+
+/// `vol-create-from POOL FILE VOL [--inputpool POOL]`.
+fn vol_create_from(
+    store: &PoolStore,
+    args: VolCreateFromArgs,
+    out: &mut String,
+) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let pool = store.get(&args.pool)?;
+    let spec = volume_spec(&read_xml(&args.file)?, args.prealloc_metadata)?;
+    // virsh looks the input volume up in --inputpool, else by path (or
+    // key), else by name in the new volume's pool.
+    let (input_pool, input_name) = match &args.inputpool {
+        Some(name) => store.find_volume(&args.vol, Some(name))?,
+        None => store
+            .find_volume(&args.vol, None)
+            .or_else(|_| store.find_volume(&args.vol, Some(&args.pool)))?,
+    };
+    let input = input_pool.volume(&input_name)?;
+    let input_format = match input.target.format {
+        Some(VolumeFormat::Qcow2) => crate::storage::ImageFormat::Qcow2,
+        _ => crate::storage::ImageFormat::Raw,
+    };
+    with_progress(&format!("Copying {input_name}"), |progress| {
+        pool.create_volume_from(&spec, &input.target.path, input_format, progress)
+    })?;
+    let _ = writeln!(out, "Vol {} created from input vol {input_name}", spec.name);
+    Ok(())
+}
+
 fn find(store: &PoolStore, args: VolArg) -> Result<(Pool, String), PoolError> {
     let pool = match (args.pool_arg, args.pool) {
         (None, None) => None,
@@ -660,7 +808,9 @@ fn pool_list(store: &PoolStore, args: &PoolListArgs, out: &mut String) -> Result
             };
             let autostart =
                 (!args.autostart || p.autostart) && (!args.no_autostart || !p.autostart);
-            state && autostart
+            let persistence =
+                (!args.persistent || p.persistent) && (!args.transient || !p.persistent);
+            state && autostart && persistence
         })
         .collect();
     if args.name || args.uuid {
@@ -699,7 +849,7 @@ fn pool_list(store: &PoolStore, args: &PoolListArgs, out: &mut String) -> Result
             pool.def.name.clone(),
             if pool.active { "running" } else { "inactive" }.to_string(),
             yes_no(pool.autostart).to_string(),
-            "yes".to_string(),
+            yes_no(pool.persistent).to_string(),
         ];
         match pool.active.then(|| pool.space()).transpose()? {
             Some(space) => {
