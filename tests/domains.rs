@@ -622,3 +622,62 @@ fn every_command_in_help_says_what_it_does() {
     assert!(silent.is_empty(), "--help says nothing about {silent:?}");
     assert!(commands.lines().count() > 40, "{commands}");
 }
+
+/// libvirt forbids only '/' in a domain name; so does Vireo (and, as names
+/// become file names, a leading '.').
+#[test]
+fn names_libvirt_accepts_are_accepted() {
+    let s = Session::new();
+    let names = [
+        "My VM (test)",
+        "débian 12 — 测试",
+        "a:b+c,d=e",
+        "-starts-with-dash",
+    ];
+    for name in names {
+        let file = s.path("vm.xml");
+        std::fs::write(&file, common::Domain::new(name).xml()).unwrap();
+        assert_eq!(
+            s.ok(&["define", file.to_str().unwrap()]),
+            format!("Domain '{name}' defined from {}\n", file.display()),
+        );
+        // `--` before a name that starts with '-', as virsh needs it too.
+        assert!(s
+            .ok(&["dumpxml", "--", name])
+            .contains(&format!("<name>{name}</name>")));
+        assert_eq!(s.ok(&["domstate", "--", name]).trim(), "shut off");
+    }
+    let list = s.ok(&["list", "--all"]);
+    for name in names {
+        assert!(list.contains(name), "{list}");
+    }
+    assert_eq!(
+        s.ok(&["domrename", "My VM (test)", "Renamed VM!"]),
+        "Domain successfully renamed\n"
+    );
+    assert_eq!(s.ok(&["domstate", "Renamed VM!"]).trim(), "shut off");
+    assert!(s
+        .fails(&["domrename", "Renamed VM!", "a/b"])
+        .contains("'/'"));
+    let file = s.path("slash.xml");
+    std::fs::write(&file, common::Domain::new("a/b").xml()).unwrap();
+    assert!(s.fails(&["define", file.to_str().unwrap()]).contains("'/'"));
+    if kvm_available() {
+        // Such a name runs too: its process, sockets and files.
+        let image = s.path("up.bin");
+        std::fs::write(&image, common::asm::firmware(|p| p.print("up\n"))).unwrap();
+        let file = s.path("run.xml");
+        std::fs::write(
+            &file,
+            common::Domain::new("-a VM: 测试").firmware(&image).xml(),
+        )
+        .unwrap();
+        s.ok(&["define", file.to_str().unwrap()]);
+        s.ok(&["start", "--", "-a VM: 测试"]);
+        assert_eq!(s.ok(&["domstate", "--", "-a VM: 测试"]).trim(), "running");
+        s.ok(&["destroy", "--", "-a VM: 测试"]);
+        assert_eq!(s.ok(&["domstate", "--", "-a VM: 测试"]).trim(), "shut off");
+    }
+    s.ok(&["undefine", "débian 12 — 测试"]);
+    assert!(!s.ok(&["list", "--all"]).contains("débian"));
+}

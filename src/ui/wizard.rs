@@ -653,15 +653,32 @@ impl NewVmWizard {
 fn problem_text(problem: &Problem) -> String {
     match problem {
         Problem::NameEmpty => gettext("Give the VM a name."),
-        Problem::NameInvalid => gettext("Use letters, digits, “-”, “_”, “.” and “+” in the name, starting with a letter or digit."),
+        Problem::NameInvalid => gettext(
+            "A name cannot contain “/” or start with “.”, and must be shorter than 249 bytes.",
+        ),
         Problem::NameTaken => gettext("A VM with this name exists. Choose another name."),
-        Problem::MediaMissing(path) => gettext_f("{path} does not exist. Choose an existing file.", &[("path", &path.display().to_string())]),
-        Problem::MemoryTooSmall { minimum_mib } => gettext_f("Give the VM at least {n} MiB of memory.", &[("n", &minimum_mib.to_string())]),
-        Problem::MemoryOverHost { host_mib } => gettext_f("This computer has only {n} MiB of memory. Choose less.", &[("n", &host_mib.to_string())]),
+        Problem::MediaMissing(path) => gettext_f(
+            "{path} does not exist. Choose an existing file.",
+            &[("path", &path.display().to_string())],
+        ),
+        Problem::MemoryTooSmall { minimum_mib } => gettext_f(
+            "Give the VM at least {n} MiB of memory.",
+            &[("n", &minimum_mib.to_string())],
+        ),
+        Problem::MemoryOverHost { host_mib } => gettext_f(
+            "This computer has only {n} MiB of memory. Choose less.",
+            &[("n", &host_mib.to_string())],
+        ),
         Problem::NoCpus => gettext("Give the VM at least one CPU."),
-        Problem::CpusOverHost { host } => gettext_f("This computer has only {n} CPUs. Choose fewer.", &[("n", &host.to_string())]),
+        Problem::CpusOverHost { host } => gettext_f(
+            "This computer has only {n} CPUs. Choose fewer.",
+            &[("n", &host.to_string())],
+        ),
         Problem::DiskEmpty => gettext("A new disk needs at least 1 GiB."),
-        Problem::DiskOverFree { free_gib } => gettext_f("The default pool has only {n} GiB free. Choose a smaller disk or free some space.", &[("n", &free_gib.to_string())]),
+        Problem::DiskOverFree { free_gib } => gettext_f(
+            "The default pool has only {n} GiB free. Choose a smaller disk or free some space.",
+            &[("n", &free_gib.to_string())],
+        ),
     }
 }
 
