@@ -681,3 +681,34 @@ fn names_libvirt_accepts_are_accepted() {
     s.ok(&["undefine", "débian 12 — 测试"]);
     assert!(!s.ok(&["list", "--all"]).contains("débian"));
 }
+
+/// libvirt takes a domain's memory from its NUMA cells when they give it,
+/// and writes the sum as `<memory>`; a definition with only cells is valid.
+#[test]
+fn memory_given_only_by_numa_cells_is_their_sum() {
+    let s = Session::new();
+    let file = s.path("numa.xml");
+    std::fs::write(
+        &file,
+        "<domain type='kvm'>\n  <name>numa</name>\n  <vcpu>2</vcpu>\n  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='32' unit='MiB'/>\n      <cell id='1' cpus='1' memory='32768'/>\n    </numa>\n  </cpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n</domain>\n",
+    )
+    .unwrap();
+    s.ok(&["define", file.to_str().unwrap()]);
+    let xml = s.ok(&["dumpxml", "numa"]);
+    assert!(xml.contains("<memory unit='KiB'>65536</memory>"), "{xml}");
+    assert!(
+        xml.contains("<cell id='0' cpus='0' memory='32' unit='MiB'/>"),
+        "{xml}"
+    );
+    let info = s.ok(&["dominfo", "numa"]);
+    assert!(info.contains("Max memory:     65536 KiB"), "{info}");
+    // Neither <memory> nor cells: refused, as libvirt refuses it.
+    std::fs::write(
+        &file,
+        "<domain type='kvm'><name>none</name><os><type>hvm</type></os></domain>",
+    )
+    .unwrap();
+    assert!(s
+        .fails(&["define", file.to_str().unwrap()])
+        .contains("<memory>"));
+}

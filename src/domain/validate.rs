@@ -225,7 +225,11 @@ pub(super) fn validate(d: &Domain) -> Result<(), DomainError> {
     }
 
     match d.memory()? {
-        None => return Err(DomainError::whole("the domain has no <memory>")),
+        None => {
+            return Err(DomainError::whole(
+                "the domain has no <memory> (nor memory in its <numa> cells)",
+            ))
+        }
         Some(0) => {
             return Err(DomainError::invalid(
                 root.child("memory").unwrap_or(root),

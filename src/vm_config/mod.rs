@@ -39,9 +39,9 @@ pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
             tracing::warn!("domain type '{kind}' runs on KVM in Vireo");
         }
     }
-    let memory = d
-        .memory()?
-        .ok_or_else(|| DomainError::whole("the domain has no <memory>"))?;
+    let memory = d.memory()?.ok_or_else(|| {
+        DomainError::whole("the domain has no <memory> (nor memory in its <numa> cells)")
+    })?;
     let mut config = VmConfig::new(d.name().trim(), memory);
     config.vcpus = d.vcpu()?.count;
     let os = d.os()?;
