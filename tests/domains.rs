@@ -712,3 +712,56 @@ fn memory_given_only_by_numa_cells_is_their_sum() {
         .fails(&["define", file.to_str().unwrap()])
         .contains("<memory>"));
 }
+
+/// Two devices at one PCI address are refused when defined, as libvirt
+/// refuses them, naming both; a disk without an address does not take a
+/// slot a NIC names.
+#[test]
+fn two_devices_at_one_pci_address_are_refused() {
+    let s = Session::new();
+    let disk = s.path("a.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let pci = |slot: u32| {
+        format!(
+            "<address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/>"
+        )
+    };
+    let file = s.path("dup.xml");
+    let domain = |name: &str, disk_address: &str| {
+        common::Domain::new(name)
+            .device(&format!(
+                "<disk type='file' device='disk'><source file='{}'/><target dev='vda' bus='virtio'/>{disk_address}</disk>",
+                disk.display()
+            ))
+            .device(&format!(
+                "<interface type='user'><mac address='52:54:00:12:34:56'/>{}</interface>",
+                pci(5)
+            ))
+    };
+    std::fs::write(&file, domain("dup", &pci(5)).xml()).unwrap();
+    let refused = s.fails(&["define", file.to_str().unwrap()]);
+    assert!(
+        refused.contains("Attempted double use of PCI Address 0000:00:05.0"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("<disk> vda") && refused.contains("<interface> 52:54:00:12:34:56"),
+        "{refused}"
+    );
+    assert!(s.fails(&["dominfo", "dup"]).contains("does not exist"));
+
+    // Without its own address the disk goes elsewhere, and the VM starts.
+    std::fs::write(&file, domain("dup", "").xml()).unwrap();
+    s.ok(&["define", file.to_str().unwrap()]);
+    let info = s.ok(&["dominfo", "dup"]);
+    assert!(info.contains("shut off"), "{info}");
+    if kvm_available() {
+        let image = s.path("up.bin");
+        std::fs::write(&image, common::asm::firmware(|p| p.print("up\n"))).unwrap();
+        std::fs::write(&file, domain("dup2", "").firmware(&image).xml()).unwrap();
+        s.ok(&["define", file.to_str().unwrap()]);
+        s.ok(&["start", "dup2"]);
+        assert_eq!(s.ok(&["domstate", "dup2"]).trim(), "running");
+        s.ok(&["destroy", "dup2"]);
+    }
+}
