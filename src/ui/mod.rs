@@ -24,6 +24,7 @@ mod details;
 mod file_chooser;
 mod i18n;
 mod pool_view;
+mod preferences;
 mod serial;
 pub mod settings;
 mod vm_list;
