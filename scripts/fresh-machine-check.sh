@@ -63,11 +63,11 @@ step() {
   echo "== $name: $*"
   if (cd "$checkout" 2>/dev/null || cd "$scratch"; "$@") >"$log/$name.log" 2>&1; then
     local took=$(($(date +%s) - start))
-    summary+=("$(printf '%-14s ok      %5d s' "$name" "$took")")
+    summary+=("$(printf '%-16s ok      %5d s' "$name" "$took")")
     echo "   ok in ${took} s"
   else
     local took=$(($(date +%s) - start))
-    summary+=("$(printf '%-14s FAILED  %5d s' "$name" "$took")")
+    summary+=("$(printf '%-16s FAILED  %5d s' "$name" "$took")")
     failed=$name
     echo "   FAILED after ${took} s; the last lines of $log/$name.log:"
     tail -n 30 "$log/$name.log" | sed 's/^/   | /'
@@ -98,7 +98,7 @@ echo "  CARGO_HOME=$CARGO_HOME (empty at the start), VIREO_HOME=$VIREO_HOME"
 for line in "${summary[@]}"; do
   echo "  $line"
 done
-echo "  total          $total s"
+echo "  total            $total s"
 echo "  disk: checkout and build $(size "$checkout"), cargo home $(size "$CARGO_HOME"), all $(size "$scratch")"
 if [ -n "$failed" ]; then
   echo "  first failure: $failed (log: $log/$failed.log)"
