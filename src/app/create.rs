@@ -127,7 +127,7 @@ impl std::fmt::Display for Problem {
         match self {
             Problem::NameEmpty => f.write_str("give the VM a name"),
             Problem::NameInvalid => f.write_str(
-                "use letters, digits, '-', '_', '.' and '+' in the name, starting with a letter or digit",
+                "a name cannot contain '/' or start with '.', and must be shorter than 249 bytes",
             ),
             Problem::NameTaken => f.write_str("a VM with this name exists; choose another name"),
             Problem::MediaMissing(path) => write!(f, "{} does not exist", path.display()),

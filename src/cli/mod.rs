@@ -103,6 +103,7 @@ enum Command {
     /// The VM process itself (started by `start`; not for people).
     #[command(name = "__vmm", hide = true)]
     Vmm {
+        #[arg(allow_hyphen_values = true)]
         name: String,
         #[arg(long)]
         paused: bool,

@@ -17,6 +17,8 @@ type CliResult = Result<ExitCode, String>;
 pub enum NetCommand {
     /// Define (or redefine) a virtual network from a libvirt network XML file
     NetDefine { file: PathBuf },
+    /// Create and start a transient network from a libvirt network XML file; it is gone once destroyed
+    NetCreate { file: PathBuf },
     /// Remove an inactive network's definition
     NetUndefine { network: String },
     /// Start (activate) a defined network
@@ -152,6 +154,13 @@ pub fn run(command: NetCommand) -> CliResult {
             let def = store()?.define(def).map_err(|e| e.to_string())?;
             println!("Network {} defined from {}\n", def.name(), file.display());
         }
+        NetCommand::NetCreate { file } => {
+            let xml = std::fs::read_to_string(&file)
+                .map_err(|e| format!("Failed to open file '{}': {e}", file.display()))?;
+            let def = NetworkDef::parse(&xml).map_err(|e| e.to_string())?;
+            let def = store()?.create(def).map_err(|e| e.to_string())?;
+            println!("Network {} created from {}\n", def.name(), file.display());
+        }
         NetCommand::NetUndefine { network } => {
             store()?.undefine(&network).map_err(|e| e.to_string())?;
             println!("Network {network} has been undefined\n");
@@ -188,7 +197,7 @@ pub fn run(command: NetCommand) -> CliResult {
                         n.def.name(),
                         if n.active { "active" } else { "inactive" }.to_string(),
                         yes(n.autostart),
-                        yes(true),
+                        yes(n.persistent),
                     ]
                 })
                 .collect();
@@ -206,7 +215,7 @@ pub fn run(command: NetCommand) -> CliResult {
             line("Name", n.def.name());
             line("UUID", n.def.uuid().unwrap_or_default());
             line("Active", yes(n.active));
-            line("Persistent", yes(true));
+            line("Persistent", yes(n.persistent));
             line("Autostart", yes(n.autostart));
             if let Some(bridge) = n.def.bridge() {
                 line("Bridge", bridge);

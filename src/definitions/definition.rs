@@ -30,6 +30,7 @@ impl Definition {
     pub fn parse_new(xml: &str) -> Result<Self, DomainError> {
         let mut domain = Domain::parse(xml)?;
         crate::domain::builder::fill_macs(&mut domain)?;
+        domain.fill_memory_from_numa()?;
         let uuid = match domain.uuid() {
             Some(uuid) => uuid.to_ascii_lowercase(),
             None => {

@@ -18,7 +18,7 @@ pub enum StoreError {
     NameTaken { name: String, uuid: String },
     #[error("domain '{other}' already has UUID {uuid}")]
     UuidTaken { other: String, uuid: String },
-    #[error("'{0}' is not a valid domain name: use letters, digits, '-', '_', '.' and '+', starting with a letter or digit")]
+    #[error("'{0}' is not a valid domain name: a name cannot contain '/', start with '.', or be longer than 248 bytes")]
     BadName(String),
     #[error(transparent)]
     Domain(#[from] crate::domain::DomainError),
@@ -47,18 +47,20 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::fsutil::atomic_write(path, bytes).map_err(StoreError::io("cannot write", path))
 }
 
-/// Valid VM names: they become file and socket names, so no '/', no
-/// leading dot, nothing invisible.
+/// The longest name whose files (`NAME.serial`, the longest) still fit
+/// a file name of 255 bytes.
+pub const MAX_NAME_BYTES: usize = 255 - ".serial".len();
+
+/// Valid VM names, as libvirt's: anything but '/' (spaces, punctuation and
+/// any script included). Two rules of Vireo's own, as names become file
+/// names: no leading '.' (hidden files are Vireo's own state), and at most
+/// [`MAX_NAME_BYTES`] bytes.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !name.starts_with('.')
+        && name.len() <= MAX_NAME_BYTES;
     if ok {
         Ok(())
     } else {

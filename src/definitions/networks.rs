@@ -42,6 +42,10 @@ pub enum NetworkError {
     Unsupported { name: String, mode: String },
     #[error("network '{name}': {message}")]
     Switch { name: String, message: String },
+    #[error("network '{0}' is transient: it exists while it runs and goes away when destroyed; `vireo net-define` makes a network that stays")]
+    Transient(String),
+    #[error("network '{0}' already exists")]
+    Exists(String),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -298,11 +302,17 @@ pub struct Network {
     pub def: NetworkDef,
     pub active: bool,
     pub autostart: bool,
+    /// Defined to stay (`net-define`); a transient network (`net-create`)
+    /// exists only while it runs.
+    pub persistent: bool,
 }
 
-/// Where network definitions and their state live.
+/// Where network definitions and their state live. A transient network's
+/// definition is in the runtime directory only (`networks/.transient/`),
+/// gone with `net-destroy` or the end of the session.
 pub struct NetworkStore {
     files: DefinitionFiles,
+    transient: DefinitionFiles,
     run_dir: PathBuf,
 }
 
@@ -338,6 +348,7 @@ impl NetworkStore {
     pub fn at(dir: PathBuf, run_dir: PathBuf) -> Self {
         Self {
             files: DefinitionFiles::new(dir),
+            transient: DefinitionFiles::new(run_dir.join(".transient")),
             run_dir,
         }
     }
@@ -352,10 +363,17 @@ impl NetworkStore {
 
     pub fn list(&self) -> Result<Vec<Network>, NetworkError> {
         let mut out = Vec::new();
-        let names = self
+        let mut names = self
             .files
             .names()
             .map_err(io("cannot read", self.files.dir()))?;
+        names.extend(
+            self.transient
+                .names()
+                .map_err(io("cannot read", self.transient.dir()))?,
+        );
+        names.sort();
+        names.dedup();
         for name in names {
             match self.get(&name) {
                 Ok(network) => out.push(network),
@@ -371,11 +389,18 @@ impl NetworkStore {
     }
 
     pub fn get(&self, name: &str) -> Result<Network, NetworkError> {
-        let xml = self
-            .files
-            .read(name)
-            .map_err(io("cannot read", &self.files.path(name)))?
-            .ok_or_else(|| NetworkError::NotFound(name.to_string()))?;
+        let read = |files: &DefinitionFiles| {
+            files
+                .read(name)
+                .map_err(io("cannot read", &files.path(name)))
+        };
+        let (xml, persistent) = match read(&self.files)? {
+            Some(xml) => (xml, true),
+            None => (
+                read(&self.transient)?.ok_or_else(|| NetworkError::NotFound(name.to_string()))?,
+                false,
+            ),
+        };
         let def = NetworkDef::parse(&xml)?;
         let active = match std::fs::read_to_string(self.active_file(name)) {
             // An isolated network is active while its switch runs.
@@ -389,7 +414,8 @@ impl NetworkStore {
         Ok(Network {
             def,
             active,
-            autostart: self.autostart_file(name).exists(),
+            autostart: persistent && self.autostart_file(name).exists(),
+            persistent,
         })
     }
 
@@ -403,8 +429,30 @@ impl NetworkStore {
         Ok(def)
     }
 
+    /// `net-create`: a transient network from `def`, started at once and
+    /// gone when destroyed.
+    pub fn create(&self, mut def: NetworkDef) -> Result<NetworkDef, NetworkError> {
+        def.ensure_uuid();
+        let name = def.name();
+        match self.get(&name) {
+            Ok(_) => return Err(NetworkError::Exists(name)),
+            Err(NetworkError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.transient
+            .write(&name, &def.to_xml())
+            .map_err(io("cannot write", &self.transient.path(&name)))?;
+        if let Err(error) = self.start(&name) {
+            let _ = self.transient.remove(&name);
+            return Err(error);
+        }
+        Ok(def)
+    }
+
     pub fn undefine(&self, name: &str) -> Result<(), NetworkError> {
-        self.get(name)?;
+        if !self.get(name)?.persistent {
+            return Err(NetworkError::Transient(name.to_string()));
+        }
         self.files
             .remove(name)
             .map_err(io("cannot remove", &self.files.path(name)))?;
@@ -463,7 +511,8 @@ impl NetworkStore {
     }
 
     pub fn destroy(&self, name: &str) -> Result<(), NetworkError> {
-        if !self.get(name)?.active {
+        let network = self.get(name)?;
+        if !network.active {
             return Err(NetworkError::NotActive(name.to_string()));
         }
         let path = self.active_file(name);
@@ -478,11 +527,19 @@ impl NetworkStore {
             let _ = std::fs::remove_file(crate::net::switch::socket_path(name));
             let _ = std::fs::remove_file(crate::net::switch::leases_path(name));
         }
-        std::fs::remove_file(&path).map_err(io("cannot remove", &path))
+        std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
+        if !network.persistent {
+            self.transient
+                .remove(name)
+                .map_err(io("cannot remove", &self.transient.path(name)))?;
+        }
+        Ok(())
     }
 
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), NetworkError> {
-        self.get(name)?;
+        if !self.get(name)?.persistent {
+            return Err(NetworkError::Transient(name.to_string()));
+        }
         let path = self.autostart_file(name);
         if on {
             let dir = self.files.dir().join("autostart");

@@ -7,6 +7,10 @@
 //! `default` pool at `paths::images_dir()` is defined, built, started and
 //! autostarted.
 //!
+//! A transient pool (`pool-create`) has its definition in the runtime
+//! directory only (`pools/.transient/NAME.xml`): it runs until
+//! `pool-destroy` or the next boot, and then it is gone, as in libvirt.
+//!
 //! What a pool holds (its volumes) is [`crate::storage::pools`].
 
 use std::fs::{self, File, OpenOptions};
@@ -25,6 +29,8 @@ use crate::storage::pools::{
 pub struct PoolStore {
     /// `config/pools`: definitions.
     files: DefinitionFiles,
+    /// `run/pools/.transient`: pools created without a definition that stays.
+    transient: DefinitionFiles,
     /// `run/pools`: which pools are running this boot.
     runtime: PathBuf,
 }
@@ -49,6 +55,7 @@ impl PoolStore {
     ) -> Result<Self, PoolError> {
         let store = Self {
             files: DefinitionFiles::new(config.to_path_buf()),
+            transient: DefinitionFiles::new(runtime.join(".transient")),
             runtime: runtime.to_path_buf(),
         };
         let first_use = !config.exists();
@@ -115,13 +122,19 @@ impl PoolStore {
         self.runtime.join(format!("{name}.xml"))
     }
 
-    /// Names of all defined pools, sorted as virsh sorts them.
+    /// Names of all pools, persistent and transient, sorted as virsh sorts them.
     pub fn names(&self) -> Result<Vec<String>, PoolError> {
         let mut names = self
             .files
             .names()
             .map_err(io_error(format!("read {}", self.files.dir().display())))?;
+        let transient = self
+            .transient
+            .names()
+            .map_err(io_error(format!("read {}", self.transient.dir().display())))?;
+        names.extend(transient);
         names.sort_by_key(|n| n.to_lowercase());
+        names.dedup();
         Ok(names)
     }
 
@@ -135,21 +148,30 @@ impl PoolStore {
         if validate_name("pool", name).is_err() {
             return Err(PoolError::NoSuchPool(name.to_string()));
         }
-        let path = self.files.path(name);
-        let text = self
-            .files
-            .read(name)
-            .map_err(io_error(format!("read {}", path.display())))?
-            .ok_or_else(|| PoolError::NoSuchPool(name.to_string()))?;
-        let def = PoolDef::from_xml(&text)?;
-        let active = fs::read_to_string(self.state_path(name))
-            .map(|uuid| uuid.trim() == def.uuid)
-            .unwrap_or(false);
-        let autostart = self.autostart_path(name).symlink_metadata().is_ok();
+        let read = |files: &DefinitionFiles| {
+            files
+                .read(name)
+                .map_err(io_error(format!("read {}", files.path(name).display())))
+        };
+        if let Some(text) = read(&self.files)? {
+            let def = PoolDef::from_xml(&text)?;
+            let active = fs::read_to_string(self.state_path(name))
+                .map(|uuid| uuid.trim() == def.uuid)
+                .unwrap_or(false);
+            let autostart = self.autostart_path(name).symlink_metadata().is_ok();
+            return Ok(Pool {
+                def,
+                active,
+                autostart,
+                persistent: true,
+            });
+        }
+        let text = read(&self.transient)?.ok_or_else(|| PoolError::NoSuchPool(name.to_string()))?;
         Ok(Pool {
-            def,
-            active,
-            autostart,
+            def: PoolDef::from_xml(&text)?,
+            active: true,
+            autostart: false,
+            persistent: false,
         })
     }
 
@@ -164,19 +186,80 @@ impl PoolStore {
     }
 
     /// Stores a new definition; an empty UUID gets a fresh one.
-    pub fn define(&self, mut def: PoolDef) -> Result<Pool, PoolError> {
-        validate_name("pool", &def.name)?;
-        if !def.target.is_absolute() {
-            let cwd = std::env::current_dir().map_err(io_error("find the current directory"))?;
-            def.target = cwd.join(&def.target);
-        }
-        if def.uuid.is_empty() {
-            def.uuid = new_uuid();
-        }
+    pub fn define(&self, def: PoolDef) -> Result<Pool, PoolError> {
+        let def = complete(def)?;
         let _lock = self.lock()?;
+        self.check_unique(&def, None)?;
+        self.write_def(&def)?;
+        Ok(Pool {
+            def,
+            active: false,
+            autostart: false,
+            persistent: true,
+        })
+    }
+
+    /// `pool-define FILE`: a new pool, or a new definition of the
+    /// persistent pool of that name (and UUID, when the XML gives one),
+    /// which keeps running if it runs. Returns the pool as stored.
+    pub fn define_or_update(&self, def: PoolDef) -> Result<Pool, PoolError> {
+        let uuid_given = !def.uuid.is_empty();
+        let mut def = complete(def)?;
+        let existing = match self.get(&def.name) {
+            Ok(pool) if pool.persistent => pool,
+            Ok(_) => return Err(PoolError::PoolExists(def.name)),
+            Err(PoolError::NoSuchPool(_)) => return self.define(def),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.lock()?;
+        if uuid_given && def.uuid != existing.def.uuid {
+            return Err(PoolError::Unsupported(format!(
+                "pool '{}' already exists with UUID {}; give that UUID, or none, to change its definition",
+                def.name, existing.def.uuid
+            )));
+        }
+        def.uuid = existing.def.uuid.clone();
+        self.check_unique(&def, Some(&def.name))?;
+        self.write_def(&def)?;
+        self.get(&def.name)
+    }
+
+    /// `pool-create FILE`: a transient pool, running at once, gone when
+    /// destroyed. `build` creates its directory first (`--build`).
+    pub fn create(&self, def: PoolDef, build: bool) -> Result<Pool, PoolError> {
+        let def = complete(def)?;
+        let _lock = self.lock()?;
+        self.check_unique(&def, None)?;
+        if build {
+            make_dir(&def.target, def.permissions.mode.unwrap_or(POOL_DIR_MODE))?;
+        }
+        if !def.target.is_dir() {
+            return Err(PoolError::TargetMissing {
+                name: def.name.clone(),
+                path: def.target.display().to_string(),
+            });
+        }
+        let path = self.transient.path(&def.name);
+        self.transient
+            .write(&def.name, &def.to_xml(None))
+            .map_err(io_error(format!("write {}", path.display())))?;
+        Ok(Pool {
+            def,
+            active: true,
+            autostart: false,
+            persistent: false,
+        })
+    }
+
+    /// Refuses `def` when another pool (than `replacing`) has its name,
+    /// its UUID or its directory.
+    fn check_unique(&self, def: &PoolDef, replacing: Option<&str>) -> Result<(), PoolError> {
         for other in self.list()? {
+            if Some(other.def.name.as_str()) == replacing {
+                continue;
+            }
             if other.def.name == def.name {
-                return Err(PoolError::PoolExists(def.name));
+                return Err(PoolError::PoolExists(def.name.clone()));
             }
             if other.def.uuid == def.uuid {
                 return Err(PoolError::Unsupported(format!(
@@ -191,12 +274,7 @@ impl PoolStore {
                 });
             }
         }
-        self.write_def(&def)?;
-        Ok(Pool {
-            def,
-            active: false,
-            autostart: false,
-        })
+        Ok(())
     }
 
     fn write_def(&self, def: &PoolDef) -> Result<(), PoolError> {
@@ -259,12 +337,16 @@ impl PoolStore {
         )
     }
 
-    /// Stops the pool (`pool-destroy`); its files stay.
+    /// Stops the pool (`pool-destroy`); its files stay. A transient pool
+    /// is gone after it.
     pub fn destroy(&self, name: &str) -> Result<(), PoolError> {
         let _lock = self.lock()?;
         let pool = self.get(name)?;
         if !pool.active {
             return Err(PoolError::NotActive(name.to_string()));
+        }
+        if !pool.persistent {
+            return remove_file(&self.transient.path(name));
         }
         remove_file(&self.state_path(name))
     }
@@ -287,7 +369,11 @@ impl PoolStore {
     }
 
     fn set_autostart_locked(&self, name: &str, on: bool) -> Result<(), PoolError> {
-        self.get(name)?;
+        if !self.get(name)?.persistent {
+            return Err(PoolError::Unsupported(format!(
+                "pool '{name}' is transient, so it cannot start by itself; define it with `vireo pool-define` to keep it"
+            )));
+        }
         let link = self.autostart_path(name);
         let _ = fs::remove_file(&link);
         if on {
@@ -334,6 +420,19 @@ impl PoolStore {
         let (pool, name) = self.find_volume(vol, None)?;
         pool.volume_path(&name)
     }
+}
+
+/// `def` as stored: its directory absolute, its UUID given or new.
+fn complete(mut def: PoolDef) -> Result<PoolDef, PoolError> {
+    validate_name("pool", &def.name)?;
+    if !def.target.is_absolute() {
+        let cwd = std::env::current_dir().map_err(io_error("find the current directory"))?;
+        def.target = cwd.join(&def.target);
+    }
+    if def.uuid.is_empty() {
+        def.uuid = new_uuid();
+    }
+    Ok(def)
 }
 
 /// A random (version 4) UUID.

@@ -296,9 +296,46 @@ impl Domain {
             .set_child_text("description", description, DOMAIN_ORDER);
     }
 
-    /// `<memory>` in bytes (the maximum at boot).
+    /// The memory at boot in bytes: the sum of the `<cpu><numa>` cells'
+    /// memory when they give some (libvirt lets the cells decide), else
+    /// `<memory>`.
     pub fn memory(&self) -> Result<Option<u64>, DomainError> {
-        scaled(&self.root, "memory")
+        match self.numa_memory()? {
+            Some(total) if total > 0 => Ok(Some(total)),
+            _ => scaled(&self.root, "memory"),
+        }
+    }
+
+    /// The memory of the `<cpu><numa><cell memory= unit=>` cells together
+    /// (KiB unless `unit` says), or `None` without cells.
+    pub fn numa_memory(&self) -> Result<Option<u64>, DomainError> {
+        let Some(numa) = self.root.child("cpu").and_then(|cpu| cpu.child("numa")) else {
+            return Ok(None);
+        };
+        let mut total: Option<u64> = None;
+        for cell in numa.children_named("cell") {
+            let Some(value) = cell.attr("memory") else {
+                continue;
+            };
+            let bytes = parse_memory(value, cell.attr("unit").or(Some("KiB")))
+                .map_err(|e| DomainError::invalid(cell, format!("<cell memory=>: {e}")))?;
+            total = Some(total.unwrap_or(0).checked_add(bytes).ok_or_else(|| {
+                DomainError::invalid(cell, "<numa> cells add up to too much memory")
+            })?);
+        }
+        Ok(total)
+    }
+
+    /// Writes `<memory>` as libvirt does when the NUMA cells give the
+    /// memory: their sum. Returns whether it changed.
+    pub fn fill_memory_from_numa(&mut self) -> Result<bool, DomainError> {
+        match self.numa_memory()? {
+            Some(total) if total > 0 && scaled(&self.root, "memory")? != Some(total) => {
+                self.set_memory(total);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Sets `<memory>`; written in KiB as libvirt does, unless the value

@@ -257,3 +257,23 @@ fn an_unknown_device_is_refused_with_its_place() {
     assert!(err.contains("<frobnicator> is not a device"), "{err}");
     assert!(err.contains("line 6"), "{err}");
 }
+
+#[test]
+fn numa_cells_give_the_memory_when_they_have_some() {
+    let d = Domain::parse("<domain type='kvm'><name>n</name><memory unit='MiB'>512</memory><cpu><numa><cell id='0' cpus='0' memory='1' unit='GiB'/><cell id='1' cpus='1' memory='1048576'/></numa></cpu><os><type>hvm</type></os></domain>").unwrap();
+    assert_eq!(d.numa_memory().unwrap(), Some(2 << 30));
+    assert_eq!(
+        d.memory().unwrap(),
+        Some(2 << 30),
+        "the cells win, as in libvirt"
+    );
+    let mut only_cells = Domain::parse("<domain type='kvm'><name>n</name><cpu><numa><cell id='0' cpus='0' memory='64' unit='MiB'/></numa></cpu><os><type>hvm</type></os></domain>").unwrap();
+    assert!(only_cells.fill_memory_from_numa().unwrap());
+    assert!(only_cells
+        .to_xml()
+        .contains("<memory unit='KiB'>65536</memory>"));
+    assert!(!only_cells.fill_memory_from_numa().unwrap());
+    let bad = Domain::parse("<domain type='kvm'><name>n</name><memory>1</memory><cpu><numa><cell id='0' cpus='0' memory='lots'/></numa></cpu><os><type>hvm</type></os></domain>");
+    let error = bad.and_then(|d| d.numa_memory());
+    assert!(error.unwrap_err().to_string().contains("lots"));
+}

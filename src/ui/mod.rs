@@ -26,6 +26,7 @@ mod details;
 mod file_chooser;
 mod i18n;
 mod pool_view;
+mod preferences;
 mod remote;
 mod serial;
 pub mod settings;

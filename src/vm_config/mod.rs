@@ -39,9 +39,9 @@ pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
             tracing::warn!("domain type '{kind}' runs on KVM in Vireo");
         }
     }
-    let memory = d
-        .memory()?
-        .ok_or_else(|| DomainError::whole("the domain has no <memory>"))?;
+    let memory = d.memory()?.ok_or_else(|| {
+        DomainError::whole("the domain has no <memory> (nor memory in its <numa> cells)")
+    })?;
     let mut config = VmConfig::new(d.name().trim(), memory);
     config.vcpus = d.vcpu()?.count;
     let os = d.os()?;
@@ -52,6 +52,7 @@ pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
     config.on_crash = lifecycle(d, LifecycleEvent::Crash, LifecycleAction::Destroy);
 
     let mut next_virtio_slot = FIRST_VIRTIO_DISK_SLOT;
+    let reserved = explicit_slots(d);
     for (i, disk) in d.disks()?.iter().enumerate() {
         let el = d
             .root()
@@ -59,7 +60,8 @@ pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
             .and_then(|devs| devs.children_named("disk").nth(i))
             .unwrap_or(d.root());
         config.disks.push(
-            disk_config(disk, &mut next_virtio_slot).map_err(|m| DomainError::invalid(el, m))?,
+            disk_config(disk, &mut next_virtio_slot, &reserved)
+                .map_err(|m| DomainError::invalid(el, m))?,
         );
     }
     apply_os_boot_order(&os.boot, &mut config.disks)?;
@@ -76,6 +78,7 @@ pub fn from_domain(d: &Domain) -> Result<VmConfig, DomainError> {
         config.video = video_config(video);
     }
     config.usb_tablet = has_usb_tablet(d)?;
+    check_slots(&config)?;
     Ok(config)
 }
 
@@ -241,7 +244,62 @@ pub fn default_bus(target: &str) -> &'static str {
     }
 }
 
-fn disk_config(disk: &Disk, next_virtio_slot: &mut u8) -> Result<DiskConfig, String> {
+/// The slots of bus 0 that devices other than disks name in their
+/// `<address type='pci'>`: a disk without an address does not take them.
+fn explicit_slots(d: &Domain) -> Vec<u8> {
+    let Some(devices) = d.devices_element() else {
+        return Vec::new();
+    };
+    devices
+        .children_named("interface")
+        .filter_map(|device| device.child("address"))
+        .filter(|a| a.attr("type") == Some("pci"))
+        .filter(|a| {
+            a.attr("bus")
+                .and_then(crate::domain::parse_number)
+                .unwrap_or(0)
+                == 0
+        })
+        .filter_map(|a| a.attr("slot").and_then(crate::domain::parse_number))
+        .filter_map(|slot| u8::try_from(slot).ok())
+        .collect()
+}
+
+/// Refuses a machine with two devices in one PCI slot (a disk and a NIC,
+/// or either where the chipset or the VGA card is), naming both: the
+/// machine could not wire them.
+fn check_slots(config: &VmConfig) -> Result<(), DomainError> {
+    let mut used: Vec<(u8, String)> = vec![
+        (0, "the i440FX host bridge".to_string()),
+        (1, "the PIIX3 (ISA, IDE, USB, power management)".to_string()),
+    ];
+    if config.video.model == VideoModel::Vga {
+        used.push((2, "the VGA card".to_string()));
+    }
+    for disk in &config.disks {
+        if let DiskBus::Virtio { slot } = disk.bus {
+            used.push((slot, format!("disk {}", disk.target)));
+        }
+    }
+    for nic in &config.nics {
+        let mac = nic.mac.map(|b| format!("{b:02x}")).join(":");
+        used.push((nic.slot, format!("network interface {mac}")));
+    }
+    for (i, (slot, what)) in used.iter().enumerate() {
+        if let Some((_, first)) = used[..i].iter().find(|(s, _)| s == slot) {
+            return Err(DomainError::whole(format!(
+                "PCI slot 00:{slot:02x}.0 would hold both {first} and {what}; give one of them another <address type='pci' slot=…>"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn disk_config(
+    disk: &Disk,
+    next_virtio_slot: &mut u8,
+    reserved: &[u8],
+) -> Result<DiskConfig, String> {
     let target = disk.target_dev.clone();
     let kind = match disk.device.as_str() {
         "disk" => DiskKind::Disk,
@@ -301,6 +359,9 @@ fn disk_config(disk: &Disk, next_virtio_slot: &mut u8) -> Result<DiskConfig, Str
                 Some(slot) if (2..32).contains(&slot) => slot as u8,
                 Some(slot) => return Err(format!("disk {target}: PCI slot {slot} is not 2..31")),
                 None => {
+                    while reserved.contains(next_virtio_slot) {
+                        *next_virtio_slot += 1;
+                    }
                     let slot = *next_virtio_slot;
                     if slot >= 32 {
                         return Err(format!("disk {target}: no PCI slot left"));
@@ -545,8 +606,9 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
         return;
     };
     let mut virtio_slot = FIRST_VIRTIO_DISK_SLOT;
+    let reserved = explicit_slots(d);
     for disk in d.disks().unwrap_or_default() {
-        if let Err(reason) = disk_config(&disk, &mut virtio_slot) {
+        if let Err(reason) = disk_config(&disk, &mut virtio_slot, &reserved) {
             out.push(format!("{reason}; the VM cannot start with it"));
             continue;
         }

@@ -202,3 +202,29 @@ fn video_model_and_vram_map_to_the_card() {
     let none = config("<video><model type='none'/></video>");
     assert_eq!(none.video.model, VideoModel::None);
 }
+
+#[test]
+fn a_nic_where_the_vga_card_is_is_refused_naming_both() {
+    let xml = "<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices><interface type='user'><mac address='52:54:00:00:00:01'/><address type='pci' domain='0' bus='0' slot='2' function='0'/></interface></devices></domain>";
+    let error = from_domain(&Domain::parse(xml).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "00:02.0 would hold both the VGA card and network interface 52:54:00:00:00:01"
+        ),
+        "{error}"
+    );
+    // Without a VGA card the slot is free.
+    let headless = xml.replace(
+        "</devices>",
+        "<video><model type='none'/></video></devices>",
+    );
+    assert_eq!(
+        from_domain(&Domain::parse(&headless).unwrap())
+            .unwrap()
+            .nics[0]
+            .slot,
+        2
+    );
+}

@@ -29,11 +29,13 @@ pub const VMM_VERB: &str = "__vmm";
 pub const VMM_PROGRAM: &str = "vireo-vmm";
 
 /// `NAME [--paused]` (in either order), the arguments of [`VMM_PROGRAM`].
+/// A name may start with '-' (libvirt allows it); `-h` or `--help` alone
+/// asks for the usage.
 pub fn parse_args(args: &[String]) -> Option<(String, bool)> {
     let paused = args.iter().any(|a| a == "--paused");
     let mut names = args.iter().filter(|a| *a != "--paused");
     let name = names.next()?;
-    if names.next().is_some() || name.starts_with('-') {
+    if names.next().is_some() || (args.len() == 1 && (name == "--help" || name == "-h")) {
         return None;
     }
     Some((name.clone(), paused))
@@ -288,5 +290,9 @@ mod tests {
         assert_eq!(parse_args(&args(&[])), None);
         assert_eq!(parse_args(&args(&["a", "b"])), None);
         assert_eq!(parse_args(&args(&["--help"])), None);
+        assert_eq!(
+            parse_args(&args(&["-a name", "--paused"])),
+            Some(("-a name".into(), true))
+        );
     }
 }

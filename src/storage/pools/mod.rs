@@ -24,7 +24,7 @@ pub use volume::{Progress, Zeros};
 pub use xml::{Permissions, PoolDef, PoolSpace, VolumeDef, VolumeFormat, XmlError};
 
 use crate::storage::qcow2::{CreateError as Qcow2CreateError, CreateOptions};
-use crate::storage::{lock_image, ImageLockError, Qcow2Image};
+use crate::storage::{lock_image, ImageFormat, ImageLockError, Qcow2Image};
 
 /// Mode of a pool directory `pool-build` creates, libvirt's
 /// `VIR_STORAGE_DEFAULT_POOL_PERM_MODE`.
@@ -136,6 +136,9 @@ pub struct Pool {
     pub def: PoolDef,
     pub active: bool,
     pub autostart: bool,
+    /// Defined to stay (`pool-define`); a transient pool (`pool-create`)
+    /// exists only while it runs.
+    pub persistent: bool,
 }
 
 /// What `vol-create-as` asks for.
@@ -287,6 +290,45 @@ impl Pool {
         let result = self.fill_volume(&file, &path, spec, progress);
         drop(file);
         if let Err(error) = result {
+            let _ = fs::remove_file(&path);
+            return Err(error);
+        }
+        self.volume(&spec.name)
+    }
+
+    /// Creates volume `spec` holding what the image at `source` (in
+    /// `source_format`) holds, converted to the volume's format
+    /// (`vol-create-from`). The volume is at least as large as the source,
+    /// as libvirt makes it. On any failure its file is removed.
+    pub fn create_volume_from(
+        &self,
+        spec: &NewVolume,
+        source: &Path,
+        source_format: ImageFormat,
+        progress: Progress,
+    ) -> Result<VolumeDef, PoolError> {
+        let mut input = crate::storage::open_image(source, source_format, true)
+            .map_err(|e| PoolError::Unsupported(e.to_string()))?;
+        let size = input.size();
+        let mut spec = spec.clone();
+        spec.capacity = spec.capacity.max(size);
+        self.create_volume(&spec, &mut |_, _| {})?;
+        let path = self.def.target.join(&spec.name);
+        let format = match spec.format {
+            VolumeFormat::Qcow2 => ImageFormat::Qcow2,
+            _ => ImageFormat::Raw,
+        };
+        let copied = crate::storage::open_image(&path, format, false)
+            .map_err(|e| PoolError::Unsupported(e.to_string()))
+            .and_then(|mut output| {
+                crate::storage::copy_contents(input.as_mut(), output.as_mut(), size, progress)
+                    .map_err(|e| {
+                        io_error(format!("copy {} into {}", source.display(), path.display()))(
+                            io::Error::other(e),
+                        )
+                    })
+            });
+        if let Err(error) = copied {
             let _ = fs::remove_file(&path);
             return Err(error);
         }
