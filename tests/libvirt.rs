@@ -311,7 +311,7 @@ fn add_connection_builds_the_uri_connects_and_is_remembered() {
     assert!(seen.contains("Test"), "{seen}");
     // Its VM (the row under the group's title "Test"): the host's page,
     // with the details libvirt gives.
-    display.click_lowest(&dir, "test", Duration::from_secs(10));
+    display.click_in_sidebar(&dir, "test", Duration::from_secs(10));
     display.click_word(&dir, "Details", Duration::from_secs(30));
     let seen = display.wait_for_text(&dir, "Start with the host", Duration::from_secs(30));
     assert!(seen.contains("UUID"), "{seen}");

@@ -2,9 +2,12 @@
 //! the test: `libvirtd` in a mount namespace of its own (its `/run/libvirt`,
 //! `/etc/libvirt/qemu`, `/var/lib/libvirt`… are the test's directories, and
 //! a `qemu.conf` that runs QEMU as root without a log daemon), so the
-//! host's own libvirt, if any, is never touched. An `sshd` on loopback
-//! with throw-away keys runs in the same namespace, so
-//! `qemu+ssh://root@127.0.0.1:PORT/system` reaches this daemon.
+//! host's own libvirt, if any, is never touched; its `/run` is a tmpfs of
+//! the namespace, so nothing is created outside the test's directory. An
+//! `sshd` on loopback with throw-away keys runs in the same namespace, so
+//! `qemu+ssh://root@127.0.0.1:PORT/system` reaches this daemon; the client
+//! checks the host key against the test's own known-hosts file (through an
+//! ssh wrapper the URI's `command=` names), never `~/.ssh`.
 //!
 //! - a `grub-mkrescue` ISO under QEMU: listed and started with `vireo -c`
 //!   (output compared with virsh's), its screen in the window's console
@@ -58,10 +61,12 @@ fn can_run() -> bool {
 }
 
 /// A libvirtd of the test's own (and an sshd beside it), stopped with
-/// every QEMU it started when dropped.
+/// every process of its namespace (QEMUs, SSH sessions) when dropped.
 struct Daemon {
     dir: tempfile::TempDir,
     child: Child,
+    /// The mount namespace (`/proc/PID/ns/mnt`) the daemon runs in.
+    namespace: PathBuf,
     ssh_port: u16,
 }
 
@@ -79,8 +84,8 @@ impl Daemon {
         let d = dir.path();
         for sub in [
             "run",
-            "etc-qemu",
-            "etc-storage",
+            "etc-libvirt/qemu",
+            "etc-libvirt/storage",
             "lib",
             "log",
             "cache",
@@ -89,7 +94,7 @@ impl Daemon {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         std::fs::write(
-            d.join("qemu.conf"),
+            d.join("etc-libvirt/qemu.conf"),
             "user = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n\
              security_driver = \"none\"\nstdio_handler = \"file\"\n",
         )
@@ -104,6 +109,29 @@ impl Daemon {
             assert!(status.success(), "ssh-keygen failed");
         }
         let ssh_port = free_port();
+        // The client knows the host's key from the test's own file, so it
+        // checks the key strictly and neither reads nor writes the
+        // machine's ~/.ssh/known_hosts. libvirt (and Vireo's console
+        // tunnel) run ssh as the URI's `command=` names: this wrapper.
+        let host_key = std::fs::read_to_string(d.join("host-key.pub")).unwrap();
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{ssh_port} {}\n", host_key.join(" ")),
+        )
+        .unwrap();
+        let wrapper = d.join("ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec ssh -F /dev/null -o UserKnownHostsFile={d}/known_hosts \
+                 -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes \"$@\"\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(
             d.join("sshd_config"),
             format!(
@@ -115,16 +143,17 @@ impl Daemon {
             ),
         )
         .unwrap();
-        // Inside the namespace: the daemon's directories are ours.
+        // Inside the namespace: a /run of its own (libvirtd's pid file,
+        // its sockets, sshd's privilege separation directory), and the
+        // daemon's configuration and state directories are ours. Nothing
+        // is created outside the test's directory.
         let script = format!(
             "set -e\n\
              D='{d}'\n\
-             mkdir -p /run/libvirt /etc/libvirt/qemu /etc/libvirt/storage /var/lib/libvirt \
-                      /var/log/libvirt /var/cache/libvirt /run/sshd\n\
+             mount -t tmpfs -o mode=755 vireo-test-run /run\n\
+             mkdir /run/libvirt /run/sshd /run/lock\n\
              mount --bind \"$D/run\" /run/libvirt\n\
-             mount --bind \"$D/etc-qemu\" /etc/libvirt/qemu\n\
-             mount --bind \"$D/etc-storage\" /etc/libvirt/storage\n\
-             mount --bind \"$D/qemu.conf\" /etc/libvirt/qemu.conf\n\
+             mount --bind \"$D/etc-libvirt\" /etc/libvirt\n\
              mount --bind \"$D/lib\" /var/lib/libvirt\n\
              mount --bind \"$D/log\" /var/log/libvirt\n\
              mount --bind \"$D/cache\" /var/cache/libvirt\n\
@@ -132,6 +161,17 @@ impl Daemon {
              exec libvirtd\n",
             d = d.display()
         );
+        for needed in [
+            "/etc/libvirt",
+            "/var/lib/libvirt",
+            "/var/log/libvirt",
+            "/var/cache/libvirt",
+        ] {
+            assert!(
+                Path::new(needed).is_dir(),
+                "{needed} is missing: install libvirt-daemon-system (`scripts/setup.sh test`)"
+            );
+        }
         let log = std::fs::File::create(d.join("libvirtd.log")).unwrap();
         let child = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
@@ -141,8 +181,9 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .unwrap();
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             dir,
+            namespace: PathBuf::new(),
             child,
             ssh_port,
         };
@@ -155,6 +196,15 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
+        // unshare(1) without --fork runs the script, then libvirtd, in
+        // its own process: that process is in the namespace.
+        daemon.namespace =
+            std::fs::read_link(format!("/proc/{}/ns/mnt", daemon.child.id())).unwrap();
+        assert_ne!(
+            daemon.namespace,
+            std::fs::read_link("/proc/self/ns/mnt").unwrap(),
+            "libvirtd runs in the test's own mount namespace"
+        );
         // The pool copies land in.
         let images = daemon.path("images");
         let images = images.to_str().unwrap();
@@ -181,12 +231,14 @@ impl Daemon {
         )
     }
 
-    /// This daemon through SSH as root on loopback.
+    /// This daemon through SSH as root on loopback, with the test's key
+    /// and its known host key.
     fn ssh_uri(&self) -> String {
         format!(
-            "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&no_verify=1",
+            "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&command={}",
             self.ssh_port,
-            self.path("client-key").display()
+            self.path("client-key").display(),
+            self.path("ssh").display()
         )
     }
 
@@ -214,30 +266,63 @@ impl Daemon {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Stops libvirtd (and sshd) while its QEMUs go on: a host that dies.
+    /// How many logins sshd has accepted so far.
+    fn ssh_logins(&self) -> usize {
+        std::fs::read_to_string(self.path("sshd.log"))
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+
+    /// Stops libvirtd (and sshd's listener) while its QEMUs go on: a host
+    /// whose daemon dies.
     fn kill_daemon(&mut self) {
         // SAFETY: signalling the process group this test started.
         unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
+
+    /// The processes in the daemon's namespace: libvirtd, sshd and its
+    /// sessions, QEMU.
+    fn processes(&self) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                    .is_ok_and(|ns| ns == self.namespace)
+            })
+            .collect()
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // QEMU runs apart from the daemon: stop each by its pid file.
-        if let Ok(entries) = std::fs::read_dir(self.path("run/qemu")) {
-            for entry in entries.flatten() {
-                if entry.path().extension().is_some_and(|e| e == "pid") {
-                    if let Ok(pid) = std::fs::read_to_string(entry.path()) {
-                        if let Ok(pid) = pid.trim().parse::<i32>() {
-                            // SAFETY: a QEMU this test's daemon started.
-                            unsafe { libc::kill(pid, libc::SIGKILL) };
-                        }
-                    }
-                }
-            }
-        }
         self.kill_daemon();
+        if self.namespace.as_os_str().is_empty() {
+            return;
+        }
+        // QEMU and the SSH sessions left the daemon's process group; each
+        // is found by its namespace and stopped by its pid.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.processes();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                eprintln!("processes of the daemon's namespace outlived it: {left:?}");
+                return;
+            }
+            for pid in left {
+                // SAFETY: a process of the namespace this test made.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -260,6 +345,8 @@ fn grub_domain_xml(iso: &Path) -> String {
          <vcpu>1</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='cdrom'/></os>\n  \
          <devices>\n    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
          <source file='{}'/><target dev='hdc' bus='ide'/><readonly/></disk>\n    \
+         <serial type='pty'><target port='0'/></serial>\n    \
+         <console type='pty'><target type='serial' port='0'/></console>\n    \
          <graphics type='vnc' autoport='yes' listen='127.0.0.1' passwd='{VNC_PASSWORD}'/>\n    \
          <video><model type='vga'/></video>\n  </devices>\n</domain>\n",
         iso.display()
@@ -309,6 +396,9 @@ fn a_grub_iso_under_libvirtds_qemu_from_the_cli_and_in_the_window_over_unix_and_
         String::from_utf8_lossy(&started.stderr),
         daemon.log()
     );
+    // Its serial console, as `virsh console` joins it: GRUB's menu comes
+    // there too (it is still in the BIOS now).
+    let console = SerialConsole::attach(&home, &uri, GRUB_DOMAIN);
     for args in [
         &["list", "--all"][..],
         &["vncdisplay", GRUB_DOMAIN],
@@ -322,6 +412,21 @@ fn a_grub_iso_under_libvirtds_qemu_from_the_cli_and_in_the_window_over_unix_and_
             "vireo -c {uri} {args:?} differs from virsh"
         );
     }
+    // The domain's VNC server asks for its password (VNC authentication
+    // only), so a console that shows the screen has given it.
+    let display_address = daemon.virsh_ok(&["vncdisplay", GRUB_DOMAIN]);
+    let vnc_port = 5900
+        + display_address
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|d| d.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("vncdisplay said {display_address:?}"));
+    assert_eq!(
+        vnc_security_types(vnc_port),
+        [2],
+        "QEMU's VNC server should offer VNC authentication only"
+    );
 
     // The same daemon through SSH, as `virsh -c qemu+ssh://…` reaches it.
     let ssh_uri = daemon.ssh_uri();
@@ -339,41 +444,166 @@ fn a_grub_iso_under_libvirtds_qemu_from_the_cli_and_in_the_window_over_unix_and_
         stdout(&over_ssh)
     );
 
-    // The console in the window: through libvirt's graphics descriptor on
-    // the UNIX socket (no password needed), then through the SSH tunnel
-    // (with the domain's VNC password). GRUB's menu takes ~2 minutes to
-    // appear under emulation (TESTING.md).
+    // The console in the window through libvirt's graphics descriptor on
+    // the UNIX socket (no port, no password). GRUB's menu takes a minute
+    // or two to appear under emulation (TESTING.md).
     let display = Display::start();
     let dir = artifacts("libvirt-console");
-    for (label, connection) in [("unix", uri.clone()), ("ssh", ssh_uri.clone())] {
-        let window_home = Home::new();
-        let app = window_on(&display, &window_home, &connection);
-        display.click_text(&dir, GRUB_DOMAIN, Duration::from_secs(60));
-        let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            display.wait_for_text(&dir, "GNU GRUB", Duration::from_secs(300))
-        }));
-        if seen.is_err() {
-            let _ = std::fs::copy(
-                dir.join("last-screen.png"),
-                dir.join(format!("{label}.png")),
-            );
-            panic!(
-                "the {label} console never showed GRUB; daemon log:\n{}",
-                daemon.log()
-            );
+    let window_home = Home::new();
+    let app = window_on(&display, &window_home, &uri);
+    display.click_text(&dir, GRUB_DOMAIN, Duration::from_secs(60));
+    wait_for_grub(&display, &dir, &daemon, "unix", Duration::from_secs(300));
+    drop(app);
+    let serial = console.wait_for("Entry one", Duration::from_secs(60));
+    assert!(serial.contains("Entry two"), "{serial}");
+    console.leave();
+
+    // Through SSH: the window logs in as the URI says, and the console
+    // goes through a tunnel on a second SSH login, with the domain's VNC
+    // password.
+    let logins_before = daemon.ssh_logins();
+    let window_home = Home::new();
+    let app = window_on(&display, &window_home, &ssh_uri);
+    display.click_text(&dir, GRUB_DOMAIN, Duration::from_secs(60));
+    wait_for_grub(&display, &dir, &daemon, "ssh", Duration::from_secs(120));
+    let logins = daemon.ssh_logins() - logins_before;
+    assert!(
+        logins >= 2,
+        "the window logged in {logins} time(s) over SSH; the connection and the console tunnel make two\n{}",
+        daemon.log()
+    );
+
+    // The host's daemon dies: the window says so and stays. The reason is
+    // the lost connection, or, once the window has tried to reconnect,
+    // that the host cannot be reached (sshd went with the daemon).
+    daemon.kill_daemon();
+    let seen = display.wait_for_sidebar_text(&dir, "Disconnected", Duration::from_secs(90));
+    // The sentence wraps in the sidebar: compared with single spaces.
+    let flat = seen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("connection to the host was lost") || flat.contains("cannot be reached"),
+        "{seen}"
+    );
+    assert!(
+        !display.main_window().is_empty(),
+        "the window went away with the host"
+    );
+    drop(app);
+}
+
+/// Waits for GRUB's menu in the window's console; keeps the screenshot
+/// as `LABEL.png` and shows the daemon's log when it never comes.
+fn wait_for_grub(display: &Display, dir: &Path, daemon: &Daemon, label: &str, timeout: Duration) {
+    let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        display.wait_for_text(dir, "GNU GRUB", timeout)
+    }));
+    if seen.is_err() {
+        let _ = std::fs::copy(
+            dir.join("last-screen.png"),
+            dir.join(format!("{label}.png")),
+        );
+        panic!(
+            "the {label} console never showed GRUB; daemon log:\n{}",
+            daemon.log()
+        );
+    }
+}
+
+/// The security types a VNC server at 127.0.0.1:`port` offers (RFB 3.8,
+/// RFC 6143 7.1.2): 1 is none, 2 is VNC authentication.
+fn vnc_security_types(port: u16) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut version = [0u8; 12];
+    server.read_exact(&mut version).unwrap();
+    assert!(version.starts_with(b"RFB "), "{version:?}");
+    server.write_all(b"RFB 003.008\n").unwrap();
+    let mut count = [0u8; 1];
+    server.read_exact(&mut count).unwrap();
+    let mut types = vec![0u8; count[0] as usize];
+    server.read_exact(&mut types).unwrap();
+    types
+}
+
+/// `vireo -c URI console NAME` with its output collected, as a person at
+/// a terminal would see it.
+struct SerialConsole {
+    child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl SerialConsole {
+    fn attach(home: &Home, uri: &str, name: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .args(["-c", uri, "console", name])
+            .env("VIREO_HOME", home.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = seen.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
         }
-        if label == "unix" {
-            drop(app);
-        } else {
-            // The host dies: the window says so and stays.
-            daemon.kill_daemon();
-            display.wait_for_text(&dir, "Disconnected", Duration::from_secs(90));
-            assert!(
-                !display.main_window().is_empty(),
-                "the window went away with the host"
-            );
-            drop(app);
-        }
+        SerialConsole { child, seen }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        common::wait::poll(timeout, Duration::from_millis(200), || {
+            let seen = self.text();
+            if seen.contains(text) {
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        })
+        .unwrap_or_else(|seen| panic!("the serial console never showed {text:?}:\n{seen}"))
+    }
+
+    /// Ctrl+], as in virsh: the console ends, successfully.
+    fn leave(mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(&[0x1d]).unwrap();
+        stdin.flush().unwrap();
+        let status = common::wait::poll(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || match self.child.try_wait().unwrap() {
+                Some(status) => Ok(status),
+                None => Err(String::new()),
+            },
+        )
+        .unwrap_or_else(|_| panic!("the console did not end on Ctrl+]:\n{}", self.text()));
+        assert!(status.success(), "{status}: {}", self.text());
+    }
+}
+
+impl Drop for SerialConsole {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -506,4 +736,101 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
+}
+
+/// Opens the VM menu (the ⋮ button at the end of the content's header
+/// bar, left of the window's own three buttons) until it shows `expect`.
+fn open_vm_menu(display: &Display, dir: &Path, expect: &str) {
+    let (x, y, width, _) = display.main_window_geometry();
+    for _ in 0..4 {
+        display.click(x + width - 142, y + 27);
+        let shown = common::wait::poll(Duration::from_secs(10), Duration::from_millis(500), || {
+            let seen = display.read_screen(dir, "eng");
+            if seen.contains(expect) {
+                Ok(())
+            } else {
+                Err(seen)
+            }
+        });
+        if shown.is_ok() {
+            return;
+        }
+        display.key("Escape");
+    }
+    display.wait_for_text(dir, expect, Duration::from_secs(1));
+}
+
+#[test]
+fn copy_to_from_the_window() {
+    if !can_run() {
+        return;
+    }
+    require_program("virt-xml-validate");
+    require_program("qemu-img");
+    let daemon = Daemon::start();
+    let home = Home::new();
+    // A shut-off Vireo VM with a qcow2 disk holding known bytes.
+    let images = home.path("data/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let disk = images.join("copyme.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x3c 2M 64k"])
+        .arg(&disk)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let original = std::fs::read(&disk).unwrap();
+    let xml = common::Domain::new("copyme")
+        .disk("disk", &disk, "vda", "virtio")
+        .xml()
+        .replace("type='raw'", "type='qcow2'");
+    let file = home.path("copyme.xml");
+    std::fs::write(&file, &xml).unwrap();
+    home.ok(&["define", file.to_str().unwrap()]);
+
+    let display = Display::start();
+    let dir = artifacts("libvirt-copy-window");
+    let _app = window_on(&display, &home, &daemon.uri());
+    display.wait_for_sidebar_text(&dir, "Connected", Duration::from_secs(60));
+
+    // Copy to…: the local VM's menu, the host, the Copy button.
+    display.click_in_sidebar(&dir, "copyme", Duration::from_secs(30));
+    open_vm_menu(&display, &dir, "Copy to");
+    display.click_text(&dir, "Copy to", Duration::from_secs(10));
+    display.wait_for_text(&dir, "disk images are copied", Duration::from_secs(30));
+    display.click_lowest(&dir, "Copy", Duration::from_secs(10));
+    let report = display.wait_for_text(&dir, "is now on", Duration::from_secs(120));
+    assert!(report.contains("copied to"), "{report}");
+    let copied = daemon.path("images/copyme.qcow2");
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        original,
+        "the volume's bytes on the host"
+    );
+    let dumped = daemon.virsh_ok(&["dumpxml", "copyme"]);
+    assert!(dumped.contains(&copied.display().to_string()), "{dumped}");
+    let dumped_file = home.path("copyme-on-libvirtd.xml");
+    std::fs::write(&dumped_file, &dumped).unwrap();
+    let validate = Command::new("virt-xml-validate")
+        .arg(&dumped_file)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "virt-xml-validate: {}{}\n{dumped}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    // The way back (the host's VM's "Copy to This Computer…") is the same
+    // copy in the other direction, checked byte for byte by
+    // a_vireo_vm_copied_to_libvirtd_and_back.
 }

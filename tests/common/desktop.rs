@@ -171,9 +171,12 @@ impl Display {
         self.screenshot(&shot);
         let (x, y, w, h) = self.main_window_geometry();
         let crop = dir.join("sidebar.png");
+        // The sidebar alone (it is 260 px wide and more): a piece of the
+        // content beside it (a console's black screen) throws tesseract's
+        // page layout off and garbles the sidebar's lines.
         let status = Command::new("convert")
             .arg(&shot)
-            .args(["-crop", &format!("{}x{h}+{x}+{y}", w * 2 / 5)])
+            .args(["-crop", &format!("{}x{h}+{x}+{y}", (w * 2 / 5).min(265))])
             .arg(&crop)
             .status()
             .unwrap();
@@ -276,12 +279,37 @@ impl Display {
         }
     }
 
-    /// Clicks on the lowest place the screen shows `text` (a dialog's
-    /// button under a heading with the same word) once it shows it.
+    /// Clicks on the word(s) `text` themselves in the sidebar (the main
+    /// window's left part), the lowest there: a VM's row under a group
+    /// title with the same word, not the page's sentence that names it.
+    pub fn click_in_sidebar(&self, dir: &Path, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (left, _, width, _) = self.main_window_geometry();
+            let found = self.find(dir, text, true);
+            let lowest = found
+                .iter()
+                .filter(|(x, _)| *x < left + width * 2 / 5)
+                .max_by_key(|(_, y)| *y);
+            if let Some(&(x, y)) = lowest {
+                self.click(x, y);
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = std::fs::copy(dir.join("locate.png"), dir.join("last-screen.png"));
+                panic!("never found {text:?} in the sidebar to click");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Clicks on the lowest place the screen shows the word(s) `text`
+    /// themselves (a dialog's button under a heading with the same word;
+    /// not "copyme" for "Copy") once it shows them.
     pub fn click_lowest(&self, dir: &Path, text: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(&(x, y)) = self.locate_all(dir, text).iter().max_by_key(|(_, y)| *y) {
+            if let Some(&(x, y)) = self.find(dir, text, true).iter().max_by_key(|(_, y)| *y) {
                 self.click(x, y);
                 return;
             }
