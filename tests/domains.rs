@@ -146,11 +146,11 @@ fn define_clone_by_xml_start_console_destroy_undefine() {
 
     assert_eq!(
         s.ok(&["list", "--all"]),
-        " Id   Name   State\n-----------------------\n -    c1     shut off\n -    c2     shut off\n"
+        " Id   Name   State\n-----------------------\n -    c1     shut off\n -    c2     shut off\n\n"
     );
     assert_eq!(
         s.ok(&["list"]),
-        " Id   Name   State\n--------------------\n",
+        " Id   Name   State\n--------------------\n\n",
         "nothing runs yet"
     );
 
@@ -165,7 +165,7 @@ fn define_clone_by_xml_start_console_destroy_undefine() {
         .unwrap()
         .to_string();
     assert!(id.parse::<u32>().is_ok(), "{list}");
-    assert_eq!(list, format!(" Id   Name   State\n-----------------------\n {id}    c1     running\n -    c2     shut off\n"));
+    assert_eq!(list, format!(" Id   Name   State\n-----------------------\n {id}    c1     running\n -    c2     shut off\n\n"));
     assert_eq!(s.ok(&["domstate", "c1"]).trim(), "running");
     assert_eq!(s.ok(&["domid", "c1"]).trim(), id);
     assert!(s.ok(&["dominfo", &id]).contains("State:          running"));
@@ -185,7 +185,7 @@ fn define_clone_by_xml_start_console_destroy_undefine() {
         s.ok(&["undefine", "c2"]),
         "Domain 'c2' has been undefined\n"
     );
-    assert_eq!(s.ok(&["list", "--all", "--name"]), "c1\n");
+    assert_eq!(s.ok(&["list", "--all", "--name"]), "c1\n\n");
 }
 
 #[test]
@@ -397,7 +397,7 @@ fn clone_gives_a_new_identity_and_its_own_disks() {
         // Both run at once: each has its own disk, so neither lock conflicts.
         s.ok(&["start", "c1"]);
         s.ok(&["start", "c2"]);
-        assert_eq!(s.ok(&["list", "--name"]), "c1\nc2\n");
+        assert_eq!(s.ok(&["list", "--name"]), "c1\nc2\n\n");
     }
 }
 

@@ -125,6 +125,7 @@ pub fn list(args: ListArgs) -> CliResult {
     }
     // virsh lists running domains by id, then the rest by name.
     shown.sort_by_key(|(d, s)| (s.as_ref().map_or(u32::MAX, |s| s.id), d.name.clone()));
+    // Like virsh, every form ends with a blank line (an empty list too).
     if args.name || args.uuid {
         for (definition, _) in &shown {
             println!(
@@ -136,6 +137,7 @@ pub fn list(args: ListArgs) -> CliResult {
                 }
             );
         }
+        println!();
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = shown
@@ -145,7 +147,7 @@ pub fn list(args: ListArgs) -> CliResult {
             vec![id, d.name.clone(), state_name(d, s)]
         })
         .collect();
-    print!("{}", super::table::render(&["Id", "Name", "State"], &rows));
+    println!("{}", super::table::render(&["Id", "Name", "State"], &rows));
     Ok(ExitCode::SUCCESS)
 }
 
