@@ -1,7 +1,8 @@
 //! The layers of `ARCHITECTURE.md`, enforced: every `crate::` path in
 //! `src/` outside `#[cfg(test)]` code must name the module itself or one
 //! its row of the layer table allows, every module of `lib.rs` must have a
-//! row, and only `ui` may name GTK, libadwaita or relm4.
+//! row, only `ui` may name GTK, libadwaita or relm4, and only
+//! `connection` the `virt` crate (libvirt's client library).
 //!
 //! In one crate nothing stops a device from importing the VMM; this test
 //! does, as separate crates do for cloud-hypervisor.
@@ -196,6 +197,11 @@ fn violations(src: &Path, table: &BTreeMap<String, BTreeSet<String>>) -> Vec<Str
                 found.push(format!("{}: {module} -> {target}", relative.display()));
             }
         }
+        // libvirt's client library (the `virt` crate) is
+        // `connection::libvirt`'s alone: the VM process must not link it.
+        if module != "connection" && names_virt_crate(&code) {
+            found.push(format!("{}: {module} names virt::", relative.display()));
+        }
         if module != "ui" {
             for gtk in [
                 "gtk::",
@@ -214,6 +220,16 @@ fn violations(src: &Path, table: &BTreeMap<String, BTreeSet<String>>) -> Vec<Str
     found.sort();
     found.dedup();
     found
+}
+
+/// Whether `code` names the `virt` crate (`virt::…`, not `libvirt::…`).
+fn names_virt_crate(code: &str) -> bool {
+    code.match_indices("virt::").any(|(at, _)| {
+        !code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 #[test]
@@ -288,7 +304,7 @@ fn the_checker_catches_a_forbidden_import_and_ignores_tests_and_comments() {
     std::fs::write(src.join("devices/tests.rs"), "use crate::vmm::Machine;\n").unwrap();
     std::fs::write(
         src.join("vmm/mod.rs"),
-        "use crate::devices::Bus;\nuse gtk::Window;\n",
+        "use crate::devices::Bus;\nuse gtk::Window;\nuse virt::connect::Connect;\nuse crate::connection::libvirt::X;\n",
     )
     .unwrap();
     let table = layer_table(
@@ -298,7 +314,9 @@ fn the_checker_catches_a_forbidden_import_and_ignores_tests_and_comments() {
         violations(src, &table),
         [
             "devices/ide.rs: devices -> vmm",
-            "vmm/mod.rs: vmm names gtk::"
+            "vmm/mod.rs: vmm -> connection",
+            "vmm/mod.rs: vmm names gtk::",
+            "vmm/mod.rs: vmm names virt::"
         ]
     );
 }
