@@ -119,6 +119,8 @@ impl LibvirtEngine {
         // SAFETY: virSecurityModel is plain bytes; libvirt fills it and
         // NUL-terminates both strings on success.
         let mut model: sys::virSecurityModel = unsafe { std::mem::zeroed() };
+        // SAFETY: a live connection's pointer and a struct of the size
+        // libvirt writes.
         if unsafe { sys::virNodeGetSecurityModel(self.conn.as_ptr(), &mut model) } < 0 {
             let e = VirtError::last_error();
             if e.code().to_raw() == sys::VIR_ERR_NO_SUPPORT {
@@ -138,6 +140,8 @@ impl LibvirtEngine {
         }
         // SAFETY: as above, for virSecurityLabel.
         let mut label: sys::virSecurityLabel = unsafe { std::mem::zeroed() };
+        // SAFETY: a live domain's pointer and a struct of the size
+        // libvirt writes.
         if unsafe { sys::virDomainGetSecurityLabel(domain.as_ptr(), &mut label) } < 0 {
             return Err(call_error(&VirtError::last_error()));
         }
