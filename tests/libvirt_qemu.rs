@@ -614,6 +614,7 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
     }
     require_program("virt-xml-validate");
     require_program("qemu-img");
+    require_program("qemu-io");
     let daemon = Daemon::start();
     let home = Home::new();
     // The in-process engines read VIREO_HOME: this test's alone.
@@ -767,6 +768,7 @@ fn copy_to_from_the_window() {
     }
     require_program("virt-xml-validate");
     require_program("qemu-img");
+    require_program("qemu-io");
     let daemon = Daemon::start();
     let home = Home::new();
     // A shut-off Vireo VM with a qcow2 disk holding known bytes.
