@@ -93,10 +93,13 @@ impl Daemon {
         ] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
+        // `namespaces = []`: QEMU stays in the daemon's mount namespace
+        // (libvirt gives each domain one of its own otherwise), where
+        // Drop finds and stops it.
         std::fs::write(
             d.join("etc-libvirt/qemu.conf"),
             "user = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n\
-             security_driver = \"none\"\nstdio_handler = \"file\"\n",
+             security_driver = \"none\"\nstdio_handler = \"file\"\nnamespaces = []\n",
         )
         .unwrap();
         // Throw-away SSH keys: the host's, and the client's (authorized).
