@@ -242,6 +242,15 @@ impl Display {
                         };
                         word.line == first.line && same
                     });
+                    // Words of one phrase, not a row's word beside a menu's
+                    // that tesseract put on the same line ("copyme" in the
+                    // sidebar, "to This" in the menu: a click between them
+                    // lands outside the menu and closes it).
+                    let adjacent = run.windows(2).all(|pair| {
+                        let height = pair[0].bottom.saturating_sub(pair[0].top).max(1);
+                        pair[1].left.saturating_sub(pair[0].right) < 2 * height
+                    });
+                    let matches = matches && adjacent;
                     // Halved: tesseract read the picture at twice the size.
                     matches.then(|| {
                         (
@@ -340,6 +349,29 @@ impl Display {
             self.key("Escape");
         }
         self.wait_for_text(dir, expect, Duration::from_secs(1))
+    }
+
+    /// Opens the VM menu (the ⋮ button at the end of the content's header
+    /// bar, left of the window's own three buttons) until it shows `expect`.
+    pub fn open_vm_menu(&self, dir: &Path, expect: &str) {
+        let (x, y, width, _) = self.main_window_geometry();
+        for _ in 0..4 {
+            self.click(x + width - 142, y + 27);
+            let shown =
+                super::wait::poll(Duration::from_secs(10), Duration::from_millis(500), || {
+                    let seen = self.read_screen(dir, "eng");
+                    if seen.contains(expect) {
+                        Ok(())
+                    } else {
+                        Err(seen)
+                    }
+                });
+            if shown.is_ok() {
+                return;
+            }
+            self.key("Escape");
+        }
+        self.wait_for_text(dir, expect, Duration::from_secs(1));
     }
 
     /// Clicks on `word` once the screen shows it.
