@@ -349,3 +349,43 @@ fn add_connection_builds_the_uri_connects_and_is_remembered() {
     })
     .unwrap_or_else(|seen| panic!("the connections were not made again:\n{seen}"));
 }
+
+/// The host's VM's menu in the window: Force Off is seen through (the row
+/// says "Shut off" once libvirt has destroyed it, not "Forcing off…"
+/// forever), and Copy to This Computer… then copies the VM into Vireo's
+/// store (the test driver's disk is no file here: reported, not copied).
+#[test]
+fn force_off_and_copy_to_this_computer_from_the_window() {
+    require_program("virsh");
+    let home = Home::new();
+    let config = home.path("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("settings.ini"),
+        format!("[vireo]\nconnections=['{URI}']\n"),
+    )
+    .unwrap();
+    let display = Display::start();
+    let dir = artifacts("libvirt-force-off-copy-here");
+    let app = App::start(&display, home.dir.path(), &[]);
+    display.wait_for_sidebar_text(&dir, "Connected", Duration::from_secs(60));
+    display.click_in_sidebar(&dir, "test", Duration::from_secs(30));
+    display.wait_for_sidebar_text(&dir, "Running", Duration::from_secs(30));
+
+    display.open_vm_menu(&dir, "Force Off");
+    display.click_text(&dir, "Force Off", Duration::from_secs(10));
+    let seen = display.wait_for_sidebar_text(&dir, "Shut off", Duration::from_secs(30));
+    assert!(!seen.contains("Forcing off"), "{seen}");
+
+    display.open_vm_menu(&dir, "Copy to This");
+    display.click_text(&dir, "Copy to This", Duration::from_secs(10));
+    let report = display.wait_for_text(&dir, "is now on", Duration::from_secs(60));
+    assert!(report.contains("This Computer"), "{report}\n{}", app.log());
+    assert!(report.contains("not copied"), "{report}");
+    let list = home.ok(&["list", "--all"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["-", "test", "shut", "off"]),
+        "{list}"
+    );
+}

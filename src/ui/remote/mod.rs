@@ -475,7 +475,7 @@ impl RemoteHosts {
                 self.apply_domains(id, rows);
                 self.refresh_page();
             }
-            Event::Done(id, name, verb, result) => {
+            Event::Done(id, name, verb, result, observed) => {
                 {
                     let mut inner = self.0.borrow_mut();
                     let toasts = inner.toasts.clone();
@@ -484,11 +484,20 @@ impl RemoteHosts {
                             .iter()
                             .find(|(_, _, v)| *v == verb)
                             .map(|(_, a, _)| *a);
-                        if let (Some(action), Some(lifecycle)) =
-                            (action, host.lifecycles.get_mut(&name))
+                        // What the host says now; failing that, what it
+                        // said last (settled, so the next poll corrects it).
+                        // Never the transitional state itself, which no
+                        // poll would end.
+                        let observed = observed.or_else(|| {
+                            host.domains
+                                .iter()
+                                .find(|d| d.name == name)
+                                .map(|d| d.state)
+                        });
+                        if let (Some(action), Some(lifecycle), Some(observed)) =
+                            (action, host.lifecycles.get_mut(&name), observed)
                         {
-                            let observed = lifecycle.state();
-                            lifecycle.finished(action, result.is_ok(), observed);
+                            lifecycle.finished(action, result.is_ok(), observed.vm_state());
                         }
                         let _ = host.requests.send(Request::Refresh);
                     }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connection::{
-    self, timeout, DomainInfo, DomainRow, Engine, EngineError, EngineResult, ErrorKind, Power,
+    self, timeout, DomainInfo, DomainRow, DomainState, Engine, EngineError, EngineResult,
+    ErrorKind, Power,
 };
 
 /// How often the domains' states are read.
@@ -37,8 +38,11 @@ pub enum Event {
     /// Could not connect, or lost the connection.
     Failed(usize, EngineError),
     Domains(usize, Vec<DomainRow>),
-    /// A request finished.
-    Done(usize, String, Power, EngineResult<()>),
+    /// A power request finished, with the domain's state read right after
+    /// it (`None` when it could not be read, or the domain is gone): the
+    /// window's transitional state ("Forcing off…") ends with what the
+    /// host says, not with itself.
+    Done(usize, String, Power, EngineResult<()>, Option<DomainState>),
     Xml(usize, String, EngineResult<String>),
     Info(usize, String, EngineResult<DomainInfo>),
     Defined(EngineResult<String>),
@@ -163,7 +167,11 @@ fn run(id: usize, uri: String, requests: Receiver<Request>, events: async_channe
                 let result = call(current, "changing the domain's state", move |e| {
                     e.power(&target, verb)
                 });
-                Event::Done(id, name, verb, result)
+                let observed = call(current, "listing the domains", |e| e.list())
+                    .ok()
+                    .and_then(|rows| rows.into_iter().find(|r| r.name == name))
+                    .map(|r| r.state);
+                Event::Done(id, name, verb, result, observed)
             }
             Request::Xml(name) => {
                 let target = name.clone();
