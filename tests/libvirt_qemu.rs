@@ -16,7 +16,9 @@
 //!   death with the connection shown as lost;
 //! - a Vireo VM copied to the daemon (definition and disk, through libvirt's
 //!   volume upload), its `virsh dumpxml` valid for `virt-xml-validate`, and
-//!   copied back (volume download) with the same bytes.
+//!   copied back (volume download) with the same bytes; the same both
+//!   ways in the window (Copy to… and the host's VM's Copy to This
+//!   Computer…).
 //!
 //! Needs root (mount namespaces), as CI has; skipped visibly otherwise,
 //! and failed then under `VIREO_REQUIRE_TOOLS=1`.
@@ -742,30 +744,8 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
     );
 }
 
-/// Opens the VM menu (the ⋮ button at the end of the content's header
-/// bar, left of the window's own three buttons) until it shows `expect`.
-fn open_vm_menu(display: &Display, dir: &Path, expect: &str) {
-    let (x, y, width, _) = display.main_window_geometry();
-    for _ in 0..4 {
-        display.click(x + width - 142, y + 27);
-        let shown = common::wait::poll(Duration::from_secs(10), Duration::from_millis(500), || {
-            let seen = display.read_screen(dir, "eng");
-            if seen.contains(expect) {
-                Ok(())
-            } else {
-                Err(seen)
-            }
-        });
-        if shown.is_ok() {
-            return;
-        }
-        display.key("Escape");
-    }
-    display.wait_for_text(dir, expect, Duration::from_secs(1));
-}
-
 #[test]
-fn copy_to_from_the_window() {
+fn copy_to_from_the_window_and_back() {
     if !can_run() {
         return;
     }
@@ -808,7 +788,7 @@ fn copy_to_from_the_window() {
 
     // Copy to…: the local VM's menu, the host, the Copy button.
     display.click_in_sidebar(&dir, "copyme", Duration::from_secs(30));
-    open_vm_menu(&display, &dir, "Copy to");
+    display.open_vm_menu(&dir, "Copy to");
     display.click_text(&dir, "Copy to", Duration::from_secs(10));
     display.wait_for_text(&dir, "disk images are copied", Duration::from_secs(30));
     display.click_lowest(&dir, "Copy", Duration::from_secs(10));
@@ -835,7 +815,66 @@ fn copy_to_from_the_window() {
         String::from_utf8_lossy(&validate.stdout),
         String::from_utf8_lossy(&validate.stderr)
     );
-    // The way back (the host's VM's "Copy to This Computer…") is the same
-    // copy in the other direction, checked byte for byte by
-    // a_vireo_vm_copied_to_libvirtd_and_back.
+    display.click_lowest(&dir, "Close", Duration::from_secs(10));
+
+    // And back: gone from this computer (definition and disk), then the
+    // host's VM's "Copy to This Computer…".
+    home.ok(&["undefine", "copyme", "--remove-all-storage"]);
+    assert!(!disk.exists(), "the local disk was not removed");
+    // The window sees the local VM go (its row gone, the empty state),
+    // so the only "copyme" in the sidebar is the host's.
+    display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(30));
+    display.click_in_sidebar(&dir, "copyme", Duration::from_secs(30));
+    display.open_vm_menu(&dir, "Copy to This");
+    display.click_text(&dir, "Copy to This", Duration::from_secs(10));
+    let report = display.wait_for_text(&dir, "is now on", Duration::from_secs(120));
+    assert!(report.contains("This Computer"), "{report}");
+    assert!(report.contains("copied to"), "{report}");
+    let list = home.ok(&["list", "--all"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["-", "copyme", "shut", "off"]),
+        "{list}"
+    );
+    let xml_back = home.ok(&["dumpxml", "copyme"]);
+    let returned = disk_source(&xml_back);
+    assert_eq!(
+        std::fs::read(&returned).unwrap(),
+        original,
+        "the bytes that came back"
+    );
+    let back_file = home.path("copyme-back.xml");
+    std::fs::write(&back_file, &xml_back).unwrap();
+    let validate = Command::new("virt-xml-validate")
+        .arg(&back_file)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "virt-xml-validate: {}{}\n{xml_back}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&returned)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+/// The file of a definition's first `<source file=…/>`.
+fn disk_source(xml: &str) -> PathBuf {
+    let start = xml
+        .find("<source file=")
+        .unwrap_or_else(|| panic!("no disk file in\n{xml}"))
+        + "<source file=".len();
+    let quote = &xml[start..start + 1];
+    let end = start + 1 + xml[start + 1..].find(quote).unwrap();
+    PathBuf::from(&xml[start + 1..end])
 }
