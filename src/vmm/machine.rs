@@ -288,6 +288,8 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
         .map_err(VmmError::kvm("set the TSS address"))?;
     vm.create_irq_chip()
         .map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
+    super::irq::route_like_a_pc(&vm)
+        .map_err(VmmError::kvm("route interrupts to the PICs and the IOAPIC"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
