@@ -168,6 +168,8 @@ impl Machine {
                 .map_err(VmmError::kvm("create a vCPU"))?;
             fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, count))
                 .map_err(VmmError::kvm("set CPUID"))?;
+            super::msrs::set(&fd, &super::msrs::at_power_on(&supported))
+                .map_err(VmmError::kvm("set the vCPU's model-specific registers"))?;
             fds.push(fd);
         }
         if let (Some(entry), Some(bsp)) = (&self.kernel_entry, fds.first()) {

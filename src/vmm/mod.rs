@@ -21,6 +21,7 @@ pub mod layout;
 mod machine;
 pub mod media;
 pub mod memory;
+mod msrs;
 mod network;
 pub mod page_tables;
 mod runner;
