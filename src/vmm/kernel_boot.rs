@@ -10,9 +10,12 @@
 //! (`linuxboot_dma.bin`), needs no extra firmware file, and is the only
 //! route that avoids minutes of real-mode emulation on hosts without VMX.
 //!
+//! The ACPI tables are in memory ([`super::acpi`]); `acpi_rsdp_addr` says
+//! where their root pointer is.
+//!
 //! Not done: the 16-bit real-mode entry, EFI handover, `setup_data`
 //! chains, kernels or initrds above 4 GiB (`ext_*` fields), ELF vmlinux
-//! images, ACPI/MP tables (none exist on this machine yet).
+//! images, MP tables (the MADT describes the CPUs).
 
 use std::fs::File;
 use std::io::Read;
@@ -218,13 +221,15 @@ fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Loads `boot` into `ram` (`low_ram` bytes below the PCI hole, `high_ram`
 /// above 4 GiB) and writes the zero page, the command line and the tables
-/// for the 64-bit entry. `framebuffer` is the mode the VGA card is in.
+/// for the 64-bit entry. `framebuffer` is the mode the VGA card is in,
+/// `acpi_rsdp` where the ACPI tables' root pointer is.
 pub fn load(
     ram: &GuestRam,
     low_ram: u64,
     high_ram: u64,
     boot: &DirectBoot,
     framebuffer: Option<&Framebuffer>,
+    acpi_rsdp: Option<u64>,
 ) -> Result<KernelEntry, KernelBootError> {
     let kernel_path = &boot.kernel;
     let mut kernel = File::open(kernel_path).map_err(|source| KernelBootError::ReadKernel {
@@ -346,6 +351,9 @@ pub fn load(
     if let Some(fb) = framebuffer {
         params.screen_info = screen_info_for(fb);
     }
+    // Boot protocol 2.14; older kernels ignore it and scan for the RSDP,
+    // which is where they look too.
+    params.acpi_rsdp_addr = acpi_rsdp.unwrap_or(0);
     ram.write_obj(params, GuestAddress(BOOT_PARAMS_ADDR))?;
     page_tables::write_tables(ram)?;
 
@@ -488,6 +496,7 @@ mod tests {
             0,
             &direct(Path::new("/nonexistent/vmlinuz")),
             None,
+            None,
         )
         .unwrap_err();
         assert!(matches!(err, KernelBootError::ReadKernel { .. }), "{err}");
@@ -499,12 +508,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, vec![b'x'; 8192]).unwrap();
-        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None, None).unwrap_err();
         assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
         assert!(err.to_string().contains("is not a Linux bzImage"), "{err}");
         // Shorter than a setup header.
         std::fs::write(&path, b"tiny").unwrap();
-        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None, None).unwrap_err();
         assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
     }
 
@@ -540,7 +549,7 @@ mod tests {
             cmdline: "console=ttyS0 quiet".into(),
         };
         let ram = ram();
-        let entry = load(&ram, 32 << 20, 0, &boot, None).unwrap();
+        let entry = load(&ram, 32 << 20, 0, &boot, None, None).unwrap();
         assert_eq!(entry.rip, 0x10_0200);
         let mut kern = [0u8; 4];
         ram.read_slice(&mut kern, GuestAddress(0x10_0000)).unwrap();
@@ -582,7 +591,7 @@ mod tests {
             initrd: Some(initrd),
             cmdline: String::new(),
         };
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(err, KernelBootError::InitrdTooLarge { .. }),
             "{err}"
@@ -590,7 +599,7 @@ mod tests {
         assert!(err.to_string().contains("does not fit"), "{err}");
         boot.initrd = None;
         boot.cmdline = "x".repeat(2049);
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -604,10 +613,20 @@ mod tests {
         // A kernel whose decompression needs more than the RAM there is.
         boot.cmdline.clear();
         boot.kernel = fake_bzimage(dir.path(), 64 << 20);
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(err, KernelBootError::KernelTooLarge { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_zero_page_points_at_the_rsdp() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = direct(&fake_bzimage(dir.path(), 0x40_0000));
+        let ram = ram();
+        load(&ram, 32 << 20, 0, &boot, None, Some(0xe_0000)).unwrap();
+        let params: boot_params = ram.read_obj(GuestAddress(BOOT_PARAMS_ADDR)).unwrap();
+        assert_eq!({ params.acpi_rsdp_addr }, 0xe_0000);
     }
 }

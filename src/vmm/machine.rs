@@ -105,7 +105,7 @@ impl Machine {
         wiring.attach_chipset()?;
         let acpi_pm = wiring.attach_power_management()?;
         let framebuffer = wiring.attach_display(config, console)?;
-        let kernel_entry = load_kernel(config, &memory, framebuffer.as_ref())?;
+        let kernel_entry = wiring.load_kernel(config, framebuffer.as_ref())?;
         wiring.attach_rtc(config)?;
         wiring.attach_fw_cfg(config)?;
         wiring.attach_serial(console)?;
@@ -301,27 +301,6 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     Ok(vm)
 }
 
-/// Direct kernel boot: the VMM does the firmware's part (the kernel, its
-/// initrd and command line in memory, the CPU state for its entry).
-fn load_kernel(
-    config: &VmConfig,
-    memory: &GuestMemory,
-    framebuffer: Option<&Framebuffer>,
-) -> Result<Option<KernelEntry>, VmmError> {
-    let Some(boot) = &config.direct_boot else {
-        return Ok(None);
-    };
-    let entry = super::kernel_boot::load(
-        &memory.ram,
-        memory.low_ram,
-        memory.high_ram,
-        boot,
-        framebuffer,
-    )?;
-    info!(kernel = %boot.kernel.display(), entry = format_args!("{:#x}", entry.rip), "direct kernel boot");
-    Ok(Some(entry))
-}
-
 /// What the `attach_*` steps share while they build the PC: the buses
 /// devices go on, the interrupt router, the device threads started so far.
 struct Wiring<'a> {
@@ -427,6 +406,40 @@ impl<'a> Wiring<'a> {
         };
         self.workers.push(card.refresh);
         Ok(framebuffer)
+    }
+
+    /// Direct kernel boot: the VMM does the firmware's part. It routes
+    /// PCI interrupts as SeaBIOS would (the ACPI tables say so), puts the
+    /// ACPI tables in memory, and loads the kernel, its initrd and command
+    /// line; the vCPU starts at the kernel's entry.
+    fn load_kernel(
+        &mut self,
+        config: &VmConfig,
+        framebuffer: Option<&Framebuffer>,
+    ) -> Result<Option<KernelEntry>, VmmError> {
+        let Some(boot) = &config.direct_boot else {
+            return Ok(None);
+        };
+        for (pirq, gsi) in super::acpi::PIRQ_GSIS.into_iter().enumerate() {
+            self.intx.set_route(pirq, gsi as u8);
+        }
+        let rsdp = super::acpi::write_for_direct_boot(
+            &self.memory.ram,
+            &super::acpi::AcpiConfig {
+                vcpus: config.vcpus,
+                low_ram_end: self.memory.low_ram,
+            },
+        )?;
+        let entry = super::kernel_boot::load(
+            &self.memory.ram,
+            self.memory.low_ram,
+            self.memory.high_ram,
+            boot,
+            framebuffer,
+            Some(rsdp),
+        )?;
+        info!(kernel = %boot.kernel.display(), entry = format_args!("{:#x}", entry.rip), "direct kernel boot");
+        Ok(Some(entry))
     }
 
     /// The MC146818 RTC/CMOS, with the memory size and CPU count SeaBIOS
