@@ -577,6 +577,10 @@ impl<'a> Wiring<'a> {
                 .unwrap()
                 .attach(channel as usize, unit as usize, media);
         }
+        if config.direct_boot.is_some() {
+            // No firmware runs to switch the channels on.
+            ide.lock().unwrap().enable_channels_as_firmware_does();
+        }
         Ok(ide)
     }
 
