@@ -20,8 +20,12 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # and the locales package for the zh_CN test) for the window's end-to-end
 # tests, and the validators of the desktop entry, AppStream metainfo and
 # GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons;
-# flatpak-builder parses the Flatpak manifest (tests/flatpak.rs).
+# flatpak-builder parses the Flatpak manifest (tests/flatpak.rs). The Linux
+# test guest (tests/linux/build.sh) is built from Debian's kernel source
+# with its build tools (flex, bison, bc, libelf, libssl, lz4 for the LZ4
+# bzImage) around the static busybox; cpio lists its initramfs.
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+  linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev cpio lz4
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
