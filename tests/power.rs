@@ -156,14 +156,10 @@ impl Drop for Started {
     }
 }
 
-fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &str) -> String {
-    Domain::new(name)
-        .disk("disk", disk, "hda", "ide")
-        .xml()
-        .replace(
-            "<on_reboot>",
-            &format!("<on_poweroff>{on_poweroff}</on_poweroff>\n  <on_reboot>"),
-        )
+fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &'static str) -> String {
+    let mut domain = Domain::new(name).disk("disk", disk, "hda", "ide");
+    domain.on_poweroff = on_poweroff;
+    domain.xml()
 }
 
 #[test]

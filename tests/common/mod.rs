@@ -6,6 +6,7 @@
 pub mod asm;
 pub mod desktop;
 pub mod guest;
+pub mod linux;
 pub mod vnc;
 
 use std::io::Read;
@@ -51,6 +52,7 @@ pub struct Domain {
     pub vcpus: u32,
     pub loader: Option<PathBuf>,
     pub boot: Vec<&'static str>,
+    pub on_poweroff: &'static str,
     pub on_reboot: &'static str,
     pub on_crash: &'static str,
     /// Raw `<disk>` elements.
@@ -67,6 +69,7 @@ impl Domain {
             vcpus: 1,
             loader: None,
             boot: Vec::new(),
+            on_poweroff: "destroy",
             on_reboot: "destroy",
             on_crash: "destroy",
             disks: Vec::new(),
@@ -107,11 +110,12 @@ impl Domain {
             .map(|d| format!("<boot dev='{d}'/>"))
             .collect();
         format!(
-            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_poweroff>{}</on_poweroff>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
             self.name,
             self.memory_mib,
             self.vcpus,
             self.os_extra,
+            self.on_poweroff,
             self.on_reboot,
             self.on_crash,
             self.disks.join("\n    ")
