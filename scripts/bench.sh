@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 scripts/bench.py --vireo target/release/vireo
+python3 scripts/bench_linux.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
 python3 scripts/bench_vnc.py --vireo target/release/vireo
 python3 scripts/bench_net.py --vireo target/release/vireo
