@@ -73,6 +73,16 @@ zh_locale() {
   "${sudo[@]}" locale-gen
 }
 
+# Every crate of Cargo.lock in cargo's download cache, the Windows- and
+# macOS-only ones included: a build downloads only what this host compiles,
+# but tests/flatpak.rs lays out the Flatpak's offline cargo sources from
+# that cache, as flatpak-builder would, and needs every one of them.
+cargo_sources() {
+  [ "$purpose" = run ] && return 0
+  echo "setup: fetching every crate of Cargo.lock (cargo fetch --locked)"
+  "${CARGO:-cargo}" fetch --locked --quiet --manifest-path "$(dirname "$0")/../Cargo.toml"
+}
+
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
@@ -81,6 +91,7 @@ fi
 if [ ${#missing[@]} -eq 0 ]; then
   python_tools
   zh_locale
+  cargo_sources
   exit 0
 fi
 
@@ -109,3 +120,4 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-
 
 python_tools
 zh_locale
+cargo_sources

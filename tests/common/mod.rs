@@ -8,6 +8,7 @@ pub mod desktop;
 pub mod guest;
 pub mod linux;
 pub mod vnc;
+pub mod wait;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -224,32 +225,30 @@ impl Vm {
     /// Waits until the serial output contains `text`; panics with what
     /// was seen (and the VMM's log) after `timeout`.
     pub fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let seen = self.serial();
-            if seen.contains(text) {
-                return seen;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the reader threads a moment to drain the pipes.
-                std::thread::sleep(Duration::from_millis(100));
+        wait::until(
+            &format!("{text:?} on serial"),
+            timeout,
+            Duration::from_millis(20),
+            || {
                 let seen = self.serial();
                 if seen.contains(text) {
-                    return seen;
+                    return Ok(seen);
                 }
-                panic!(
-                    "vireo exited ({status}) before printing {text:?}\nserial: {seen:?}\nstderr: {}",
-                    self.stderr()
-                );
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "no {text:?} on serial after {timeout:?}\nserial: {seen:?}\nstderr: {}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    // Give the reader threads a moment to drain the pipes.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let seen = self.serial();
+                    if seen.contains(text) {
+                        return Ok(seen);
+                    }
+                    panic!(
+                        "vireo exited ({status}) before printing {text:?}\nserial: {seen:?}\nstderr: {}",
+                        self.stderr()
+                    );
+                }
+                Err(format!("serial: {seen:?}\nstderr: {}", self.stderr()))
+            },
+        )
     }
 
     /// Waits for the process to exit on its own; returns its exit status.
@@ -328,21 +327,22 @@ impl Home {
         timeout: Duration,
         ok: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let out = self.run(args);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() && ok(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`vireo {}` never showed what was wanted; it printed:\n{text}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        wait::until(
+            &format!("`vireo {}` to show what was wanted", args.join(" ")),
+            timeout,
+            Duration::from_millis(300),
+            || {
+                let out = self.run(args);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if out.status.success() && ok(&text) {
+                    return Ok(text);
+                }
+                Err(format!(
+                    "it printed:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            },
+        )
     }
 
     /// Runs a verb that must succeed; returns its stdout.
