@@ -27,9 +27,12 @@ run: setup-run build
 # Real clients the tests drive (vncdo, qemu.qmp) live in build/venv.
 # VIREO_REQUIRE_TOOLS=1 makes a missing tool fail its test instead of
 # skipping it: the setup step installed them all.
+# The Linux test guest is built (once, then cached outside the checkout:
+# tests/linux/build.sh) before the tests that boot it start.
 test: setup-test
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	tests/linux/build.sh
 	PATH="$(CURDIR)/build/venv/bin:$$PATH" VIREO_REQUIRE_TOOLS=1 $(CARGO) test --release --all-targets
 
 bench: setup-bench build
@@ -44,8 +47,8 @@ clean:
 
 # Installation for distribution packagers (and the Flatpak, which runs
 # `make install PREFIX=/app`): `make install PREFIX=/usr DESTDIR=pkgroot`.
-# It installs the release binary as built; only when there is none does it
-# build one, so `sudo make install` after `make build` never runs cargo as
+# It installs the release binaries as built (vireo, and vireo-vmm, the VM
+# process); only when they are missing does it build them, so `sudo make install` after `make build` never runs cargo as
 # root. The translations are the .mo files build.rs compiled into
 # build/locale (remade from po/ here if missing or stale); the binary finds them, and the firmware directory, relative
 # to itself (bin/../share), so any PREFIX works without rebuilding.
@@ -54,6 +57,9 @@ clean:
 # seabios package), so depending on that package works as well.
 APP_ID = dev.vireo.Vireo
 BINARY = target/release/vireo
+# The VM process (one per running VM), a second binary without GTK;
+# `vireo` starts it from beside itself.
+VMM_BINARY = target/release/vireo-vmm
 LANGUAGES = $(shell sed -e 's/\#.*//' po/LINGUAS)
 ICONS = $(patsubst data/icons/%,%,$(wildcard data/icons/hicolor/*/apps/*))
 bindir = $(DESTDIR)$(PREFIX)/bin
@@ -62,7 +68,7 @@ schemadir = $(datadir)/glib-2.0/schemas
 
 MO_FILES = $(foreach lang,$(LANGUAGES),build/locale/$(lang)/LC_MESSAGES/vireo.mo)
 
-$(BINARY):
+$(BINARY) $(VMM_BINARY):
 	$(CARGO) build --release
 
 # The same files build.rs writes; made here too, as a fresh binary does not
@@ -72,8 +78,9 @@ build/locale/%/LC_MESSAGES/vireo.mo: po/%.po
 	mkdir -p $(@D)
 	msgfmt --check -o $@.$$$$ $< && mv -f $@.$$$$ $@
 
-install: $(BINARY) $(MO_FILES)
+install: $(BINARY) $(VMM_BINARY) $(MO_FILES)
 	install -Dm755 $(BINARY) $(bindir)/vireo
+	install -Dm755 $(VMM_BINARY) $(bindir)/vireo-vmm
 	install -Dm644 data/$(APP_ID).desktop $(datadir)/applications/$(APP_ID).desktop
 	install -Dm644 data/$(APP_ID).metainfo.xml $(datadir)/metainfo/$(APP_ID).metainfo.xml
 	install -Dm644 data/$(APP_ID).gschema.xml $(schemadir)/$(APP_ID).gschema.xml
@@ -83,7 +90,7 @@ install: $(BINARY) $(MO_FILES)
 	$(if $(DESTDIR),,glib-compile-schemas $(schemadir))
 
 uninstall:
-	rm -f $(bindir)/vireo
+	rm -f $(bindir)/vireo $(bindir)/vireo-vmm
 	rm -f $(datadir)/applications/$(APP_ID).desktop
 	rm -f $(datadir)/metainfo/$(APP_ID).metainfo.xml
 	rm -f $(schemadir)/$(APP_ID).gschema.xml

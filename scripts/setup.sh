@@ -20,8 +20,12 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # and the locales package for the zh_CN test) for the window's end-to-end
 # tests, and the validators of the desktop entry, AppStream metainfo and
 # GSettings schema, and gdk-pixbuf's thumbnailer, which renders the icons;
-# flatpak-builder parses the Flatpak manifest (tests/flatpak.rs).
+# flatpak-builder parses the Flatpak manifest (tests/flatpak.rs). The Linux
+# test guest (tests/linux/build.sh) is built from Debian's kernel source
+# with its build tools (flex, bison, bc, libelf, libssl, lz4 for the LZ4
+# bzImage) around the static busybox; cpio lists its initramfs.
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
+  linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev cpio lz4
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
@@ -69,6 +73,16 @@ zh_locale() {
   "${sudo[@]}" locale-gen
 }
 
+# Every crate of Cargo.lock in cargo's download cache, the Windows- and
+# macOS-only ones included: a build downloads only what this host compiles,
+# but tests/flatpak.rs lays out the Flatpak's offline cargo sources from
+# that cache, as flatpak-builder would, and needs every one of them.
+cargo_sources() {
+  [ "$purpose" = run ] && return 0
+  echo "setup: fetching every crate of Cargo.lock (cargo fetch --locked)"
+  "${CARGO:-cargo}" fetch --locked --quiet --manifest-path "$(dirname "$0")/../Cargo.toml"
+}
+
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
@@ -77,6 +91,7 @@ fi
 if [ ${#missing[@]} -eq 0 ]; then
   python_tools
   zh_locale
+  cargo_sources
   exit 0
 fi
 
@@ -105,3 +120,4 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-
 
 python_tools
 zh_locale
+cargo_sources

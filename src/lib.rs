@@ -1,34 +1,40 @@
 //! Vireo: a self-contained virtual-machine manager with its own KVM monitor.
 //!
-//! The crate is one library with thin binaries on top. Its modules, from the
-//! bottom up (see `README.md` for the code map and `DESIGN.md` for the why):
+//! One library with two thin binaries: `vireo` (the window and the
+//! virsh-like command line, `main.rs`) and `vireo-vmm` (one running VM,
+//! without GTK, `bin/vireo-vmm.rs`). `ARCHITECTURE.md` at the top of the
+//! repository is the map: processes, the boot sequence, threads, the data
+//! paths, one line per module, and the layer table that `tests/layers.rs`
+//! enforces. From the bottom up:
 //!
 //! ```text
-//!  cli ──────────────┐
-//!   │                ▼
-//!   ├──> vmm ──> devices ──> (bus, irq, pci, one file per chip)
-//!   │     ├────> storage (block backends: raw, later qcow2)
-//!   │     └────> domain  (libvirt domain XML)
-//!   └──> domain
+//!  cli ─> ui ─> app ─> vm_process ─> vm_config ─> definitions ─> domain
+//!                          │            │                    └─> storage, net
+//!                          │            └─> vmm ─> devices ─> display, storage, net
+//!                          └─> control, vnc ─> display
+//!  at the bottom, for everyone: paths, fsutil, logging, ids, keys
 //! ```
 //!
-//! Only the `vmm` module touches KVM; every device is a register machine that
-//! can be unit-tested without a VM.
+//! Only `vmm` touches KVM; every device is a register machine that can be
+//! unit-tested without a VM; only `ui` knows GTK.
 
+pub mod app;
 pub mod cli;
 pub mod control;
+pub mod definitions;
 pub mod devices;
 pub mod display;
 pub mod domain;
 pub mod fsutil;
 pub mod host;
+pub mod ids;
+pub mod keys;
 pub mod logging;
-pub mod manager;
 pub mod net;
 pub mod paths;
-pub mod runtime;
 pub mod storage;
-pub mod store;
 pub mod ui;
+pub mod vm_config;
+pub mod vm_process;
 pub mod vmm;
 pub mod vnc;

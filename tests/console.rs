@@ -10,25 +10,26 @@ use std::time::{Duration, Instant};
 
 use common::asm::{boot_sector, firmware};
 use common::vnc::{free_display, gvnccapture, ocr, vncdo};
-use common::{guest, kvm_available, Domain, Vm};
+use common::{guest, kvm_available, wait, Domain, Vm};
 use iced_x86::code_asm::*;
 
 /// Captures with vncdo until tesseract reads `text`, or fails after `timeout`.
 fn wait_for_screen_text(display: u16, dir: &Path, text: &str, timeout: Duration) -> PathBuf {
-    let start = Instant::now();
     let shot = dir.join("vncdo.png");
-    loop {
-        let out = vncdo(display, None, &["capture", shot.to_str().unwrap()]);
-        if out.status.success() && ocr(&shot).contains(text) {
-            return shot;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "no {text:?} on the screen after {timeout:?}: {}",
-            ocr(&shot)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    wait::until(
+        &format!("{text:?} on the screen"),
+        timeout,
+        Duration::from_secs(2),
+        || {
+            let out = vncdo(display, None, &["capture", shot.to_str().unwrap()]);
+            let seen = ocr(&shot);
+            if out.status.success() && seen.contains(text) {
+                Ok(shot.clone())
+            } else {
+                Err(format!("the screen read: {seen}"))
+            }
+        },
+    )
 }
 
 fn vnc_args(display: u16) -> Vec<String> {
@@ -147,6 +148,43 @@ fn a_password_lets_the_right_client_in_and_keeps_the_wrong_one_out() {
     assert!(
         !out.status.success() || !denied.exists(),
         "a wrong password must not get the screen"
+    );
+}
+
+/// `vireo run` serves VNC where the definition's `<graphics type='vnc'
+/// port=…>` says, as `vireo start` does, without `--vnc`.
+#[test]
+fn vireo_run_listens_where_the_definitions_graphics_say() {
+    if !kvm_available() {
+        return;
+    }
+    let port = 5900 + free_display();
+    let image = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(image.path(), firmware(|p| p.print("up\n"))).unwrap();
+    let domain = Domain::new("graphics")
+        .firmware(image.path())
+        .device(&format!(
+            "<graphics type='vnc' port='{port}' autoport='no' listen='127.0.0.1'/>"
+        ));
+    let mut vm = Vm::start(&domain);
+    vm.wait_for("up\n", Duration::from_secs(30));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| {
+        panic!(
+            "no VNC server on port {port} ({e}); stderr: {}",
+            vm.stderr()
+        )
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut version = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut version).unwrap();
+    assert_eq!(&version, b"RFB 003.008\n");
+    assert!(
+        vm.stderr()
+            .contains(&format!("VNC server on 127.0.0.1:{port}")),
+        "{}",
+        vm.stderr()
     );
 }
 

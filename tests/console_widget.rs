@@ -95,12 +95,13 @@ impl Drop for Xvfb {
 /// Runs GTK's main loop until `done` holds; fails with `what` after `timeout`.
 fn pump_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let context = gtk::glib::MainContext::default();
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+    common::wait::until(what, timeout, Duration::from_millis(5), || {
+        if done() {
+            return Ok(());
+        }
         while context.iteration(false) {}
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        Err("not yet".into())
+    })
 }
 
 /// Runs xdotool while GTK's main loop keeps running.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::vnc::{free_display, vncdo_ok};
-use common::{kvm_available, require_program};
+use common::{kvm_available, require_program, wait};
 use demo_guest::*;
 
 /// `vireo demo` with its serial console on pipes.
@@ -56,18 +56,19 @@ impl Demo {
 
     /// Waits until the serial output holds `text`; returns all of it.
     fn wait_for(&self, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let now = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
-            if now.contains(text) {
-                return now;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "no {text:?} in {now:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::until(
+            &format!("{text:?}"),
+            Duration::from_secs(120),
+            Duration::from_millis(20),
+            || {
+                let now = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
+                if now.contains(text) {
+                    Ok(now)
+                } else {
+                    Err(format!("serial: {now:?}"))
+                }
+            },
+        )
     }
 
     fn type_serial(&mut self, text: &[u8]) {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vireo::domain::{Domain, NewVm};
+use vireo::vm_config;
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -106,8 +107,7 @@ fn round_trips_match_golden_files() {
             failures.push(e);
         }
         // What Vireo says it will not emulate, one sentence a line.
-        let unsupported: String = domain
-            .unsupported()
+        let unsupported: String = vm_config::unsupported(&domain)
             .iter()
             .map(|s| format!("{s}\n"))
             .collect();
@@ -188,8 +188,8 @@ fn golden_outputs_pass_libvirts_schema() {
 fn vireo_runs_what_it_can_of_each_golden_input() {
     for (name, input) in inputs() {
         let domain = Domain::load(&input).unwrap();
-        let unsupported = domain.unsupported();
-        match domain.to_vm_config() {
+        let unsupported = vm_config::unsupported(&domain);
+        match vm_config::from_domain(&domain) {
             Ok(config) => assert_eq!(config.name, domain.name(), "{name}"),
             // A definition the VMM cannot start says why in its list.
             Err(e) => assert!(

@@ -602,3 +602,166 @@ fn clone_with_overlays_backs_the_clone_with_the_original_disk() {
         Some("Capacity:       1048576")
     );
 }
+
+#[test]
+fn every_command_in_help_says_what_it_does() {
+    let help = common::Home::new().ok(&["--help"]);
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no command list in:\n{help}"));
+    let mut silent = Vec::new();
+    for line in commands.lines() {
+        let mut words = line.split_whitespace();
+        let Some(verb) = words.next() else { continue };
+        if words.next().is_none() {
+            silent.push(verb.to_string());
+        }
+    }
+    assert!(silent.is_empty(), "--help says nothing about {silent:?}");
+    assert!(commands.lines().count() > 40, "{commands}");
+}
+
+/// libvirt forbids only '/' in a domain name; so does Vireo (and, as names
+/// become file names, a leading '.').
+#[test]
+fn names_libvirt_accepts_are_accepted() {
+    let s = Session::new();
+    let names = [
+        "My VM (test)",
+        "débian 12 — 测试",
+        "a:b+c,d=e",
+        "-starts-with-dash",
+    ];
+    for name in names {
+        let file = s.path("vm.xml");
+        std::fs::write(&file, common::Domain::new(name).xml()).unwrap();
+        assert_eq!(
+            s.ok(&["define", file.to_str().unwrap()]),
+            format!("Domain '{name}' defined from {}\n", file.display()),
+        );
+        // `--` before a name that starts with '-', as virsh needs it too.
+        assert!(s
+            .ok(&["dumpxml", "--", name])
+            .contains(&format!("<name>{name}</name>")));
+        assert_eq!(s.ok(&["domstate", "--", name]).trim(), "shut off");
+    }
+    let list = s.ok(&["list", "--all"]);
+    for name in names {
+        assert!(list.contains(name), "{list}");
+    }
+    assert_eq!(
+        s.ok(&["domrename", "My VM (test)", "Renamed VM!"]),
+        "Domain successfully renamed\n"
+    );
+    assert_eq!(s.ok(&["domstate", "Renamed VM!"]).trim(), "shut off");
+    assert!(s
+        .fails(&["domrename", "Renamed VM!", "a/b"])
+        .contains("'/'"));
+    let file = s.path("slash.xml");
+    std::fs::write(&file, common::Domain::new("a/b").xml()).unwrap();
+    assert!(s.fails(&["define", file.to_str().unwrap()]).contains("'/'"));
+    if kvm_available() {
+        // Such a name runs too: its process, sockets and files.
+        let image = s.path("up.bin");
+        std::fs::write(&image, common::asm::firmware(|p| p.print("up\n"))).unwrap();
+        let file = s.path("run.xml");
+        std::fs::write(
+            &file,
+            common::Domain::new("-a VM: 测试").firmware(&image).xml(),
+        )
+        .unwrap();
+        s.ok(&["define", file.to_str().unwrap()]);
+        s.ok(&["start", "--", "-a VM: 测试"]);
+        assert_eq!(s.ok(&["domstate", "--", "-a VM: 测试"]).trim(), "running");
+        s.ok(&["destroy", "--", "-a VM: 测试"]);
+        assert_eq!(s.ok(&["domstate", "--", "-a VM: 测试"]).trim(), "shut off");
+    }
+    s.ok(&["undefine", "débian 12 — 测试"]);
+    assert!(!s.ok(&["list", "--all"]).contains("débian"));
+}
+
+/// libvirt takes a domain's memory from its NUMA cells when they give it,
+/// and writes the sum as `<memory>`; a definition with only cells is valid.
+#[test]
+fn memory_given_only_by_numa_cells_is_their_sum() {
+    let s = Session::new();
+    let file = s.path("numa.xml");
+    std::fs::write(
+        &file,
+        "<domain type='kvm'>\n  <name>numa</name>\n  <vcpu>2</vcpu>\n  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='32' unit='MiB'/>\n      <cell id='1' cpus='1' memory='32768'/>\n    </numa>\n  </cpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n</domain>\n",
+    )
+    .unwrap();
+    s.ok(&["define", file.to_str().unwrap()]);
+    let xml = s.ok(&["dumpxml", "numa"]);
+    assert!(xml.contains("<memory unit='KiB'>65536</memory>"), "{xml}");
+    assert!(
+        xml.contains("<cell id='0' cpus='0' memory='32' unit='MiB'/>"),
+        "{xml}"
+    );
+    let info = s.ok(&["dominfo", "numa"]);
+    assert!(info.contains("Max memory:     65536 KiB"), "{info}");
+    // Neither <memory> nor cells: refused, as libvirt refuses it.
+    std::fs::write(
+        &file,
+        "<domain type='kvm'><name>none</name><os><type>hvm</type></os></domain>",
+    )
+    .unwrap();
+    assert!(s
+        .fails(&["define", file.to_str().unwrap()])
+        .contains("<memory>"));
+}
+
+/// Two devices at one PCI address are refused when defined, as libvirt
+/// refuses them, naming both; a disk without an address does not take a
+/// slot a NIC names.
+#[test]
+fn two_devices_at_one_pci_address_are_refused() {
+    let s = Session::new();
+    let disk = s.path("a.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let pci = |slot: u32| {
+        format!(
+            "<address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/>"
+        )
+    };
+    let file = s.path("dup.xml");
+    let domain = |name: &str, disk_address: &str| {
+        common::Domain::new(name)
+            .device(&format!(
+                "<disk type='file' device='disk'><source file='{}'/><target dev='vda' bus='virtio'/>{disk_address}</disk>",
+                disk.display()
+            ))
+            .device(&format!(
+                "<interface type='user'><mac address='52:54:00:12:34:56'/>{}</interface>",
+                pci(5)
+            ))
+    };
+    std::fs::write(&file, domain("dup", &pci(5)).xml()).unwrap();
+    let refused = s.fails(&["define", file.to_str().unwrap()]);
+    assert!(
+        refused.contains("Attempted double use of PCI Address 0000:00:05.0"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("<disk> vda") && refused.contains("<interface> 52:54:00:12:34:56"),
+        "{refused}"
+    );
+    assert!(s.fails(&["dominfo", "dup"]).contains("does not exist"));
+
+    // Without its own address the disk goes elsewhere, and the VM starts.
+    std::fs::write(&file, domain("dup", "").xml()).unwrap();
+    s.ok(&["define", file.to_str().unwrap()]);
+    let info = s.ok(&["dominfo", "dup"]);
+    assert!(info.contains("shut off"), "{info}");
+    if kvm_available() {
+        let image = s.path("up.bin");
+        std::fs::write(&image, common::asm::firmware(|p| p.print("up\n"))).unwrap();
+        std::fs::write(&file, domain("dup2", "").firmware(&image).xml()).unwrap();
+        s.ok(&["define", file.to_str().unwrap()]);
+        s.ok(&["start", "dup2"]);
+        assert_eq!(s.ok(&["domstate", "dup2"]).trim(), "running");
+        s.ok(&["destroy", "dup2"]);
+    }
+}

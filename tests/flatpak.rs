@@ -447,7 +447,7 @@ fn the_osinfo_db_module_installs_the_database_where_the_wizard_reads_it() {
     // Upstream's own rule turns data/**/*.xml.in into .xml (msgfmt --xml
     // merging the translations); the rest installs what it made.
     assert_eq!(commands[0], "make -j$FLATPAK_BUILDER_N_JOBS data");
-    assert!(vireo::manager::osinfo::search_dirs().contains(&PathBuf::from("/app/share/osinfo/os")));
+    assert!(vireo::app::osinfo::search_dirs().contains(&PathBuf::from("/app/share/osinfo/os")));
 
     // The install commands, run on a tree shaped like a built osinfo-db
     // source (with /app moved into a temporary directory), leave a database
@@ -485,7 +485,7 @@ fn the_osinfo_db_module_installs_the_database_where_the_wizard_reads_it() {
     assert!(app
         .join("share/licenses/dev.vireo.Vireo/osinfo-db/COPYING")
         .is_file());
-    let guess = vireo::manager::osinfo::detect_in(&[os], "Debian 12.8.0 amd64 n")
+    let guess = vireo::app::osinfo::detect_in(&[os], "Debian 12.8.0 amd64 n")
         .expect("the installed database recognises a Debian 12 netinst");
     assert_eq!(guess.name, "Debian 12");
     assert_eq!(guess.memory_mib, Some(1024));

@@ -11,23 +11,24 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::desktop::{artifacts, App, Display};
-use common::{kvm_available, Home};
+use common::{kvm_available, wait, Home};
 
 /// Waits until `vireo domstate NAME` prints `state`.
 fn wait_state(home: &Home, name: &str, state: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = home.run(&["domstate", name]);
-        let now = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if now == state {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed {now:?}, never {state:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait::until(
+        &format!("{name} to be {state:?}"),
+        timeout,
+        Duration::from_millis(250),
+        || {
+            let out = home.run(&["domstate", name]);
+            let now = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if now == state {
+                Ok(())
+            } else {
+                Err(format!("{name} stayed {now:?}"))
+            }
+        },
+    )
 }
 
 /// Waits until VM `name`'s serial console has printed `text`; returns it all.

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::desktop::{artifacts, App, Display};
-use common::{kvm_available, Domain, Home};
+use common::{kvm_available, wait, Domain, Home};
 
 /// Reads the screen until `check` accepts it; panics with the last
 /// reading (and keeps the screenshot) after `timeout`.
@@ -20,18 +20,18 @@ fn wait_until(
     timeout: Duration,
     check: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait::poll(timeout, Duration::from_millis(500), || {
         let seen = display.read_screen(dir, "eng");
         if check(&seen) {
-            return seen;
+            Ok(seen)
+        } else {
+            Err(seen)
         }
-        if Instant::now() > deadline {
-            let _ = std::fs::copy(dir.join("screen.png"), dir.join("last-screen.png"));
-            panic!("the screen never showed {what}; it read:\n{seen}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    })
+    .unwrap_or_else(|seen| {
+        let _ = std::fs::copy(dir.join("screen.png"), dir.join("last-screen.png"));
+        panic!("the screen never showed {what}; it read:\n{seen}");
+    })
 }
 
 /// Whether a line that starts with `title` also shows `value` after it.

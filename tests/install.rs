@@ -24,6 +24,7 @@ fn root() -> PathBuf {
 fn installed_files() -> Vec<String> {
     vec![
         "bin/vireo".into(),
+        "bin/vireo-vmm".into(),
         format!("share/applications/{APP_ID}.desktop"),
         format!("share/metainfo/{APP_ID}.metainfo.xml"),
         format!("share/glib-2.0/schemas/{APP_ID}.gschema.xml"),
@@ -42,6 +43,7 @@ fn make(target: &str, vars: &[String]) -> String {
         .arg(root())
         .arg(target)
         .arg(format!("BINARY={}", env!("CARGO_BIN_EXE_vireo")))
+        .arg(format!("VMM_BINARY={}", env!("CARGO_BIN_EXE_vireo-vmm")))
         // A cargo that fails, so a make that tried to build would fail.
         .arg("CARGO=false")
         .args(vars)

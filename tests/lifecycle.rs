@@ -7,24 +7,22 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::asm::firmware;
-use common::{kvm_available, Capture};
+use common::{kvm_available, wait, Capture};
 use iced_x86::code_asm::*;
 use vireo::vmm::{
     ConsoleIo, Outcome, Request, SharedWriter, VmConfig, VmEvent, VmRunner, VmStatus,
 };
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until(
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        || cond().then_some(()).ok_or_else(|| "not yet".to_string()),
+    )
 }
 
 #[test]

@@ -151,3 +151,35 @@ fn a_vm_on_an_inactive_network_does_not_start() {
         .fails(&["start", "vm"])
         .contains("network 'lab' is not active"));
 }
+
+#[test]
+fn net_create_makes_a_transient_network_that_destroy_removes() {
+    let home = Home::new();
+    let file = home.path("lab.xml");
+    std::fs::write(&file, LAB).unwrap();
+    assert_eq!(
+        home.ok(&["net-create", file.to_str().unwrap()]),
+        format!("Network lab created from {}\n\n", file.display())
+    );
+    assert!(
+        home.ok(&["net-list"])
+            .contains(" lab       active   no          no\n"),
+        "running at once, not persistent"
+    );
+    assert!(home
+        .ok(&["net-info", "lab"])
+        .contains("\nActive:         yes\nPersistent:     no\nAutostart:      no\n"));
+    assert!(home.fails(&["net-autostart", "lab"]).contains("transient"));
+    assert!(home.fails(&["net-undefine", "lab"]).contains("transient"));
+    assert!(home
+        .fails(&["net-create", file.to_str().unwrap()])
+        .contains("already exists"));
+    assert_eq!(
+        home.ok(&["net-destroy", "lab"]),
+        "Network lab destroyed\n\n"
+    );
+    assert!(home
+        .fails(&["net-info", "lab"])
+        .contains("Network not found"));
+    assert!(!home.ok(&["net-list", "--all"]).contains("lab"));
+}

@@ -535,3 +535,154 @@ fn a_volume_in_use_is_not_changed() {
     drop(file);
     s.ok(&["vol-delete", "busy.img", "--pool", "default"]);
 }
+
+#[test]
+fn pools_and_volumes_from_xml_files_as_virsh_makes_them() {
+    let s = Session::new();
+    let files_dir = s.path("files");
+    let scratch_dir = s.path("scratch");
+    let xml = |name: &str, text: String| {
+        let path = s.path(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+
+    // pool-define FILE: a persistent pool, inactive until started.
+    let pool_xml = xml(
+        "files.xml",
+        format!(
+            "<pool type='dir'><name>files</name><target><path>{}</path></target></pool>",
+            files_dir.display()
+        ),
+    );
+    assert_eq!(
+        s.ok(&["pool-define", &pool_xml]),
+        format!("Pool files defined from {pool_xml}\n\n")
+    );
+    let uuid = s.ok(&["pool-uuid", "files"]);
+    assert!(s
+        .ok(&["pool-list", "--all"])
+        .contains(" files     inactive   no\n"));
+    s.ok(&["pool-build", "files"]);
+    s.ok(&["pool-start", "files"]);
+    // Defined again from the same file: the same pool, still running.
+    assert_eq!(
+        s.ok(&["pool-define", &pool_xml]),
+        format!("Pool files defined from {pool_xml}\n\n")
+    );
+    assert_eq!(s.ok(&["pool-uuid", "files"]), uuid);
+    assert!(s.ok(&["pool-list"]).contains(" files     active   no\n"));
+
+    // pool-create FILE --build: transient, running at once, gone once destroyed.
+    let scratch_xml = xml(
+        "scratch.xml",
+        format!(
+            "<pool type='dir'><name>scratch</name><target><path>{}</path></target></pool>",
+            scratch_dir.display()
+        ),
+    );
+    assert_eq!(
+        s.ok(&["pool-create", &scratch_xml, "--build"]),
+        format!("Pool scratch created from {scratch_xml}\n\n")
+    );
+    assert!(scratch_dir.is_dir());
+    let details = s.ok(&["pool-list", "--details"]);
+    let rows = table_rows(
+        &details,
+        &[
+            "Name",
+            "State",
+            "Autostart",
+            "Persistent",
+            "Capacity",
+            "Allocation",
+            "Available",
+        ],
+    );
+    let scratch = rows
+        .iter()
+        .find(|r| r[0] == "scratch")
+        .expect("scratch is listed");
+    assert_eq!(scratch[..4], ["scratch", "running", "no", "no"]);
+    assert!(s
+        .ok(&["pool-info", "scratch"])
+        .contains("\nPersistent:     no\n"));
+    assert_eq!(s.ok(&["pool-list", "--transient", "--name"]), "scratch\n\n");
+    assert!(s
+        .fails(&["pool-autostart", "scratch"])
+        .contains("transient"));
+    assert_eq!(
+        s.ok(&["pool-destroy", "scratch"]),
+        "Pool scratch destroyed\n\n"
+    );
+    assert!(s
+        .fails(&["pool-info", "scratch"])
+        .contains("does not exist"));
+    assert!(scratch_dir.is_dir(), "its directory stays");
+
+    // vol-create POOL FILE: a qcow2 volume from a volume description.
+    let vol_xml = xml(
+        "v1.xml",
+        "<volume><name>v1.qcow2</name><capacity unit='MiB'>16</capacity><target><format type='qcow2'/></target></volume>".into(),
+    );
+    assert_eq!(
+        s.ok(&["vol-create", "files", &vol_xml]),
+        format!("Vol v1.qcow2 created from {vol_xml}\n\n")
+    );
+    let v1 = files_dir.join("v1.qcow2");
+    let info = qemu_img_info(&v1);
+    assert!(info.contains("file format: qcow2"), "{info}");
+    assert!(
+        info.contains("virtual size: 16 MiB (16777216 bytes)"),
+        "{info}"
+    );
+    qemu_img_check(&v1);
+
+    // vol-create-from POOL FILE VOL: a qcow2 copy of a raw volume's data.
+    s.ok(&["vol-create-as", "files", "src.img", "1M"]);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let upload = s.path("data.bin");
+    std::fs::write(&upload, &data).unwrap();
+    s.ok(&[
+        "vol-upload",
+        "src.img",
+        upload.to_str().unwrap(),
+        "--pool",
+        "files",
+        "--offset",
+        "65536",
+    ]);
+    let copy_xml = xml(
+        "copy.xml",
+        "<volume><name>copy.qcow2</name><capacity>4096</capacity><target><format type='qcow2'/></target></volume>".into(),
+    );
+    assert_eq!(
+        s.ok(&[
+            "vol-create-from",
+            "files",
+            &copy_xml,
+            "src.img",
+            "--inputpool",
+            "files"
+        ]),
+        "Vol copy.qcow2 created from input vol src.img\n\n"
+    );
+    let copy = files_dir.join("copy.qcow2");
+    qemu_img_check(&copy);
+    assert!(
+        qemu_img_info(&copy).contains("virtual size: 1 MiB (1048576 bytes)"),
+        "as large as its input"
+    );
+    let compare = Command::new("qemu-img")
+        .args(["compare", "-U", "-f", "raw", "-F", "qcow2"])
+        .arg(files_dir.join("src.img"))
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&compare.stdout),
+        String::from_utf8_lossy(&compare.stderr)
+    );
+}

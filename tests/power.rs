@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::asm::{boot_sector, Program};
-use common::{guest, kvm_available, Domain, Home, Vm};
+use common::{guest, kvm_available, wait, Domain, Home, Vm};
 use iced_x86::code_asm::*;
 use serde_json::{json, Value};
 use vireo::control::ControlClient;
@@ -119,16 +119,19 @@ impl Started {
 
     /// Waits until `text` appears `times` times on the serial console.
     fn wait_for(&self, text: &str, times: usize, timeout: Duration) {
-        let start = Instant::now();
-        while self.serial().matches(text).count() < times {
-            assert!(
-                start.elapsed() < timeout,
-                "{text:?} not seen {times} times on serial after {timeout:?}: {:?}\nlog: {}",
-                self.serial(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::until(
+            &format!("{text:?} {times} times on serial"),
+            timeout,
+            Duration::from_millis(50),
+            || {
+                let serial = self.serial();
+                if serial.matches(text).count() >= times {
+                    Ok(())
+                } else {
+                    Err(format!("serial: {serial:?}\nlog: {}", self.log()))
+                }
+            },
+        )
     }
 
     fn domstate(&self) -> String {
@@ -136,17 +139,18 @@ impl Started {
     }
 
     fn wait_shut_off(&self, timeout: Duration) {
-        let start = Instant::now();
-        while self.domstate() != "shut off" {
-            assert!(
-                start.elapsed() < timeout,
-                "still {} after {timeout:?}; serial {:?}\nlog: {}",
-                self.domstate(),
-                self.serial(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until("shut off", timeout, Duration::from_millis(100), || {
+            let state = self.domstate();
+            if state == "shut off" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "still {state}; serial {:?}\nlog: {}",
+                    self.serial(),
+                    self.log()
+                ))
+            }
+        })
     }
 }
 
@@ -156,14 +160,10 @@ impl Drop for Started {
     }
 }
 
-fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &str) -> String {
-    Domain::new(name)
-        .disk("disk", disk, "hda", "ide")
-        .xml()
-        .replace(
-            "<on_reboot>",
-            &format!("<on_poweroff>{on_poweroff}</on_poweroff>\n  <on_reboot>"),
-        )
+fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &'static str) -> String {
+    let mut domain = Domain::new(name).disk("disk", disk, "hda", "ide");
+    domain.on_poweroff = on_poweroff;
+    domain.xml()
 }
 
 #[test]

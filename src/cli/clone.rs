@@ -1,5 +1,5 @@
 //! `vireo clone SRC NEW`: virt-clone's new VM from a shut-off one (see
-//! `manager::clone`), with a progress line on a terminal.
+//! `app::clone`), with a progress line on a terminal.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ pub struct CloneArgs {
 pub fn clone(args: CloneArgs) -> Result<ExitCode, String> {
     let show = std::io::stderr().is_terminal();
     let mut shown = false;
-    let result = crate::manager::clone::clone_vm(
+    let result = crate::app::clone::clone_vm(
         &args.original,
         &args.name,
         args.overlay,

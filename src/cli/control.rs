@@ -7,15 +7,16 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::control::{qcode, ControlClient};
-use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::control::ControlClient;
+use crate::definitions::DomainStore;
+use crate::keys::qcode;
+use crate::vm_process::RunFiles;
 
 type CliResult = Result<ExitCode, String>;
 
 /// Connects to running domain `which`; returns its name and a client.
 fn connect(which: &str) -> Result<(String, ControlClient), String> {
-    let definition = Store::open().find(which).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(which).map_err(|e| e.to_string())?;
     let files = RunFiles::new(&definition.name);
     if files.running().is_none() {
         return Err(format!("domain '{}' is not running", definition.name));
@@ -122,7 +123,7 @@ pub fn send_key(args: SendKeyArgs) -> CliResult {
 }
 
 pub fn screenshot(which: &str, file: Option<PathBuf>) -> CliResult {
-    let definition = Store::open().find(which).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(which).map_err(|e| e.to_string())?;
     let file = file.unwrap_or_else(|| PathBuf::from(format!("{}-screenshot.png", definition.name)));
     let file = std::path::absolute(&file).map_err(|e| e.to_string())?;
     let png = file.extension().map_or(true, |e| e != "ppm");

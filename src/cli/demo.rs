@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::manager::demo::write_demo_disk;
+use crate::app::demo::write_demo_disk;
 use std::process::ExitCode;
 
 use crate::vmm::{DiskBus, DiskConfig, DiskKind, VmConfig};
@@ -24,8 +24,8 @@ pub struct DemoArgs {
 
 pub fn demo_config(disk: PathBuf) -> VmConfig {
     let mut config = VmConfig::new(
-        crate::manager::demo::DEMO_NAME,
-        crate::manager::demo::DEMO_MEMORY_MIB << 20,
+        crate::app::demo::DEMO_NAME,
+        crate::app::demo::DEMO_MEMORY_MIB << 20,
     );
     config.disks.push(DiskConfig {
         target: "hda".into(),

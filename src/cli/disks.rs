@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::app::edit::{self, EditError};
+use crate::definitions::{Definition, DomainStore};
 use crate::domain::Disk;
-use crate::manager::edit::{self, EditError};
-use crate::runtime::RunFiles;
-use crate::store::{Definition, Store};
+use crate::vm_process::RunFiles;
 
 type CliResult = Result<ExitCode, String>;
 
@@ -34,7 +34,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The flags as `manager::edit` reads them.
+    /// The flags as `app::edit` reads them.
     pub(super) fn edit_scope(&self) -> edit::Scope {
         edit::Scope {
             live: self.live,
@@ -51,7 +51,7 @@ pub(super) fn load_for_device_change(
     which: &str,
     scope: &Scope,
     devices: &'static str,
-) -> Result<(Store, Definition, bool), String> {
+) -> Result<(DomainStore, Definition, bool), String> {
     let (store, definition) = load(which)?;
     let running = RunFiles::new(&definition.name).running().is_some();
     scope
@@ -61,9 +61,9 @@ pub(super) fn load_for_device_change(
     Ok((store, definition, running))
 }
 
-/// Saves a device change through `manager::edit::save`, as the GUI does.
+/// Saves a device change through `app::edit::save`, as the GUI does.
 pub(super) fn save_device_change(
-    store: &Store,
+    store: &DomainStore,
     definition: &Definition,
     domain: &crate::domain::Domain,
     running: bool,
@@ -73,7 +73,7 @@ pub(super) fn save_device_change(
         .map_err(|e| virsh_error(e, &definition.name))
 }
 
-/// `manager::edit`'s refusals in virsh's words where virsh has some.
+/// `app::edit`'s refusals in virsh's words where virsh has some.
 pub(super) fn virsh_error(error: EditError, vm: &str) -> String {
     match error {
         EditError::NeedsHotplug(devices) => format!(
@@ -95,13 +95,13 @@ pub(super) fn virsh_error(error: EditError, vm: &str) -> String {
     }
 }
 
-fn load(which: &str) -> Result<(Store, Definition), String> {
-    let store = Store::open();
+fn load(which: &str) -> Result<(DomainStore, Definition), String> {
+    let store = DomainStore::open();
     let definition = store.find(which).map_err(|e| e.to_string())?;
     Ok((store, definition))
 }
 
-fn save(store: &Store, domain: &crate::domain::Domain) -> Result<(), String> {
+fn save(store: &DomainStore, domain: &crate::domain::Domain) -> Result<(), String> {
     store
         .define(&domain.to_xml())
         .map(|_| ())
@@ -245,7 +245,7 @@ fn media_scope(scope: &Scope, running: bool) -> Result<(bool, bool), String> {
 
 pub fn change_media(args: ChangeMediaArgs) -> CliResult {
     let action = args.action()?;
-    let store = Store::open();
+    let store = DomainStore::open();
     let definition = store.find(&args.domain);
     // A running VM started from a definition is known by that name; a
     // name the store does not know can still be a running VM.
@@ -295,7 +295,7 @@ pub fn change_media(args: ChangeMediaArgs) -> CliResult {
     // The running VM first: if it refuses (a locked tray, a file it cannot
     // open) the definition stays as it was.
     if live {
-        crate::control::media::change_medium(&name, &args.target, source.as_deref(), args.force)
+        crate::app::media::change_medium(&name, &args.target, source.as_deref(), args.force)
             .map_err(|e| {
                 format!(
                     "cannot change the medium of {} in '{name}': {e}",

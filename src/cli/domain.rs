@@ -6,16 +6,16 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use crate::manager::inventory;
-use crate::manager::lifecycle::VmState;
-use crate::runtime::{spawn, RunFiles, RunState};
-use crate::store::{Definition, Store};
+use crate::app::inventory;
+use crate::app::lifecycle::VmState;
+use crate::definitions::{Definition, DomainStore};
+use crate::vm_process::{spawn, RunFiles, RunState};
 
 type CliResult = Result<ExitCode, String>;
 
 /// A domain as virsh names it: by id (while running), name or UUID.
 fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
-    let store = Store::open();
+    let store = DomainStore::open();
     if let Ok(id) = which.parse::<u32>() {
         for definition in store.list() {
             if let Some(state) = RunFiles::new(&definition.name).running() {
@@ -50,7 +50,9 @@ fn state_name(definition: &Definition, state: &Option<RunState>) -> String {
 pub fn define(file: PathBuf) -> CliResult {
     let xml = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let definition = Store::open().define(&xml).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open()
+        .define(&xml)
+        .map_err(|e| e.to_string())?;
     println!(
         "Domain '{}' defined from {}",
         definition.name,
@@ -77,11 +79,11 @@ pub fn undefine(args: UndefineArgs) -> CliResult {
         ));
     }
     let storage = if args.remove_all_storage {
-        crate::manager::operations::owned_storage(&definition.name)?
+        crate::app::operations::owned_storage(&definition.name)?
     } else {
         Vec::new()
     };
-    let left = crate::manager::operations::delete(&definition.name, args.remove_all_storage)?;
+    let left = crate::app::operations::delete(&definition.name, args.remove_all_storage)?;
     println!("Domain '{}' has been undefined", definition.name);
     for (target, path) in storage {
         match left.iter().find(|(p, _)| *p == path) {
@@ -110,7 +112,7 @@ pub struct ListArgs {
 
 pub fn list(args: ListArgs) -> CliResult {
     let mut shown = Vec::new();
-    for definition in Store::open().list() {
+    for definition in DomainStore::open().list() {
         let state = RunFiles::new(&definition.name).running();
         let wanted = match (args.all, args.inactive) {
             (true, _) => true,
@@ -217,7 +219,7 @@ fn cpu_time(pid: u32) -> Option<f64> {
 
 pub fn dominfo(which: &str) -> CliResult {
     let (definition, state) = resolve(which)?;
-    let config = definition.vm_config().map_err(|e| e.to_string())?;
+    let config = crate::vm_config::for_definition(&definition).map_err(|e| e.to_string())?;
     let field = |name: &str, value: String| println!("{:<16}{value}", format!("{name}:"));
     field(
         "Id",
@@ -250,7 +252,7 @@ pub fn domrename(which: &str, new_name: &str) -> CliResult {
             definition.name
         ));
     }
-    Store::open()
+    DomainStore::open()
         .rename(&definition.name, new_name)
         .map_err(|e| e.to_string())?;
     println!("Domain successfully renamed");
@@ -339,7 +341,7 @@ pub fn edit(which: &str) -> CliResult {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    match Store::open().define(&edited) {
+    match DomainStore::open().define(&edited) {
         Ok(saved) => {
             println!("Domain '{}' XML configuration edited.", saved.name);
             Ok(ExitCode::SUCCESS)

@@ -862,9 +862,6 @@ fn check(args: CheckArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(report.exit_code()))
 }
 
-/// Granularity at which `convert` skips zeroes.
-const SPARSE_BLOCK: usize = 64 << 10;
-
 fn convert(args: ConvertArgs) -> Result<ExitCode, String> {
     let source_format = format_or_probe(&args.format, &args.source)?;
     let output_format = parse_format(&args.output_format, &args.destination)?;
@@ -884,43 +881,19 @@ fn convert(args: ConvertArgs) -> Result<ExitCode, String> {
     let mut destination =
         open_image(&args.destination, output_format, false).map_err(|e| e.to_string())?;
     let dest_name = args.destination.display();
-    let mut buf = vec![0u8; 2 << 20];
-    let mut done = 0;
-    while done < size {
-        let n = (size - done).min(buf.len() as u64) as usize;
-        source
-            .read_at(&mut buf[..n], done)
-            .map_err(|e| format!("error while reading at byte {done}: {e}"))?;
-        // The new image reads as zeroes already: write only the runs of
-        // 64 KiB blocks with data in them, so it stays sparse.
-        let mut at = 0;
-        while at < n {
-            let block_has_data = |start: usize| {
-                buf[start..(start + SPARSE_BLOCK).min(n)]
-                    .iter()
-                    .any(|&b| b != 0)
-            };
-            if !block_has_data(at) {
-                at += SPARSE_BLOCK;
-                continue;
-            }
-            let mut end = at + SPARSE_BLOCK;
-            while end < n && block_has_data(end) {
-                end += SPARSE_BLOCK;
-            }
-            let end = end.min(n);
-            let offset = done + at as u64;
-            destination
-                .write_at(&buf[at..end], offset)
-                .map_err(|e| format!("error while writing at byte {offset} of {dest_name}: {e}"))?;
-            at = end;
+    crate::storage::copy_contents(
+        source.as_mut(),
+        destination.as_mut(),
+        size,
+        &mut |done, size| progress.update(done as f64 * 100.0 / size as f64),
+    )
+    .map_err(|e| match e {
+        crate::storage::CopyError::Read { .. } => e.to_string(),
+        crate::storage::CopyError::Write { offset, source } if offset < size => {
+            format!("error while writing at byte {offset} of {dest_name}: {source}")
         }
-        done += n as u64;
-        progress.update(done as f64 * 100.0 / size as f64);
-    }
-    destination
-        .flush()
-        .map_err(|e| format!("{dest_name}: {e}"))?;
+        crate::storage::CopyError::Write { source, .. } => format!("{dest_name}: {source}"),
+    })?;
     progress.update(100.0);
     progress.finish();
     Ok(ExitCode::SUCCESS)

@@ -97,6 +97,7 @@ enum Command {
     /// The VM process itself (started by `start`; not for people).
     #[command(name = "__vmm", hide = true)]
     Vmm {
+        #[arg(allow_hyphen_values = true)]
         name: String,
         #[arg(long)]
         paused: bool,
@@ -151,7 +152,7 @@ pub fn main() -> ExitCode {
         Command::ChangeMedia(args) => disks::change_media(args),
         Command::Domblklist(args) => disks::domblklist(args),
         Command::Domblkinfo { domain, target } => disks::domblkinfo(&domain, &target),
-        Command::Vmm { name, paused } => return crate::runtime::process::main(&name, paused),
+        Command::Vmm { name, paused } => return crate::vm_process::process::main(&name, paused),
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),

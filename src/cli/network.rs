@@ -7,31 +7,31 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::disks::{load_for_device_change, save_device_change, virsh_error, Scope};
-use crate::manager::edit::{self, NicSource};
-use crate::net::network::{NetworkDef, NetworkStore};
-use crate::store::Store;
+use crate::app::edit::{self, NicSource};
+use crate::definitions::DomainStore;
+use crate::definitions::{NetworkDef, NetworkStore};
 
 type CliResult = Result<ExitCode, String>;
 
 #[derive(Subcommand)]
 pub enum NetCommand {
-    NetDefine {
-        file: PathBuf,
-    },
-    NetUndefine {
-        network: String,
-    },
-    NetStart {
-        network: String,
-    },
-    NetDestroy {
-        network: String,
-    },
+    /// Define (or redefine) a virtual network from a libvirt network XML file
+    NetDefine { file: PathBuf },
+    /// Create and start a transient network from a libvirt network XML file; it is gone once destroyed
+    NetCreate { file: PathBuf },
+    /// Remove an inactive network's definition
+    NetUndefine { network: String },
+    /// Start (activate) a defined network
+    NetStart { network: String },
+    /// Stop (deactivate) a network; its definition stays
+    NetDestroy { network: String },
+    /// Start a network automatically in each session, or with --disable stop doing so
     NetAutostart {
         network: String,
         #[arg(long)]
         disable: bool,
     },
+    /// List networks (the active ones; --all for every one)
     NetList {
         /// Inactive networks too.
         #[arg(long)]
@@ -39,12 +39,10 @@ pub enum NetCommand {
         #[arg(long)]
         inactive: bool,
     },
-    NetInfo {
-        network: String,
-    },
-    NetDumpxml {
-        network: String,
-    },
+    /// Show a network's name, UUID, state, autostart and bridge
+    NetInfo { network: String },
+    /// Print a network's XML
+    NetDumpxml { network: String },
     /// The DHCP leases an isolated network's switch gave.
     NetDhcpLeases {
         network: String,
@@ -53,13 +51,12 @@ pub enum NetCommand {
     },
     /// An isolated network's switch process (started by `net-start`).
     #[command(name = "__netd", hide = true)]
-    Netd {
-        network: String,
-    },
-    Domiflist {
-        domain: String,
-    },
+    Netd { network: String },
+    /// List a domain's network interfaces
+    Domiflist { domain: String },
+    /// Add a network interface to a domain
     AttachInterface(AttachInterfaceArgs),
+    /// Remove a network interface from a domain
     DetachInterface(DetachInterfaceArgs),
 }
 
@@ -157,6 +154,13 @@ pub fn run(command: NetCommand) -> CliResult {
             let def = store()?.define(def).map_err(|e| e.to_string())?;
             println!("Network {} defined from {}\n", def.name(), file.display());
         }
+        NetCommand::NetCreate { file } => {
+            let xml = std::fs::read_to_string(&file)
+                .map_err(|e| format!("Failed to open file '{}': {e}", file.display()))?;
+            let def = NetworkDef::parse(&xml).map_err(|e| e.to_string())?;
+            let def = store()?.create(def).map_err(|e| e.to_string())?;
+            println!("Network {} created from {}\n", def.name(), file.display());
+        }
         NetCommand::NetUndefine { network } => {
             store()?.undefine(&network).map_err(|e| e.to_string())?;
             println!("Network {network} has been undefined\n");
@@ -193,7 +197,7 @@ pub fn run(command: NetCommand) -> CliResult {
                         n.def.name(),
                         if n.active { "active" } else { "inactive" }.to_string(),
                         yes(n.autostart),
-                        yes(true),
+                        yes(n.persistent),
                     ]
                 })
                 .collect();
@@ -211,7 +215,7 @@ pub fn run(command: NetCommand) -> CliResult {
             line("Name", n.def.name());
             line("UUID", n.def.uuid().unwrap_or_default());
             line("Active", yes(n.active));
-            line("Persistent", yes(true));
+            line("Persistent", yes(n.persistent));
             line("Autostart", yes(n.autostart));
             if let Some(bridge) = n.def.bridge() {
                 line("Bridge", bridge);
@@ -233,7 +237,7 @@ pub fn run(command: NetCommand) -> CliResult {
 }
 
 fn domiflist(which: &str) -> CliResult {
-    let definition = Store::open().find(which).map_err(|e| e.to_string())?;
+    let definition = DomainStore::open().find(which).map_err(|e| e.to_string())?;
     let nics = definition
         .domain()
         .interfaces()

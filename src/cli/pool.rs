@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
+use crate::definitions::PoolStore;
 use crate::storage::pools::{
-    parse_size, pretty_capacity, NewVolume, Pool, PoolError, PoolStore, ResizeFlags, VolumeDef,
+    parse_size, pretty_capacity, NewVolume, Pool, PoolDef, PoolError, ResizeFlags, VolumeDef,
     VolumeFormat,
 };
 
@@ -22,6 +23,10 @@ use crate::storage::pools::{
 pub enum PoolCommand {
     /// Define a directory pool: `pool-define-as NAME dir --target PATH`.
     PoolDefineAs(DefineAsArgs),
+    /// Define (or redefine) a pool from a pool XML file.
+    PoolDefine(PoolFileArgs),
+    /// Create and start a transient pool from a pool XML file; it is gone once destroyed.
+    PoolCreate(PoolCreateArgs),
     /// Create a pool's directory.
     PoolBuild(PoolBuildArgs),
     /// Start (activate) a pool.
@@ -44,6 +49,10 @@ pub enum PoolCommand {
     PoolUuid(PoolArg),
     /// Create a volume: `vol-create-as POOL NAME SIZE --format qcow2`.
     VolCreateAs(VolCreateAsArgs),
+    /// Create a volume from a volume XML file: `vol-create POOL FILE`.
+    VolCreate(VolCreateArgs),
+    /// Create a volume from a volume XML file with another volume's contents: `vol-create-from POOL FILE VOL`.
+    VolCreateFrom(VolCreateFromArgs),
     /// List the volumes of a pool.
     VolList(VolListArgs),
     /// Show a volume's type and sizes.
@@ -79,6 +88,57 @@ pub struct DefineAsArgs {
     /// Print the XML instead of defining the pool.
     #[arg(long)]
     print_xml: bool,
+}
+
+#[derive(Args)]
+pub struct PoolFileArgs {
+    /// A file with a libvirt pool XML description.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct PoolCreateArgs {
+    /// A file with a libvirt pool XML description.
+    file: PathBuf,
+    /// Create the pool's directory first.
+    #[arg(long)]
+    build: bool,
+    /// Accepted for virsh compatibility, with --build; a directory pool never overwrites.
+    #[arg(long)]
+    overwrite: bool,
+    /// Accepted for virsh compatibility, with --build.
+    #[arg(long)]
+    no_overwrite: bool,
+}
+
+#[derive(Args)]
+pub struct VolCreateArgs {
+    /// Pool name.
+    pool: String,
+    /// A file with a libvirt volume XML description.
+    file: PathBuf,
+    /// Preallocate qcow2 metadata instead of nothing.
+    #[arg(long)]
+    prealloc_metadata: bool,
+}
+
+#[derive(Args)]
+pub struct VolCreateFromArgs {
+    /// Pool of the new volume.
+    pool: String,
+    /// A file with a libvirt volume XML description of the new volume.
+    file: PathBuf,
+    /// The volume whose contents the new one gets (a name, or a path).
+    vol: String,
+    /// The pool of the input volume (default: a path in any pool, or a name in POOL).
+    #[arg(long)]
+    inputpool: Option<String>,
+    /// Preallocate qcow2 metadata instead of nothing.
+    #[arg(long)]
+    prealloc_metadata: bool,
+    /// Accepted for virsh compatibility; Vireo copies.
+    #[arg(long)]
+    reflink: bool,
 }
 
 #[derive(Args)]
@@ -128,9 +188,12 @@ pub struct PoolListArgs {
     /// Pools not marked autostart only.
     #[arg(long)]
     no_autostart: bool,
-    /// Persistent pools only (all of Vireo's are).
+    /// Persistent pools only.
     #[arg(long)]
     persistent: bool,
+    /// Transient pools only (made by pool-create).
+    #[arg(long)]
+    transient: bool,
     /// State, persistence, capacity, allocation and free space.
     #[arg(long)]
     details: bool,
@@ -332,34 +395,29 @@ fn format_arg(text: &str) -> Result<VolumeFormat, PoolError> {
     }
 }
 
+/// Runs one verb against `store`, writing what virsh prints to `out`.
 fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<(), PoolError> {
     use std::fmt::Write as _;
     match command {
-        PoolCommand::PoolDefineAs(args) => {
-            if args.kind != "dir" {
-                return Err(PoolError::Unsupported(format!(
-                    "pool type '{}' is not supported; Vireo has directory pools: `vireo pool-define-as {} dir --target PATH`",
-                    args.kind, args.name
-                )));
-            }
-            let target = args.target.ok_or_else(|| {
-                PoolError::Unsupported(format!(
-                    "a dir pool needs a directory: `vireo pool-define-as {} dir --target PATH`",
-                    args.name
-                ))
-            })?;
-            if args.print_xml {
-                crate::storage::pools::validate_name("pool", &args.name)?;
-                let _ = write!(
-                    out,
-                    "<pool type='dir'>\n  <name>{}</name>\n  <target>\n    <path>{}</path>\n  </target>\n</pool>\n",
-                    crate::storage::pools::xml::escape(&args.name),
-                    crate::storage::pools::xml::escape(&target.to_string_lossy())
-                );
-                return Ok(());
-            }
-            store.define_dir(&args.name, &target)?;
-            let _ = writeln!(out, "Pool {} defined", args.name);
+        PoolCommand::PoolDefineAs(args) => pool_define_as(store, args, out)?,
+        PoolCommand::PoolDefine(args) => {
+            let pool = store.define_or_update(PoolDef::from_xml(&read_xml(&args.file)?)?)?;
+            let _ = writeln!(
+                out,
+                "Pool {} defined from {}",
+                pool.def.name,
+                args.file.display()
+            );
+        }
+        PoolCommand::PoolCreate(args) => {
+            let def = PoolDef::from_xml(&read_xml(&args.file)?)?;
+            let pool = store.create(def, args.build)?;
+            let _ = writeln!(
+                out,
+                "Pool {} created from {}",
+                pool.def.name,
+                args.file.display()
+            );
         }
         PoolCommand::PoolBuild(args) => {
             store.build(&args.pool)?;
@@ -382,40 +440,11 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
         }
         PoolCommand::PoolAutostart(args) => {
             store.set_autostart(&args.pool, !args.disable)?;
-            if args.disable {
-                let _ = writeln!(out, "Pool {} unmarked as autostarted", args.pool);
-            } else {
-                let _ = writeln!(out, "Pool {} marked as autostarted", args.pool);
-            }
+            let what = if args.disable { "unmarked" } else { "marked" };
+            let _ = writeln!(out, "Pool {} {what} as autostarted", args.pool);
         }
         PoolCommand::PoolList(args) => pool_list(store, &args, out)?,
-        PoolCommand::PoolInfo(args) => {
-            let pool = store.get(&args.pool)?;
-            let _ = writeln!(out, "{:<15} {}", "Name:", pool.def.name);
-            let _ = writeln!(out, "{:<15} {}", "UUID:", pool.def.uuid);
-            let _ = writeln!(
-                out,
-                "{:<15} {}",
-                "State:",
-                if pool.active { "running" } else { "inactive" }
-            );
-            let _ = writeln!(out, "{:<15} yes", "Persistent:");
-            let _ = writeln!(out, "{:<15} {}", "Autostart:", yes_no(pool.autostart));
-            if pool.active {
-                let space = pool.space()?;
-                for (label, value) in [
-                    ("Capacity:", space.capacity),
-                    ("Allocation:", space.allocation),
-                    ("Available:", space.available),
-                ] {
-                    if args.bytes {
-                        let _ = writeln!(out, "{label:<15} {value} bytes");
-                    } else {
-                        let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
-                    }
-                }
-            }
-        }
+        PoolCommand::PoolInfo(args) => pool_info(store, args, out)?,
         PoolCommand::PoolRefresh(args) => {
             // Volumes are read from the directory each time; refreshing
             // checks the pool is running and its directory readable.
@@ -430,52 +459,22 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
             let _ = writeln!(out, "{}", store.get(&args.pool)?.def.uuid);
         }
         PoolCommand::VolCreateAs(args) => vol_create_as(store, args, out)?,
-        PoolCommand::VolList(args) => {
-            let pool = store.get(&either(args.pool_arg, args.pool, "pool")?)?;
-            let volumes = pool.volumes()?;
-            if args.details {
-                let rows = volumes
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.name.clone(),
-                            v.target.path.display().to_string(),
-                            "file".to_string(),
-                            pretty_capacity(v.capacity),
-                            pretty_capacity(v.allocation),
-                        ]
-                    })
-                    .collect();
-                out.push_str(&table(
-                    &["Name", "Path", "Type", "Capacity", "Allocation"],
-                    rows,
-                ));
-            } else {
-                let rows = volumes
-                    .iter()
-                    .map(|v| vec![v.name.clone(), v.target.path.display().to_string()])
-                    .collect();
-                out.push_str(&table(&["Name", "Path"], rows));
-            }
+        PoolCommand::VolCreate(args) => {
+            let pool = store.get(&args.pool)?;
+            let spec = volume_spec(&read_xml(&args.file)?, args.prealloc_metadata)?;
+            with_progress(&format!("Allocating {}", spec.name), |progress| {
+                pool.create_volume(&spec, progress)
+            })?;
+            let _ = writeln!(
+                out,
+                "Vol {} created from {}",
+                spec.name,
+                args.file.display()
+            );
         }
-        PoolCommand::VolInfo(args) => {
-            let (pool, name) = find(store, args.vol)?;
-            let volume = pool.volume(&name)?;
-            let _ = writeln!(out, "{:<15} {}", "Name:", volume.name);
-            let _ = writeln!(out, "{:<15} file", "Type:");
-            let (label, second) = if args.physical {
-                ("Physical:", volume.physical.unwrap_or(0))
-            } else {
-                ("Allocation:", volume.allocation)
-            };
-            for (label, value) in [("Capacity:", volume.capacity), (label, second)] {
-                if args.bytes {
-                    let _ = writeln!(out, "{label:<15} {value} bytes");
-                } else {
-                    let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
-                }
-            }
-        }
+        PoolCommand::VolCreateFrom(args) => vol_create_from(store, args, out)?,
+        PoolCommand::VolList(args) => vol_list(store, args, out)?,
+        PoolCommand::VolInfo(args) => vol_info(store, args, out)?,
         PoolCommand::VolPath(args) | PoolCommand::VolKey(args) => {
             let (pool, name) = find(store, args)?;
             let _ = writeln!(out, "{}", pool.volume_path(&name)?.display());
@@ -489,106 +488,294 @@ fn execute(store: &PoolStore, command: PoolCommand, out: &mut String) -> Result<
             pool.delete_volume(&name)?;
             let _ = writeln!(out, "Vol {name} deleted");
         }
-        PoolCommand::VolResize(args) => {
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            let text = args.capacity.trim_start();
-            let (negative, number) = match text.strip_prefix('-') {
-                Some(rest) if args.shrink => (true, rest),
-                Some(_) => {
-                    return Err(PoolError::Unsupported(
-                        "negative size requires --shrink".into(),
-                    ))
-                }
-                None => (false, text),
-            };
-            let amount = size(number)?;
-            let current = pool.volume(&name)?.capacity;
-            let capacity = if negative {
-                current.checked_sub(amount).ok_or_else(|| {
-                    PoolError::Unsupported(format!(
-                        "volume '{name}' is only {current} bytes; cannot shrink it by {amount}"
-                    ))
-                })?
-            } else if args.delta {
-                current
-                    .checked_add(amount)
-                    .ok_or_else(|| PoolError::Unsupported("the new size is too large".into()))?
+        PoolCommand::VolResize(args) => vol_resize(store, args, out)?,
+        PoolCommand::VolClone(args) => vol_clone(store, args, out)?,
+        PoolCommand::VolUpload(args) => vol_upload(store, args)?,
+        PoolCommand::VolDownload(args) => vol_download(store, args)?,
+    }
+    Ok(())
+}
+
+/// `pool-define-as NAME dir --target PATH [--print-xml]`.
+fn pool_define_as(
+    store: &PoolStore,
+    args: DefineAsArgs,
+    out: &mut String,
+) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    if args.kind != "dir" {
+        return Err(PoolError::Unsupported(format!(
+            "pool type '{}' is not supported; Vireo has directory pools: `vireo pool-define-as {} dir --target PATH`",
+            args.kind, args.name
+        )));
+    }
+    let target = args.target.ok_or_else(|| {
+        PoolError::Unsupported(format!(
+            "a dir pool needs a directory: `vireo pool-define-as {} dir --target PATH`",
+            args.name
+        ))
+    })?;
+    if args.print_xml {
+        crate::storage::pools::validate_name("pool", &args.name)?;
+        let _ = write!(
+            out,
+            "<pool type='dir'>\n  <name>{}</name>\n  <target>\n    <path>{}</path>\n  </target>\n</pool>\n",
+            crate::storage::pools::xml::escape(&args.name),
+            crate::storage::pools::xml::escape(&target.to_string_lossy())
+        );
+        return Ok(());
+    }
+    store.define_dir(&args.name, &target)?;
+    let _ = writeln!(out, "Pool {} defined", args.name);
+    Ok(())
+}
+
+/// `pool-info POOL [--bytes]`.
+fn pool_info(store: &PoolStore, args: PoolInfoArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let pool = store.get(&args.pool)?;
+    let _ = writeln!(out, "{:<15} {}", "Name:", pool.def.name);
+    let _ = writeln!(out, "{:<15} {}", "UUID:", pool.def.uuid);
+    let _ = writeln!(
+        out,
+        "{:<15} {}",
+        "State:",
+        if pool.active { "running" } else { "inactive" }
+    );
+    let _ = writeln!(out, "{:<15} {}", "Persistent:", yes_no(pool.persistent));
+    let _ = writeln!(out, "{:<15} {}", "Autostart:", yes_no(pool.autostart));
+    if pool.active {
+        let space = pool.space()?;
+        for (label, value) in [
+            ("Capacity:", space.capacity),
+            ("Allocation:", space.allocation),
+            ("Available:", space.available),
+        ] {
+            if args.bytes {
+                let _ = writeln!(out, "{label:<15} {value} bytes");
             } else {
-                amount
-            };
-            let flags = ResizeFlags {
-                allocate: args.allocate,
-                shrink: args.shrink,
-            };
-            with_progress(&format!("Resizing {name}"), |progress| {
-                pool.resize_volume(&name, capacity, flags, progress)
-            })?;
-            if negative || args.delta {
-                let _ = writeln!(
-                    out,
-                    "Size of volume '{name}' successfully changed by {}",
-                    args.capacity
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "Size of volume '{name}' successfully changed to {}",
-                    args.capacity
-                );
+                let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
             }
         }
-        PoolCommand::VolClone(args) => {
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Cloning {name}"), |progress| {
-                pool.clone_volume(&name, &args.newname, progress)
-            })?;
-            let _ = writeln!(out, "Vol {} cloned from {name}", args.newname);
-        }
-        PoolCommand::VolUpload(args) => {
-            let offset = size(&args.offset)?;
-            let length = args.length.as_deref().map(size).transpose()?;
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Uploading to {name}"), |progress| {
-                pool.upload(&name, &args.file, offset, length, args.sparse, progress)
-            })?;
-        }
-        PoolCommand::VolDownload(args) => {
-            let offset = size(&args.offset)?;
-            let length = args.length.as_deref().map(size).transpose()?;
-            let (pool, name) = find(
-                store,
-                VolArg {
-                    vol: args.vol,
-                    pool_arg: args.pool_arg,
-                    pool: args.pool,
-                },
-            )?;
-            with_progress(&format!("Downloading {name}"), |progress| {
-                pool.download(&name, &args.file, offset, length, args.sparse, progress)
-            })?;
+    }
+    Ok(())
+}
+
+/// `vol-list POOL [--details]`.
+fn vol_list(store: &PoolStore, args: VolListArgs, out: &mut String) -> Result<(), PoolError> {
+    let pool = store.get(&either(args.pool_arg, args.pool, "pool")?)?;
+    let volumes = pool.volumes()?;
+    if args.details {
+        let rows = volumes
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.target.path.display().to_string(),
+                    "file".to_string(),
+                    pretty_capacity(v.capacity),
+                    pretty_capacity(v.allocation),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["Name", "Path", "Type", "Capacity", "Allocation"],
+            rows,
+        ));
+    } else {
+        let rows = volumes
+            .iter()
+            .map(|v| vec![v.name.clone(), v.target.path.display().to_string()])
+            .collect();
+        out.push_str(&table(&["Name", "Path"], rows));
+    }
+    Ok(())
+}
+
+/// `vol-info VOL [POOL] [--bytes] [--physical]`.
+fn vol_info(store: &PoolStore, args: VolInfoArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(store, args.vol)?;
+    let volume = pool.volume(&name)?;
+    let _ = writeln!(out, "{:<15} {}", "Name:", volume.name);
+    let _ = writeln!(out, "{:<15} file", "Type:");
+    let (label, second) = if args.physical {
+        ("Physical:", volume.physical.unwrap_or(0))
+    } else {
+        ("Allocation:", volume.allocation)
+    };
+    for (label, value) in [("Capacity:", volume.capacity), (label, second)] {
+        if args.bytes {
+            let _ = writeln!(out, "{label:<15} {value} bytes");
+        } else {
+            let _ = writeln!(out, "{label:<15} {}", pretty_capacity(value));
         }
     }
+    Ok(())
+}
+
+/// `vol-resize VOL CAPACITY [POOL] [--delta] [--shrink] [--allocate]`.
+fn vol_resize(store: &PoolStore, args: VolResizeArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    let text = args.capacity.trim_start();
+    let (negative, number) = match text.strip_prefix('-') {
+        Some(rest) if args.shrink => (true, rest),
+        Some(_) => {
+            return Err(PoolError::Unsupported(
+                "negative size requires --shrink".into(),
+            ))
+        }
+        None => (false, text),
+    };
+    let amount = size(number)?;
+    let current = pool.volume(&name)?.capacity;
+    let capacity = if negative {
+        current.checked_sub(amount).ok_or_else(|| {
+            PoolError::Unsupported(format!(
+                "volume '{name}' is only {current} bytes; cannot shrink it by {amount}"
+            ))
+        })?
+    } else if args.delta {
+        current
+            .checked_add(amount)
+            .ok_or_else(|| PoolError::Unsupported("the new size is too large".into()))?
+    } else {
+        amount
+    };
+    let flags = ResizeFlags {
+        allocate: args.allocate,
+        shrink: args.shrink,
+    };
+    with_progress(&format!("Resizing {name}"), |progress| {
+        pool.resize_volume(&name, capacity, flags, progress)
+    })?;
+    if negative || args.delta {
+        let _ = writeln!(
+            out,
+            "Size of volume '{name}' successfully changed by {}",
+            args.capacity
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Size of volume '{name}' successfully changed to {}",
+            args.capacity
+        );
+    }
+    Ok(())
+}
+
+/// `vol-clone VOL NEWNAME [POOL]`.
+fn vol_clone(store: &PoolStore, args: VolCloneArgs, out: &mut String) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Cloning {name}"), |progress| {
+        pool.clone_volume(&name, &args.newname, progress)
+    })?;
+    let _ = writeln!(out, "Vol {} cloned from {name}", args.newname);
+    Ok(())
+}
+
+/// `vol-upload VOL FILE [POOL] [--offset] [--length] [--sparse]`.
+fn vol_upload(store: &PoolStore, args: VolTransferArgs) -> Result<(), PoolError> {
+    let offset = size(&args.offset)?;
+    let length = args.length.as_deref().map(size).transpose()?;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Uploading to {name}"), |progress| {
+        pool.upload(&name, &args.file, offset, length, args.sparse, progress)
+    })?;
+    Ok(())
+}
+
+/// `vol-download VOL FILE [POOL] [--offset] [--length] [--sparse]`.
+fn vol_download(store: &PoolStore, args: VolTransferArgs) -> Result<(), PoolError> {
+    let offset = size(&args.offset)?;
+    let length = args.length.as_deref().map(size).transpose()?;
+    let (pool, name) = find(
+        store,
+        VolArg {
+            vol: args.vol,
+            pool_arg: args.pool_arg,
+            pool: args.pool,
+        },
+    )?;
+    with_progress(&format!("Downloading {name}"), |progress| {
+        pool.download(&name, &args.file, offset, length, args.sparse, progress)
+    })?;
+    Ok(())
+}
+
+/// The text of an XML file given on the command line.
+fn read_xml(path: &std::path::Path) -> Result<String, PoolError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        PoolError::Unsupported(format!("Failed to open file '{}': {e}", path.display()))
+    })
+}
+
+/// What a `<volume>` description asks `vol-create` for: its name,
+/// capacity, allocation, format (raw unless it says) and backing store.
+fn volume_spec(xml: &str, prealloc_metadata: bool) -> Result<NewVolume, PoolError> {
+    let def = VolumeDef::from_xml(xml)?;
+    let format = def.target.format.unwrap_or(VolumeFormat::Raw);
+    format_arg(format.name())?;
+    Ok(NewVolume {
+        name: def.name,
+        capacity: def.capacity,
+        allocation: Some(def.allocation),
+        format,
+        prealloc_metadata,
+        backing: def.backing_store.map(|b| (b.path, b.format)),
+    })
+}
+
+/// `vol-create-from POOL FILE VOL [--inputpool POOL]`.
+fn vol_create_from(
+    store: &PoolStore,
+    args: VolCreateFromArgs,
+    out: &mut String,
+) -> Result<(), PoolError> {
+    use std::fmt::Write as _;
+    let pool = store.get(&args.pool)?;
+    let spec = volume_spec(&read_xml(&args.file)?, args.prealloc_metadata)?;
+    // virsh looks the input volume up in --inputpool, else by path (or
+    // key), else by name in the new volume's pool.
+    let (input_pool, input_name) = match &args.inputpool {
+        Some(name) => store.find_volume(&args.vol, Some(name))?,
+        None => store
+            .find_volume(&args.vol, None)
+            .or_else(|_| store.find_volume(&args.vol, Some(&args.pool)))?,
+    };
+    let input = input_pool.volume(&input_name)?;
+    let input_format = match input.target.format {
+        Some(VolumeFormat::Qcow2) => crate::storage::ImageFormat::Qcow2,
+        _ => crate::storage::ImageFormat::Raw,
+    };
+    with_progress(&format!("Copying {input_name}"), |progress| {
+        pool.create_volume_from(&spec, &input.target.path, input_format, progress)
+    })?;
+    let _ = writeln!(out, "Vol {} created from input vol {input_name}", spec.name);
     Ok(())
 }
 
@@ -621,7 +808,9 @@ fn pool_list(store: &PoolStore, args: &PoolListArgs, out: &mut String) -> Result
             };
             let autostart =
                 (!args.autostart || p.autostart) && (!args.no_autostart || !p.autostart);
-            state && autostart
+            let persistence =
+                (!args.persistent || p.persistent) && (!args.transient || !p.persistent);
+            state && autostart && persistence
         })
         .collect();
     if args.name || args.uuid {
@@ -660,7 +849,7 @@ fn pool_list(store: &PoolStore, args: &PoolListArgs, out: &mut String) -> Result
             pool.def.name.clone(),
             if pool.active { "running" } else { "inactive" }.to_string(),
             yes_no(pool.autostart).to_string(),
-            "yes".to_string(),
+            yes_no(pool.persistent).to_string(),
         ];
         match pool.active.then(|| pool.space()).transpose()? {
             Some(space) => {
@@ -701,7 +890,7 @@ fn vol_create_as(
         .map(format_arg)
         .transpose()?;
     let backing = match &args.backing_vol {
-        Some(vol) => Some((pool.resolve_backing(store, vol)?, backing_format)),
+        Some(vol) => Some((store.resolve_backing(&pool, vol)?, backing_format)),
         None => None,
     };
     if args.print_xml {

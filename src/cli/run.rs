@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use crate::display::input::InputSink;
+use crate::domain::Domain;
 use crate::vmm::{self, ConsoleIo, Outcome, SharedWriter, VmConfig};
 use crate::vnc::{parse_vnc_display, VncConfig, VncServer};
 
@@ -24,7 +25,8 @@ pub struct RunArgs {
     #[arg(long)]
     debugcon: Option<PathBuf>,
     /// Serve the screen over VNC on ADDR:DISPLAY, as QEMU's -vnc does:
-    /// `127.0.0.1:0` is port 5900, `:1` is 127.0.0.1:5901.
+    /// `127.0.0.1:0` is port 5900, `:1` is 127.0.0.1:5901. Without it, the
+    /// domain's `<graphics type='vnc'>` says where, as for `vireo start`.
     #[arg(long, value_name = "ADDR:DISPLAY")]
     vnc: Option<String>,
     /// Serve the screen over VNC on this unix socket.
@@ -47,12 +49,12 @@ extern "C" fn on_terminate(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     let domain = crate::domain::Domain::load(&args.domain).map_err(|e| e.to_string())?;
-    for note in domain.unsupported() {
+    for note in crate::vm_config::unsupported(&domain) {
         eprintln!("vireo: note: {note}");
     }
-    let mut config = domain.to_vm_config().map_err(|e| e.to_string())?;
-    crate::store::definition::resolve_networks(&mut config).map_err(|e| e.to_string())?;
-    let vnc = vnc_config(&args, &config.name)?;
+    let mut config = crate::vm_config::from_domain(&domain).map_err(|e| e.to_string())?;
+    crate::vm_config::resolve_networks(&mut config).map_err(|e| e.to_string())?;
+    let vnc = vnc_config(&args, &domain, &config.name)?;
     run_with(
         config,
         RunOptions {
@@ -64,21 +66,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     )
 }
 
-/// The VNC server the options ask for, if any.
-fn vnc_config(args: &RunArgs, name: &str) -> Result<Option<VncConfig>, String> {
-    if args.vnc.is_none() && args.vnc_unix.is_none() {
+/// The VNC server the definition and the options ask for, if any: the
+/// domain's `<graphics type='vnc'>` as `vireo start` serves it, with
+/// `--vnc` in place of its TCP listener, `--vnc-unix` added and
+/// `--vnc-password` in place of its password.
+fn vnc_config(args: &RunArgs, domain: &Domain, name: &str) -> Result<Option<VncConfig>, String> {
+    let mut vnc = VncConfig::new(name);
+    let graphics = if args.vnc.is_none() {
+        crate::vm_process::process::graphics_vnc(domain, &mut vnc)?
+    } else {
+        false
+    };
+    if !graphics && args.vnc.is_none() && args.vnc_unix.is_none() {
         if args.vnc_password.is_some() {
             return Err("--vnc-password needs --vnc or --vnc-unix".into());
         }
         return Ok(None);
     }
-    let mut vnc = VncConfig::new(name);
     if let Some(spec) = &args.vnc {
         let (addr, port) = parse_vnc_display(spec).map_err(|e| format!("--vnc: {e}"))?;
         vnc.tcp = Some((addr, Some(port)));
     }
     vnc.unix = args.vnc_unix.clone();
-    vnc.password = args.vnc_password.clone();
+    if args.vnc_password.is_some() {
+        vnc.password = args.vnc_password.clone();
+    }
     Ok(Some(vnc))
 }
 

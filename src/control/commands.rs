@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use super::protocol::{
     encode_error, encode_return, enum_value, object_at, Args, CommandError, ErrorClass, Request,
 };
-use super::{qcode, BlockError, ChangeMedium, ImageFormat, ReadOnlyMode, RunState, VmController};
+use super::{BlockError, ChangeMedium, ImageFormat, ReadOnlyMode, RunState, VmController};
+use crate::keys::qcode;
 
 /// Every command the server knows, as `query-commands` lists them.
 pub const COMMANDS: &[&str] = &[

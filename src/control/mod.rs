@@ -25,7 +25,7 @@
 //! - [`ControlServer`] runs in the VM process and calls a [`VmController`]
 //!   the VMM implements.
 //! - [`ControlClient`] is the CLI's and GUI's side.
-//! - [`qcode`] maps QEMU's key names to the key numbers the i8042 takes.
+//! - key names (`send-key`) are read with [`crate::keys::qcode`].
 //!
 //! Not implemented: out-of-band execution (the `oob` capability is not
 //! offered), QMP introspection (`query-qmp-schema`), and every command not
@@ -34,9 +34,7 @@
 mod block;
 mod client;
 mod commands;
-pub mod media;
 mod protocol;
-pub mod qcode;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -317,7 +315,7 @@ pub trait VmController: Send + Sync {
     fn quit(&self) -> ControlResult;
     /// `screendump`: write the screen to `path` as `format`.
     fn screendump(&self, path: &Path, format: ImageFormat) -> ControlResult;
-    /// `send-key`: press the keys (qnums, see [`qcode`]) in order, hold them
+    /// `send-key`: press the keys (qnums, see [`crate::keys::qcode`]) in order, hold them
     /// `hold_ms` milliseconds, release them in reverse order.
     fn send_key(&self, qnums: &[u16], hold_ms: u32) -> ControlResult;
     /// `query-vnc`.

@@ -10,7 +10,6 @@
 //! told to redraw everything.
 
 pub mod input;
-pub mod keymap;
 pub mod screenshot;
 
 use std::collections::VecDeque;

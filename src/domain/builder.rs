@@ -1,49 +1,48 @@
-//! New definitions: random UUIDs and MAC addresses, and [`NewVm`], the
+//! New definitions: MAC addresses filled in ([`fill_macs`]) and read
+//! ([`parse_mac`]), and [`NewVm`], the
 //! builder behind the New VM wizard and `virt-install`-like commands. The
 //! XML it writes is what virt-install writes for an i440FX KVM guest, with
 //! the devices Vireo emulates.
-
-use std::io::Read;
 
 use super::devices::{
     CharDevice, Console, Controller, Disk, Graphics, Input, Interface, Serial, Video,
 };
 use super::os::{BootDevice, Os};
-use super::{Clock, Domain, LifecycleEvent, Timer, Vcpu};
+use super::{Clock, Domain, DomainError, LifecycleEvent, Timer, Vcpu};
+use crate::ids::{generate_mac, generate_uuid};
 
-/// Random bytes from the kernel (`/dev/urandom` never blocks once the pool
-/// is initialised, which it is long before a desktop session starts).
-fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes)
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut bytes = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut bytes {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(bytes)
 }
 
-/// A random (version 4, RFC 4122 variant) UUID, `8-4-4-4-12` lower-case hex.
-pub fn generate_uuid() -> std::io::Result<String> {
-    let mut b: [u8; 16] = random_bytes()?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Ok(format_uuid(&b))
-}
-
-fn format_uuid(b: &[u8; 16]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// A random MAC address in QEMU/libvirt's locally administered range
-/// `52:54:00:xx:xx:xx`.
-pub fn generate_mac() -> std::io::Result<String> {
-    let b: [u8; 3] = random_bytes()?;
-    Ok(format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2]))
+/// Gives every `<interface>` without a `<mac>` a random one in 52:54:00,
+/// as libvirt does when a definition is stored. Returns whether any was
+/// added.
+pub fn fill_macs(d: &mut Domain) -> Result<bool, DomainError> {
+    let mut changed = false;
+    let nics = d.interfaces()?;
+    for (i, nic) in nics.iter().enumerate() {
+        if nic.mac.is_some() {
+            continue;
+        }
+        let mac = crate::ids::generate_mac()
+            .map_err(|e| DomainError::whole(format!("cannot generate a MAC address: {e}")))?;
+        let mut nic = nic.clone();
+        nic.mac = Some(mac);
+        d.update_device(i, &nic);
+        changed = true;
+    }
+    Ok(changed)
 }
 
 /// The pieces of a new VM. Disks are attached in order: disks as `vda`,
@@ -319,12 +318,22 @@ mod tests {
         assert_eq!(super::super::validate::is_unicast_mac(&mac), Some(true));
     }
 
+    fn with_devices(devices: &str) -> Domain {
+        Domain::parse(&format!(
+            "<domain type='kvm'><name>n</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>{devices}</devices></domain>"
+        ))
+        .unwrap()
+    }
+
     #[test]
-    fn format_uuid_groups() {
-        let b = [
-            0x51, 0x19, 0xe3, 0xad, 0xef, 0xa7, 0xe4, 0x26, 0x49, 0xeb, 0x9d, 0xdf, 0x90, 0x60,
-            0xfd, 0xe4,
-        ];
-        assert_eq!(format_uuid(&b), "5119e3ad-efa7-e426-49eb-9ddf9060fde4");
+    fn fill_macs_adds_only_missing_ones() {
+        let mut d = with_devices(
+            "<interface type='user'/><interface type='user'><mac address='52:54:00:00:00:01'/></interface>",
+        );
+        assert!(fill_macs(&mut d).unwrap());
+        let nics = d.interfaces().unwrap();
+        assert!(nics[0].mac.as_deref().unwrap().starts_with("52:54:00:"));
+        assert_eq!(nics[1].mac.as_deref(), Some("52:54:00:00:00:01"));
+        assert!(!fill_macs(&mut d).unwrap());
     }
 }

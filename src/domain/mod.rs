@@ -11,22 +11,20 @@
 //! metadata, memory, CPUs, features, clock and lifecycle actions; [`os`]
 //! the boot configuration; [`devices`] the `<devices>` children;
 //! [`validate`] the checks libvirt makes when a definition is defined;
-//! [`vm`] the translation into the VMM's [`VmConfig`] and the list of what
-//! Vireo does not emulate; [`builder`] new definitions (UUIDs, MACs, a
-//! virt-install-like builder).
+//! [`builder`] new definitions (MACs, a virt-install-like builder). The
+//! model knows no machine: what the VMM runs for a definition, and what
+//! Vireo does not emulate, is [`crate::vm_config`].
 
 pub mod builder;
 pub mod devices;
-pub mod nic;
 pub mod os;
 mod units;
 pub mod validate;
-pub mod vm;
 pub mod xml;
 
 use std::path::Path;
 
-pub use builder::{generate_mac, generate_uuid, NewVm};
+pub use builder::NewVm;
 pub use devices::{
     Address, Console, Controller, DeviceXml, Disk, Graphics, GraphicsListen, Hostdev, Input,
     Interface, Memballoon, Serial, Sound, Video,
@@ -34,8 +32,6 @@ pub use devices::{
 pub use os::{BootDevice, Loader, Os};
 pub use units::{parse_memory, UnitError};
 pub use xml::{Element, Node, Pos};
-
-use crate::vmm::VmConfig;
 
 /// Where in the definition a problem is, when known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -300,9 +296,46 @@ impl Domain {
             .set_child_text("description", description, DOMAIN_ORDER);
     }
 
-    /// `<memory>` in bytes (the maximum at boot).
+    /// The memory at boot in bytes: the sum of the `<cpu><numa>` cells'
+    /// memory when they give some (libvirt lets the cells decide), else
+    /// `<memory>`.
     pub fn memory(&self) -> Result<Option<u64>, DomainError> {
-        scaled(&self.root, "memory")
+        match self.numa_memory()? {
+            Some(total) if total > 0 => Ok(Some(total)),
+            _ => scaled(&self.root, "memory"),
+        }
+    }
+
+    /// The memory of the `<cpu><numa><cell memory= unit=>` cells together
+    /// (KiB unless `unit` says), or `None` without cells.
+    pub fn numa_memory(&self) -> Result<Option<u64>, DomainError> {
+        let Some(numa) = self.root.child("cpu").and_then(|cpu| cpu.child("numa")) else {
+            return Ok(None);
+        };
+        let mut total: Option<u64> = None;
+        for cell in numa.children_named("cell") {
+            let Some(value) = cell.attr("memory") else {
+                continue;
+            };
+            let bytes = parse_memory(value, cell.attr("unit").or(Some("KiB")))
+                .map_err(|e| DomainError::invalid(cell, format!("<cell memory=>: {e}")))?;
+            total = Some(total.unwrap_or(0).checked_add(bytes).ok_or_else(|| {
+                DomainError::invalid(cell, "<numa> cells add up to too much memory")
+            })?);
+        }
+        Ok(total)
+    }
+
+    /// Writes `<memory>` as libvirt does when the NUMA cells give the
+    /// memory: their sum. Returns whether it changed.
+    pub fn fill_memory_from_numa(&mut self) -> Result<bool, DomainError> {
+        match self.numa_memory()? {
+            Some(total) if total > 0 && scaled(&self.root, "memory")? != Some(total) => {
+                self.set_memory(total);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Sets `<memory>`; written in KiB as libvirt does, unless the value
@@ -539,16 +572,6 @@ impl Domain {
     pub fn graphics(&self) -> Result<Vec<Graphics>, DomainError> {
         self.devices()
     }
-
-    /// The domain as the VMM runs it.
-    pub fn to_vm_config(&self) -> Result<VmConfig, DomainError> {
-        vm::to_vm_config(self)
-    }
-
-    /// What Vireo will not emulate for this definition, as sentences.
-    pub fn unsupported(&self) -> Vec<String> {
-        vm::unsupported(self)
-    }
 }
 
 /// Where `<features>` children go (libvirt's `virDomainFeature` order).
@@ -673,16 +696,6 @@ fn set_scaled(root: &mut Element, name: &str, bytes: u64) {
         el.set_attr("unit", "KiB");
         el.set_text(bytes.div_ceil(1024).to_string());
     }
-}
-
-/// Reads a domain definition from a file and turns it into the VMM's configuration.
-pub fn load(path: &Path) -> Result<VmConfig, DomainError> {
-    Domain::load(path)?.to_vm_config()
-}
-
-/// Turns domain XML into the VMM's configuration.
-pub fn parse(xml: &str) -> Result<VmConfig, DomainError> {
-    Domain::parse(xml)?.to_vm_config()
 }
 
 #[cfg(test)]

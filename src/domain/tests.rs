@@ -1,91 +1,8 @@
 use super::*;
-use crate::vmm::{DiskBus, DiskKind, LifecycleAction};
 
-const MINIMAL: &str = r#"
-<domain type='kvm'>
-  <name>grub</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu placement='static'>2</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os>
-  <on_reboot>destroy</on_reboot>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='/images/disk.img'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <disk type='file' device='cdrom'>
-      <source file='/images/grub.iso'/>
-      <target dev='hdc' bus='ide'/>
-    </disk>
-    <serial type='pty'><target port='0'/></serial>
-  </devices>
-</domain>"#;
+const MINIMAL: &str = include_str!("../../tests/data/minimal.domain.xml");
 
 const XP: &str = include_str!("../../tests/data/xp-for-test.domain.xml");
-
-#[test]
-fn reads_what_the_vmm_needs() {
-    let config = parse(MINIMAL).unwrap();
-    assert_eq!(config.name, "grub");
-    assert_eq!(config.memory, 256 << 20);
-    assert_eq!(config.vcpus, 2);
-    assert_eq!(config.on_reboot, LifecycleAction::Destroy);
-    assert_eq!(config.disks.len(), 2);
-    let (vda, hdc) = (&config.disks[0], &config.disks[1]);
-    assert_eq!(vda.bus, DiskBus::Virtio { slot: 5 });
-    assert_eq!(vda.boot_order, Some(2), "hd is second in <os><boot>");
-    assert_eq!(
-        hdc.bus,
-        DiskBus::Ide {
-            channel: 1,
-            unit: 0
-        }
-    );
-    assert_eq!(hdc.kind, DiskKind::Cdrom);
-    assert!(hdc.read_only);
-    assert_eq!(hdc.boot_order, Some(1));
-}
-
-#[test]
-fn libvirts_own_example_parses() {
-    let config = parse(XP).unwrap();
-    assert_eq!(config.name, "XP_FOR_TEST");
-    assert_eq!(config.memory, 1 << 30);
-    assert_eq!(config.on_crash, LifecycleAction::Restart);
-    assert_eq!(
-        config.disks[0].bus,
-        DiskBus::Ide {
-            channel: 0,
-            unit: 0
-        }
-    );
-    assert_eq!(
-        config.disks[1].bus,
-        DiskBus::Ide {
-            channel: 1,
-            unit: 0
-        }
-    );
-}
-
-#[test]
-fn bad_definitions_say_what_is_wrong() {
-    for (xml, expect) in [
-        ("<domain><name>x</name></domain>", "no <memory>"),
-        ("<domain><name>x</name><memory unit='parsecs'>1</memory></domain>", "parsecs"),
-        ("<domain><name>x</name><memory>1</memory><vcpu>two</vcpu></domain>", "two"),
-        ("<domain><name>x</name><memory>1</memory><on_crash>explode</on_crash></domain>", "explode"),
-        ("<domain><name>x</name><memory", "malformed"),
-        (
-            "<domain><name>x</name><memory>1</memory><devices><disk><target dev='hdz'/><source file='a'/></disk></devices></domain>",
-            "hda to hdd",
-        ),
-    ] {
-        let err = parse(xml).unwrap_err().to_string();
-        assert!(err.contains(expect), "{xml}: {err}");
-    }
-}
 
 #[test]
 fn typed_view_of_libvirts_example() {
@@ -135,33 +52,6 @@ fn typed_view_of_libvirts_example() {
         (Some(0x0951), Some(0x1665))
     );
     assert_eq!(d.emulator().as_deref(), Some("/usr/libexec/qemu-kvm"));
-}
-
-#[test]
-fn unsupported_list_for_libvirts_example_is_complete() {
-    let d = Domain::parse(XP).unwrap();
-    let list = d.unsupported();
-    let expected = [
-        "clock offset 'localtime' is not applied; the guest's clock starts at UTC",
-        "timer rtc: tick policy 'catchup' is not applied",
-        "the emulator /usr/libexec/qemu-kvm is not used; Vireo runs the VM itself",
-        "disk hda: cache mode 'none' is not applied; the host page cache is used",
-        "USB controllers other than the PIIX3 UHCI are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3); USB devices are on the PIIX3 UHCI",
-        "the virtio-serial controller is not emulated",
-        "SPICE graphics will be served as VNC",
-        "QXL video falls back to the standard VGA",
-        "sound card ich6 is not emulated",
-        "USB host device 0951:1665 is not passed through",
-        "the virtio memory balloon is not emulated",
-        "channel spicevmc (com.redhat.spice.0) is not emulated",
-    ];
-    assert_eq!(list, expected, "{list:#?}");
-}
-
-#[test]
-fn a_minimal_kvm_definition_runs_as_written() {
-    let d = Domain::parse(MINIMAL).unwrap();
-    assert_eq!(d.unsupported(), Vec::<String>::new());
 }
 
 #[test]
@@ -271,42 +161,6 @@ fn stored_xml_has_the_do_not_edit_header() {
     assert!(!d.to_xml().contains("WARNING"));
 }
 
-#[test]
-fn new_vm_builder() {
-    let d = NewVm::new("fedora")
-        .memory_mib(2048)
-        .vcpus(2)
-        .disk("/vms/fedora.img")
-        .cdrom("/isos/fedora.iso")
-        .network("default")
-        .uuid("8b2c3a9e-0d1f-4a5b-9c6d-7e8f90a1b2c3")
-        .mac("52:54:00:12:34:56")
-        .build()
-        .unwrap();
-    let again = Domain::parse(&d.to_xml()).unwrap();
-    let config = again.to_vm_config().unwrap();
-    assert_eq!(config.memory, 2 << 30);
-    assert_eq!(config.vcpus, 2);
-    assert_eq!(config.disks[0].bus, DiskBus::Virtio { slot: 5 });
-    assert_eq!(config.disks[0].boot_order, Some(2));
-    assert_eq!(config.disks[1].kind, DiskKind::Cdrom);
-    assert_eq!(config.disks[1].boot_order, Some(1));
-    assert!(config.usb_tablet, "new VMs get the USB tablet");
-    assert_eq!(again.graphics().unwrap()[0].kind, "vnc");
-    assert_eq!(
-        again.devices::<Video>().unwrap()[0].model.as_deref(),
-        Some("vga")
-    );
-    // A random UUID and MAC when none is given.
-    let d = NewVm::new("r").network("default").build().unwrap();
-    assert!(validate::is_uuid(&d.uuid().unwrap()));
-    assert!(d.interfaces().unwrap()[0]
-        .mac
-        .as_deref()
-        .unwrap()
-        .starts_with("52:54:00:"));
-}
-
 fn error_of(xml: &str) -> String {
     Domain::parse(xml).unwrap_err().to_string()
 }
@@ -397,16 +251,6 @@ fn invalid_values_name_the_element() {
 }
 
 #[test]
-fn loads_files_and_reports_missing_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("xp.xml");
-    std::fs::write(&path, XP).unwrap();
-    assert_eq!(load(&path).unwrap().name, "XP_FOR_TEST");
-    let err = load(&dir.path().join("missing.xml")).unwrap_err();
-    assert!(matches!(err, DomainError::Read { .. }), "{err}");
-}
-
-#[test]
 fn an_unknown_device_is_refused_with_its_place() {
     let xml = "<domain type='kvm'>\n  <name>u</name>\n  <memory unit='MiB'>32</memory>\n  <os><type>hvm</type></os>\n  <devices>\n    <frobnicator/>\n  </devices>\n</domain>";
     let err = Domain::parse(xml).unwrap_err().to_string();
@@ -415,45 +259,21 @@ fn an_unknown_device_is_refused_with_its_place() {
 }
 
 #[test]
-fn os_kernel_initrd_cmdline_become_a_direct_boot() {
-    let xml = "<domain type='kvm'><name>k</name><memory unit='MiB'>256</memory><os><type>hvm</type><kernel> /boot/vmlinuz </kernel><initrd>/boot/initrd.img</initrd><cmdline>console=ttyS0 quiet</cmdline></os></domain>";
-    let d = Domain::parse(xml).unwrap();
-    assert_eq!(d.unsupported(), Vec::<String>::new());
-    let boot = d.to_vm_config().unwrap().direct_boot.unwrap();
-    assert_eq!(boot.kernel, std::path::PathBuf::from("/boot/vmlinuz"));
+fn numa_cells_give_the_memory_when_they_have_some() {
+    let d = Domain::parse("<domain type='kvm'><name>n</name><memory unit='MiB'>512</memory><cpu><numa><cell id='0' cpus='0' memory='1' unit='GiB'/><cell id='1' cpus='1' memory='1048576'/></numa></cpu><os><type>hvm</type></os></domain>").unwrap();
+    assert_eq!(d.numa_memory().unwrap(), Some(2 << 30));
     assert_eq!(
-        boot.initrd.as_deref(),
-        Some(std::path::Path::new("/boot/initrd.img"))
+        d.memory().unwrap(),
+        Some(2 << 30),
+        "the cells win, as in libvirt"
     );
-    assert_eq!(boot.cmdline, "console=ttyS0 quiet");
-
-    // An initrd with nothing to boot it is a mistake in the definition.
-    let xml = "<domain type='kvm'><name>k</name><memory unit='MiB'>256</memory><os><type>hvm</type><initrd>/boot/initrd.img</initrd></os></domain>";
-    let err = Domain::parse(xml).unwrap().to_vm_config().unwrap_err();
-    assert!(err.to_string().contains("no <kernel>"), "{err}");
-}
-
-#[test]
-fn a_usb_tablet_in_the_definition_gives_the_machine_one() {
-    let xml = |devices: &str| {
-        format!("<domain type='kvm'><name>t</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>{devices}</devices></domain>")
-    };
-    let config = |devices: &str| {
-        Domain::parse(&xml(devices))
-            .unwrap()
-            .to_vm_config()
-            .unwrap()
-    };
-    assert!(config("<controller type='usb' index='0' model='piix3-uhci'/><input type='tablet' bus='usb'/><input type='mouse' bus='ps2'/>").usb_tablet);
-    assert!(config("<input type='tablet' bus='usb'/>").usb_tablet);
-    assert!(!config("<input type='mouse' bus='ps2'/>").usb_tablet);
-    assert!(
-        !config("<controller type='usb' model='none'/><input type='tablet' bus='usb'/>").usb_tablet
-    );
-    let d = Domain::parse(&xml(
-        "<controller type='usb' model='piix3-uhci'/><input type='tablet' bus='usb'/>",
-    ))
-    .unwrap();
-    assert!(d.validate().is_ok());
-    assert!(d.unsupported().is_empty(), "{:?}", d.unsupported());
+    let mut only_cells = Domain::parse("<domain type='kvm'><name>n</name><cpu><numa><cell id='0' cpus='0' memory='64' unit='MiB'/></numa></cpu><os><type>hvm</type></os></domain>").unwrap();
+    assert!(only_cells.fill_memory_from_numa().unwrap());
+    assert!(only_cells
+        .to_xml()
+        .contains("<memory unit='KiB'>65536</memory>"));
+    assert!(!only_cells.fill_memory_from_numa().unwrap());
+    let bad = Domain::parse("<domain type='kvm'><name>n</name><memory>1</memory><cpu><numa><cell id='0' cpus='0' memory='lots'/></numa></cpu><os><type>hvm</type></os></domain>");
+    let error = bad.and_then(|d| d.numa_memory());
+    assert!(error.unwrap_err().to_string().contains("lots"));
 }

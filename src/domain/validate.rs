@@ -225,7 +225,11 @@ pub(super) fn validate(d: &Domain) -> Result<(), DomainError> {
     }
 
     match d.memory()? {
-        None => return Err(DomainError::whole("the domain has no <memory>")),
+        None => {
+            return Err(DomainError::whole(
+                "the domain has no <memory> (nor memory in its <numa> cells)",
+            ))
+        }
         Some(0) => {
             return Err(DomainError::invalid(
                 root.child("memory").unwrap_or(root),
@@ -511,7 +515,63 @@ fn validate_devices(d: &Domain, os_boot: bool) -> Result<(), DomainError> {
         )?;
     }
     d.devices::<Hostdev>()?;
+    check_pci_addresses(d)
+}
+
+/// Refuses two devices at one PCI address, as libvirt does ("Attempted
+/// double use of PCI Address"): the machine could not wire both.
+fn check_pci_addresses(d: &Domain) -> Result<(), DomainError> {
+    let Some(devices) = d.root().child("devices") else {
+        return Ok(());
+    };
+    let mut seen: HashMap<(u32, u32, u32, u32), String> = HashMap::new();
+    for node in &devices.children {
+        let crate::domain::Node::Element(device) = node else {
+            continue;
+        };
+        let Some(address) = device
+            .children_named("address")
+            .find(|a| a.attr("type") == Some("pci"))
+        else {
+            continue;
+        };
+        let number = |name: &str| -> Result<u32, DomainError> {
+            Ok(attr_num::<u32>(address, name)?.unwrap_or(0))
+        };
+        let key = (
+            number("domain")?,
+            number("bus")?,
+            number("slot")?,
+            number("function")?,
+        );
+        let what = describe_device(device);
+        if let Some(first) = seen.get(&key) {
+            return Err(DomainError::invalid(
+                address,
+                format!(
+                    "Attempted double use of PCI Address {:04x}:{:02x}:{:02x}.{:x}: {first} and {what} are both there",
+                    key.0, key.1, key.2, key.3
+                ),
+            ));
+        }
+        seen.insert(key, what);
+    }
     Ok(())
+}
+
+/// A device as a person finds it in the XML: `<disk> vda`,
+/// `<interface> 52:54:00:…`, `<video>`.
+fn describe_device(device: &Element) -> String {
+    let detail = device
+        .child("target")
+        .and_then(|t| t.attr("dev"))
+        .or_else(|| device.child("mac").and_then(|m| m.attr("address")))
+        .or_else(|| device.attr("type"))
+        .or_else(|| device.attr("model"));
+    match detail {
+        Some(detail) => format!("<{}> {detail}", device.name),
+        None => format!("<{}>", device.name),
+    }
 }
 
 fn check_address(el: &Element, a: &super::Address) -> Result<(), DomainError> {

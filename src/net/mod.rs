@@ -18,7 +18,6 @@
 //! [`tap::TapBackend`] puts a NIC on a host bridge through a TAP device.
 
 pub mod dhcp;
-pub mod network;
 pub mod slirp;
 pub mod switch;
 pub mod tap;

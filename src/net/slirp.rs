@@ -176,7 +176,7 @@ impl Context {
 /// inside a libslirp call made by that thread).
 unsafe fn context<'a>(opaque: *mut c_void) -> &'a mut Context {
     // SAFETY: guaranteed by the caller, as documented.
-    unsafe { &mut *(opaque as *mut Context) }
+    unsafe { &mut *opaque.cast::<Context>() }
 }
 
 unsafe extern "C" fn cb_send_packet(buf: *const c_void, len: usize, opaque: *mut c_void) -> isize {
@@ -184,7 +184,7 @@ unsafe extern "C" fn cb_send_packet(buf: *const c_void, len: usize, opaque: *mut
     // and our own opaque pointer.
     let (frame, ctx) = unsafe {
         (
-            std::slice::from_raw_parts(buf as *const u8, len),
+            std::slice::from_raw_parts(buf.cast::<u8>(), len),
             context(opaque),
         )
     };
@@ -216,13 +216,13 @@ unsafe extern "C" fn cb_timer_new(
         expire_ms: None,
     }));
     ctx.timers.push(timer);
-    timer as *mut c_void
+    timer.cast::<c_void>()
 }
 
 unsafe extern "C" fn cb_timer_free(timer: *mut c_void, opaque: *mut c_void) {
     // SAFETY: our opaque pointer, on the slirp thread.
     let ctx = unsafe { context(opaque) };
-    let timer = timer as *mut Timer;
+    let timer = timer.cast::<Timer>();
     if let Some(at) = ctx.timers.iter().position(|&t| t == timer) {
         ctx.timers.swap_remove(at);
         // SAFETY: the pointer came from Box::into_raw in cb_timer_new and
@@ -234,7 +234,7 @@ unsafe extern "C" fn cb_timer_free(timer: *mut c_void, opaque: *mut c_void) {
 unsafe extern "C" fn cb_timer_mod(timer: *mut c_void, expire_ms: i64, opaque: *mut c_void) {
     // SAFETY: our opaque pointer, on the slirp thread.
     let ctx = unsafe { context(opaque) };
-    let timer = timer as *mut Timer;
+    let timer = timer.cast::<Timer>();
     if ctx.timers.contains(&timer) {
         // SAFETY: a listed timer is a live Box from cb_timer_new.
         unsafe { (*timer).expire_ms = Some(expire_ms) };
@@ -441,7 +441,7 @@ fn run(
         pollfds: Vec::new(),
         timers: Vec::new(),
     };
-    let opaque = &mut ctx as *mut Context as *mut c_void;
+    let opaque = std::ptr::from_mut(&mut ctx).cast::<c_void>();
     // SAFETY: cfg and its strings outlive the call (libslirp copies them);
     // CALLBACKS is static; `opaque` points to `ctx`, which outlives the
     // instance (cleaned up below) and is only touched through callbacks

@@ -89,7 +89,7 @@ pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
     let rc = unsafe {
         libc::connect(
             fd.as_raw_fd(),
-            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
             len,
         )
     };
@@ -107,7 +107,7 @@ fn listen(path: &Path) -> std::io::Result<OwnedFd> {
     let rc = unsafe {
         libc::bind(
             fd.as_raw_fd(),
-            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
             len,
         )
     };

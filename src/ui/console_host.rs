@@ -41,7 +41,7 @@ impl ConsoleHost {
         self.view.set_scale_to_fit(on);
     }
 
-    pub fn set_release_keys(&self, keys: crate::manager::preferences::ReleaseKeys) {
+    pub fn set_release_keys(&self, keys: crate::app::preferences::ReleaseKeys) {
         self.view.set_release_keys(keys);
     }
 
@@ -53,7 +53,7 @@ impl ConsoleHost {
         }
         let Some(qnums) = qcodes
             .iter()
-            .map(|code| crate::control::qcode::qnum(code))
+            .map(|code| crate::keys::qcode::qnum(code))
             .collect::<Option<Vec<u16>>>()
         else {
             return false;

@@ -1,6 +1,6 @@
 //! The window: relm4 components over GTK 4.8 and libadwaita 1.2. The only
-//! module that imports GTK; everything it shows comes from `manager`,
-//! `store`, `runtime` and `control`, so the rest of Vireo stays headless.
+//! module that imports GTK; everything it shows comes from `app`,
+//! `store`, `vm_process` and `control`, so the rest of Vireo stays headless.
 //!
 //! ```text
 //! AdwApplicationWindow
@@ -24,6 +24,7 @@ mod details;
 mod file_chooser;
 mod i18n;
 mod pool_view;
+mod preferences;
 mod serial;
 pub mod settings;
 mod vm_list;

@@ -8,7 +8,7 @@ use adw::prelude::*;
 
 use super::i18n::gettext_f;
 use super::{gettext, ngettext};
-use crate::manager::storage::{
+use crate::app::storage::{
     fraction, human_size, AddPoolError, CapacityError, NameProblem, PoolSummary, RequestProblem,
     ResizeProblem,
 };

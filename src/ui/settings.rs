@@ -15,7 +15,7 @@
 use gtk::gio;
 use gtk::prelude::*;
 
-use crate::manager::preferences::{Preferences, ReleaseKeys};
+use crate::app::preferences::{Preferences, ReleaseKeys};
 
 /// Every key the window reads; an installed schema lacking one (an older
 /// Vireo's) is not used, as reading a missing key aborts.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use gtk::prelude::*;
 
 use super::gettext;
-use crate::manager::inventory::VmSummary;
-use crate::manager::lifecycle::VmState;
+use crate::app::inventory::VmSummary;
+use crate::app::lifecycle::VmState;
 
 /// Thumbnails are this wide; their height follows the guest's aspect.
 pub const THUMBNAIL_WIDTH: u32 = 96;

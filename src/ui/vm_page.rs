@@ -7,8 +7,8 @@ use super::details::Details;
 use super::gettext;
 use super::i18n::gettext_f;
 use super::serial::SerialView;
-use crate::manager::lifecycle::VmState;
-use crate::store::Definition;
+use crate::app::lifecycle::VmState;
+use crate::definitions::Definition;
 
 pub struct VmPage {
     pub stack: adw::ViewStack,

@@ -22,8 +22,9 @@ use super::gettext;
 use super::pool_view::{
     background, clear, modal_window, pool_error_text, selected_name, show_pools, VolumeColumns,
 };
-use crate::manager::storage::{load, Snapshot};
-use crate::storage::pools::{PoolStore, VolumeFormat};
+use crate::app::storage::{load, Snapshot};
+use crate::definitions::PoolStore;
+use crate::storage::pools::VolumeFormat;
 
 /// What the caller is looking for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

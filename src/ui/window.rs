@@ -16,13 +16,13 @@ use super::vm_list::{VmList, THUMBNAIL_WIDTH};
 use super::vm_page::VmPage;
 use super::wizard::{NewVmWizard, WizardOutput};
 use super::{gettext, Startup};
-use crate::manager::host_check::{self, KvmProblem};
-use crate::manager::inventory::{self, VmSummary};
-use crate::manager::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
-use crate::manager::operations;
-use crate::manager::preferences::{Preferences, ReleaseKeys};
-use crate::runtime::RunFiles;
-use crate::store::Store;
+use crate::app::host_check::{self, KvmProblem};
+use crate::app::inventory::{self, VmSummary};
+use crate::app::lifecycle::{Action, Decision, Lifecycle, Refusal, VmState};
+use crate::app::operations;
+use crate::app::preferences::{Preferences, ReleaseKeys};
+use crate::definitions::DomainStore;
+use crate::vm_process::RunFiles;
 
 /// How often the poller asks every running VM for its state.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -182,104 +182,15 @@ impl Component for App {
     ) -> ComponentParts<Self> {
         let list = VmList::new();
         let page = VmPage::new();
-
-        // Sidebar: the list under its own header bar.
-        let new_button = gtk::Button::builder()
-            .icon_name("list-add-symbolic")
-            .tooltip_text(gettext("New VM"))
-            .action_name("win.new-vm")
-            .build();
-        let primary_menu = gtk::gio::Menu::new();
-        let section = gtk::gio::Menu::new();
-        let connection = gtk::gio::Menu::new();
-        connection.append(Some(&gettext("_Storage")), Some("win.storage"));
-        connection.append(Some(&gettext("_Host Details")), Some("win.host"));
-        primary_menu.append_section(None, &connection);
-        section.append(Some(&gettext("_Preferences")), Some("win.preferences"));
-        section.append(
-            Some(&gettext("_Keyboard Shortcuts")),
-            Some("win.show-help-overlay"),
-        );
-        section.append(Some(&gettext("_About Vireo")), Some("win.about"));
-        primary_menu.append_section(None, &section);
-        let menu_button = gtk::MenuButton::builder()
-            .icon_name("open-menu-symbolic")
-            .menu_model(&primary_menu)
-            .primary(true)
-            .tooltip_text(gettext("Main Menu"))
-            .build();
-        let sidebar_header = adw::HeaderBar::builder()
-            .title_widget(&adw::WindowTitle::new(&gettext("Vireo"), ""))
-            .show_end_title_buttons(false)
-            .build();
-        sidebar_header.pack_start(&new_button);
-        sidebar_header.pack_end(&menu_button);
-        let scrolled = gtk::ScrolledWindow::builder()
-            .child(list.widget())
-            .vexpand(true)
-            .hscrollbar_policy(gtk::PolicyType::Never)
-            .build();
-        let sidebar = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .width_request(260)
-            .build();
-        sidebar.append(&sidebar_header);
-        sidebar.append(&scrolled);
-
-        // Content: the VM's actions and page, or a status page.
-        let header_title = adw::WindowTitle::new("", "");
-        let switcher = adw::ViewSwitcherTitle::builder().stack(&page.stack).build();
-        let start_button = icon_button(
-            "media-playback-start-symbolic",
-            &gettext("Start"),
-            "vm.start",
-        );
-        let pause_button = icon_button(
-            "media-playback-pause-symbolic",
-            &gettext("Pause"),
-            "vm.pause",
-        );
-        let resume_button = icon_button(
-            "media-playback-start-symbolic",
-            &gettext("Resume"),
-            "vm.resume",
-        );
-        let shutdown_button = icon_button(
-            "system-shutdown-symbolic",
-            &gettext("Shut Down"),
-            "vm.shutdown",
-        );
-        let vm_menu_button = gtk::MenuButton::builder()
-            .icon_name("view-more-symbolic")
-            .menu_model(&vm_menu())
-            .tooltip_text(gettext("VM Menu"))
-            .build();
-        let content_header = adw::HeaderBar::builder().title_widget(&switcher).build();
-        content_header.pack_start(&start_button);
-        content_header.pack_start(&pause_button);
-        content_header.pack_start(&resume_button);
-        content_header.pack_start(&shutdown_button);
-        content_header.pack_end(&vm_menu_button);
-
-        let content = gtk::Stack::new();
-        content.add_named(&empty_page(), Some("empty"));
-        content.add_named(
-            &adw::StatusPage::builder()
-                .icon_name("computer-symbolic")
-                .title(gettext("Select a Virtual Machine"))
-                .build(),
-            Some("none"),
-        );
+        let sidebar = sidebar(&list);
+        let header = ContentHeader::new(&page);
         let kvm_problem = host_check::kvm_problem(&host_check::kvm_device());
-        if let Some(problem) = &kvm_problem {
-            content.add_named(&kvm_page(problem), Some("no-kvm"));
-        }
-        content.add_named(&page.stack, Some("vm"));
+        let content = content_stack(&page, kvm_problem.as_ref());
         let content_box = gtk::Box::builder()
             .orientation(gtk::Orientation::Vertical)
             .hexpand(true)
             .build();
-        content_box.append(&content_header);
+        content_box.append(&header.bar);
         content_box.append(&content);
 
         let leaflet = adw::Leaflet::builder().can_navigate_back(true).build();
@@ -290,60 +201,9 @@ impl Component for App {
         toasts.set_child(Some(&leaflet));
         window.set_content(Some(&toasts));
 
-        let actions = gtk::gio::SimpleActionGroup::new();
-        for (name, action) in VM_ACTIONS {
-            let a = gtk::gio::SimpleAction::new(name, None);
-            let input = sender.input_sender().clone();
-            let action = *action;
-            a.connect_activate(move |_, _| input.emit(AppMsg::Request(action)));
-            a.set_enabled(false);
-            actions.add_action(&a);
-        }
-        let send_key = gtk::gio::SimpleAction::new("send-key", Some(gtk::glib::VariantTy::STRING));
-        let input = sender.input_sender().clone();
-        send_key.connect_activate(move |_, keys| {
-            if let Some(keys) = keys.and_then(|k| k.get::<String>()) {
-                input.emit(AppMsg::SendKey(keys));
-            }
-        });
-        actions.add_action(&send_key);
-        let fullscreen = gtk::gio::SimpleAction::new("fullscreen", None);
-        let input = sender.input_sender().clone();
-        fullscreen.connect_activate(move |_, _| input.emit(AppMsg::ToggleFullscreen));
-        actions.add_action(&fullscreen);
-        let scale = gtk::gio::SimpleAction::new_stateful("scale-to-fit", None, &true.to_variant());
-        let input = sender.input_sender().clone();
-        scale.connect_change_state(move |action, value| {
-            if let Some(on) = value.and_then(|v| v.get::<bool>()) {
-                action.set_state(&on.to_variant());
-                input.emit(AppMsg::SetScaleToFit(on));
-            }
-        });
-        actions.add_action(&scale);
+        let actions = vm_actions(&sender);
         window.insert_action_group("vm", Some(&actions));
-
-        // On the window itself: a separate "win" group would hide the
-        // window's own win.show-help-overlay (the Keyboard Shortcuts item).
-        for (name, msg) in [
-            ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
-            ("demo", || AppMsg::Demo),
-            ("about", || AppMsg::About),
-            ("preferences", || AppMsg::Preferences),
-            ("storage", || AppMsg::Connection(ConnectionPage::Storage)),
-            ("host", || AppMsg::Connection(ConnectionPage::Overview)),
-        ] {
-            let a = gtk::gio::SimpleAction::new(name, None);
-            let input = sender.input_sender().clone();
-            a.connect_activate(move |_, _| input.emit(msg()));
-            window.add_action(&a);
-        }
-        if let Some(app) = relm4::main_application().downcast_ref::<gtk::Application>() {
-            app.set_accels_for_action("win.new-vm", &["<Control>n"]);
-            app.set_accels_for_action("vm.fullscreen", &["F11"]);
-            app.set_accels_for_action("vm.force-off", &["<Control><Shift>f"]);
-            app.set_accels_for_action("vm.screenshot", &["<Control><Shift>s"]);
-            app.set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
-        }
+        add_window_actions(&window, &sender);
         let settings = super::settings::get();
         let preferences = settings.preferences();
         if let Some(shortcuts) = shortcuts_window(preferences.release_keys) {
@@ -362,17 +222,17 @@ impl Component for App {
             list,
             page,
             content,
-            header_title,
-            switcher: switcher.clone(),
+            header_title: header.title,
+            switcher: header.switcher.clone(),
             actions,
             vm_controls: vec![
-                start_button.upcast(),
-                shutdown_button.upcast(),
-                vm_menu_button.upcast(),
-                switcher.clone().upcast(),
+                header.start.upcast(),
+                header.shutdown.upcast(),
+                header.menu.upcast(),
+                header.switcher.upcast(),
             ],
-            pause_button,
-            resume_button,
+            pause_button: header.pause,
+            resume_button: header.resume,
             summaries: Vec::new(),
             lifecycles: HashMap::new(),
             selected: None,
@@ -464,9 +324,7 @@ impl Component for App {
                 }
             }
             AppMsg::Demo => {
-                sender.spawn_oneshot_command(|| {
-                    CmdOut::DemoReady(crate::manager::demo::ensure_demo())
-                });
+                sender.spawn_oneshot_command(|| CmdOut::DemoReady(crate::app::demo::ensure_demo()));
             }
             AppMsg::ToggleFullscreen => {
                 self.window.set_fullscreened(!self.window.is_fullscreen());
@@ -480,7 +338,7 @@ impl Component for App {
             AppMsg::Preferences => {
                 // Pool definitions are files: read them off the GTK thread.
                 sender.spawn_oneshot_command(|| {
-                    let pools = crate::storage::pools::PoolStore::open()
+                    let pools = crate::definitions::PoolStore::open()
                         .and_then(|store| store.names())
                         .unwrap_or_default();
                     CmdOut::PoolsForPreferences(pools)
@@ -648,7 +506,7 @@ impl App {
             let files = RunFiles::new(&name);
             self.console.show(live.then(|| files.vnc()));
             self.page.serial.attach(live.then(|| files.serial()));
-            if let Ok(definition) = Store::open().find(&name) {
+            if let Ok(definition) = DomainStore::open().find(&name) {
                 self.page.show_details(&definition, state);
             }
         }
@@ -717,7 +575,7 @@ impl App {
                     })
                 }
                 Action::Clone => {
-                    crate::manager::clone::clone_vm(&name, &input.clone_name, false, &mut |_, _| {})
+                    crate::app::clone::clone_vm(&name, &input.clone_name, false, &mut |_, _| {})
                         .map(|_| None)
                 }
                 Action::Screenshot => {
@@ -860,7 +718,7 @@ impl App {
 
     fn ask_clone_name(&self, name: String, sender: ComponentSender<Self>) {
         let taken: Vec<String> = self.summaries.iter().map(|s| s.name.clone()).collect();
-        let suggested = crate::manager::create::unique_name(&format!("{name}-clone"), &taken);
+        let suggested = crate::app::create::unique_name(&format!("{name}-clone"), &taken);
         let entry = gtk::Entry::builder()
             .text(&suggested)
             .activates_default(true)
@@ -882,7 +740,7 @@ impl App {
         let check_taken = taken.clone();
         let d = dialog.clone();
         entry.connect_changed(move |entry| {
-            let ok = crate::manager::create::check_name(&entry.text(), &check_taken).is_none();
+            let ok = crate::app::create::check_name(&entry.text(), &check_taken).is_none();
             d.set_response_enabled("clone", ok);
         });
         dialog.connect_response(None, move |_, response| {
@@ -928,186 +786,207 @@ impl App {
     /// The Preferences window. Each change is saved at once (GSettings)
     /// and reported back, so the window, console and wizard follow it.
     fn show_preferences(&self, pools: Vec<String>, sender: &ComponentSender<Self>) {
-        let current = std::rc::Rc::new(std::cell::RefCell::new(self.preferences.clone()));
-        let settings = self.settings.clone();
-        let input = sender.input_sender().clone();
-        // Applies `change` to the shared copy, saves `key`, and reports.
-        let changed =
-            move |change: &dyn Fn(&mut Preferences), key: &str, value: gtk::glib::Variant| {
-                change(&mut current.borrow_mut());
-                settings.set(key, value);
-                input.emit(AppMsg::PreferencesChanged(current.borrow().clone()));
-            };
-        let changed = std::rc::Rc::new(changed);
-
-        let switch_row = |title: String, subtitle: String, active: bool| {
-            let row = adw::ActionRow::builder()
-                .title(title)
-                .subtitle(subtitle)
-                .build();
-            let switch = gtk::Switch::builder()
-                .active(active)
-                .valign(gtk::Align::Center)
-                .build();
-            row.add_suffix(&switch);
-            row.set_activatable_widget(Some(&switch));
-            (row, switch)
-        };
-
-        // New VMs: where their disks go, where their VNC servers listen.
-        let mut pool_names = pools;
-        if !pool_names.contains(&self.preferences.default_pool) {
-            pool_names.insert(0, self.preferences.default_pool.clone());
-        }
-        let pool_list =
-            gtk::StringList::new(&pool_names.iter().map(String::as_str).collect::<Vec<_>>());
-        let pool_row = adw::ComboRow::builder()
-            .title(gettext("Default storage pool"))
-            .subtitle(gettext("Where the New VM wizard creates new disks"))
-            .model(&pool_list)
-            .selected(
-                pool_names
-                    .iter()
-                    .position(|p| *p == self.preferences.default_pool)
-                    .unwrap_or(0) as u32,
-            )
-            .build();
-        let c = changed.clone();
-        pool_row.connect_selected_notify(move |row| {
-            if let Some(name) = pool_names.get(row.selected() as usize).cloned() {
-                c(
-                    &|p| p.default_pool = name.clone(),
-                    "default-pool",
-                    name.to_variant(),
-                );
-            }
-        });
-        let listen_row = adw::ActionRow::builder()
-            .title(gettext("VNC listen address"))
-            .subtitle(gettext(
-                "127.0.0.1 keeps new VMs' screens on this computer; 0.0.0.0 opens them to the network",
-            ))
-            .build();
-        let listen = gtk::Entry::builder()
-            .text(&self.preferences.vnc_listen)
-            .valign(gtk::Align::Center)
-            .width_chars(15)
-            .build();
-        listen_row.add_suffix(&listen);
-        let c = changed.clone();
-        listen.connect_changed(move |entry| {
-            let text = entry.text().trim().to_string();
-            if Preferences::valid_listen(&text) {
-                entry.remove_css_class("error");
-                entry.set_tooltip_text(None);
-                c(
-                    &|p| p.vnc_listen = text.clone(),
-                    "vnc-listen",
-                    text.to_variant(),
-                );
-            } else {
-                entry.add_css_class("error");
-                entry.set_tooltip_text(Some(&gettext("Enter an IP address, such as 127.0.0.1")));
-            }
-        });
-        let new_vms = adw::PreferencesGroup::builder()
-            .title(gettext("New Virtual Machines"))
-            .build();
-        new_vms.add(&pool_row);
-        new_vms.add(&listen_row);
-
-        // Confirmations.
-        let (force_row, force_switch) = switch_row(
-            gettext("Confirm before forcing off"),
-            gettext("Ask before pulling the plug on a running VM"),
-            self.preferences.confirm_force_off,
+        super::preferences::show(
+            &self.window,
+            &self.preferences,
+            pools,
+            &self.settings,
+            &self.actions,
+            sender.input_sender().clone(),
         );
-        let c = changed.clone();
-        force_switch.connect_active_notify(move |s| {
-            let on = s.is_active();
-            c(
-                &|p| p.confirm_force_off = on,
-                "confirm-force-off",
-                on.to_variant(),
-            );
-        });
-        let (delete_row, delete_switch) = switch_row(
-            gettext("Confirm before deleting"),
-            gettext("Without asking, a deleted VM's disk images are kept"),
-            self.preferences.confirm_delete,
-        );
-        let c = changed.clone();
-        delete_switch.connect_active_notify(move |s| {
-            let on = s.is_active();
-            c(
-                &|p| p.confirm_delete = on,
-                "confirm-delete",
-                on.to_variant(),
-            );
-        });
-        let confirmations = adw::PreferencesGroup::builder()
-            .title(gettext("Confirmations"))
-            .build();
-        confirmations.add(&force_row);
-        confirmations.add(&delete_row);
-
-        // Console: scaling (through the vm.scale-to-fit action, which the
-        // VM menu shares) and the keys that release the keyboard.
-        let (scale_row, scale_switch) = switch_row(
-            gettext("Scale the console to the window"),
-            gettext("Otherwise the guest's screen is shown pixel for pixel"),
-            self.preferences.console_scale_to_fit,
-        );
-        let actions = self.actions.clone();
-        scale_switch.connect_active_notify(move |s| {
-            if let Some(action) = actions.lookup_action("scale-to-fit") {
-                action.change_state(&s.is_active().to_variant());
-            }
-        });
-        let labels: Vec<&str> = ReleaseKeys::ALL.iter().map(|k| k.label()).collect();
-        let keys_row = adw::ComboRow::builder()
-            .title(gettext("Release the keyboard with"))
-            .subtitle(gettext(
-                "The keys that give the keyboard back from a VM's console",
-            ))
-            .model(&gtk::StringList::new(&labels))
-            .selected(
-                ReleaseKeys::ALL
-                    .iter()
-                    .position(|k| *k == self.preferences.release_keys)
-                    .unwrap_or(0) as u32,
-            )
-            .build();
-        let c = changed;
-        keys_row.connect_selected_notify(move |row| {
-            if let Some(keys) = ReleaseKeys::ALL.get(row.selected() as usize).copied() {
-                c(
-                    &|p| p.release_keys = keys,
-                    "release-keys",
-                    keys.nick().to_variant(),
-                );
-            }
-        });
-        let console = adw::PreferencesGroup::builder()
-            .title(gettext("Console"))
-            .build();
-        console.add(&scale_row);
-        console.add(&keys_row);
-
-        let page = adw::PreferencesPage::new();
-        page.add(&new_vms);
-        page.add(&confirmations);
-        page.add(&console);
-        let window = adw::PreferencesWindow::builder()
-            .transient_for(&self.window)
-            .modal(true)
-            .build();
-        window.add(&page);
-        window.present();
     }
 
     fn toast(&self, text: &str) {
         self.toasts.add_toast(adw::Toast::new(text));
+    }
+}
+
+/// The sidebar: the VM list under its own header bar, with New VM and the
+/// main menu.
+fn sidebar(list: &VmList) -> gtk::Box {
+    let new_button = gtk::Button::builder()
+        .icon_name("list-add-symbolic")
+        .tooltip_text(gettext("New VM"))
+        .action_name("win.new-vm")
+        .build();
+    let primary_menu = gtk::gio::Menu::new();
+    let section = gtk::gio::Menu::new();
+    let connection = gtk::gio::Menu::new();
+    connection.append(Some(&gettext("_Storage")), Some("win.storage"));
+    connection.append(Some(&gettext("_Host Details")), Some("win.host"));
+    primary_menu.append_section(None, &connection);
+    section.append(Some(&gettext("_Preferences")), Some("win.preferences"));
+    section.append(
+        Some(&gettext("_Keyboard Shortcuts")),
+        Some("win.show-help-overlay"),
+    );
+    section.append(Some(&gettext("_About Vireo")), Some("win.about"));
+    primary_menu.append_section(None, &section);
+    let menu_button = gtk::MenuButton::builder()
+        .icon_name("open-menu-symbolic")
+        .menu_model(&primary_menu)
+        .primary(true)
+        .tooltip_text(gettext("Main Menu"))
+        .build();
+    let sidebar_header = adw::HeaderBar::builder()
+        .title_widget(&adw::WindowTitle::new(&gettext("Vireo"), ""))
+        .show_end_title_buttons(false)
+        .build();
+    sidebar_header.pack_start(&new_button);
+    sidebar_header.pack_end(&menu_button);
+    let scrolled = gtk::ScrolledWindow::builder()
+        .child(list.widget())
+        .vexpand(true)
+        .hscrollbar_policy(gtk::PolicyType::Never)
+        .build();
+    let sidebar = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .width_request(260)
+        .build();
+    sidebar.append(&sidebar_header);
+    sidebar.append(&scrolled);
+    sidebar
+}
+
+/// The content's header bar: the shown VM's title and page switcher,
+/// Start, Pause, Resume and Shut Down, and the VM menu.
+struct ContentHeader {
+    bar: adw::HeaderBar,
+    title: adw::WindowTitle,
+    switcher: adw::ViewSwitcherTitle,
+    start: gtk::Button,
+    pause: gtk::Button,
+    resume: gtk::Button,
+    shutdown: gtk::Button,
+    menu: gtk::MenuButton,
+}
+
+impl ContentHeader {
+    fn new(page: &VmPage) -> Self {
+        let header_title = adw::WindowTitle::new("", "");
+        let switcher = adw::ViewSwitcherTitle::builder().stack(&page.stack).build();
+        let start_button = icon_button(
+            "media-playback-start-symbolic",
+            &gettext("Start"),
+            "vm.start",
+        );
+        let pause_button = icon_button(
+            "media-playback-pause-symbolic",
+            &gettext("Pause"),
+            "vm.pause",
+        );
+        let resume_button = icon_button(
+            "media-playback-start-symbolic",
+            &gettext("Resume"),
+            "vm.resume",
+        );
+        let shutdown_button = icon_button(
+            "system-shutdown-symbolic",
+            &gettext("Shut Down"),
+            "vm.shutdown",
+        );
+        let vm_menu_button = gtk::MenuButton::builder()
+            .icon_name("view-more-symbolic")
+            .menu_model(&vm_menu())
+            .tooltip_text(gettext("VM Menu"))
+            .build();
+        let content_header = adw::HeaderBar::builder().title_widget(&switcher).build();
+        content_header.pack_start(&start_button);
+        content_header.pack_start(&pause_button);
+        content_header.pack_start(&resume_button);
+        content_header.pack_start(&shutdown_button);
+        content_header.pack_end(&vm_menu_button);
+        Self {
+            bar: content_header,
+            title: header_title,
+            switcher,
+            start: start_button,
+            pause: pause_button,
+            resume: resume_button,
+            shutdown: shutdown_button,
+            menu: vm_menu_button,
+        }
+    }
+}
+
+/// What the content shows: the empty state, "select a VM", why KVM is
+/// missing (when it is), or the VM's page.
+fn content_stack(page: &VmPage, kvm_problem: Option<&KvmProblem>) -> gtk::Stack {
+    let content = gtk::Stack::new();
+    content.add_named(&empty_page(), Some("empty"));
+    content.add_named(
+        &adw::StatusPage::builder()
+            .icon_name("computer-symbolic")
+            .title(gettext("Select a Virtual Machine"))
+            .build(),
+        Some("none"),
+    );
+    if let Some(problem) = kvm_problem {
+        content.add_named(&kvm_page(problem), Some("no-kvm"));
+    }
+    content.add_named(&page.stack, Some("vm"));
+    content
+}
+
+/// The `vm.` actions on the selected VM: its lifecycle (disabled until a
+/// VM allows them), Send Key, Fullscreen and Scale to Window.
+fn vm_actions(sender: &ComponentSender<App>) -> gtk::gio::SimpleActionGroup {
+    let actions = gtk::gio::SimpleActionGroup::new();
+    for (name, action) in VM_ACTIONS {
+        let a = gtk::gio::SimpleAction::new(name, None);
+        let input = sender.input_sender().clone();
+        let action = *action;
+        a.connect_activate(move |_, _| input.emit(AppMsg::Request(action)));
+        a.set_enabled(false);
+        actions.add_action(&a);
+    }
+    let send_key = gtk::gio::SimpleAction::new("send-key", Some(gtk::glib::VariantTy::STRING));
+    let input = sender.input_sender().clone();
+    send_key.connect_activate(move |_, keys| {
+        if let Some(keys) = keys.and_then(|k| k.get::<String>()) {
+            input.emit(AppMsg::SendKey(keys));
+        }
+    });
+    actions.add_action(&send_key);
+    let fullscreen = gtk::gio::SimpleAction::new("fullscreen", None);
+    let input = sender.input_sender().clone();
+    fullscreen.connect_activate(move |_, _| input.emit(AppMsg::ToggleFullscreen));
+    actions.add_action(&fullscreen);
+    let scale = gtk::gio::SimpleAction::new_stateful("scale-to-fit", None, &true.to_variant());
+    let input = sender.input_sender().clone();
+    scale.connect_change_state(move |action, value| {
+        if let Some(on) = value.and_then(|v| v.get::<bool>()) {
+            action.set_state(&on.to_variant());
+            input.emit(AppMsg::SetScaleToFit(on));
+        }
+    });
+    actions.add_action(&scale);
+    actions
+}
+
+/// The window's own actions (`win.`) and the application's shortcuts.
+fn add_window_actions(window: &adw::ApplicationWindow, sender: &ComponentSender<App>) {
+    // On the window itself: a separate "win" group would hide the
+    // window's own win.show-help-overlay (the Keyboard Shortcuts item).
+    for (name, msg) in [
+        ("new-vm", (|| AppMsg::NewVm) as fn() -> AppMsg),
+        ("demo", || AppMsg::Demo),
+        ("about", || AppMsg::About),
+        ("preferences", || AppMsg::Preferences),
+        ("storage", || AppMsg::Connection(ConnectionPage::Storage)),
+        ("host", || AppMsg::Connection(ConnectionPage::Overview)),
+    ] {
+        let a = gtk::gio::SimpleAction::new(name, None);
+        let input = sender.input_sender().clone();
+        a.connect_activate(move |_, _| input.emit(msg()));
+        window.add_action(&a);
+    }
+    if let Some(app) = relm4::main_application().downcast_ref::<gtk::Application>() {
+        app.set_accels_for_action("win.new-vm", &["<Control>n"]);
+        app.set_accels_for_action("vm.fullscreen", &["F11"]);
+        app.set_accels_for_action("vm.force-off", &["<Control><Shift>f"]);
+        app.set_accels_for_action("vm.screenshot", &["<Control><Shift>s"]);
+        app.set_accels_for_action("window.close", &["<Control>q", "<Control>w"]);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The New VM wizard, virt-manager's five steps in a modal window with
 //! Back and Forward: how to install, the media, memory and CPUs, storage,
 //! and name/network. Finish creates the disk (with a progress bar) and
-//! the definition on a worker thread through `manager::create`, which
+//! the definition on a worker thread through `app::create`, which
 //! removes whatever it made if anything fails.
 
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ use relm4::prelude::*;
 use super::gettext;
 use super::i18n::gettext_f;
 use super::volume_chooser::{Filter, VolumeChooser};
-use crate::manager::create::{self, HostLimits, InstallMethod, NewVmRequest, Problem, Storage};
-use crate::manager::osinfo::{self, OsGuess};
+use crate::app::create::{self, HostLimits, InstallMethod, NewVmRequest, Problem, Storage};
+use crate::app::osinfo::{self, OsGuess};
 
 const STEPS: [&str; 5] = ["method", "media", "resources", "storage", "finish"];
 /// How many recently used ISOs the media step offers.
@@ -104,288 +104,57 @@ impl Component for NewVmWizard {
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let host = HostLimits::read_for(&super::settings::get().preferences().default_pool);
-        let changed = {
-            let sender = sender.clone();
-            move || sender.input(WizardMsg::Changed)
-        };
-
-        // Step 1: how to install.
-        let method_iso = radio(&gettext("_Local install media (ISO image)"), None);
-        let method_import = radio(
-            &gettext("_Import an existing disk image"),
-            Some(&method_iso),
-        );
-        let method_kernel = radio(
-            &gettext("_Manual install (Linux kernel and initrd)"),
-            Some(&method_iso),
-        );
-        method_iso.set_active(true);
-        let method_page = page(
-            &gettext("How would you like to install the operating system?"),
-            &[
-                method_iso.upcast_ref(),
-                method_import.upcast_ref(),
-                method_kernel.upcast_ref(),
-            ],
-        );
-
-        // Step 2: the media.
-        let iso = path_entry(&gettext("ISO image"));
-        let iso_os = gtk::Label::builder()
-            .xalign(0.0)
-            .wrap(true)
-            .css_classes(["dim-label"])
-            .build();
-        let recent = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .spacing(4)
-            .build();
-        for path in recent_isos().into_iter().take(RECENT_ISOS) {
-            let button = gtk::Button::builder()
-                .label(path.display().to_string())
-                .css_classes(["flat"])
-                .halign(gtk::Align::Start)
-                .build();
-            let entry = iso.clone();
-            button.connect_clicked(move |_| entry.set_text(&path.to_string_lossy()));
-            recent.append(&button);
-        }
-        let iso_box = page(
-            &gettext("Choose the installation ISO"),
-            &[
-                volume_row(&window, &iso, Filter::Iso).upcast_ref(),
-                iso_os.upcast_ref(),
-                recent.upcast_ref(),
-            ],
-        );
-        let import_disk = path_entry(&gettext("Disk image"));
-        let import_box = page(
-            &gettext("Choose the disk image to import"),
-            &[volume_row(&window, &import_disk, Filter::Disk).upcast_ref()],
-        );
-        let kernel = path_entry(&gettext("Kernel"));
-        let initrd = path_entry(&gettext("Initrd (optional)"));
-        let cmdline = gtk::Entry::builder()
-            .placeholder_text(gettext("Kernel arguments, for example console=ttyS0"))
-            .build();
-        let kernel_box = page(
-            &gettext("Choose the kernel and initrd to boot"),
-            &[
-                browse_row(&window, &kernel, &gettext("Choose a Kernel"), false).upcast_ref(),
-                browse_row(&window, &initrd, &gettext("Choose an Initrd"), false).upcast_ref(),
-                cmdline.upcast_ref(),
-            ],
-        );
-        let media_stack = gtk::Stack::new();
-        media_stack.add_named(&iso_box, Some("iso"));
-        media_stack.add_named(&import_box, Some("import"));
-        media_stack.add_named(&kernel_box, Some("kernel"));
-
-        // Step 3: memory and CPUs, bounded by the host's.
-        let memory = gtk::SpinButton::with_range(
-            create::MIN_MEMORY_MIB as f64,
-            host.memory_mib.max(create::MIN_MEMORY_MIB) as f64,
-            64.0,
-        );
-        memory.set_value(1024f64.min(host.memory_mib as f64));
-        let vcpus = gtk::SpinButton::with_range(1.0, host.cpus.max(1) as f64, 1.0);
-        vcpus.set_value(1.0);
-        let resources_page = page(
-            &gettext("Memory and CPUs"),
-            &[
-                labelled(
-                    &gettext("_Memory (MiB)"),
-                    &memory,
-                    &gettext_f(
-                        "Up to {n} MiB available on this computer",
-                        &[("n", &host.memory_mib.to_string())],
-                    ),
-                )
-                .upcast_ref(),
-                labelled(
-                    &gettext("_CPUs"),
-                    &vcpus,
-                    &super::ngettext(
-                        "Up to {n} CPU available",
-                        "Up to {n} CPUs available",
-                        host.cpus,
-                    )
-                    .replace("{n}", &host.cpus.to_string()),
-                )
-                .upcast_ref(),
-            ],
-        );
-
-        // Step 4: storage.
-        let storage_new = radio(&gettext("Create a _disk image for the VM"), None);
-        let disk_gib =
-            gtk::SpinButton::with_range(1.0, ((host.pool_free_bytes >> 30).max(1)) as f64, 1.0);
-        disk_gib.set_value(20f64.min((host.pool_free_bytes >> 30) as f64).max(1.0));
-        let storage_existing = radio(&gettext("Use an _existing disk image"), Some(&storage_new));
-        let existing_disk = path_entry(&gettext("Disk image"));
-        let storage_none = radio(&gettext("_No storage"), Some(&storage_new));
-        storage_new.set_active(true);
-        let storage_page = page(
-            &gettext("Storage"),
-            &[
-                storage_new.upcast_ref(),
-                labelled(
-                    &gettext("Size (GiB)"),
-                    &disk_gib,
-                    &gettext_f(
-                        "{n} GiB free in the default pool",
-                        &[("n", &(host.pool_free_bytes >> 30).to_string())],
-                    ),
-                )
-                .upcast_ref(),
-                storage_existing.upcast_ref(),
-                volume_row(&window, &existing_disk, Filter::Disk).upcast_ref(),
-                storage_none.upcast_ref(),
-            ],
-        );
-
-        // Step 5: name, network, customize.
-        let name = gtk::Entry::builder().activates_default(true).build();
-        name.set_text(&create::unique_name("vm", &taken));
-        let networks = gtk::StringList::new(&[&gettext("Default (NAT)"), &gettext("None")]);
-        let network = gtk::DropDown::builder()
-            .model(&networks)
-            .selected(0)
-            .build();
-        let customize =
-            gtk::CheckButton::with_mnemonic(&gettext("C_ustomize configuration before starting"));
-        let problem = gtk::Label::builder()
-            .xalign(0.0)
-            .wrap(true)
-            .css_classes(["error"])
-            .build();
-        let progress = gtk::ProgressBar::builder()
-            .show_text(true)
-            .visible(false)
-            .build();
-        let finish_page = page(
-            &gettext("Ready to create the VM"),
-            &[
-                labelled(&gettext("_Name"), &name, "").upcast_ref(),
-                labelled(&gettext("N_etwork"), &network, "").upcast_ref(),
-                customize.upcast_ref(),
-                progress.upcast_ref(),
-            ],
-        );
+        let method = MethodStep::new();
+        let media = MediaStep::new(&window);
+        let resources = ResourcesStep::new(&host);
+        let storage = StorageStep::new(&window, &host);
+        let finish = FinishStep::new(&taken);
 
         let stack = gtk::Stack::builder()
             .transition_type(gtk::StackTransitionType::SlideLeftRight)
             .vexpand(true)
             .build();
-        stack.add_named(&method_page, Some(STEPS[0]));
-        stack.add_named(&media_stack, Some(STEPS[1]));
-        stack.add_named(&resources_page, Some(STEPS[2]));
-        stack.add_named(&storage_page, Some(STEPS[3]));
-        stack.add_named(&finish_page, Some(STEPS[4]));
+        stack.add_named(&method.page, Some(STEPS[0]));
+        stack.add_named(&media.stack, Some(STEPS[1]));
+        stack.add_named(&resources.page, Some(STEPS[2]));
+        stack.add_named(&storage.page, Some(STEPS[3]));
+        stack.add_named(&finish.page, Some(STEPS[4]));
+        let frame = Frame::new(&window, &stack);
 
-        let cancel = gtk::Button::with_mnemonic(&gettext("_Cancel"));
-        let back = gtk::Button::with_mnemonic(&gettext("_Back"));
-        let forward = gtk::Button::builder()
-            .label(gettext("_Forward"))
-            .use_underline(true)
-            .css_classes(["suggested-action"])
-            .build();
-        let header = adw::HeaderBar::builder()
-            .show_end_title_buttons(false)
-            .show_start_title_buttons(false)
-            .build();
-        header.pack_start(&cancel);
-        header.pack_end(&forward);
-        header.pack_end(&back);
-        let body = gtk::Box::builder()
-            .orientation(gtk::Orientation::Vertical)
-            .build();
-        body.append(&header);
-        body.append(&stack);
-        body.append(&problem);
-        problem.set_margin_start(24);
-        problem.set_margin_end(24);
-        problem.set_margin_bottom(12);
-        window.set_content(Some(&body));
-        window.set_default_widget(Some(&forward));
-
-        let s = sender.clone();
-        cancel.connect_clicked(move |_| s.input(WizardMsg::Cancel));
-        let s = sender.clone();
-        back.connect_clicked(move |_| s.input(WizardMsg::Back));
-        let s = sender.clone();
-        forward.connect_clicked(move |_| s.input(WizardMsg::Forward));
-        let s = sender.clone();
-        window.connect_close_request(move |_| {
-            s.input(WizardMsg::Cancel);
-            gtk::glib::Propagation::Stop
-        });
-        for entry in [&iso, &import_disk, &kernel, &initrd, &existing_disk, &name] {
-            let c = changed.clone();
-            entry.connect_changed(move |_| c());
-        }
-        for check in [
-            &method_iso,
-            &method_import,
-            &method_kernel,
-            &storage_new,
-            &storage_existing,
-            &storage_none,
-        ] {
-            let c = changed.clone();
-            check.connect_toggled(move |_| c());
-        }
-        for spin in [&memory, &vcpus, &disk_gib] {
-            let c = changed.clone();
-            spin.connect_value_changed(move |_| c());
-        }
-        // Recognise the OS on the ISO, off the GTK thread.
-        let s = sender.clone();
-        iso.connect_changed(move |entry| {
-            let path = PathBuf::from(entry.text().as_str());
-            if !path.is_file() {
-                return;
-            }
-            let s = s.clone();
-            std::thread::spawn(move || {
-                let label = osinfo::iso_volume_label(&path).ok().flatten();
-                let guess = label.as_deref().and_then(osinfo::detect);
-                s.input(WizardMsg::Detected(label, guess));
-            });
-        });
-
+        let w = Widgets {
+            window,
+            stack,
+            back: frame.back.clone(),
+            forward: frame.forward.clone(),
+            method_iso: method.iso,
+            method_import: method.import,
+            iso: media.iso,
+            iso_os: media.iso_os,
+            import_disk: media.import_disk,
+            kernel: media.kernel,
+            initrd: media.initrd,
+            cmdline: media.cmdline,
+            media_stack: media.stack,
+            memory: resources.memory,
+            vcpus: resources.vcpus,
+            storage_new: storage.new,
+            storage_existing: storage.existing,
+            disk_gib: storage.disk_gib,
+            existing_disk: storage.existing_disk,
+            name: finish.name,
+            network: finish.network,
+            customize: finish.customize,
+            problem: frame.problem.clone(),
+            progress: finish.progress,
+        };
+        connect(&w, &frame, &[&method.kernel, &storage.none], &sender);
         let model = NewVmWizard {
             step: 0,
             taken,
             host,
             busy: false,
             customize: false,
-            w: Widgets {
-                window,
-                stack,
-                back,
-                forward,
-                method_iso,
-                method_import,
-                iso,
-                iso_os,
-                import_disk,
-                kernel,
-                initrd,
-                cmdline,
-                media_stack,
-                memory,
-                vcpus,
-                storage_new,
-                storage_existing,
-                disk_gib,
-                existing_disk,
-                name,
-                network,
-                customize,
-                problem,
-                progress,
-            },
+            w,
         };
         model.refresh();
         ComponentParts { model, widgets: () }
@@ -650,18 +419,403 @@ impl NewVmWizard {
     }
 }
 
+/// Step 1: how to install.
+struct MethodStep {
+    page: gtk::Box,
+    iso: gtk::CheckButton,
+    import: gtk::CheckButton,
+    kernel: gtk::CheckButton,
+}
+
+impl MethodStep {
+    fn new() -> Self {
+        let iso = radio(&gettext("_Local install media (ISO image)"), None);
+        let import = radio(&gettext("_Import an existing disk image"), Some(&iso));
+        let kernel = radio(
+            &gettext("_Manual install (Linux kernel and initrd)"),
+            Some(&iso),
+        );
+        iso.set_active(true);
+        let page = page(
+            &gettext("How would you like to install the operating system?"),
+            &[iso.upcast_ref(), import.upcast_ref(), kernel.upcast_ref()],
+        );
+        Self {
+            page,
+            iso,
+            import,
+            kernel,
+        }
+    }
+}
+
+/// Step 2: the media, one page per way to install.
+struct MediaStep {
+    stack: gtk::Stack,
+    iso: gtk::Entry,
+    iso_os: gtk::Label,
+    import_disk: gtk::Entry,
+    kernel: gtk::Entry,
+    initrd: gtk::Entry,
+    cmdline: gtk::Entry,
+}
+
+impl MediaStep {
+    fn new(window: &adw::Window) -> Self {
+        let iso = path_entry(&gettext("ISO image"));
+        let iso_os = gtk::Label::builder()
+            .xalign(0.0)
+            .wrap(true)
+            .css_classes(["dim-label"])
+            .build();
+        let recent = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .spacing(4)
+            .build();
+        for path in recent_isos().into_iter().take(RECENT_ISOS) {
+            let button = gtk::Button::builder()
+                .label(path.display().to_string())
+                .css_classes(["flat"])
+                .halign(gtk::Align::Start)
+                .build();
+            let entry = iso.clone();
+            button.connect_clicked(move |_| entry.set_text(&path.to_string_lossy()));
+            recent.append(&button);
+        }
+        let iso_box = page(
+            &gettext("Choose the installation ISO"),
+            &[
+                volume_row(window, &iso, Filter::Iso).upcast_ref(),
+                iso_os.upcast_ref(),
+                recent.upcast_ref(),
+            ],
+        );
+        let import_disk = path_entry(&gettext("Disk image"));
+        let import_box = page(
+            &gettext("Choose the disk image to import"),
+            &[volume_row(window, &import_disk, Filter::Disk).upcast_ref()],
+        );
+        let kernel = path_entry(&gettext("Kernel"));
+        let initrd = path_entry(&gettext("Initrd (optional)"));
+        let cmdline = gtk::Entry::builder()
+            .placeholder_text(gettext("Kernel arguments, for example console=ttyS0"))
+            .build();
+        let kernel_box = page(
+            &gettext("Choose the kernel and initrd to boot"),
+            &[
+                browse_row(window, &kernel, &gettext("Choose a Kernel"), false).upcast_ref(),
+                browse_row(window, &initrd, &gettext("Choose an Initrd"), false).upcast_ref(),
+                cmdline.upcast_ref(),
+            ],
+        );
+        let stack = gtk::Stack::new();
+        stack.add_named(&iso_box, Some("iso"));
+        stack.add_named(&import_box, Some("import"));
+        stack.add_named(&kernel_box, Some("kernel"));
+        Self {
+            stack,
+            iso,
+            iso_os,
+            import_disk,
+            kernel,
+            initrd,
+            cmdline,
+        }
+    }
+}
+
+/// Step 3: memory and CPUs, bounded by the host's.
+struct ResourcesStep {
+    page: gtk::Box,
+    memory: gtk::SpinButton,
+    vcpus: gtk::SpinButton,
+}
+
+impl ResourcesStep {
+    fn new(host: &HostLimits) -> Self {
+        let memory = gtk::SpinButton::with_range(
+            create::MIN_MEMORY_MIB as f64,
+            host.memory_mib.max(create::MIN_MEMORY_MIB) as f64,
+            64.0,
+        );
+        memory.set_value(1024f64.min(host.memory_mib as f64));
+        let vcpus = gtk::SpinButton::with_range(1.0, host.cpus.max(1) as f64, 1.0);
+        vcpus.set_value(1.0);
+        let page = page(
+            &gettext("Memory and CPUs"),
+            &[
+                labelled(
+                    &gettext("_Memory (MiB)"),
+                    &memory,
+                    &gettext_f(
+                        "Up to {n} MiB available on this computer",
+                        &[("n", &host.memory_mib.to_string())],
+                    ),
+                )
+                .upcast_ref(),
+                labelled(
+                    &gettext("_CPUs"),
+                    &vcpus,
+                    &super::ngettext(
+                        "Up to {n} CPU available",
+                        "Up to {n} CPUs available",
+                        host.cpus,
+                    )
+                    .replace("{n}", &host.cpus.to_string()),
+                )
+                .upcast_ref(),
+            ],
+        );
+        Self {
+            page,
+            memory,
+            vcpus,
+        }
+    }
+}
+
+/// Step 4: storage.
+struct StorageStep {
+    page: gtk::Box,
+    new: gtk::CheckButton,
+    existing: gtk::CheckButton,
+    none: gtk::CheckButton,
+    disk_gib: gtk::SpinButton,
+    existing_disk: gtk::Entry,
+}
+
+impl StorageStep {
+    fn new(window: &adw::Window, host: &HostLimits) -> Self {
+        let storage_new = radio(&gettext("Create a _disk image for the VM"), None);
+        let disk_gib =
+            gtk::SpinButton::with_range(1.0, ((host.pool_free_bytes >> 30).max(1)) as f64, 1.0);
+        disk_gib.set_value(20f64.min((host.pool_free_bytes >> 30) as f64).max(1.0));
+        let storage_existing = radio(&gettext("Use an _existing disk image"), Some(&storage_new));
+        let existing_disk = path_entry(&gettext("Disk image"));
+        let storage_none = radio(&gettext("_No storage"), Some(&storage_new));
+        storage_new.set_active(true);
+        let page = page(
+            &gettext("Storage"),
+            &[
+                storage_new.upcast_ref(),
+                labelled(
+                    &gettext("Size (GiB)"),
+                    &disk_gib,
+                    &gettext_f(
+                        "{n} GiB free in the default pool",
+                        &[("n", &(host.pool_free_bytes >> 30).to_string())],
+                    ),
+                )
+                .upcast_ref(),
+                storage_existing.upcast_ref(),
+                volume_row(window, &existing_disk, Filter::Disk).upcast_ref(),
+                storage_none.upcast_ref(),
+            ],
+        );
+        Self {
+            page,
+            new: storage_new,
+            existing: storage_existing,
+            none: storage_none,
+            disk_gib,
+            existing_disk,
+        }
+    }
+}
+
+/// Step 5: name, network, customize.
+struct FinishStep {
+    page: gtk::Box,
+    name: gtk::Entry,
+    network: gtk::DropDown,
+    customize: gtk::CheckButton,
+    progress: gtk::ProgressBar,
+}
+
+impl FinishStep {
+    fn new(taken: &[String]) -> Self {
+        let name = gtk::Entry::builder().activates_default(true).build();
+        name.set_text(&create::unique_name("vm", taken));
+        let networks = gtk::StringList::new(&[&gettext("Default (NAT)"), &gettext("None")]);
+        let network = gtk::DropDown::builder()
+            .model(&networks)
+            .selected(0)
+            .build();
+        let customize =
+            gtk::CheckButton::with_mnemonic(&gettext("C_ustomize configuration before starting"));
+        let progress = gtk::ProgressBar::builder()
+            .show_text(true)
+            .visible(false)
+            .build();
+        let page = page(
+            &gettext("Ready to create the VM"),
+            &[
+                labelled(&gettext("_Name"), &name, "").upcast_ref(),
+                labelled(&gettext("N_etwork"), &network, "").upcast_ref(),
+                customize.upcast_ref(),
+                progress.upcast_ref(),
+            ],
+        );
+        Self {
+            page,
+            name,
+            network,
+            customize,
+            progress,
+        }
+    }
+}
+
+/// The window around the steps: Cancel, Back and Forward in the header
+/// bar, the problem line under the steps.
+struct Frame {
+    cancel: gtk::Button,
+    back: gtk::Button,
+    forward: gtk::Button,
+    problem: gtk::Label,
+}
+
+impl Frame {
+    fn new(window: &adw::Window, stack: &gtk::Stack) -> Self {
+        let problem = gtk::Label::builder()
+            .xalign(0.0)
+            .wrap(true)
+            .css_classes(["error"])
+            .build();
+        let cancel = gtk::Button::with_mnemonic(&gettext("_Cancel"));
+        let back = gtk::Button::with_mnemonic(&gettext("_Back"));
+        let forward = gtk::Button::builder()
+            .label(gettext("_Forward"))
+            .use_underline(true)
+            .css_classes(["suggested-action"])
+            .build();
+        let header = adw::HeaderBar::builder()
+            .show_end_title_buttons(false)
+            .show_start_title_buttons(false)
+            .build();
+        header.pack_start(&cancel);
+        header.pack_end(&forward);
+        header.pack_end(&back);
+        let body = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .build();
+        body.append(&header);
+        body.append(stack);
+        body.append(&problem);
+        problem.set_margin_start(24);
+        problem.set_margin_end(24);
+        problem.set_margin_bottom(12);
+        window.set_content(Some(&body));
+        window.set_default_widget(Some(&forward));
+        Self {
+            cancel,
+            back,
+            forward,
+            problem,
+        }
+    }
+}
+
+/// The wizard's signals: the buttons, every field that changes what the
+/// wizard says, and the OS recognised on the chosen ISO. `also_toggled`
+/// are the radio buttons the widgets do not keep.
+fn connect(
+    w: &Widgets,
+    frame: &Frame,
+    also_toggled: &[&gtk::CheckButton],
+    sender: &ComponentSender<NewVmWizard>,
+) {
+    let changed = {
+        let sender = sender.clone();
+        move || sender.input(WizardMsg::Changed)
+    };
+    let s = sender.clone();
+    frame
+        .cancel
+        .connect_clicked(move |_| s.input(WizardMsg::Cancel));
+    let s = sender.clone();
+    frame
+        .back
+        .connect_clicked(move |_| s.input(WizardMsg::Back));
+    let s = sender.clone();
+    frame
+        .forward
+        .connect_clicked(move |_| s.input(WizardMsg::Forward));
+    let s = sender.clone();
+    w.window.connect_close_request(move |_| {
+        s.input(WizardMsg::Cancel);
+        gtk::glib::Propagation::Stop
+    });
+    for entry in [
+        &w.iso,
+        &w.import_disk,
+        &w.kernel,
+        &w.initrd,
+        &w.existing_disk,
+        &w.name,
+    ] {
+        let c = changed.clone();
+        entry.connect_changed(move |_| c());
+    }
+    let kept = [
+        &w.method_iso,
+        &w.method_import,
+        &w.storage_new,
+        &w.storage_existing,
+    ];
+    for check in kept.into_iter().chain(also_toggled.iter().copied()) {
+        let c = changed.clone();
+        check.connect_toggled(move |_| c());
+    }
+    for spin in [&w.memory, &w.vcpus, &w.disk_gib] {
+        let c = changed.clone();
+        spin.connect_value_changed(move |_| c());
+    }
+    // Recognise the OS on the ISO, off the GTK thread.
+    let s = sender.clone();
+    w.iso.connect_changed(move |entry| {
+        let path = PathBuf::from(entry.text().as_str());
+        if !path.is_file() {
+            return;
+        }
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let label = osinfo::iso_volume_label(&path).ok().flatten();
+            let guess = label.as_deref().and_then(osinfo::detect);
+            s.input(WizardMsg::Detected(label, guess));
+        });
+    });
+}
+
 fn problem_text(problem: &Problem) -> String {
     match problem {
         Problem::NameEmpty => gettext("Give the VM a name."),
-        Problem::NameInvalid => gettext("Use letters, digits, “-”, “_”, “.” and “+” in the name, starting with a letter or digit."),
+        Problem::NameInvalid => gettext(
+            "A name cannot contain “/” or start with “.”, and must be shorter than 249 bytes.",
+        ),
         Problem::NameTaken => gettext("A VM with this name exists. Choose another name."),
-        Problem::MediaMissing(path) => gettext_f("{path} does not exist. Choose an existing file.", &[("path", &path.display().to_string())]),
-        Problem::MemoryTooSmall { minimum_mib } => gettext_f("Give the VM at least {n} MiB of memory.", &[("n", &minimum_mib.to_string())]),
-        Problem::MemoryOverHost { host_mib } => gettext_f("This computer has only {n} MiB of memory. Choose less.", &[("n", &host_mib.to_string())]),
+        Problem::MediaMissing(path) => gettext_f(
+            "{path} does not exist. Choose an existing file.",
+            &[("path", &path.display().to_string())],
+        ),
+        Problem::MemoryTooSmall { minimum_mib } => gettext_f(
+            "Give the VM at least {n} MiB of memory.",
+            &[("n", &minimum_mib.to_string())],
+        ),
+        Problem::MemoryOverHost { host_mib } => gettext_f(
+            "This computer has only {n} MiB of memory. Choose less.",
+            &[("n", &host_mib.to_string())],
+        ),
         Problem::NoCpus => gettext("Give the VM at least one CPU."),
-        Problem::CpusOverHost { host } => gettext_f("This computer has only {n} CPUs. Choose fewer.", &[("n", &host.to_string())]),
+        Problem::CpusOverHost { host } => gettext_f(
+            "This computer has only {n} CPUs. Choose fewer.",
+            &[("n", &host.to_string())],
+        ),
         Problem::DiskEmpty => gettext("A new disk needs at least 1 GiB."),
-        Problem::DiskOverFree { free_gib } => gettext_f("The default pool has only {n} GiB free. Choose a smaller disk or free some space.", &[("n", &free_gib.to_string())]),
+        Problem::DiskOverFree { free_gib } => gettext_f(
+            "The default pool has only {n} GiB free. Choose a smaller disk or free some space.",
+            &[("n", &free_gib.to_string())],
+        ),
     }
 }
 
@@ -789,7 +943,7 @@ fn remember_iso(iso: Option<&std::path::Path>) {
     list.insert(0, iso.to_path_buf());
     list.truncate(RECENT_ISOS);
     let text: String = list.iter().map(|p| format!("{}\n", p.display())).collect();
-    let _ = crate::store::atomic_write(
+    let _ = crate::definitions::atomic_write(
         &crate::paths::config_dir().join("recent-isos"),
         text.as_bytes(),
     );

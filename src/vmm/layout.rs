@@ -21,13 +21,13 @@ pub const PORT_SYSTEM_CONTROL_A: u16 = 0x92;
 /// APM control (the FADT's SMI_CMD) and status ports of the PIIX4.
 pub const PORT_APM_CONTROL: u16 = 0xb2;
 pub const APM_PORTS: u64 = 2;
-/// IDE secondary channel command block and control register.
-pub const PORT_IDE_SECONDARY: u16 = 0x170;
-pub const PORT_IDE_SECONDARY_CONTROL: u16 = 0x376;
-/// IDE primary channel command block and control register.
-pub const PORT_IDE_PRIMARY: u16 = 0x1f0;
-pub const PORT_IDE_PRIMARY_CONTROL: u16 = 0x3f6;
-pub const IDE_COMMAND_PORTS: u64 = 8;
+/// IDE secondary (0x170, control 0x376) and primary (0x1F0, control
+/// 0x3F6) channels: fixed by the PIIX3 IDE's compatibility mode, so the
+/// device defines them and this file lists them in their place.
+pub use crate::devices::ide::{
+    IDE_COMMAND_PORTS, PORT_IDE_PRIMARY, PORT_IDE_PRIMARY_CONTROL, PORT_IDE_SECONDARY,
+    PORT_IDE_SECONDARY_CONTROL,
+};
 /// 16550 UART COM1.
 pub const PORT_COM1: u16 = 0x3f8;
 pub const UART_PORTS: u64 = 8;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use kvm_bindings::{kvm_regs, kvm_run, kvm_sregs, KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_bindings::{kvm_regs, kvm_sregs, KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use tracing::{error, trace};
 
@@ -279,7 +279,7 @@ impl Vcpu {
         let io = unsafe { run.__bindgen_anon_1.io };
         let size = io.size as usize;
         let len = size * io.count as usize;
-        let base = run as *mut kvm_run as *mut u8;
+        let base = std::ptr::from_mut(run).cast::<u8>();
         // SAFETY: KVM places `count * size` bytes of data at `data_offset`
         // inside the mmapped kvm_run area, which lives as long as the vCPU fd;
         // nothing else aliases it while this thread handles the exit.

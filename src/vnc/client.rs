@@ -28,9 +28,10 @@ use super::protocol::{
     encoding, ClientMessage, PixelFormat, RectHeader, Screen, ScreenLayout, UpdateHeader,
 };
 use super::tight::TightStreams;
-use super::{hextile, keysym, raw, tight, zlib, zrle};
+use super::{hextile, raw, tight, zlib, zrle};
 use crate::display::input::InputSink;
 use crate::display::{Damage, Display, Rect, Serial};
+use crate::keys::keysym;
 
 /// A client's socket, TCP or unix.
 pub enum Connection {

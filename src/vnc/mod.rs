@@ -11,7 +11,7 @@
 //!      │           reader thread (messages, input) + sender thread (updates)
 //!      ├─ pixel.rs     pixel-format conversion, CPIXEL/TPIXEL
 //!      ├─ raw.rs hextile.rs zlib.rs zrle.rs tight.rs   one file per encoding
-//!      └─ keysym.rs    X keysym -> QEMU key number (US layout)
+//!      └─ (keys: crate::keys::keysym, X keysym -> QEMU key number)
 //!  protocol.rs  every RFB message, read_from / write_to
 //! ```
 //!
@@ -27,7 +27,6 @@
 pub mod auth;
 pub mod client;
 pub mod hextile;
-pub mod keysym;
 pub mod pixel;
 pub mod protocol;
 pub mod raw;

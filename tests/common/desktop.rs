@@ -119,19 +119,19 @@ impl Display {
     /// Waits until the screen shows `text` (case-insensitive), returning
     /// everything read; panics with the last reading after `timeout`.
     pub fn wait_for_text(&self, dir: &Path, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
+        super::wait::poll(timeout, Duration::from_millis(500), || {
             let seen = self.read_screen(dir, "eng");
             if seen.to_lowercase().contains(&text.to_lowercase()) {
-                return seen;
+                Ok(seen)
+            } else {
+                Err(seen)
             }
-            if Instant::now() > deadline {
-                let kept = dir.join("last-screen.png");
-                let _ = std::fs::copy(dir.join("screen.png"), &kept);
-                panic!("the screen never showed {text:?}; it read:\n{seen}");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        })
+        .unwrap_or_else(|seen| {
+            let kept = dir.join("last-screen.png");
+            let _ = std::fs::copy(dir.join("screen.png"), &kept);
+            panic!("the screen never showed {text:?}; it read:\n{seen}");
+        })
     }
 }
 

@@ -6,7 +6,9 @@
 pub mod asm;
 pub mod desktop;
 pub mod guest;
+pub mod linux;
 pub mod vnc;
+pub mod wait;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,7 @@ pub struct Domain {
     pub vcpus: u32,
     pub loader: Option<PathBuf>,
     pub boot: Vec<&'static str>,
+    pub on_poweroff: &'static str,
     pub on_reboot: &'static str,
     pub on_crash: &'static str,
     /// Raw `<disk>` elements.
@@ -67,6 +70,7 @@ impl Domain {
             vcpus: 1,
             loader: None,
             boot: Vec::new(),
+            on_poweroff: "destroy",
             on_reboot: "destroy",
             on_crash: "destroy",
             disks: Vec::new(),
@@ -107,11 +111,12 @@ impl Domain {
             .map(|d| format!("<boot dev='{d}'/>"))
             .collect();
         format!(
-            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_poweroff>{}</on_poweroff>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
             self.name,
             self.memory_mib,
             self.vcpus,
             self.os_extra,
+            self.on_poweroff,
             self.on_reboot,
             self.on_crash,
             self.disks.join("\n    ")
@@ -220,32 +225,30 @@ impl Vm {
     /// Waits until the serial output contains `text`; panics with what
     /// was seen (and the VMM's log) after `timeout`.
     pub fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let seen = self.serial();
-            if seen.contains(text) {
-                return seen;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Give the reader threads a moment to drain the pipes.
-                std::thread::sleep(Duration::from_millis(100));
+        wait::until(
+            &format!("{text:?} on serial"),
+            timeout,
+            Duration::from_millis(20),
+            || {
                 let seen = self.serial();
                 if seen.contains(text) {
-                    return seen;
+                    return Ok(seen);
                 }
-                panic!(
-                    "vireo exited ({status}) before printing {text:?}\nserial: {seen:?}\nstderr: {}",
-                    self.stderr()
-                );
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "no {text:?} on serial after {timeout:?}\nserial: {seen:?}\nstderr: {}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    // Give the reader threads a moment to drain the pipes.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let seen = self.serial();
+                    if seen.contains(text) {
+                        return Ok(seen);
+                    }
+                    panic!(
+                        "vireo exited ({status}) before printing {text:?}\nserial: {seen:?}\nstderr: {}",
+                        self.stderr()
+                    );
+                }
+                Err(format!("serial: {seen:?}\nstderr: {}", self.stderr()))
+            },
+        )
     }
 
     /// Waits for the process to exit on its own; returns its exit status.
@@ -324,21 +327,22 @@ impl Home {
         timeout: Duration,
         ok: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let out = self.run(args);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() && ok(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`vireo {}` never showed what was wanted; it printed:\n{text}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        wait::until(
+            &format!("`vireo {}` to show what was wanted", args.join(" ")),
+            timeout,
+            Duration::from_millis(300),
+            || {
+                let out = self.run(args);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if out.status.success() && ok(&text) {
+                    return Ok(text);
+                }
+                Err(format!(
+                    "it printed:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            },
+        )
     }
 
     /// Runs a verb that must succeed; returns its stdout.

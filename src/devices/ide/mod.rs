@@ -36,10 +36,15 @@ use crate::devices::pci::{BarKind, PciClass, PciConfig, PciDevice};
 use crate::devices::GuestRam;
 use crate::guest_warn;
 use crate::storage::BlockBackend;
-use crate::vmm::layout::{
-    IDE_COMMAND_PORTS, PORT_IDE_PRIMARY, PORT_IDE_PRIMARY_CONTROL, PORT_IDE_SECONDARY,
-    PORT_IDE_SECONDARY_CONTROL,
-};
+
+/// The compatibility-mode ports the PIIX3 IDE function decodes (PIIX3
+/// datasheet §2.4, "IDE compatibility mode"): each channel's command block
+/// and control register. `vmm::layout` lists them with every other port.
+pub const PORT_IDE_SECONDARY: u16 = 0x170;
+pub const PORT_IDE_SECONDARY_CONTROL: u16 = 0x376;
+pub const PORT_IDE_PRIMARY: u16 = 0x1f0;
+pub const PORT_IDE_PRIMARY_CONTROL: u16 = 0x3f6;
+pub const IDE_COMMAND_PORTS: u64 = 8;
 
 /// PCI device ID of the PIIX3 IDE function.
 pub const DEVICE_PIIX3_IDE: u16 = 0x7010;

@@ -2,13 +2,10 @@
 //! (<https://libvirt.org/storage.html#directory-pool>,
 //! <https://libvirt.org/formatstorage.html>).
 //!
-//! A pool is a directory; its volumes are the files in it. Definitions live
-//! in `paths::config_dir()/pools/NAME.xml`, written atomically, with
-//! autostart as a symlink in `pools/autostart/` (libvirt's layout). Vireo has
-//! no daemon, so "running" is a state file in the runtime directory, which
-//! the system clears at boot; the first command of each boot starts the
-//! autostart pools, as libvirtd does when it starts. On first use a `default`
-//! pool at `paths::images_dir()` is defined, built, started and autostarted.
+//! A pool is a directory; its volumes are the files in it. This module is
+//! the pool as a directory (its volumes, their creation, resizing, cloning,
+//! upload and download) and the pool and volume XML; where definitions are
+//! stored and which pools run is [`crate::definitions::pools`].
 //!
 //! Only `dir` pools exist; no logical, disk, iSCSI, NFS or other backends.
 
@@ -18,7 +15,6 @@ pub mod xml;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +24,7 @@ pub use volume::{Progress, Zeros};
 pub use xml::{Permissions, PoolDef, PoolSpace, VolumeDef, VolumeFormat, XmlError};
 
 use crate::storage::qcow2::{CreateError as Qcow2CreateError, CreateOptions};
-use crate::storage::{lock_image, ImageLockError, Qcow2Image};
+use crate::storage::{lock_image, ImageFormat, ImageLockError, Qcow2Image};
 
 /// Mode of a pool directory `pool-build` creates, libvirt's
 /// `VIR_STORAGE_DEFAULT_POOL_PERM_MODE`.
@@ -102,7 +98,7 @@ pub enum PoolError {
     },
 }
 
-fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> PoolError {
+pub(crate) fn io_error(action: impl Into<String>) -> impl FnOnce(io::Error) -> PoolError {
     let action = action.into();
     move |source| PoolError::Io { action, source }
 }
@@ -134,20 +130,15 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), PoolError> {
     }
 }
 
-/// All pool definitions and their states.
-pub struct PoolStore {
-    /// `config/pools`: definitions.
-    config: PathBuf,
-    /// `run/pools`: which pools are running this boot.
-    runtime: PathBuf,
-}
-
 /// One pool as the store sees it.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub def: PoolDef,
     pub active: bool,
     pub autostart: bool,
+    /// Defined to stay (`pool-define`); a transient pool (`pool-create`)
+    /// exists only while it runs.
+    pub persistent: bool,
 }
 
 /// What `vol-create-as` asks for.
@@ -172,315 +163,12 @@ pub struct ResizeFlags {
     pub shrink: bool,
 }
 
-impl PoolStore {
-    /// The user's pools; defines the default pool on first use and starts
-    /// autostart pools on the first use after boot.
-    pub fn open() -> Result<Self, PoolError> {
-        Self::open_at(
-            &crate::paths::config_dir().join("pools"),
-            &crate::paths::runtime_dir().join("pools"),
-            &crate::paths::images_dir(),
-        )
-    }
-
-    /// Pools defined in `config`, running state in `runtime`, and the
-    /// default pool over `default_target`.
-    pub fn open_at(
-        config: &Path,
-        runtime: &Path,
-        default_target: &Path,
-    ) -> Result<Self, PoolError> {
-        let store = Self {
-            config: config.to_path_buf(),
-            runtime: runtime.to_path_buf(),
-        };
-        let first_use = !config.exists();
-        make_dir(&store.config.join("autostart"), 0o700)?;
-        make_dir(&store.runtime, 0o700)?;
-        let _lock = store.lock()?;
-        if first_use {
-            let def = PoolDef {
-                name: DEFAULT_POOL.into(),
-                uuid: new_uuid(),
-                target: default_target.to_path_buf(),
-                permissions: Permissions::default(),
-            };
-            store.write_def(&def)?;
-            store.build_locked(DEFAULT_POOL)?;
-            store.set_autostart_locked(DEFAULT_POOL, true)?;
-        }
-        store.autostart_once()?;
-        Ok(store)
-    }
-
-    /// Starts every autostart pool once per boot (the runtime directory is
-    /// emptied at boot, taking the marker with it).
-    fn autostart_once(&self) -> Result<(), PoolError> {
-        let marker = self.runtime.join(".autostarted");
-        if marker.exists() {
-            return Ok(());
-        }
-        for pool in self.list()? {
-            if pool.autostart && !pool.active && pool.def.target.is_dir() {
-                self.mark_active(&pool.def)?;
-            }
-        }
-        fs::write(&marker, b"").map_err(io_error(format!("write {}", marker.display())))
-    }
-
-    /// Serialises changes to definitions between processes.
-    fn lock(&self) -> Result<File, PoolError> {
-        let path = self.config.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error(format!("open {}", path.display())))?;
-        // SAFETY: flock on a descriptor we own; released when it closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_error(format!("lock {}", path.display()))(
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(file)
-    }
-
-    fn def_path(&self, name: &str) -> PathBuf {
-        self.config.join(format!("{name}.xml"))
-    }
-
-    fn autostart_path(&self, name: &str) -> PathBuf {
-        self.config.join("autostart").join(format!("{name}.xml"))
-    }
-
-    fn state_path(&self, name: &str) -> PathBuf {
-        self.runtime.join(format!("{name}.xml"))
-    }
-
-    /// Names of all defined pools, sorted as virsh sorts them.
-    pub fn names(&self) -> Result<Vec<String>, PoolError> {
-        let entries = fs::read_dir(&self.config)
-            .map_err(io_error(format!("read {}", self.config.display())))?;
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".xml")?;
-                (!stem.starts_with('.') && e.file_type().ok()?.is_file()).then(|| stem.to_string())
-            })
-            .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        Ok(names)
-    }
-
-    /// Every pool.
-    pub fn list(&self) -> Result<Vec<Pool>, PoolError> {
-        self.names()?.iter().map(|name| self.get(name)).collect()
-    }
-
-    /// The pool called `name`.
-    pub fn get(&self, name: &str) -> Result<Pool, PoolError> {
-        if validate_name("pool", name).is_err() {
-            return Err(PoolError::NoSuchPool(name.to_string()));
-        }
-        let path = self.def_path(name);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(PoolError::NoSuchPool(name.to_string()))
-            }
-            Err(e) => return Err(io_error(format!("read {}", path.display()))(e)),
-        };
-        let def = PoolDef::from_xml(&text)?;
-        let active = fs::read_to_string(self.state_path(name))
-            .map(|uuid| uuid.trim() == def.uuid)
-            .unwrap_or(false);
-        let autostart = self.autostart_path(name).symlink_metadata().is_ok();
-        Ok(Pool {
-            def,
-            active,
-            autostart,
-        })
-    }
-
-    /// Defines a directory pool `name` over `target` (`pool-define-as NAME dir --target PATH`).
-    pub fn define_dir(&self, name: &str, target: &Path) -> Result<Pool, PoolError> {
-        self.define(PoolDef {
-            name: name.to_string(),
-            uuid: String::new(),
-            target: target.to_path_buf(),
-            permissions: Permissions::default(),
-        })
-    }
-
-    /// Stores a new definition; an empty UUID gets a fresh one.
-    pub fn define(&self, mut def: PoolDef) -> Result<Pool, PoolError> {
-        validate_name("pool", &def.name)?;
-        if !def.target.is_absolute() {
-            let cwd = std::env::current_dir().map_err(io_error("find the current directory"))?;
-            def.target = cwd.join(&def.target);
-        }
-        if def.uuid.is_empty() {
-            def.uuid = new_uuid();
-        }
-        let _lock = self.lock()?;
-        for other in self.list()? {
-            if other.def.name == def.name {
-                return Err(PoolError::PoolExists(def.name));
-            }
-            if other.def.uuid == def.uuid {
-                return Err(PoolError::Unsupported(format!(
-                    "pool '{}' already has UUID {}; leave <uuid> out to get a new one",
-                    other.def.name, def.uuid
-                )));
-            }
-            if same_dir(&other.def.target, &def.target) {
-                return Err(PoolError::TargetInUse {
-                    path: def.target.display().to_string(),
-                    other: other.def.name,
-                });
-            }
-        }
-        self.write_def(&def)?;
-        Ok(Pool {
-            def,
-            active: false,
-            autostart: false,
-        })
-    }
-
-    fn write_def(&self, def: &PoolDef) -> Result<(), PoolError> {
-        let text = format!(
-            "<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n\
-             OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n  \
-             vireo pool-define-as, vireo pool-undefine\nor the Vireo application.\n-->\n\n{}",
-            def.to_xml(None)
-        );
-        write_atomically(&self.def_path(&def.name), text.as_bytes())
-    }
-
-    /// Creates the pool's directory (`pool-build`).
-    pub fn build(&self, name: &str) -> Result<(), PoolError> {
-        let _lock = self.lock()?;
-        self.build_locked(name)
-    }
-
-    fn build_locked(&self, name: &str) -> Result<(), PoolError> {
-        let pool = self.get(name)?;
-        let mode = pool.def.permissions.mode.unwrap_or(POOL_DIR_MODE);
-        make_dir(&pool.def.target, mode)?;
-        if pool.def.permissions.owner.is_some() || pool.def.permissions.group.is_some() {
-            std::os::unix::fs::chown(
-                &pool.def.target,
-                pool.def.permissions.owner,
-                pool.def.permissions.group,
-            )
-            .map_err(io_error(format!(
-                "set the owner of {}",
-                pool.def.target.display()
-            )))?;
-        }
-        Ok(())
-    }
-
-    /// Marks the pool running (`pool-start`); its directory must exist.
-    pub fn start(&self, name: &str) -> Result<(), PoolError> {
-        let _lock = self.lock()?;
-        let pool = self.get(name)?;
-        if pool.active {
-            return Err(PoolError::AlreadyActive(name.to_string()));
-        }
-        if !pool.def.target.is_dir() {
-            return Err(PoolError::TargetMissing {
-                name: name.to_string(),
-                path: pool.def.target.display().to_string(),
-            });
-        }
-        self.mark_active(&pool.def)
-    }
-
-    fn mark_active(&self, def: &PoolDef) -> Result<(), PoolError> {
-        write_atomically(
-            &self.state_path(&def.name),
-            format!("{}\n", def.uuid).as_bytes(),
-        )
-    }
-
-    /// Stops the pool (`pool-destroy`); its files stay.
-    pub fn destroy(&self, name: &str) -> Result<(), PoolError> {
-        let _lock = self.lock()?;
-        let pool = self.get(name)?;
-        if !pool.active {
-            return Err(PoolError::NotActive(name.to_string()));
-        }
-        remove_file(&self.state_path(name))
-    }
-
-    /// Forgets the definition (`pool-undefine`); the directory and files stay.
-    pub fn undefine(&self, name: &str) -> Result<(), PoolError> {
-        let _lock = self.lock()?;
-        let pool = self.get(name)?;
-        if pool.active {
-            return Err(PoolError::StillActive(name.to_string()));
-        }
-        let _ = fs::remove_file(self.autostart_path(name));
-        remove_file(&self.def_path(name))
-    }
-
-    /// Turns autostart on or off (`pool-autostart [--disable]`).
-    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), PoolError> {
-        let _lock = self.lock()?;
-        self.set_autostart_locked(name, on)
-    }
-
-    fn set_autostart_locked(&self, name: &str, on: bool) -> Result<(), PoolError> {
-        self.get(name)?;
-        let link = self.autostart_path(name);
-        let _ = fs::remove_file(&link);
-        if on {
-            std::os::unix::fs::symlink(format!("../{name}.xml"), &link)
-                .map_err(io_error(format!("create {}", link.display())))?;
-        }
-        Ok(())
-    }
-
-    /// Finds a volume given as virsh takes it: a name in `pool`, or without
-    /// a pool, a path (or key) inside a running pool.
-    pub fn find_volume(&self, vol: &str, pool: Option<&str>) -> Result<(Pool, String), PoolError> {
-        if let Some(pool) = pool {
-            let pool = self.get(pool)?;
-            pool.require_active()?;
-            let name = match Path::new(vol).strip_prefix(&pool.def.target) {
-                Ok(rest) if Path::new(vol).is_absolute() => rest.to_string_lossy().into_owned(),
-                _ => vol.to_string(),
-            };
-            pool.volume_path(&name)?;
-            return Ok((pool, name));
-        }
-        let path = Path::new(vol);
-        if path.is_absolute() {
-            if let (Some(dir), Some(file)) = (path.parent(), path.file_name()) {
-                for pool in self.list()? {
-                    if pool.active && same_dir(&pool.def.target, dir) {
-                        let name = file.to_string_lossy().into_owned();
-                        pool.volume_path(&name)?;
-                        return Ok((pool, name));
-                    }
-                }
-            }
-        }
-        Err(PoolError::VolumeNotFound(vol.to_string()))
-    }
-}
-
 impl Pool {
     pub fn name(&self) -> &str {
         &self.def.name
     }
 
-    fn require_active(&self) -> Result<(), PoolError> {
+    pub(crate) fn require_active(&self) -> Result<(), PoolError> {
         if self.active {
             Ok(())
         } else {
@@ -574,16 +262,6 @@ impl Pool {
         volume::describe(name, &path).map_err(io_error(format!("read {}", path.display())))
     }
 
-    /// Finds a backing volume as virsh does: a name in this pool, else a
-    /// path in any running pool of `store`.
-    pub fn resolve_backing(&self, store: &PoolStore, vol: &str) -> Result<PathBuf, PoolError> {
-        if let Ok(path) = self.volume_path(vol) {
-            return Ok(path);
-        }
-        let (pool, name) = store.find_volume(vol, None)?;
-        pool.volume_path(&name)
-    }
-
     /// Creates a volume (`vol-create-as`); on any failure its file is removed.
     pub fn create_volume(
         &self,
@@ -612,6 +290,45 @@ impl Pool {
         let result = self.fill_volume(&file, &path, spec, progress);
         drop(file);
         if let Err(error) = result {
+            let _ = fs::remove_file(&path);
+            return Err(error);
+        }
+        self.volume(&spec.name)
+    }
+
+    /// Creates volume `spec` holding what the image at `source` (in
+    /// `source_format`) holds, converted to the volume's format
+    /// (`vol-create-from`). The volume is at least as large as the source,
+    /// as libvirt makes it. On any failure its file is removed.
+    pub fn create_volume_from(
+        &self,
+        spec: &NewVolume,
+        source: &Path,
+        source_format: ImageFormat,
+        progress: Progress,
+    ) -> Result<VolumeDef, PoolError> {
+        let mut input = crate::storage::open_image(source, source_format, true)
+            .map_err(|e| PoolError::Unsupported(e.to_string()))?;
+        let size = input.size();
+        let mut spec = spec.clone();
+        spec.capacity = spec.capacity.max(size);
+        self.create_volume(&spec, &mut |_, _| {})?;
+        let path = self.def.target.join(&spec.name);
+        let format = match spec.format {
+            VolumeFormat::Qcow2 => ImageFormat::Qcow2,
+            _ => ImageFormat::Raw,
+        };
+        let copied = crate::storage::open_image(&path, format, false)
+            .map_err(|e| PoolError::Unsupported(e.to_string()))
+            .and_then(|mut output| {
+                crate::storage::copy_contents(input.as_mut(), output.as_mut(), size, progress)
+                    .map_err(|e| {
+                        io_error(format!("copy {} into {}", source.display(), path.display()))(
+                            io::Error::other(e),
+                        )
+                    })
+            });
+        if let Err(error) = copied {
             let _ = fs::remove_file(&path);
             return Err(error);
         }
@@ -869,7 +586,7 @@ fn open_locked(path: &Path, read_only: bool) -> Result<File, PoolError> {
     Ok(file)
 }
 
-fn make_dir(path: &Path, mode: u32) -> Result<(), PoolError> {
+pub(crate) fn make_dir(path: &Path, mode: u32) -> Result<(), PoolError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -877,12 +594,12 @@ fn make_dir(path: &Path, mode: u32) -> Result<(), PoolError> {
         .map_err(io_error(format!("create directory {}", path.display())))
 }
 
-fn remove_file(path: &Path) -> Result<(), PoolError> {
+pub(crate) fn remove_file(path: &Path) -> Result<(), PoolError> {
     fs::remove_file(path).map_err(io_error(format!("remove {}", path.display())))
 }
 
 /// Whether `a` and `b` name one directory (after resolving links where they exist).
-fn same_dir(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_dir(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.components().collect());
     canon(a) == canon(b)
 }
@@ -890,150 +607,4 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// Replaces `path` with `bytes` atomically (see [`crate::fsutil::atomic_write`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PoolError> {
     crate::fsutil::atomic_write(path, bytes).map_err(io_error(format!("write {}", path.display())))
-}
-
-/// A random (version 4) UUID.
-pub fn new_uuid() -> String {
-    crate::domain::generate_uuid().unwrap_or_else(|_| {
-        // No randomness to be had: time and pid are unique enough here.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        format!(
-            "{:08x}-0000-4000-8000-{:012x}",
-            std::process::id(),
-            now.as_nanos() as u64 & 0xffff_ffff_ffff
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(dir: &Path) -> PoolStore {
-        PoolStore::open_at(
-            &dir.join("config/pools"),
-            &dir.join("run/pools"),
-            &dir.join("images"),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn default_pool_exists_on_first_use_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let pools = store(dir.path());
-        let default = pools.get(DEFAULT_POOL).unwrap();
-        assert!(default.active && default.autostart);
-        assert!(dir.path().join("images").is_dir());
-        pools.destroy(DEFAULT_POOL).unwrap();
-        pools.undefine(DEFAULT_POOL).unwrap();
-        let pools = store(dir.path());
-        assert!(matches!(
-            pools.get(DEFAULT_POOL),
-            Err(PoolError::NoSuchPool(_))
-        ));
-    }
-
-    #[test]
-    fn autostart_pools_start_once_per_boot() {
-        let dir = tempfile::tempdir().unwrap();
-        let pools = store(dir.path());
-        pools.destroy(DEFAULT_POOL).unwrap();
-        assert!(
-            !store(dir.path()).get(DEFAULT_POOL).unwrap().active,
-            "same boot: stays stopped"
-        );
-        fs::remove_dir_all(dir.path().join("run")).unwrap(); // a reboot
-        assert!(store(dir.path()).get(DEFAULT_POOL).unwrap().active);
-    }
-
-    #[test]
-    fn names_are_validated_and_unique() {
-        let dir = tempfile::tempdir().unwrap();
-        let pools = store(dir.path());
-        for bad in ["", "a/b", ".", "..", ".hidden"] {
-            assert!(
-                matches!(
-                    pools.define_dir(bad, &dir.path().join("x")),
-                    Err(PoolError::InvalidName { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-        pools.define_dir("isos", &dir.path().join("isos")).unwrap();
-        assert!(matches!(
-            pools.define_dir("isos", &dir.path().join("other")),
-            Err(PoolError::PoolExists(_))
-        ));
-        assert!(matches!(
-            pools.define_dir("again", &dir.path().join("isos")),
-            Err(PoolError::TargetInUse { .. })
-        ));
-        assert!(matches!(
-            pools.start("isos"),
-            Err(PoolError::TargetMissing { .. })
-        ));
-        pools.build("isos").unwrap();
-        assert_eq!(
-            fs::metadata(dir.path().join("isos")).unwrap().mode() & 0o777,
-            POOL_DIR_MODE
-        );
-        pools.start("isos").unwrap();
-        assert!(matches!(
-            pools.undefine("isos"),
-            Err(PoolError::StillActive(_))
-        ));
-        assert_eq!(pools.names().unwrap(), ["default", "isos"]);
-    }
-
-    #[test]
-    fn failed_volume_creation_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let pools = store(dir.path());
-        let pool = pools.get(DEFAULT_POOL).unwrap();
-        let spec = NewVolume {
-            name: "huge.qcow2".into(),
-            capacity: u64::MAX - 4096,
-            allocation: Some(0),
-            format: VolumeFormat::Qcow2,
-            prealloc_metadata: false,
-            backing: None,
-        };
-        assert!(pool.create_volume(&spec, &mut |_, _| {}).is_err());
-        assert!(!dir.path().join("images/huge.qcow2").exists());
-        let raw = NewVolume {
-            name: "r".into(),
-            capacity: 4096,
-            format: VolumeFormat::Raw,
-            ..spec
-        };
-        pool.create_volume(&raw, &mut |_, _| {}).unwrap();
-        assert!(matches!(
-            pool.create_volume(&raw, &mut |_, _| {}),
-            Err(PoolError::VolumeExists { .. })
-        ));
-        assert!(
-            dir.path().join("images/r").exists(),
-            "the existing volume survives"
-        );
-    }
-
-    #[test]
-    fn stored_definitions_carry_the_warning_header() {
-        let dir = tempfile::tempdir().unwrap();
-        store(dir.path());
-        let text = fs::read_to_string(dir.path().join("config/pools/default.xml")).unwrap();
-        assert!(text.starts_with("<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE."));
-        assert!(text.contains("<capacity unit='bytes'>0</capacity>"));
-    }
-
-    #[test]
-    fn uuids_are_version_4() {
-        let uuid = new_uuid();
-        assert_eq!(uuid.len(), 36);
-        assert_eq!(&uuid[14..15], "4");
-        assert_ne!(uuid, new_uuid());
-    }
 }

@@ -8,7 +8,7 @@
 
 use adw::prelude::*;
 
-use crate::manager::host_info::{self, HostInfo};
+use crate::app::host_info::{self, HostInfo};
 use crate::ui::i18n::gettext_f;
 use crate::ui::{gettext, ngettext};
 

@@ -21,8 +21,8 @@ use std::rc::Rc;
 
 use adw::prelude::*;
 
-use crate::manager::storage::{load, Snapshot};
-use crate::storage::pools::PoolStore;
+use crate::app::storage::{load, Snapshot};
+use crate::definitions::PoolStore;
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{

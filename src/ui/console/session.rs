@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use vnc::{PixelFormat, VncConnector, VncEncoding, VncError, VncEvent};
 
 use super::framebuffer::{FrameBatch, Framebuffer};
+use crate::vnc::protocol::ClientMessage;
 
 /// How long to wait between connection attempts.
 const RETRY: Duration = Duration::from_millis(500);
@@ -297,34 +298,39 @@ async fn connect(stream: UnixStream) -> Result<Connection, VncError> {
     Ok(Connection { client, out })
 }
 
-/// RFC 6143 §7.5.3 FramebufferUpdateRequest.
+/// RFC 6143 §7.5.3 FramebufferUpdateRequest for the whole screen.
 fn update_request(incremental: bool, width: u32, height: u32) -> Vec<u8> {
-    let mut m = vec![3, u8::from(incremental), 0, 0, 0, 0];
-    m.extend_from_slice(&(width.min(u16::MAX.into()) as u16).to_be_bytes());
-    m.extend_from_slice(&(height.min(u16::MAX.into()) as u16).to_be_bytes());
-    m
+    encode(ClientMessage::FramebufferUpdateRequest {
+        incremental,
+        x: 0,
+        y: 0,
+        width: width.min(u16::MAX.into()) as u16,
+        height: height.min(u16::MAX.into()) as u16,
+    })
 }
 
-/// Encodes one input event as its RFB message: RFC 6143 §7.5.5
-/// PointerEvent, or rfbproto's QEMU Extended Key Event (type 255,
-/// subtype 0, u16 down, u32 keysym, u32 key number).
+/// One input event as its RFB message: RFC 6143 §7.5.5 PointerEvent, or
+/// rfbproto's QEMU Extended Key Event.
 fn input_message(input: Input, (width, height): (u32, u32)) -> Vec<u8> {
     match input {
-        Input::Pointer { x, y, buttons } => {
-            let mut m = vec![5, buttons];
-            m.extend_from_slice(&x.to_be_bytes());
-            m.extend_from_slice(&y.to_be_bytes());
-            m
-        }
-        Input::Key { down, keysym, qnum } => {
-            let mut m = vec![255, 0];
-            m.extend_from_slice(&u16::from(down).to_be_bytes());
-            m.extend_from_slice(&keysym.to_be_bytes());
-            m.extend_from_slice(&u32::from(qnum).to_be_bytes());
-            m
-        }
+        Input::Pointer { x, y, buttons } => encode(ClientMessage::PointerEvent { buttons, x, y }),
+        Input::Key { down, keysym, qnum } => encode(ClientMessage::QemuExtendedKeyEvent {
+            down,
+            keysym,
+            qnum: u32::from(qnum),
+        }),
         Input::FullRefresh => update_request(false, width, height),
     }
+}
+
+/// A client message's bytes, as `vnc::protocol` (the server's own reader's
+/// counterpart) writes them.
+fn encode(message: ClientMessage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    message
+        .write_to(&mut bytes)
+        .expect("writing into a Vec cannot fail");
+    bytes
 }
 
 enum Ended {
@@ -442,7 +448,6 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vnc::protocol::ClientMessage;
 
     fn parse(bytes: &[u8]) -> ClientMessage {
         let mut r = bytes;

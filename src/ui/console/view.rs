@@ -20,13 +20,13 @@ use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gdk, glib, graphene};
 
-use crate::manager::preferences::ReleaseKeys;
+use crate::app::preferences::ReleaseKeys;
 
 use super::framebuffer::{FrameBatch, TILE};
 use super::geometry::Placement;
 use super::session::{ConsoleState, Input, Session, Update};
 use crate::display::input::{BUTTON_LEFT, BUTTON_MIDDLE, BUTTON_RIGHT, WHEEL_DOWN, WHEEL_UP};
-use crate::display::keymap;
+use crate::keys::evdev;
 
 /// How long the hint stays.
 const HINT_SECONDS: u32 = 3;
@@ -483,7 +483,7 @@ impl ConsoleView {
             self.release_grab();
             return true;
         }
-        let qnum = keymap::x_keycode_to_qnum(keycode).unwrap_or(0);
+        let qnum = evdev::x_keycode_to_qnum(keycode).unwrap_or(0);
         let keysym = keyval.into_glib();
         if qnum == 0 && keysym == 0 {
             return true;

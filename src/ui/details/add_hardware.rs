@@ -9,7 +9,7 @@ use adw::prelude::*;
 
 use super::hardware::path_of;
 use super::DetailsPage;
-use crate::manager::edit::{self, DiskSource, NewHardware};
+use crate::app::edit::{self, DiskSource, NewHardware};
 use crate::ui::gettext;
 
 /// The kinds in the Type row, in order.

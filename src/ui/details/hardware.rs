@@ -1,6 +1,6 @@
 //! The Details tab's groups, one per section of virt-manager's hardware
 //! list: each editable row changes the edited definition through
-//! `manager::edit` and says "Takes effect after shutdown" while the VM runs.
+//! `app::edit` and says "Takes effect after shutdown" while the VM runs.
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -10,9 +10,9 @@ use crate::ui::file_chooser::{choose_path, Pick};
 use adw::prelude::*;
 
 use super::DetailsPage;
+use crate::app::edit::{self, DeviceRef};
+use crate::definitions::Definition;
 use crate::domain::{BootDevice, CpuTopology, Disk, Domain, Input, Interface, Serial, Video};
-use crate::manager::edit::{self, DeviceRef};
-use crate::store::Definition;
 use crate::ui::i18n::gettext_f;
 use crate::ui::{gettext, ngettext};
 

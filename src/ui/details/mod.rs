@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Edits collect in a copy of the definition and Apply saves them through
-//! `manager::edit` on a worker thread; Revert drops them. Add Hardware and
+//! `app::edit` on a worker thread; Revert drops them. Add Hardware and
 //! Remove save at once, as virt-manager's do. A running VM keeps running
 //! the machine it started with: what is saved is what its next start uses,
 //! and the editable rows say so.
@@ -25,11 +25,11 @@ use std::rc::Rc;
 use adw::prelude::*;
 
 use super::gettext;
+use crate::app::edit::{self, EditError};
+use crate::app::lifecycle::VmState;
+use crate::app::media::MediaError;
+use crate::definitions::{Definition, DomainStore};
 use crate::domain::Domain;
-use crate::manager::edit::{self, EditError};
-use crate::manager::lifecycle::VmState;
-use crate::manager::media::MediaError;
-use crate::store::{Definition, Store};
 
 /// Runs `work` on a worker thread and `done` with its result on the GTK
 /// thread, so the window never waits for a disk or a VM.
@@ -321,7 +321,7 @@ impl DetailsPage {
         self.0.apply.set_sensitive(false);
         let this = self.clone();
         in_background(
-            move || edit::save(&Store::open(), &original, &edited, running),
+            move || edit::save(&DomainStore::open(), &original, &edited, running),
             move |result| match result {
                 Ok(saved) => {
                     this.saved(&saved, running);
@@ -361,7 +361,7 @@ impl DetailsPage {
             move || {
                 let mut domain = edited;
                 edit::add_hardware(&mut domain, &hardware)?;
-                edit::save(&Store::open(), &original, &domain, running)
+                edit::save(&DomainStore::open(), &original, &domain, running)
             },
             move |result| match result {
                 Ok(saved) => {
@@ -414,7 +414,7 @@ impl DetailsPage {
                 let target = target.clone();
                 let source = source.clone();
                 move || {
-                    crate::manager::media::change_media(&vm, &target, source.as_deref())
+                    crate::app::media::change_media(&vm, &target, source.as_deref())
                         .map_err(|e| match e {
                             MediaError::Live(error) => super::i18n::gettext_f(
                                 "The running VM did not change the medium: {error}",
@@ -422,7 +422,7 @@ impl DetailsPage {
                             ),
                             other => other.to_string(),
                         })
-                        .and_then(|_| Store::open().find(&vm).map_err(|e| e.to_string()))
+                        .and_then(|_| DomainStore::open().find(&vm).map_err(|e| e.to_string()))
                 }
             },
             move |result| match result {

@@ -1,6 +1,6 @@
 //! The XML tab: the whole stored definition in a monospace text view, for
 //! experts (virt-manager's XML tab, one editor for the domain). Apply
-//! checks the text the way `vireo define` does (`manager::edit::save_xml`)
+//! checks the text the way `vireo define` does (`app::edit::save_xml`)
 //! and saves only a valid definition of the same VM; a refusal is shown
 //! above the editor and the text stays as typed.
 
@@ -10,8 +10,8 @@ use std::rc::Rc;
 use adw::prelude::*;
 
 use super::{in_background, OnSaved};
-use crate::manager::edit;
-use crate::store::{Definition, Store};
+use crate::app::edit;
+use crate::definitions::{Definition, DomainStore};
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 
@@ -168,7 +168,7 @@ impl XmlEditor {
         self.0.apply.set_sensitive(false);
         let this = self.clone();
         in_background(
-            move || edit::save_xml(&Store::open(), &original, &text),
+            move || edit::save_xml(&DomainStore::open(), &original, &text),
             move |result| match result {
                 Ok(saved) => {
                     this.show(&saved, running, true);

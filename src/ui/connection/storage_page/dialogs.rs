@@ -1,5 +1,5 @@
 //! The Storage page's dialogs: Add Pool, New Volume and Resize. Each
-//! checks its fields with `manager::storage`, runs the change on a worker
+//! checks its fields with `app::storage`, runs the change on a worker
 //! thread (New Volume with a progress bar), shows a refusal or failure as a
 //! sentence in place, and closes when the change is made.
 
@@ -10,11 +10,12 @@ use std::rc::Rc;
 use crate::ui::file_chooser::{choose_into, Pick};
 use adw::prelude::*;
 
-use crate::manager::storage::{
+use crate::app::storage::{
     add_dir_pool, check_pool_name, check_resize, human_size, parse_capacity, rename_for_format,
     suggest_volume_name, Prealloc, SizeUnit, Snapshot, VolumeRequest,
 };
-use crate::storage::pools::{PoolStore, VolumeDef, VolumeFormat};
+use crate::definitions::PoolStore;
+use crate::storage::pools::{VolumeDef, VolumeFormat};
 use crate::ui::gettext;
 use crate::ui::i18n::gettext_f;
 use crate::ui::pool_view::{

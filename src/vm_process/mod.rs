@@ -1,0 +1,161 @@
+//! The VM process: one process per running VM (`vireo-vmm NAME`), which outlives
+//! the command or window that started it, and the files through which
+//! everyone else finds it in `paths::runtime_dir()`:
+//!
+//! | file | what |
+//! |---|---|
+//! | `NAME.json` | pid, per-boot id, UUID, VNC port: present while it runs |
+//! | `NAME.ctl` | the QMP-compatible control socket |
+//! | `NAME.serial` | the serial console (`vireo console NAME`) |
+//! | `NAME.vnc` | the VNC server, for the window |
+//!
+//! A VM process that died (killed, crashed) leaves these behind; whoever
+//! looks next finds the pid gone and removes them.
+
+pub mod controller;
+pub mod process;
+pub mod serial_hub;
+pub mod spawn;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What a running VM process publishes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub pid: u32,
+    /// Per-boot id, as virsh's: increases with every start.
+    pub id: u32,
+    pub uuid: String,
+    pub vnc_port: Option<u16>,
+}
+
+/// The runtime files of VM `name`.
+pub struct RunFiles {
+    dir: PathBuf,
+    name: String,
+}
+
+impl RunFiles {
+    pub fn new(name: &str) -> Self {
+        Self {
+            dir: crate::paths::runtime_dir(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.name))
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.file("json")
+    }
+
+    pub fn control(&self) -> PathBuf {
+        self.file("ctl")
+    }
+
+    pub fn serial(&self) -> PathBuf {
+        self.file("serial")
+    }
+
+    pub fn vnc(&self) -> PathBuf {
+        self.file("vnc")
+    }
+
+    /// Removes every runtime file of this VM.
+    pub fn remove_all(&self) {
+        for path in [self.state(), self.control(), self.serial(), self.vnc()] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The VM's state if its process is alive; stale files of a dead
+    /// process are cleaned up on the way.
+    pub fn running(&self) -> Option<RunState> {
+        let text = std::fs::read_to_string(self.state()).ok()?;
+        let state: RunState = match serde_json::from_str(&text) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(path = %self.state().display(), "unreadable run state, removing it: {e}");
+                self.remove_all();
+                return None;
+            }
+        };
+        if process_is_vm(state.pid, &self.name) {
+            Some(state)
+        } else {
+            tracing::info!(name = %self.name, pid = state.pid, "VM process is gone; cleaning up after it");
+            self.remove_all();
+            None
+        }
+    }
+}
+
+/// Whether `pid` is alive and is the VM process of `name` (guards against
+/// pid reuse after a crash).
+pub fn process_is_vm(pid: u32, name: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    // `vireo-vmm NAME`, or `vireo __vmm NAME` (no vireo-vmm beside vireo,
+    // or a VM started by an older Vireo).
+    let program = args
+        .first()
+        .map(|a| a.rsplit(|&b| b == b'/').next().unwrap_or(a));
+    (program == Some(process::VMM_PROGRAM.as_bytes()) && args.get(1) == Some(&name.as_bytes()))
+        || args
+            .windows(2)
+            .any(|w| w[0] == process::VMM_VERB.as_bytes() && w[1] == name.as_bytes())
+}
+
+/// The next per-boot id: a counter in the runtime directory, taken under
+/// an exclusive lock so two starts never share one.
+pub fn next_id(dir: &Path) -> std::io::Result<u32> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(".last-id"))?;
+    // SAFETY: flock on a descriptor we own; released when `file` closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let id = text.trim().parse::<u32>().unwrap_or(0) + 1;
+    file.rewind()?;
+    file.set_len(0)?;
+    write!(file, "{id}")?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = next_id(dir.path()).unwrap();
+        let b = next_id(dir.path()).unwrap();
+        assert_eq!((a, b), (1, 2));
+    }
+
+    #[test]
+    fn our_own_process_is_not_a_vm() {
+        assert!(!process_is_vm(std::process::id(), "x"));
+        assert!(!process_is_vm(u32::MAX, "x"));
+    }
+}
