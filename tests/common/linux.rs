@@ -30,8 +30,10 @@ use super::{Domain, Home, Vm};
 /// that emulates the guest kernel, several minutes on two cores shared
 /// with other VMs and builds (measured: 257 s at a load average of 10).
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long one shell command may take by default.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one shell command may take by default: each process start
+/// and each driver call is emulated kernel code, seconds apiece when
+/// several guests share two cores.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// The shell's prompt (tests/linux/initramfs/etc/profile).
 pub const PROMPT: &str = "vireo-guest# ";
 /// What rcS prints once the file systems are mounted.
@@ -164,7 +166,13 @@ impl LinuxGuest {
 
     /// Like [`Self::boot`], with extra `vireo run` arguments.
     pub fn boot_with(domain: &Domain, extra_args: &[&str]) -> Self {
-        let vm = Vm::start_with(domain, extra_args);
+        Self::boot_with_env(domain, extra_args, &[])
+    }
+
+    /// Like [`Self::boot_with`], with extra environment variables for
+    /// `vireo run` (a `VIREO_HOME` whose networks the guest joins).
+    pub fn boot_with_env(domain: &Domain, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let vm = Vm::start_with_env(domain, extra_args, env);
         Self::at_prompt(Host::Run(vm))
     }
 
@@ -427,6 +435,9 @@ pub const DMESG_ALLOWED: &[(&str, &str)] = &[
         r"^Unknown kernel command line parameters",
         "parameters meant for init",
     ),
+    // The command line itself, echoed: its words (rcu_cpu_stall_timeout)
+    // are no complaint.
+    (r"^(Kernel )?[Cc]ommand line: ", "the command line"),
 ];
 
 /// Words that mark a kernel log line as a complaint whatever its level.

@@ -6,13 +6,18 @@
 #
 #   bzImage  vmlinux  initramfs.cpio  config  System.map  build.log
 #
-# The result is cached outside the checkout, in
+# The results are cached outside the checkout, in two steps:
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/vireo/test-linux/kernel-KERNELKEY/
+#       the kernel (tens of minutes on two cores), keyed by what it is made
+#       of: kernel.fragment, the workaround patch, the kernel source's
+#       package version and this script's kernel recipe;
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/vireo/test-linux/KEY/
-# where KEY hashes every input: kernel.fragment, the workaround patch, the
-# initramfs tree, this script, and the versions of the two packages. A
-# second run with the same inputs only prints the directory. The build runs
-# aside and is renamed into place, under a lock, so tests starting at once
-# build it once and never see half of it.
+#       what the tests use: that kernel and the initramfs (a second), keyed
+#       by the kernel's key, the initramfs tree and busybox's version.
+# So editing an init script never rebuilds the kernel. A second run with
+# the same inputs only prints the directory. Each build runs aside and is
+# renamed into place, under a lock, so tests starting at once build once
+# and never see half of a result.
 #
 # usage: tests/linux/build.sh [--quiet]
 #   --quiet   print nothing but the directory (progress goes to build.log)
@@ -38,14 +43,28 @@ busybox_version=$(version_of busybox-static)
 [ -n "$busybox_version" ] && [ -x "$busybox" ] ||
     die "busybox-static is not installed ($busybox); run scripts/setup.sh test"
 
-# The cache key: every input, by content (and, for the initramfs tree, by
-# name and executable bit, which become the file's mode in the image).
-key=$(
+# The kernel's recipe: this script from the line that marks it to the one
+# that ends it, so changes to the initramfs part do not count.
+kernel_recipe() {
+    sed -n '/^# ---- kernel recipe/,/^# ---- end of kernel recipe/p' "$here/build.sh"
+}
+kernel_key=$(
     cd "$here"
     {
         echo "linux-source-6.1 $linux_version"
+        sha256sum kernel.fragment kvm-pvm-workarounds.patch
+        kernel_recipe | sha256sum
+    } | sha256sum | cut -c1-16
+)
+# The whole guest's key: the kernel's, and the initramfs by content (and,
+# for its tree, by name and executable bit, which become the file's mode in
+# the image).
+key=$(
+    cd "$here"
+    {
+        echo "kernel $kernel_key"
         echo "busybox-static $busybox_version"
-        sha256sum build.sh kernel.fragment kvm-pvm-workarounds.patch
+        sed '/^# ---- kernel recipe/,/^# ---- end of kernel recipe/d' build.sh | sha256sum
         find initramfs -type f | LC_ALL=C sort | while read -r f; do
             [ -x "$f" ] && echo "exec $f"
             sha256sum "$f"
@@ -53,14 +72,18 @@ key=$(
     } | sha256sum | cut -c1-16
 )
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/vireo/test-linux
+kernel=$cache/kernel-$kernel_key
 out=$cache/$key
+kernel_outputs="bzImage vmlinux gen_init_cpio"
 outputs="bzImage vmlinux initramfs.cpio"
 
 complete() {
-    for f in $outputs; do [ -s "$1/$f" ] || return 1; done
+    dir=$1
+    shift
+    for f in "$@"; do [ -s "$dir/$f" ] || return 1; done
 }
 
-if complete "$out"; then
+if complete "$out" $outputs; then
     echo "$out"
     exit 0
 fi
@@ -72,7 +95,7 @@ flock -n 9 || {
     say "another build is under way; waiting for its lock ($cache/.lock)"
     flock 9
 }
-if complete "$out"; then
+if complete "$out" $outputs; then
     echo "$out"
     exit 0
 fi
@@ -89,29 +112,54 @@ log=$work/build.log
 jobs=$(nproc 2>/dev/null || echo 2)
 run() { nice -n 10 "$@" >>"$log" 2>&1 || { tail -n 40 "$log" >&2; die "failed: $*"; }; }
 
-start=$(date +%s)
-say "building in $work (log: $log); about 10 minutes on 2 cores"
-run tar xf "$tarball" -C "$work"
-src=$work/linux-source-6.1
-obj=$work/obj
-run patch -d "$src" -p1 -i "$here/kvm-pvm-workarounds.patch"
+# Moves a finished directory into place whole.
+publish() {
+    stage=$2.tmp.$$
+    rm -rf "$stage"
+    mv "$1" "$stage"
+    rm -rf "$2"
+    mv "$stage" "$2"
+}
 
-# tinyconfig, then the fragment over it; -n keeps every symbol the fragment
-# does not name off (allnoconfig), as tinyconfig does.
-run make -C "$src" O="$obj" ARCH=x86_64 tinyconfig
-# (merge_config.sh runs make in the current directory.)
-(cd "$src" && run scripts/kconfig/merge_config.sh -n -O "$obj" "$obj/.config" "$here/kernel.fragment")
-missing=$(grep '^CONFIG_' "$here/kernel.fragment" | while read -r line; do
-    if ! grep -qx "$line" "$obj/.config"; then echo "$line"; fi
-done; grep '^# CONFIG_.* is not set$' "$here/kernel.fragment" | while read -r line; do
-    symbol=$(echo "$line" | cut -d' ' -f2)
-    if grep -q "^$symbol=" "$obj/.config"; then echo "$line"; fi
-done)
-[ -z "$missing" ] || die "kernel.fragment asks for what Kconfig did not keep (a dependency is missing):
+# ---- kernel recipe (its text is part of the kernel's cache key)
+build_kernel() {
+    start=$(date +%s)
+    say "building the kernel in $work (log: $log); 10 to 25 minutes on 2 cores"
+    run tar xf "$tarball" -C "$work"
+    src=$work/linux-source-6.1
+    obj=$work/obj
+    run patch -d "$src" -p1 -i "$here/kvm-pvm-workarounds.patch"
+
+    # tinyconfig, then the fragment over it; -n keeps every symbol the
+    # fragment does not name off (allnoconfig), as tinyconfig does.
+    run make -C "$src" O="$obj" ARCH=x86_64 tinyconfig
+    # (merge_config.sh runs make in the current directory.)
+    (cd "$src" && run scripts/kconfig/merge_config.sh -n -O "$obj" "$obj/.config" "$here/kernel.fragment")
+    missing=$(grep '^CONFIG_' "$here/kernel.fragment" | while read -r line; do
+        if ! grep -qx "$line" "$obj/.config"; then echo "$line"; fi
+    done; grep '^# CONFIG_.* is not set$' "$here/kernel.fragment" | while read -r line; do
+        symbol=$(echo "$line" | cut -d' ' -f2)
+        if grep -q "^$symbol=" "$obj/.config"; then echo "$line"; fi
+    done)
+    [ -z "$missing" ] || die "kernel.fragment asks for what Kconfig did not keep (a dependency is missing):
 $missing"
 
-say "compiling the kernel ($jobs jobs)"
-run make -C "$src" O="$obj" ARCH=x86_64 -j"$jobs" bzImage
+    say "compiling the kernel ($jobs jobs)"
+    run make -C "$src" O="$obj" ARCH=x86_64 -j"$jobs" bzImage
+
+    # The kernel's own initramfs writer goes with it (see below).
+    mkdir "$work/kernel"
+    cp "$obj/arch/x86/boot/bzImage" "$obj/vmlinux" "$obj/System.map" \
+        "$obj/usr/gen_init_cpio" "$work/kernel/"
+    cp "$obj/.config" "$work/kernel/config"
+    echo "kernel built in $(($(date +%s) - start)) s with $jobs jobs" >>"$log"
+    cp "$log" "$work/kernel/build.log"
+    publish "$work/kernel" "$kernel"
+    say "kernel built in $(($(date +%s) - start)) s: $kernel"
+}
+# ---- end of kernel recipe
+
+complete "$kernel" $kernel_outputs || build_kernel
 
 # The initramfs, written by the kernel's own gen_init_cpio (no root, no
 # device nodes on the host): busybox with a link per applet, the tree in
@@ -120,7 +168,9 @@ list=$work/initramfs.list
 {
     echo "dir /dev 0755 0 0"
     echo "nod /dev/console 0600 0 0 c 5 1"
-    for d in bin proc sys tmp mnt root run var; do echo "dir /$d 0755 0 0"; done
+    # (acpid and udhcpc write their logs and pid files under /var.)
+    for d in bin proc sys tmp mnt root run var var/log; do echo "dir /$d 0755 0 0"; done
+    echo "slink /var/run /run 0777 0 0"
     echo "file /bin/busybox $busybox 0755 0 0"
     echo "slink /init /bin/busybox 0777 0 0"
     # (--list names busybox itself, which must stay the binary.)
@@ -138,18 +188,13 @@ list=$work/initramfs.list
         fi
     done
 } >"$list"
-nice -n 10 "$obj/usr/gen_init_cpio" "$list" >"$work/initramfs.cpio" 2>>"$log" ||
+mkdir "$work/guest"
+"$kernel/gen_init_cpio" "$list" >"$work/guest/initramfs.cpio" 2>>"$log" ||
     die "gen_init_cpio failed (list: $list)"
-
-stage=$cache/$key.tmp.$$
-rm -rf "$stage"
-mkdir "$stage"
-cp "$obj/arch/x86/boot/bzImage" "$obj/vmlinux" "$obj/.config" "$obj/System.map" \
-    "$work/initramfs.cpio" "$stage/"
-mv "$stage/.config" "$stage/config"
-echo "built in $(($(date +%s) - start)) s with $jobs jobs" >>"$log"
-cp "$log" "$stage/build.log"
-rm -rf "$out"
-mv "$stage" "$out"
-say "built in $(($(date +%s) - start)) s: $out"
+# The kernel's files are linked, not copied: one kernel serves every
+# initramfs built over it.
+for f in bzImage vmlinux System.map config build.log; do
+    ln -s "$kernel/$f" "$work/guest/$f"
+done
+publish "$work/guest" "$out"
 echo "$out"
