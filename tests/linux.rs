@@ -74,7 +74,14 @@ fn bzimage_boots_to_a_shell_on_two_vcpus_with_the_ioapic_and_the_hosts_time() {
         "legacy PIC interrupts:\n{interrupts}"
     );
 
-    // The RTC: the guest's clock starts at the host's.
+    // The RTC: Linux's rtc_cmos driver read Vireo's CMOS clock and set the
+    // guest's clock from it, which is the host's.
+    let log = guest.dmesg();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rtc_cmos") && l.contains("setting system clock to")),
+        "the guest did not set its clock from the RTC:\n{log}"
+    );
     let guest_time: u64 = guest.run("date -u +%s").trim().parse().unwrap();
     let host_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::guest::run_tool;
-use common::kvm_available;
 use common::linux::{test_linux, Boot, LinuxGuest, BOOT_TIMEOUT};
+use common::{kvm_available, sha256_hex};
 
 /// Where in each disk the host writes (1 MiB in) and the guest writes
 /// (2 MiB in), and how much: 64 KiB each.
@@ -57,22 +57,6 @@ fn guest_read_sum(device: &str) -> String {
         "dd if={device} bs={CHUNK} skip={} count=1 2>/dev/null | sha256sum",
         HOST_OFFSET / CHUNK as u64
     )
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 /// The raw image a disk should equal: zeros, the host's chunk and the
@@ -166,7 +150,7 @@ fn virtio_blk_on_qcow2_and_raw_holds_exactly_what_guest_and_host_wrote() {
         let sum = guest.run(&guest_read_sum(device));
         assert_eq!(
             sum.split_whitespace().next(),
-            Some(sha256(&repeated_line(word)).as_str()),
+            Some(sha256_hex(&repeated_line(word)).as_str()),
             "{device} does not hold what the host wrote"
         );
     }
@@ -278,7 +262,7 @@ fn ata_piix_disk_and_atapi_cdrom_whose_disc_changes_and_ejects_live() {
     let sum = guest.run(&guest_read_sum("/dev/sda"));
     assert_eq!(
         sum.split_whitespace().next(),
-        Some(sha256(&repeated_line(&host_word)).as_str())
+        Some(sha256_hex(&repeated_line(&host_word)).as_str())
     );
     let guest_word = run_tag("guest-ide");
     guest.run(&guest_write("/dev/sda", &guest_word));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::linux::{test_linux, Boot, LinuxGuest, COMMAND_TIMEOUT};
-use common::{kvm_available, Home};
+use common::{kvm_available, sha256_hex, Home, NetworkGuard};
 
 /// The guest port the forward leads to.
 const GUEST_PORT: u16 = 8080;
@@ -62,21 +62,6 @@ fn answer_get(mut stream: TcpStream, body: &[u8]) {
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 /// A TCP port on 127.0.0.1 nobody listens on now, below Linux's ephemeral
@@ -165,15 +150,6 @@ fn nat_lease_download_and_port_forward_through_virtio_net() {
     assert_eq!(got, "hello-through-the-forward\n");
 
     guest.check_dmesg();
-}
-
-/// Stops a network's switch when the test ends, however it ends.
-struct NetworkGuard<'a>(&'a Home, &'static str);
-
-impl Drop for NetworkGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(&["net-destroy", self.1]);
-    }
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! Guest kernel code is emulated on hosts without VMX (TESTING.md), so a
 //! boot takes half a minute there, longer on a loaded machine.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -184,34 +184,12 @@ impl LinuxGuest {
         std::fs::write(&xml, domain.xml()).unwrap();
         home.ok(&["define", xml.to_str().unwrap()]);
         home.ok(&["start", &domain.name]);
-        let socket = home.path(&format!("run/{}.serial", domain.name));
-        let start = Instant::now();
-        let stream = loop {
-            match UnixStream::connect(&socket) {
-                Ok(stream) => break stream,
-                Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                    panic!("no serial console at {}: {e}", socket.display())
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        let serial = Arc::new(Mutex::new(Vec::new()));
-        let sink = serial.clone();
-        let mut reader = stream.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (input, serial) = super::attach_serial(&home, &domain.name);
         Self::at_prompt(Host::Started {
             home,
             name: domain.name.clone(),
             serial,
-            input: stream,
+            input,
         })
     }
 
@@ -438,6 +416,10 @@ pub const DMESG_ALLOWED: &[(&str, &str)] = &[
     // The command line itself, echoed: its words (rcu_cpu_stall_timeout)
     // are no complaint.
     (r"^(Kernel )?[Cc]ommand line: ", "the command line"),
+    (
+        r"^RCU CPU stall warnings timeout set to",
+        "rcupdate.rcu_cpu_stall_timeout= on the command line",
+    ),
 ];
 
 /// Words that mark a kernel log line as a complaint whatever its level.

@@ -11,6 +11,7 @@ pub mod vnc;
 pub mod wait;
 
 use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -390,5 +391,52 @@ impl std::io::Write for Capture {
 impl Capture {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A started domain's serial console socket (`VIREO_HOME/run/NAME.serial`):
+/// the stream to type on, and everything read from it so far, gathered by
+/// a thread. Waits up to 30 s for the socket to appear.
+pub fn attach_serial(home: &Home, name: &str) -> (UnixStream, Arc<Mutex<Vec<u8>>>) {
+    let socket = home.path(&format!("run/{name}.serial"));
+    let start = Instant::now();
+    let stream = loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!("no serial console at {}: {e}", socket.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let serial = Arc::new(Mutex::new(Vec::new()));
+    drain(stream.try_clone().unwrap(), serial.clone());
+    (stream, serial)
+}
+
+/// The SHA-256 of `bytes` as `sha256sum` (and busybox's) prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed nothing")
+        .to_string()
+}
+
+/// Stops a network's switch (`vireo net-destroy`) when the test ends,
+/// however it ends.
+pub struct NetworkGuard<'a>(pub &'a Home, pub &'static str);
+
+impl Drop for NetworkGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["net-destroy", self.1]);
     }
 }
