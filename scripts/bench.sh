@@ -6,6 +6,8 @@ python3 scripts/bench.py --vireo target/release/vireo
 # What one VM process costs before its guest runs (start time, memory,
 # libraries mapped).
 python3 scripts/bench_vmm.py --vireo target/release/vireo
+# Start to shell prompt and memory of the Linux test guest.
+python3 scripts/bench_linux.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
 python3 scripts/bench_vnc.py --vireo target/release/vireo
 python3 scripts/bench_net.py --vireo target/release/vireo

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -329,29 +329,7 @@ impl Started {
         std::fs::write(&xml, domain.xml()).unwrap();
         home.ok(&["define", xml.to_str().unwrap()]);
         home.ok(&["start", NAME]);
-        let socket = home.path(&format!("run/{NAME}.serial"));
-        let start = Instant::now();
-        let console = loop {
-            match UnixStream::connect(&socket) {
-                Ok(stream) => break stream,
-                Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                    panic!("no serial console at {}: {e}", socket.display())
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        let serial = Arc::new(Mutex::new(Vec::new()));
-        let sink = serial.clone();
-        let mut reader = console.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (console, serial) = common::attach_serial(&home, NAME);
         Self {
             home,
             serial,

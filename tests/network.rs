@@ -23,7 +23,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::asm::{firmware, Program};
-use common::{guest, kvm_available, Domain, Home, Vm};
+use common::{guest, kvm_available, Domain, Home, NetworkGuard, Vm};
 use iced_x86::code_asm::*;
 
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -759,15 +759,6 @@ fn free_port_below_ephemeral() -> u16 {
         .chain(20000..start)
         .find(|port| UdpSocket::bind(("127.0.0.1", *port)).is_ok())
         .expect("a free UDP port below 32768")
-}
-
-/// Stops a network's switch when the test ends, however it ends.
-struct NetworkGuard<'a>(&'a Home, &'static str);
-
-impl Drop for NetworkGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(&["net-destroy", self.1]);
-    }
 }
 
 #[test]

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,29 +80,7 @@ impl Started {
         std::fs::write(&path, xml).unwrap();
         home.ok(&["define", path.to_str().unwrap()]);
         home.ok(&["start", name]);
-        let socket = home.path(&format!("run/{name}.serial"));
-        let start = Instant::now();
-        let stream = loop {
-            match UnixStream::connect(&socket) {
-                Ok(stream) => break stream,
-                Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                    panic!("no serial console at {}: {e}", socket.display())
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        let serial = Arc::new(Mutex::new(Vec::new()));
-        let sink = serial.clone();
-        std::thread::spawn(move || {
-            let mut stream = stream;
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (_console, serial) = common::attach_serial(&home, name);
         Self { home, name, serial }
     }
 
@@ -160,14 +136,10 @@ impl Drop for Started {
     }
 }
 
-fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &str) -> String {
-    Domain::new(name)
-        .disk("disk", disk, "hda", "ide")
-        .xml()
-        .replace(
-            "<on_reboot>",
-            &format!("<on_poweroff>{on_poweroff}</on_poweroff>\n  <on_reboot>"),
-        )
+fn domain_xml(name: &str, disk: &std::path::Path, on_poweroff: &'static str) -> String {
+    let mut domain = Domain::new(name).disk("disk", disk, "hda", "ide");
+    domain.on_poweroff = on_poweroff;
+    domain.xml()
 }
 
 #[test]

@@ -24,9 +24,11 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::Aml;
 
 use super::layout::*;
-use super::table_loader::{TableLoader, Zone};
+use super::table_loader::{LinkError, TableLoader, Zone};
 use crate::devices::acpi_pm::{ACPI_DISABLE, ACPI_ENABLE, PM1_CNT, PM1_EN, PM_TMR, SLP_TYP_S5};
 use crate::devices::pci::piix4_pm::PM_BASE;
+use crate::devices::GuestRam;
+use vm_memory::{Bytes, GuestAddress};
 
 pub const RSDP_FILE: &str = "etc/acpi/rsdp";
 pub const TABLES_FILE: &str = "etc/acpi/tables";
@@ -37,8 +39,8 @@ const OEM_TABLE_ID: [u8; 8] = *b"VIREOPC ";
 const OEM_REVISION: u32 = 1;
 
 /// The PCI IRQs SeaBIOS programs into PIRQA..D on an i440FX machine
-/// (`src/fw/pciinit.c`, `pci_irqs`).
-const PIRQ_GSIS: [u32; 4] = [10, 10, 11, 11];
+/// (`src/fw/pciinit.c`, `pci_irqs`); direct boot programs the same.
+pub const PIRQ_GSIS: [u32; 4] = [10, 10, 11, 11];
 /// The PIIX3's reset control register and the value that resets the machine.
 const RESET_VALUE: u8 = 0x06;
 /// FADT IA-PC boot architecture flags: legacy devices, an 8042.
@@ -123,6 +125,53 @@ pub fn build(config: &AcpiConfig) -> AcpiFiles {
         tables: blob.bytes,
         loader: loader.into_bytes(),
     }
+}
+
+/// Why the tables could not be put in guest memory for direct boot.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectTablesError {
+    #[error("cannot lay out the ACPI tables: {0}")]
+    Link(#[from] LinkError),
+    #[error("cannot write the ACPI tables into guest memory: {0}")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+}
+
+/// Builds the tables for `config` and writes them where direct kernel
+/// boot keeps them ([`DIRECT_BOOT_RSDP`], [`DIRECT_BOOT_ACPI_TABLES`]),
+/// linked by the same loader script SeaBIOS runs, so a directly booted
+/// kernel reads the very bytes a firmware-booted one does. Returns the
+/// RSDP's address, for the boot protocol's `acpi_rsdp_addr`.
+pub fn write_for_direct_boot(
+    ram: &GuestRam,
+    config: &AcpiConfig,
+) -> Result<u64, DirectTablesError> {
+    let files = build(config);
+    let area_end = BIOS_ALIAS_START + BIOS_ALIAS_SIZE;
+    let placed = super::table_loader::link(
+        &files.loader,
+        &[(RSDP_FILE, &files.rsdp), (TABLES_FILE, &files.tables)],
+        |_, len, _, zone| {
+            let at = match zone {
+                Zone::FSeg => DIRECT_BOOT_RSDP,
+                Zone::High => DIRECT_BOOT_ACPI_TABLES,
+            };
+            let end = if zone == Zone::FSeg {
+                DIRECT_BOOT_ACPI_TABLES
+            } else {
+                area_end
+            };
+            (at + len as u64 <= end).then_some(at)
+        },
+    )?;
+    // Nothing of the BIOS image copied there is left for a scan to find.
+    ram.write_slice(
+        &vec![0u8; BIOS_ALIAS_SIZE as usize],
+        GuestAddress(BIOS_ALIAS_START),
+    )?;
+    for blob in &placed {
+        ram.write_slice(&blob.bytes, GuestAddress(blob.addr))?;
+    }
+    Ok(DIRECT_BOOT_RSDP)
 }
 
 fn table_len(blob: &[u8], at: u32) -> u32 {
@@ -381,62 +430,31 @@ fn isa_device(name: &str, hid: &str, resources: &[&dyn Aml]) -> Raw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::table_loader::ENTRY_SIZE;
     use std::collections::HashMap;
 
-    /// Runs a loader script the way SeaBIOS's romfile_loader does, placing
-    /// each file at a made-up address; returns the files as placed.
     /// Each file's guest address and bytes after loading.
     type Placed = HashMap<String, (u64, Vec<u8>)>;
 
+    /// Runs the loader script as SeaBIOS would, placing the tables at a
+    /// made-up high address and the RSDP in the F segment; returns the
+    /// files as placed, and the tables' bytes.
     fn run_loader(files: &AcpiFiles) -> (Placed, Vec<u8>) {
-        let mut placed = Placed::new();
-        let name = |field: &[u8]| {
-            let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-            String::from_utf8(field[..end].to_vec()).unwrap()
-        };
-        let u32_at = |e: &[u8], at: usize| u32::from_le_bytes(e[at..at + 4].try_into().unwrap());
-        let mut next = 0x7fe0_0000u64;
-        for entry in files.loader.chunks(ENTRY_SIZE) {
-            match u32_at(entry, 0) {
-                1 => {
-                    let file = name(&entry[4..60]);
-                    let data = match file.as_str() {
-                        RSDP_FILE => files.rsdp.clone(),
-                        TABLES_FILE => files.tables.clone(),
-                        other => panic!("unknown file {other}"),
-                    };
-                    let align = u32_at(entry, 60) as u64;
-                    let at = if entry[64] == 2 { 0xf5000 } else { next };
-                    assert_eq!(at % align, 0);
-                    next += 0x10_0000;
-                    placed.insert(file, (at, data));
-                }
-                2 => {
-                    let dest = name(&entry[4..60]);
-                    let source = name(&entry[60..116]);
-                    let offset = u32_at(entry, 116) as usize;
-                    let size = entry[120] as usize;
-                    let base = placed[&source].0;
-                    let data = &mut placed.get_mut(&dest).unwrap().1;
-                    let mut value = [0u8; 8];
-                    value[..size].copy_from_slice(&data[offset..offset + size]);
-                    let patched = u64::from_le_bytes(value) + base;
-                    data[offset..offset + size].copy_from_slice(&patched.to_le_bytes()[..size]);
-                }
-                3 => {
-                    let file = name(&entry[4..60]);
-                    let (offset, start, len) =
-                        (u32_at(entry, 60), u32_at(entry, 64), u32_at(entry, 68));
-                    let data = &mut placed.get_mut(&file).unwrap().1;
-                    let sum = data[start as usize..(start + len) as usize]
-                        .iter()
-                        .fold(0u8, |a, &b| a.wrapping_add(b));
-                    data[offset as usize] = data[offset as usize].wrapping_sub(sum);
-                }
-                other => panic!("unexpected command {other}"),
-            }
-        }
+        let placed = crate::vmm::table_loader::link(
+            &files.loader,
+            &[(RSDP_FILE, &files.rsdp), (TABLES_FILE, &files.tables)],
+            |_, _, _, zone| {
+                Some(if zone == Zone::FSeg {
+                    0xf5000
+                } else {
+                    0x7fe0_0000
+                })
+            },
+        )
+        .unwrap();
+        let placed: Placed = placed
+            .into_iter()
+            .map(|p| (p.file, (p.addr, p.bytes)))
+            .collect();
         let memory = placed[TABLES_FILE].1.clone();
         (placed, memory)
     }

@@ -106,7 +106,8 @@ impl Default for VideoConfig {
 
 /// Direct kernel boot (libvirt `<os><kernel>`, `<initrd>`, `<cmdline>`;
 /// virt-install `--boot kernel=,initrd=,kernel_args=`): the VMM loads a
-/// Linux bzImage itself and starts it, instead of the firmware booting a disk.
+/// Linux bzImage, or an ELF vmlinux with a PVH entry, itself and starts it,
+/// instead of the firmware booting a disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectBoot {
     pub kernel: PathBuf,

@@ -1,8 +1,21 @@
-//! Direct kernel boot: load a Linux bzImage, its initrd and command line
-//! into guest RAM, fill the zero page (`struct boot_params`) and start the
-//! kernel at its 64-bit entry point, the way the Linux x86 boot protocol
-//! describes (`Documentation/arch/x86/boot.rst`, "64-bit Boot Protocol";
-//! `Documentation/arch/x86/zero-page.rst`).
+//! Direct kernel boot: load a Linux kernel, its initrd and command line
+//! into guest RAM and start it at an entry point that needs no firmware.
+//! Two kinds of kernel file, told apart by their first bytes:
+//!
+//! - a **bzImage**: fill the zero page (`struct boot_params`) and enter at
+//!   the 64-bit entry point, as the Linux x86 boot protocol describes
+//!   (`Documentation/arch/x86/boot.rst`, "64-bit Boot Protocol";
+//!   `Documentation/arch/x86/zero-page.rst`);
+//! - an **ELF vmlinux with a PVH note** (`XEN_ELFNOTE_PHYS32_ENTRY`): load
+//!   its segments where they ask to be, fill `struct hvm_start_info` and
+//!   enter in 32-bit protected mode without paging, as Xen's x86/HVM direct
+//!   boot ABI describes (`xen/include/public/arch-x86/hvm/start_info.h`,
+//!   `docs/misc/pvh.pandoc`). That entry skips the bzImage's decompressor,
+//!   which is most of the time before the first printk where guest kernel
+//!   code is emulated. Firecracker and Cloud Hypervisor boot this way.
+//!
+//! In both cases the ACPI tables are in memory ([`super::acpi`]) and the
+//! kernel is told where the RSDP is.
 //!
 //! The firmware does not run on this path: the VMM plays the boot loader
 //! (type_of_loader 0xFF, "undefined"), as cloud-hypervisor and Firecracker
@@ -11,8 +24,9 @@
 //! route that avoids minutes of real-mode emulation on hosts without VMX.
 //!
 //! Not done: the 16-bit real-mode entry, EFI handover, `setup_data`
-//! chains, kernels or initrds above 4 GiB (`ext_*` fields), ELF vmlinux
-//! images, ACPI/MP tables (none exist on this machine yet).
+//! chains, kernels or initrds above 4 GiB (`ext_*` fields), ELF kernels
+//! without a PVH note, the framebuffer for PVH (`hvm_start_info` has no
+//! field for it), MP tables (the MADT describes the CPUs).
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use linux_loader::bootparam::{boot_e820_entry, boot_params, screen_info};
 use linux_loader::loader::bzimage::BzImage;
+use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -68,6 +83,24 @@ pub const BOOT_FLAG: u16 = 0xaa55;
 /// The protocol version with `xloadflags` (2.12).
 const PROTOCOL_2_12: u16 = 0x020c;
 
+/// `struct hvm_start_info` for the PVH entry, with the memory map and the
+/// initrd's module entry after it, in the page the zero page uses for a
+/// bzImage.
+pub const PVH_START_INFO_ADDR: u64 = BOOT_PARAMS_ADDR;
+/// `XEN_HVM_START_MAGIC_VALUE`.
+pub const PVH_START_MAGIC: u32 = 0x336e_c578;
+/// Version 1 has the memory map (`memmap_paddr`, `memmap_entries`), which
+/// a kernel that is not a Xen guest requires.
+const PVH_START_VERSION: u32 = 1;
+/// `sizeof(struct hvm_start_info)`, `hvm_memmap_table_entry`,
+/// `hvm_modlist_entry`.
+const PVH_START_INFO_SIZE: u64 = 56;
+const PVH_MEMMAP_ENTRY_SIZE: u64 = 24;
+const PVH_MODLIST_ENTRY_SIZE: u64 = 32;
+/// Linux's `COMMAND_LINE_SIZE` on x86, with the NUL: a PVH kernel copies at
+/// most this much of the command line.
+const PVH_CMDLINE_MAX: usize = 2047;
+
 /// `screen_info.orig_video_isVGA` for a VESA linear framebuffer.
 pub const VIDEO_TYPE_VLFB: u8 = 0x23;
 
@@ -103,6 +136,12 @@ pub enum KernelBootError {
     /// The file has no Linux setup header.
     #[error("{} is not a Linux bzImage kernel ({reason})", path.display())]
     NotBzImage { path: PathBuf, reason: String },
+    /// An ELF file that is not a loadable 64-bit x86 kernel.
+    #[error("{} is an ELF file but not a loadable x86-64 kernel ({reason})", path.display())]
+    BadElf { path: PathBuf, reason: String },
+    /// An ELF kernel without the PVH entry point.
+    #[error("{} is an ELF kernel without a PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY): build it with CONFIG_PVH=y, or boot its bzImage", path.display())]
+    NoPvhEntry { path: PathBuf },
     /// An old kernel without the 64-bit entry point.
     #[error("{} is too old for direct boot: it needs boot protocol 2.12 with a 64-bit entry point (Linux 3.8 or later), it has protocol {}.{}", path.display(), version >> 8, version & 0xff)]
     No64BitEntry { path: PathBuf, version: u16 },
@@ -136,14 +175,25 @@ pub enum KernelBootError {
     Memory(#[from] vm_memory::GuestMemoryError),
 }
 
+/// How the vCPU enters the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryProtocol {
+    /// The 64-bit boot protocol: long mode, the zero page in RSI.
+    Linux64,
+    /// PVH: 32-bit protected mode without paging, `hvm_start_info` in EBX.
+    Pvh,
+}
+
 /// Where the loaded kernel starts, for the vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelEntry {
-    /// Where the protected-mode code was loaded.
+    pub protocol: EntryProtocol,
+    /// Where the kernel was loaded (a bzImage's protected-mode code, or
+    /// the ELF file's lowest segment).
     pub load_addr: u64,
-    /// `startup_64`.
+    /// `startup_64`, or the PVH entry (`pvh_start_xen`).
     pub rip: u64,
-    /// The zero page, passed in RSI.
+    /// The zero page (RSI), or `hvm_start_info` (EBX).
     pub boot_params: u64,
 }
 
@@ -216,21 +266,109 @@ fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
+/// ELF files start with this; a bzImage starts with its boot sector.
+const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
+/// `ELFCLASS64`, `ELFDATA2LSB`, `EM_X86_64`.
+const ELF_CLASS_64: u8 = 2;
+const ELF_DATA_LSB: u8 = 1;
+const ELF_MACHINE_X86_64: u16 = 62;
+
+/// Whether the kernel file is an ELF image (by its first four bytes).
+fn is_elf(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    let elf = match file.read_exact(&mut magic) {
+        Ok(()) => magic == ELF_MAGIC,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+        Err(e) => return Err(e),
+    };
+    file.seek(SeekFrom::Start(0))?;
+    Ok(elf)
+}
+
+/// Writes `cmdline`, NUL-terminated, where the kernel is told to find it;
+/// `max` bytes at most (without the NUL).
+fn write_cmdline(ram: &GuestRam, cmdline: &str, max: usize) -> Result<(), KernelBootError> {
+    let bytes = cmdline.as_bytes();
+    if bytes.contains(&0) {
+        return Err(KernelBootError::CmdlineNul);
+    }
+    let max = max.min(CMDLINE_ROOM as usize - 1);
+    if bytes.len() > max {
+        return Err(KernelBootError::CmdlineTooLong {
+            len: bytes.len(),
+            max,
+        });
+    }
+    ram.write_slice(bytes, GuestAddress(CMDLINE_ADDR))?;
+    ram.write_obj(0u8, GuestAddress(CMDLINE_ADDR + bytes.len() as u64))?;
+    Ok(())
+}
+
+/// Reads the initrd and puts it as high as it fits above `kernel_end`;
+/// returns its address and size, `(0, 0)` without one.
+fn load_initrd(
+    ram: &GuestRam,
+    boot: &DirectBoot,
+    kernel_end: u64,
+    low_ram: u64,
+    initrd_addr_max: u32,
+) -> Result<(u64, u64), KernelBootError> {
+    let Some(path) = &boot.initrd else {
+        return Ok((0, 0));
+    };
+    let data = read_file(path).map_err(|source| KernelBootError::ReadInitrd {
+        path: path.clone(),
+        source,
+    })?;
+    let addr = place_initrd(data.len() as u64, kernel_end, low_ram, initrd_addr_max).map_err(
+        |(room, top)| KernelBootError::InitrdTooLarge {
+            path: path.clone(),
+            size: data.len() as u64,
+            room,
+            top,
+        },
+    )?;
+    ram.write_slice(&data, GuestAddress(addr))?;
+    Ok((addr, data.len() as u64))
+}
+
 /// Loads `boot` into `ram` (`low_ram` bytes below the PCI hole, `high_ram`
 /// above 4 GiB) and writes the zero page, the command line and the tables
-/// for the 64-bit entry. `framebuffer` is the mode the VGA card is in.
+/// for the 64-bit entry. `framebuffer` is the mode the VGA card is in,
+/// `acpi_rsdp` where the ACPI tables' root pointer is.
 pub fn load(
     ram: &GuestRam,
     low_ram: u64,
     high_ram: u64,
     boot: &DirectBoot,
     framebuffer: Option<&Framebuffer>,
+    acpi_rsdp: Option<u64>,
 ) -> Result<KernelEntry, KernelBootError> {
     let kernel_path = &boot.kernel;
-    let mut kernel = File::open(kernel_path).map_err(|source| KernelBootError::ReadKernel {
+    let read_error = |source| KernelBootError::ReadKernel {
         path: kernel_path.clone(),
         source,
-    })?;
+    };
+    let mut kernel = File::open(kernel_path).map_err(read_error)?;
+    if is_elf(&mut kernel).map_err(read_error)? {
+        load_pvh(ram, low_ram, high_ram, boot, kernel, acpi_rsdp)
+    } else {
+        load_bzimage(ram, low_ram, high_ram, boot, kernel, framebuffer, acpi_rsdp)
+    }
+}
+
+/// Loads a bzImage for the 64-bit boot protocol.
+fn load_bzimage(
+    ram: &GuestRam,
+    low_ram: u64,
+    high_ram: u64,
+    boot: &DirectBoot,
+    mut kernel: File,
+    framebuffer: Option<&Framebuffer>,
+    acpi_rsdp: Option<u64>,
+) -> Result<KernelEntry, KernelBootError> {
+    let kernel_path = &boot.kernel;
     let kernel_len = kernel
         .metadata()
         .map_err(|source| KernelBootError::ReadKernel {
@@ -287,39 +425,10 @@ pub fn load(
         });
     }
 
-    let cmdline = boot.cmdline.as_bytes();
-    if cmdline.contains(&0) {
-        return Err(KernelBootError::CmdlineNul);
-    }
     // cmdline_size excludes the terminating NUL.
-    let max = (hdr.cmdline_size as u64).min(CMDLINE_ROOM - 1) as usize;
-    if cmdline.len() > max {
-        return Err(KernelBootError::CmdlineTooLong {
-            len: cmdline.len(),
-            max,
-        });
-    }
-    ram.write_slice(cmdline, GuestAddress(CMDLINE_ADDR))?;
-    ram.write_obj(0u8, GuestAddress(CMDLINE_ADDR + cmdline.len() as u64))?;
-
-    let (ramdisk_image, ramdisk_size) = match &boot.initrd {
-        Some(path) => {
-            let data = read_file(path).map_err(|source| KernelBootError::ReadInitrd {
-                path: path.clone(),
-                source,
-            })?;
-            let addr = place_initrd(data.len() as u64, kernel_end, low_ram, hdr.initrd_addr_max)
-                .map_err(|(room, top)| KernelBootError::InitrdTooLarge {
-                    path: path.clone(),
-                    size: data.len() as u64,
-                    room,
-                    top,
-                })?;
-            ram.write_slice(&data, GuestAddress(addr))?;
-            (addr as u32, data.len() as u32)
-        }
-        None => (0, 0),
-    };
+    write_cmdline(ram, &boot.cmdline, hdr.cmdline_size as usize)?;
+    let (ramdisk_image, ramdisk_size) =
+        load_initrd(ram, boot, kernel_end, low_ram, hdr.initrd_addr_max)?;
 
     hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;
@@ -327,8 +436,9 @@ pub fn load(
     // the 64-bit entry but required with CAN_USE_HEAP (boot.rst).
     hdr.heap_end_ptr = 0xfe00 - 0x200;
     hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
-    hdr.ramdisk_image = ramdisk_image;
-    hdr.ramdisk_size = ramdisk_size;
+    // Below initrd_addr_max, so below 4 GiB.
+    hdr.ramdisk_image = ramdisk_image as u32;
+    hdr.ramdisk_size = ramdisk_size as u32;
 
     let mut params = boot_params {
         hdr,
@@ -346,14 +456,127 @@ pub fn load(
     if let Some(fb) = framebuffer {
         params.screen_info = screen_info_for(fb);
     }
+    // Boot protocol 2.14; older kernels ignore it and scan for the RSDP,
+    // which is where they look too.
+    params.acpi_rsdp_addr = acpi_rsdp.unwrap_or(0);
     ram.write_obj(params, GuestAddress(BOOT_PARAMS_ADDR))?;
     page_tables::write_tables(ram)?;
 
     Ok(KernelEntry {
+        protocol: EntryProtocol::Linux64,
         load_addr,
         rip: load_addr + STARTUP_64_OFFSET,
         boot_params: BOOT_PARAMS_ADDR,
     })
+}
+
+/// Loads an ELF vmlinux for its PVH entry and writes `hvm_start_info`:
+/// the memory map, the command line, the initrd as the first module, the
+/// RSDP.
+fn load_pvh(
+    ram: &GuestRam,
+    low_ram: u64,
+    high_ram: u64,
+    boot: &DirectBoot,
+    mut kernel: File,
+    acpi_rsdp: Option<u64>,
+) -> Result<KernelEntry, KernelBootError> {
+    let path = &boot.kernel;
+    let bad = |reason: String| KernelBootError::BadElf {
+        path: path.clone(),
+        reason,
+    };
+    // A 64-bit little-endian x86-64 ELF file (e_ident[EI_CLASS],
+    // e_ident[EI_DATA], e_machine); the loader checks the rest.
+    let mut ident = [0u8; 20];
+    kernel
+        .read_exact(&mut ident)
+        .map_err(|_| bad("shorter than an ELF header".into()))?;
+    if ident[4] != ELF_CLASS_64 || ident[5] != ELF_DATA_LSB {
+        return Err(bad("not a 64-bit little-endian ELF file".into()));
+    }
+    if u16::from_le_bytes([ident[18], ident[19]]) != ELF_MACHINE_X86_64 {
+        return Err(bad("not built for x86-64".into()));
+    }
+    // Segments go to their physical addresses (p_paddr), which must be
+    // in RAM; the loader checks they fit in guest memory.
+    let loaded = Elf::load(ram, None, &mut kernel, None).map_err(|e| bad(e.to_string()))?;
+    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
+        return Err(KernelBootError::NoPvhEntry { path: path.clone() });
+    };
+    let kernel_end = loaded.kernel_end;
+    if kernel_end > low_ram {
+        return Err(KernelBootError::KernelTooLarge {
+            path: path.clone(),
+            load: KERNEL_LOAD_ADDR,
+            need: kernel_end - KERNEL_LOAD_ADDR,
+            low_ram,
+        });
+    }
+    write_cmdline(ram, &boot.cmdline, PVH_CMDLINE_MAX)?;
+    let (initrd, initrd_size) = load_initrd(ram, boot, kernel_end, low_ram, u32::MAX)?;
+
+    let e820 = e820_map(low_ram, high_ram);
+    let memmap = PVH_START_INFO_ADDR + PVH_START_INFO_SIZE.next_multiple_of(8);
+    let modlist = memmap + e820.len() as u64 * PVH_MEMMAP_ENTRY_SIZE;
+    let modules = u32::from(boot.initrd.is_some());
+    let info = pvh_start_info(
+        modules,
+        modlist,
+        acpi_rsdp.unwrap_or(0),
+        memmap,
+        e820.len() as u32,
+    );
+    ram.write_slice(&info, GuestAddress(PVH_START_INFO_ADDR))?;
+    for (i, region) in e820.iter().enumerate() {
+        let mut entry = Vec::with_capacity(PVH_MEMMAP_ENTRY_SIZE as usize);
+        entry.extend_from_slice(&region.addr.to_le_bytes());
+        entry.extend_from_slice(&region.len.to_le_bytes());
+        entry.extend_from_slice(&region.kind.code().to_le_bytes());
+        entry.extend_from_slice(&0u32.to_le_bytes()); // reserved
+        ram.write_slice(
+            &entry,
+            GuestAddress(memmap + i as u64 * PVH_MEMMAP_ENTRY_SIZE),
+        )?;
+    }
+    if modules > 0 {
+        let mut module = Vec::with_capacity(PVH_MODLIST_ENTRY_SIZE as usize);
+        module.extend_from_slice(&initrd.to_le_bytes()); // paddr
+        module.extend_from_slice(&initrd_size.to_le_bytes()); // size
+        module.extend_from_slice(&0u64.to_le_bytes()); // cmdline_paddr: none
+        module.extend_from_slice(&0u64.to_le_bytes()); // reserved
+        ram.write_slice(&module, GuestAddress(modlist))?;
+    }
+    page_tables::write_tables(ram)?;
+    Ok(KernelEntry {
+        protocol: EntryProtocol::Pvh,
+        load_addr: loaded.kernel_load.0,
+        rip: entry.0,
+        boot_params: PVH_START_INFO_ADDR,
+    })
+}
+
+/// `struct hvm_start_info`, version 1, as bytes.
+fn pvh_start_info(
+    nr_modules: u32,
+    modlist_paddr: u64,
+    rsdp_paddr: u64,
+    memmap_paddr: u64,
+    memmap_entries: u32,
+) -> Vec<u8> {
+    let mut info = Vec::with_capacity(PVH_START_INFO_SIZE as usize);
+    info.extend_from_slice(&PVH_START_MAGIC.to_le_bytes());
+    info.extend_from_slice(&PVH_START_VERSION.to_le_bytes());
+    info.extend_from_slice(&0u32.to_le_bytes()); // flags
+    info.extend_from_slice(&nr_modules.to_le_bytes());
+    info.extend_from_slice(&modlist_paddr.to_le_bytes());
+    info.extend_from_slice(&CMDLINE_ADDR.to_le_bytes()); // cmdline_paddr
+    info.extend_from_slice(&rsdp_paddr.to_le_bytes());
+    info.extend_from_slice(&memmap_paddr.to_le_bytes());
+    info.extend_from_slice(&memmap_entries.to_le_bytes());
+    info.extend_from_slice(&0u32.to_le_bytes()); // reserved
+    debug_assert_eq!(info.len() as u64, PVH_START_INFO_SIZE);
+    info
 }
 
 /// The initrd's address: as high as it can go, page-aligned, below both
@@ -380,16 +603,25 @@ fn place_initrd(
     }
 }
 
-/// Puts vCPU `fd` at the 64-bit entry of `entry`.
+/// Puts vCPU `fd` at the entry of `entry`, in the mode its protocol wants.
 pub fn enter(fd: &kvm_ioctls::VcpuFd, entry: &KernelEntry) -> Result<(), kvm_ioctls::Error> {
     let mut sregs = fd.get_sregs()?;
-    page_tables::long_mode_sregs(&mut sregs);
-    fd.set_sregs(&sregs)?;
-    fd.set_regs(&page_tables::entry_regs(
-        entry.rip,
-        entry.boot_params,
-        BOOT_STACK_TOP,
-    ))
+    match entry.protocol {
+        EntryProtocol::Linux64 => {
+            page_tables::long_mode_sregs(&mut sregs);
+            fd.set_sregs(&sregs)?;
+            fd.set_regs(&page_tables::entry_regs(
+                entry.rip,
+                entry.boot_params,
+                BOOT_STACK_TOP,
+            ))
+        }
+        EntryProtocol::Pvh => {
+            page_tables::protected_mode_sregs(&mut sregs);
+            fd.set_sregs(&sregs)?;
+            fd.set_regs(&page_tables::pvh_entry_regs(entry.rip, entry.boot_params))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +720,7 @@ mod tests {
             0,
             &direct(Path::new("/nonexistent/vmlinuz")),
             None,
+            None,
         )
         .unwrap_err();
         assert!(matches!(err, KernelBootError::ReadKernel { .. }), "{err}");
@@ -499,12 +732,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, vec![b'x'; 8192]).unwrap();
-        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None, None).unwrap_err();
         assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
         assert!(err.to_string().contains("is not a Linux bzImage"), "{err}");
         // Shorter than a setup header.
         std::fs::write(&path, b"tiny").unwrap();
-        let err = load(&ram(), 32 << 20, 0, &direct(&path), None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None, None).unwrap_err();
         assert!(matches!(err, KernelBootError::NotBzImage { .. }), "{err}");
     }
 
@@ -540,7 +773,7 @@ mod tests {
             cmdline: "console=ttyS0 quiet".into(),
         };
         let ram = ram();
-        let entry = load(&ram, 32 << 20, 0, &boot, None).unwrap();
+        let entry = load(&ram, 32 << 20, 0, &boot, None, None).unwrap();
         assert_eq!(entry.rip, 0x10_0200);
         let mut kern = [0u8; 4];
         ram.read_slice(&mut kern, GuestAddress(0x10_0000)).unwrap();
@@ -582,7 +815,7 @@ mod tests {
             initrd: Some(initrd),
             cmdline: String::new(),
         };
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(err, KernelBootError::InitrdTooLarge { .. }),
             "{err}"
@@ -590,7 +823,7 @@ mod tests {
         assert!(err.to_string().contains("does not fit"), "{err}");
         boot.initrd = None;
         boot.cmdline = "x".repeat(2049);
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -604,10 +837,153 @@ mod tests {
         // A kernel whose decompression needs more than the RAM there is.
         boot.cmdline.clear();
         boot.kernel = fake_bzimage(dir.path(), 64 << 20);
-        let err = load(&ram(), 32 << 20, 0, &boot, None).unwrap_err();
+        let err = load(&ram(), 32 << 20, 0, &boot, None, None).unwrap_err();
         assert!(
             matches!(err, KernelBootError::KernelTooLarge { .. }),
             "{err}"
         );
+    }
+
+    /// A synthetic vmlinux: one PT_LOAD segment of "kernel" at 16 MiB and
+    /// a PT_NOTE with the PVH entry (XEN_ELFNOTE_PHYS32_ENTRY), unless
+    /// `entry` is `None`.
+    fn fake_vmlinux(dir: &Path, entry: Option<u32>) -> PathBuf {
+        const PHDR: usize = 56;
+        let code_at = 64 + 2 * PHDR;
+        let code = b"PVHKERNEL";
+        let note_at = code_at + 16;
+        let mut note = Vec::new();
+        note.extend_from_slice(&4u32.to_le_bytes()); // n_namesz
+        note.extend_from_slice(&4u32.to_le_bytes()); // n_descsz
+        note.extend_from_slice(&18u32.to_le_bytes()); // n_type
+        note.extend_from_slice(b"Xen\0");
+        note.extend_from_slice(&entry.unwrap_or(0).to_le_bytes());
+        let mut elf = vec![0u8; note_at + note.len()];
+        elf[..4].copy_from_slice(&ELF_MAGIC);
+        elf[4] = ELF_CLASS_64;
+        elf[5] = ELF_DATA_LSB;
+        elf[6] = 1; // EI_VERSION
+        elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        elf[18..20].copy_from_slice(&ELF_MACHINE_X86_64.to_le_bytes());
+        elf[20..24].copy_from_slice(&1u32.to_le_bytes()); // e_version
+        elf[24..32].copy_from_slice(&0x100_0000u64.to_le_bytes()); // e_entry
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        elf[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes()); // e_phentsize
+        let phnum: u16 = if entry.is_some() { 2 } else { 1 };
+        elf[56..58].copy_from_slice(&phnum.to_le_bytes()); // e_phnum
+                                                           // PT_LOAD: offset, vaddr, paddr, filesz, memsz (a page of bss).
+        let load = &mut elf[64..64 + PHDR];
+        load[0..4].copy_from_slice(&1u32.to_le_bytes());
+        load[8..16].copy_from_slice(&(code_at as u64).to_le_bytes());
+        load[16..24].copy_from_slice(&0xffff_ffff_8100_0000u64.to_le_bytes());
+        load[24..32].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        load[32..40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+        load[40..48].copy_from_slice(&0x1000u64.to_le_bytes());
+        // PT_NOTE.
+        let pnote = &mut elf[64 + PHDR..64 + 2 * PHDR];
+        pnote[0..4].copy_from_slice(&4u32.to_le_bytes());
+        pnote[8..16].copy_from_slice(&(note_at as u64).to_le_bytes());
+        pnote[32..40].copy_from_slice(&(note.len() as u64).to_le_bytes());
+        elf[code_at..code_at + code.len()].copy_from_slice(code);
+        elf[note_at..].copy_from_slice(&note);
+        let path = dir.join("vmlinux");
+        std::fs::write(&path, elf).unwrap();
+        path
+    }
+
+    fn u32_in(ram: &GuestRam, addr: u64) -> u32 {
+        ram.read_obj(GuestAddress(addr)).unwrap()
+    }
+
+    fn u64_in(ram: &GuestRam, addr: u64) -> u64 {
+        ram.read_obj(GuestAddress(addr)).unwrap()
+    }
+
+    #[test]
+    fn pvh_start_info_of_a_synthetic_vmlinux() {
+        let dir = tempfile::tempdir().unwrap();
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, vec![0x3c; 5000]).unwrap();
+        let boot = DirectBoot {
+            kernel: fake_vmlinux(dir.path(), Some(0x100_0abc)),
+            initrd: Some(initrd),
+            cmdline: "console=ttyS0".into(),
+        };
+        let ram = ram();
+        let entry = load(&ram, 32 << 20, 0, &boot, None, Some(0xe_0000)).unwrap();
+        assert_eq!(entry.protocol, EntryProtocol::Pvh);
+        assert_eq!(entry.rip, 0x100_0abc, "the note's entry, not e_entry");
+        assert_eq!(entry.boot_params, PVH_START_INFO_ADDR);
+        let mut kern = [0u8; 9];
+        ram.read_slice(&mut kern, GuestAddress(0x100_0000)).unwrap();
+        assert_eq!(&kern, b"PVHKERNEL", "loaded at p_paddr");
+
+        let info = PVH_START_INFO_ADDR;
+        assert_eq!(u32_in(&ram, info), PVH_START_MAGIC);
+        assert_eq!(u32_in(&ram, info + 4), 1, "version");
+        assert_eq!(u32_in(&ram, info + 12), 1, "nr_modules");
+        let cmdline = u64_in(&ram, info + 24);
+        let mut line = [0u8; 14];
+        ram.read_slice(&mut line, GuestAddress(cmdline)).unwrap();
+        assert_eq!(&line, b"console=ttyS0\0");
+        assert_eq!(u64_in(&ram, info + 32), 0xe_0000, "rsdp_paddr");
+        // The memory map is the bzImage's e820 map.
+        let memmap = u64_in(&ram, info + 40);
+        let entries = u32_in(&ram, info + 48);
+        let e820 = e820_map(32 << 20, 0);
+        assert_eq!(entries as usize, e820.len());
+        for (i, region) in e820.iter().enumerate() {
+            let at = memmap + i as u64 * 24;
+            assert_eq!(
+                (
+                    u64_in(&ram, at),
+                    u64_in(&ram, at + 8),
+                    u32_in(&ram, at + 16)
+                ),
+                (region.addr, region.len, region.kind.code())
+            );
+        }
+        // The initrd is module 0, above the kernel's bss, in RAM.
+        let module = u64_in(&ram, info + 16);
+        let (paddr, size) = (u64_in(&ram, module), u64_in(&ram, module + 8));
+        assert_eq!(size, 5000);
+        assert!(paddr >= 0x100_1000 && paddr + size <= 32 << 20);
+        let mut data = vec![0u8; 5000];
+        ram.read_slice(&mut data, GuestAddress(paddr)).unwrap();
+        assert!(data.iter().all(|&b| b == 0x3c));
+    }
+
+    #[test]
+    fn an_elf_without_a_pvh_note_or_for_another_machine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(
+            &ram(),
+            32 << 20,
+            0,
+            &direct(&fake_vmlinux(dir.path(), None)),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, KernelBootError::NoPvhEntry { .. }), "{err}");
+        assert!(err.to_string().contains("CONFIG_PVH"), "{err}");
+        let path = fake_vmlinux(dir.path(), Some(0x100_0000));
+        let mut elf = std::fs::read(&path).unwrap();
+        elf[18] = 183; // EM_AARCH64
+        std::fs::write(&path, elf).unwrap();
+        let err = load(&ram(), 32 << 20, 0, &direct(&path), None, None).unwrap_err();
+        assert!(matches!(err, KernelBootError::BadElf { .. }), "{err}");
+        assert!(err.to_string().contains("x86-64"), "{err}");
+    }
+
+    #[test]
+    fn the_zero_page_points_at_the_rsdp() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = direct(&fake_bzimage(dir.path(), 0x40_0000));
+        let ram = ram();
+        load(&ram, 32 << 20, 0, &boot, None, Some(0xe_0000)).unwrap();
+        let params: boot_params = ram.read_obj(GuestAddress(BOOT_PARAMS_ADDR)).unwrap();
+        assert_eq!({ params.acpi_rsdp_addr }, 0xe_0000);
     }
 }

@@ -63,6 +63,11 @@ pub const VGA_WINDOW_START: u64 = 0xa_0000;
 /// The last 128 KiB of the BIOS image appear here at reset (0xE0000..0x100000).
 pub const BIOS_ALIAS_START: u64 = 0xe_0000;
 pub const BIOS_ALIAS_SIZE: u64 = 0x2_0000;
+/// Direct kernel boot, where no BIOS runs, puts the ACPI tables in that
+/// area instead (e820 reserves it): the RSDP at its start, where an OS
+/// scanning for it looks first, and the other tables a page above.
+pub const DIRECT_BOOT_RSDP: u64 = BIOS_ALIAS_START;
+pub const DIRECT_BOOT_ACPI_TABLES: u64 = BIOS_ALIAS_START + 0x1000;
 /// Highest end of low RAM when RAM does not fit below the PCI hole; QEMU's
 /// `pc` machine uses 3 GiB so the hole is aligned and large.
 pub const LOW_RAM_END_LIMIT: u64 = 0xc000_0000;

@@ -41,7 +41,7 @@ use crate::devices::serial::Uart16550;
 use crate::devices::system_control::SystemControlA;
 use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::pci::VirtioPciDevice;
-use crate::devices::{Bus, MachineControl};
+use crate::devices::{Bus, IrqLine, MachineControl};
 use crate::storage::{self, BlockBackend};
 
 /// Turns device requests into stop reasons for the machine's main loop.
@@ -81,7 +81,10 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Builds the machine for `config` and starts its vCPUs.
+    /// Builds the machine for `config` and starts its vCPUs: the VM and
+    /// its memory, then each part of the PC in turn (a `Wiring::attach_*`
+    /// step per device or group of devices), the kernel for direct boot,
+    /// and the vCPUs last.
     pub fn start(
         kvm: &Kvm,
         config: &VmConfig,
@@ -90,20 +93,7 @@ impl Machine {
         events: StopSender,
         start_paused: bool,
     ) -> Result<Self, VmmError> {
-        let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("create the VM"))?);
-        vm.set_identity_map_address(KVM_IDENTITY_MAP)
-            .map_err(VmmError::kvm("set the identity map address"))?;
-        vm.set_tss_address(KVM_TSS as usize)
-            .map_err(VmmError::kvm("set the TSS address"))?;
-        vm.create_irq_chip()
-            .map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit)
-            .map_err(VmmError::kvm("create the in-kernel PIT"))?;
-
+        let vm = Arc::new(create_vm(kvm)?);
         let memory = GuestMemory::new(&vm, config.memory, bios)?;
         info!(
             low_ram = memory.low_ram,
@@ -111,198 +101,20 @@ impl Machine {
             "guest memory mapped"
         );
 
-        let machine_control: Arc<dyn MachineControl> = Arc::new(MachineEvents {
-            events: events.clone(),
-        });
-
-        let io_bus = Arc::new(Bus::new());
-        let mmio_bus = Arc::new(Bus::new());
-        let pci = Arc::new(PciBus::new());
-        let intx_vm = vm.clone();
-        let intx =
-            IntxRouter::new(move |irq, level| super::irq::set_gsi(&intx_vm, irq as u32, level));
-
-        pci.add(0, 0, Arc::new(Mutex::new(I440fxHostBridge::new())))?;
-        pci.add(
-            1,
-            0,
-            Arc::new(Mutex::new(Piix3IsaBridge::new(intx.clone()))),
-        )?;
-        io_bus.insert(
-            Arc::new(Mutex::new(PciConfigIo::new(
-                pci.clone(),
-                machine_control.clone(),
-            ))),
-            PORT_PCI_CONFIG as u64,
-            PCI_CONFIG_PORTS,
-        )?;
-        let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(
-            KvmIrq::new(vm.clone(), IRQ_SCI),
-            machine_control.clone(),
-        )));
-        pci.add(1, 3, Arc::new(Mutex::new(Piix4Pm::new())))?;
-        io_bus.insert(acpi_pm.clone(), PORT_ACPI_PM as u64, PM_IO_SIZE)?;
-        io_bus.insert(
-            Arc::new(Mutex::new(ApmPorts::new(acpi_pm.clone()))),
-            PORT_APM_CONTROL as u64,
-            APM_PORTS,
-        )?;
-        let mut workers = Vec::new();
-        let stop = Arc::new(AtomicBool::new(false));
-
-        let vga = super::display::attach(
-            &vm,
-            &io_bus,
-            &mmio_bus,
-            &pci,
-            &config.video,
-            console.display.clone(),
-            stop.clone(),
-        )?;
-        // Direct kernel boot: the VMM does the firmware's part (a video
-        // mode, the kernel in memory, the CPU at its 64-bit entry).
-        let framebuffer = match (&config.direct_boot, &vga) {
-            (Some(_), Some(card)) => super::display::set_boot_mode(&pci, card),
-            _ => None,
-        };
-        if let Some(card) = vga {
-            workers.push(card.refresh);
-        }
-        let kernel_entry = match &config.direct_boot {
-            Some(boot) => {
-                let entry = super::kernel_boot::load(
-                    &memory.ram,
-                    memory.low_ram,
-                    memory.high_ram,
-                    boot,
-                    framebuffer.as_ref(),
-                )?;
-                info!(kernel = %boot.kernel.display(), entry = format_args!("{:#x}", entry.rip), "direct kernel boot");
-                Some(entry)
-            }
-            None => None,
-        };
-
-        let cmos = Arc::new(Mutex::new(CmosRtc::new(
-            KvmIrq::new(vm.clone(), IRQ_RTC),
-            Box::new(std::time::SystemTime::now),
-        )));
-        {
-            let mut cmos = cmos.lock().unwrap();
-            cmos.set_memory_size(memory.low_ram, memory.high_ram);
-            cmos.set_cpu_count(config.vcpus as usize);
-        }
-        io_bus.insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
-        workers.push(spawn_rtc_timer(cmos, stop.clone())?);
-
-        let mut fw_cfg = FwCfg::new(memory.ram.clone());
-        super::boot::fill_fw_cfg(&mut fw_cfg, config, &memory)?;
-        io_bus.insert(
-            Arc::new(Mutex::new(fw_cfg)),
-            PORT_FW_CFG as u64,
-            FW_CFG_PORTS,
-        )?;
-
-        let uart = Arc::new(Mutex::new(Uart16550::new(
-            KvmIrq::new(vm.clone(), IRQ_COM1),
-            Box::new(console.serial.clone()),
-        )));
-        io_bus.insert(uart.clone(), PORT_COM1 as u64, UART_PORTS)?;
-        if let Some(input) = &console.serial_input {
-            workers.push(spawn_serial_input(uart, input.clone(), stop.clone())?);
-        }
-        io_bus.insert(
-            Arc::new(Mutex::new(DebugCon::new(Box::new(
-                console.debugcon.clone(),
-            )))),
-            PORT_DEBUGCON as u64,
-            1,
-        )?;
-        io_bus.insert(
-            Arc::new(Mutex::new(PostCode::default())),
-            PORT_POST as u64,
-            1,
-        )?;
-        io_bus.insert(
-            Arc::new(Mutex::new(SystemControlA::new(machine_control.clone()))),
-            PORT_SYSTEM_CONTROL_A as u64,
-            1,
-        )?;
-
-        for &(name, port, len) in ABSENT_ISA_DEVICES {
-            io_bus.insert(
-                Arc::new(Mutex::new(AbsentIsaDevice::new(name))),
-                port as u64,
-                len as u64,
-            )?;
-        }
-
-        let i8042 = I8042::new(
-            KvmIrq::new(vm.clone(), IRQ_KEYBOARD),
-            KvmIrq::new(vm.clone(), IRQ_MOUSE),
-            machine_control.clone(),
-        );
-        let i8042 = Arc::new(Mutex::new(i8042));
-        io_bus.insert(i8042.clone(), PORT_I8042_DATA as u64, I8042_PORTS)?;
-        console.input.attach(i8042, &console.display);
-        if let Some(frames) = super::usb::attach(
-            &pci,
-            &intx,
-            &memory.ram,
-            config.usb_tablet,
-            console,
-            stop.clone(),
-        )? {
-            workers.push(frames);
-        }
-
-        let ide = IdeController::new(
-            memory.ram.clone(),
-            KvmIrq::new(vm.clone(), IRQ_IDE_PRIMARY),
-            KvmIrq::new(vm.clone(), IRQ_IDE_SECONDARY),
-        );
-        for (port, len, device) in ide::legacy_ports(&ide) {
-            io_bus.insert(device, port as u64, len)?;
-        }
-        pci.add(1, 1, ide.clone())?;
-
-        for disk in &config.disks {
-            match disk.bus {
-                DiskBus::Virtio { slot } => {
-                    let backend = open_disk(disk)?.ok_or_else(|| {
-                        VmmError::Config(format!(
-                            "disk {}: a virtio disk needs a source file",
-                            disk.target
-                        ))
-                    })?;
-                    let block = VirtioBlock::new(backend, disk.target.clone());
-                    let irq = Arc::new(PciIntx::new(intx.clone(), slot, 1));
-                    let device = VirtioPciDevice::new(Box::new(block), memory.ram.clone(), irq);
-                    pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
-                }
-                DiskBus::Ide { channel, unit } => {
-                    let backend = open_disk(disk)?;
-                    let media = match (disk.kind, backend) {
-                        (DiskKind::Cdrom, backend) => IdeMedia::Cdrom(backend),
-                        (DiskKind::Disk, Some(backend)) => IdeMedia::Disk(backend),
-                        (DiskKind::Disk, None) => {
-                            return Err(VmmError::Config(format!(
-                                "disk {} needs a source file",
-                                disk.target
-                            )))
-                        }
-                    };
-                    ide.lock()
-                        .unwrap()
-                        .attach(channel as usize, unit as usize, media);
-                }
-            }
-        }
-
-        for nic in &config.nics {
-            let device = super::network::virtio_net(nic, memory.ram.clone(), &intx)?;
-            pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
-        }
+        let mut wiring = Wiring::new(&vm, &memory, &events);
+        wiring.attach_chipset()?;
+        let acpi_pm = wiring.attach_power_management()?;
+        let framebuffer = wiring.attach_display(config, console)?;
+        let kernel_entry = wiring.load_kernel(config, framebuffer.as_ref())?;
+        wiring.attach_rtc(config)?;
+        wiring.attach_fw_cfg(config)?;
+        wiring.attach_serial(console)?;
+        wiring.attach_legacy_ports(console)?;
+        wiring.attach_i8042(console)?;
+        wiring.attach_usb(config, console)?;
+        let ide = wiring.attach_ide(config)?;
+        wiring.attach_virtio_disks(config)?;
+        wiring.attach_nics(config)?;
 
         let registers = RegisterSnapshots::default();
         let gate = Arc::new(VcpuGate::default());
@@ -310,22 +122,18 @@ impl Machine {
             gate.close();
         }
         let context = VcpuContext {
-            io_bus: io_bus.clone(),
-            mmio_bus: mmio_bus.clone(),
-            pci: pci.clone(),
-            stop: stop.clone(),
+            io_bus: wiring.io_bus.clone(),
+            mmio_bus: wiring.mmio_bus.clone(),
+            pci: wiring.pci.clone(),
+            stop: wiring.stop.clone(),
             gate: gate.clone(),
             events,
             registers: registers.clone(),
         };
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmmError::kvm("read the CPUID KVM supports"))?;
-        vcpu::install_kick_handler();
         let mut machine = Self {
             vcpus: Vec::new(),
-            workers,
-            stop,
+            workers: wiring.workers,
+            stop: wiring.stop,
             gate,
             acpi_pm,
             ide,
@@ -335,26 +143,44 @@ impl Machine {
             _vm: vm.clone(),
             _memory: memory,
         };
-        // Create every vCPU before starting any, so APs exist when the BSP
-        // sends INIT/SIPI.
+        machine.start_vcpus(kvm, &vm, config.vcpus, context)?;
+        Ok(machine)
+    }
+
+    /// Creates every vCPU, puts the first at the kernel's entry for direct
+    /// boot, and starts their threads. All exist before any runs, so APs
+    /// are there when the BSP sends INIT/SIPI.
+    fn start_vcpus(
+        &mut self,
+        kvm: &Kvm,
+        vm: &VmFd,
+        count: u32,
+        context: VcpuContext,
+    ) -> Result<(), VmmError> {
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("read the CPUID KVM supports"))?;
+        vcpu::install_kick_handler();
         let mut fds = Vec::new();
-        for id in 0..config.vcpus {
+        for id in 0..count {
             let fd = vm
                 .create_vcpu(id as u64)
                 .map_err(VmmError::kvm("create a vCPU"))?;
-            fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, config.vcpus))
+            fd.set_cpuid2(&super::cpuid::for_vcpu(supported.clone(), id, count))
                 .map_err(VmmError::kvm("set CPUID"))?;
+            super::msrs::set(&fd, &super::msrs::at_power_on(&supported))
+                .map_err(VmmError::kvm("set the vCPU's model-specific registers"))?;
             fds.push(fd);
         }
-        if let (Some(entry), Some(bsp)) = (&kernel_entry, fds.first()) {
+        if let (Some(entry), Some(bsp)) = (&self.kernel_entry, fds.first()) {
             super::kernel_boot::enter(bsp, entry)
                 .map_err(VmmError::kvm("put the vCPU at the kernel's entry point"))?;
         }
         for (id, fd) in fds.into_iter().enumerate() {
             let handle = vcpu::spawn(id as u32, fd, context.clone()).map_err(VmmError::Thread)?;
-            machine.vcpus.push(handle);
+            self.vcpus.push(handle);
         }
-        Ok(machine)
+        Ok(())
     }
 
     /// Kicks every vCPU thread that is still running out of `KVM_RUN`
@@ -451,6 +277,340 @@ impl Machine {
 impl Drop for Machine {
     fn drop(&mut self) {
         self.stop_vcpus();
+    }
+}
+
+/// A VM with the in-kernel interrupt controllers and PIT, and the two
+/// pages of KVM's own below the BIOS.
+fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
+    let vm = kvm.create_vm().map_err(VmmError::kvm("create the VM"))?;
+    vm.set_identity_map_address(KVM_IDENTITY_MAP)
+        .map_err(VmmError::kvm("set the identity map address"))?;
+    vm.set_tss_address(KVM_TSS as usize)
+        .map_err(VmmError::kvm("set the TSS address"))?;
+    vm.create_irq_chip()
+        .map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
+    super::irq::route_like_a_pc(&vm)
+        .map_err(VmmError::kvm("route interrupts to the PICs and the IOAPIC"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit)
+        .map_err(VmmError::kvm("create the in-kernel PIT"))?;
+    Ok(vm)
+}
+
+/// What the `attach_*` steps share while they build the PC: the buses
+/// devices go on, the interrupt router, the device threads started so far.
+struct Wiring<'a> {
+    vm: &'a Arc<VmFd>,
+    memory: &'a GuestMemory,
+    io_bus: Arc<Bus>,
+    mmio_bus: Arc<Bus>,
+    pci: Arc<PciBus>,
+    /// PCI INTx through the PIIX3's PIRQ routing onto ISA interrupts.
+    intx: Arc<IntxRouter>,
+    /// Reset and power-off requests from devices.
+    control: Arc<dyn MachineControl>,
+    /// Device threads watch this, as the vCPUs do.
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl<'a> Wiring<'a> {
+    fn new(vm: &'a Arc<VmFd>, memory: &'a GuestMemory, events: &StopSender) -> Self {
+        let intx_vm = vm.clone();
+        Self {
+            vm,
+            memory,
+            io_bus: Arc::new(Bus::new()),
+            mmio_bus: Arc::new(Bus::new()),
+            pci: Arc::new(PciBus::new()),
+            intx: IntxRouter::new(move |irq, level| {
+                super::irq::set_gsi(&intx_vm, irq as u32, level)
+            }),
+            control: Arc::new(MachineEvents {
+                events: events.clone(),
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+            workers: Vec::new(),
+        }
+    }
+
+    fn irq(&self, line: u32) -> Arc<dyn IrqLine> {
+        KvmIrq::new(self.vm.clone(), line)
+    }
+
+    /// The i440FX host bridge, the PIIX3 ISA bridge (PIRQ routing) and PCI
+    /// configuration mechanism #1 (with the 0xCF9 reset register).
+    fn attach_chipset(&mut self) -> Result<(), VmmError> {
+        self.pci
+            .add(0, 0, Arc::new(Mutex::new(I440fxHostBridge::new())))?;
+        self.pci.add(
+            1,
+            0,
+            Arc::new(Mutex::new(Piix3IsaBridge::new(self.intx.clone()))),
+        )?;
+        self.io_bus.insert(
+            Arc::new(Mutex::new(PciConfigIo::new(
+                self.pci.clone(),
+                self.control.clone(),
+            ))),
+            PORT_PCI_CONFIG as u64,
+            PCI_CONFIG_PORTS,
+        )?;
+        Ok(())
+    }
+
+    /// The PIIX4 power management function: the ACPI PM registers (the
+    /// power button, S5) and the APM control port that switches ACPI on.
+    fn attach_power_management(&mut self) -> Result<Arc<Mutex<AcpiPm>>, VmmError> {
+        let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(
+            self.irq(IRQ_SCI),
+            self.control.clone(),
+        )));
+        self.pci.add(1, 3, Arc::new(Mutex::new(Piix4Pm::new())))?;
+        self.io_bus
+            .insert(acpi_pm.clone(), PORT_ACPI_PM as u64, PM_IO_SIZE)?;
+        self.io_bus.insert(
+            Arc::new(Mutex::new(ApmPorts::new(acpi_pm.clone()))),
+            PORT_APM_CONTROL as u64,
+            APM_PORTS,
+        )?;
+        Ok(acpi_pm)
+    }
+
+    /// The VGA card; for direct boot, with the linear mode the kernel is
+    /// told about already set.
+    fn attach_display(
+        &mut self,
+        config: &VmConfig,
+        console: &ConsoleIo,
+    ) -> Result<Option<Framebuffer>, VmmError> {
+        let Some(card) = super::display::attach(
+            self.vm,
+            &self.io_bus,
+            &self.mmio_bus,
+            &self.pci,
+            &config.video,
+            console.display.clone(),
+            self.stop.clone(),
+        )?
+        else {
+            return Ok(None);
+        };
+        let framebuffer = match &config.direct_boot {
+            Some(_) => super::display::set_boot_mode(&self.pci, &card),
+            None => None,
+        };
+        self.workers.push(card.refresh);
+        Ok(framebuffer)
+    }
+
+    /// Direct kernel boot: the VMM does the firmware's part. It routes
+    /// PCI interrupts as SeaBIOS would (the ACPI tables say so), puts the
+    /// ACPI tables in memory, and loads the kernel, its initrd and command
+    /// line; the vCPU starts at the kernel's entry.
+    fn load_kernel(
+        &mut self,
+        config: &VmConfig,
+        framebuffer: Option<&Framebuffer>,
+    ) -> Result<Option<KernelEntry>, VmmError> {
+        let Some(boot) = &config.direct_boot else {
+            return Ok(None);
+        };
+        for (pirq, gsi) in super::acpi::PIRQ_GSIS.into_iter().enumerate() {
+            self.intx.set_route(pirq, gsi as u8);
+        }
+        let rsdp = super::acpi::write_for_direct_boot(
+            &self.memory.ram,
+            &super::acpi::AcpiConfig {
+                vcpus: config.vcpus,
+                low_ram_end: self.memory.low_ram,
+            },
+        )?;
+        let entry = super::kernel_boot::load(
+            &self.memory.ram,
+            self.memory.low_ram,
+            self.memory.high_ram,
+            boot,
+            framebuffer,
+            Some(rsdp),
+        )?;
+        info!(kernel = %boot.kernel.display(), entry = format_args!("{:#x}", entry.rip), "direct kernel boot");
+        Ok(Some(entry))
+    }
+
+    /// The MC146818 RTC/CMOS, with the memory size and CPU count SeaBIOS
+    /// reads there, and the thread that drives its interrupts.
+    fn attach_rtc(&mut self, config: &VmConfig) -> Result<(), VmmError> {
+        let cmos = Arc::new(Mutex::new(CmosRtc::new(
+            self.irq(IRQ_RTC),
+            Box::new(std::time::SystemTime::now),
+        )));
+        {
+            let mut cmos = cmos.lock().unwrap();
+            cmos.set_memory_size(self.memory.low_ram, self.memory.high_ram);
+            cmos.set_cpu_count(config.vcpus as usize);
+        }
+        self.io_bus
+            .insert(cmos.clone(), PORT_CMOS as u64, CMOS_PORTS)?;
+        self.workers.push(spawn_rtc_timer(cmos, self.stop.clone())?);
+        Ok(())
+    }
+
+    /// fw_cfg, with what the firmware is told (CPUs, e820, ACPI tables,
+    /// boot order).
+    fn attach_fw_cfg(&mut self, config: &VmConfig) -> Result<(), VmmError> {
+        let mut fw_cfg = FwCfg::new(self.memory.ram.clone());
+        super::boot::fill_fw_cfg(&mut fw_cfg, config, self.memory)?;
+        self.io_bus.insert(
+            Arc::new(Mutex::new(fw_cfg)),
+            PORT_FW_CFG as u64,
+            FW_CFG_PORTS,
+        )?;
+        Ok(())
+    }
+
+    /// COM1, and the thread that feeds it console input.
+    fn attach_serial(&mut self, console: &ConsoleIo) -> Result<(), VmmError> {
+        let uart = Arc::new(Mutex::new(Uart16550::new(
+            self.irq(IRQ_COM1),
+            Box::new(console.serial.clone()),
+        )));
+        self.io_bus
+            .insert(uart.clone(), PORT_COM1 as u64, UART_PORTS)?;
+        if let Some(input) = &console.serial_input {
+            self.workers
+                .push(spawn_serial_input(uart, input.clone(), self.stop.clone())?);
+        }
+        Ok(())
+    }
+
+    /// The debug console (0x402), the POST code port, system control port
+    /// A (fast A20 and reset), and the ISA devices this PC has not, which
+    /// answer as absent.
+    fn attach_legacy_ports(&mut self, console: &ConsoleIo) -> Result<(), VmmError> {
+        self.io_bus.insert(
+            Arc::new(Mutex::new(DebugCon::new(Box::new(
+                console.debugcon.clone(),
+            )))),
+            PORT_DEBUGCON as u64,
+            1,
+        )?;
+        self.io_bus.insert(
+            Arc::new(Mutex::new(PostCode::default())),
+            PORT_POST as u64,
+            1,
+        )?;
+        self.io_bus.insert(
+            Arc::new(Mutex::new(SystemControlA::new(self.control.clone()))),
+            PORT_SYSTEM_CONTROL_A as u64,
+            1,
+        )?;
+        for &(name, port, len) in ABSENT_ISA_DEVICES {
+            self.io_bus.insert(
+                Arc::new(Mutex::new(AbsentIsaDevice::new(name))),
+                port as u64,
+                len as u64,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The i8042 keyboard and mouse controller, fed by the console's input.
+    fn attach_i8042(&mut self, console: &ConsoleIo) -> Result<(), VmmError> {
+        let i8042 = Arc::new(Mutex::new(I8042::new(
+            self.irq(IRQ_KEYBOARD),
+            self.irq(IRQ_MOUSE),
+            self.control.clone(),
+        )));
+        self.io_bus
+            .insert(i8042.clone(), PORT_I8042_DATA as u64, I8042_PORTS)?;
+        console.input.attach(i8042, &console.display);
+        Ok(())
+    }
+
+    /// The UHCI controller with the USB tablet, when the domain has one.
+    fn attach_usb(&mut self, config: &VmConfig, console: &ConsoleIo) -> Result<(), VmmError> {
+        if let Some(frames) = super::usb::attach(
+            &self.pci,
+            &self.intx,
+            &self.memory.ram,
+            config.usb_tablet,
+            console,
+            self.stop.clone(),
+        )? {
+            self.workers.push(frames);
+        }
+        Ok(())
+    }
+
+    /// The PIIX IDE controller (legacy ports and PCI function 1.1) with
+    /// the domain's IDE disks and CD-ROM drives.
+    fn attach_ide(&mut self, config: &VmConfig) -> Result<Arc<Mutex<IdeController>>, VmmError> {
+        let ide = IdeController::new(
+            self.memory.ram.clone(),
+            self.irq(IRQ_IDE_PRIMARY),
+            self.irq(IRQ_IDE_SECONDARY),
+        );
+        for (port, len, device) in ide::legacy_ports(&ide) {
+            self.io_bus.insert(device, port as u64, len)?;
+        }
+        self.pci.add(1, 1, ide.clone())?;
+        for disk in &config.disks {
+            let DiskBus::Ide { channel, unit } = disk.bus else {
+                continue;
+            };
+            let media = match (disk.kind, open_disk(disk)?) {
+                (DiskKind::Cdrom, backend) => IdeMedia::Cdrom(backend),
+                (DiskKind::Disk, Some(backend)) => IdeMedia::Disk(backend),
+                (DiskKind::Disk, None) => {
+                    return Err(VmmError::Config(format!(
+                        "disk {} needs a source file",
+                        disk.target
+                    )))
+                }
+            };
+            ide.lock()
+                .unwrap()
+                .attach(channel as usize, unit as usize, media);
+        }
+        if config.direct_boot.is_some() {
+            // No firmware runs to switch the channels on.
+            ide.lock().unwrap().enable_channels_as_firmware_does();
+        }
+        Ok(ide)
+    }
+
+    /// A virtio-blk PCI function per virtio disk, in the slot it asks for.
+    fn attach_virtio_disks(&mut self, config: &VmConfig) -> Result<(), VmmError> {
+        for disk in &config.disks {
+            let DiskBus::Virtio { slot } = disk.bus else {
+                continue;
+            };
+            let backend = open_disk(disk)?.ok_or_else(|| {
+                VmmError::Config(format!(
+                    "disk {}: a virtio disk needs a source file",
+                    disk.target
+                ))
+            })?;
+            let block = VirtioBlock::new(backend, disk.target.clone());
+            let irq = Arc::new(PciIntx::new(self.intx.clone(), slot, 1));
+            let device = VirtioPciDevice::new(Box::new(block), self.memory.ram.clone(), irq);
+            self.pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
+        }
+        Ok(())
+    }
+
+    /// A virtio-net PCI function per interface.
+    fn attach_nics(&mut self, config: &VmConfig) -> Result<(), VmmError> {
+        for nic in &config.nics {
+            let device = super::network::virtio_net(nic, self.memory.ram.clone(), &self.intx)?;
+            self.pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod layout;
 mod machine;
 pub mod media;
 pub mod memory;
+mod msrs;
 mod network;
 pub mod page_tables;
 mod runner;
@@ -74,6 +75,8 @@ pub enum VmmError {
     Video(#[from] crate::devices::vga::VramError),
     #[error("direct kernel boot: {0}")]
     KernelBoot(#[from] kernel_boot::KernelBootError),
+    #[error("direct kernel boot: {0}")]
+    DirectBootAcpi(#[from] acpi::DirectTablesError),
     #[error("network interface {mac}: {source}")]
     Nic {
         mac: String,

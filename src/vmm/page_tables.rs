@@ -2,6 +2,8 @@
 //! data segments, identity-mapped page tables, and long mode in the
 //! special registers (Linux `Documentation/arch/x86/boot.rst`, "64-bit
 //! Boot Protocol"; Intel SDM vol. 3A §9.8.5 "Initializing IA-32e Mode").
+//! The PVH entry uses the same GDT's 32-bit code segment, without paging
+//! (Xen `docs/misc/pvh.pandoc`).
 //!
 //! The page tables map the first 4 GiB one to one with 2 MiB pages, which
 //! covers the kernel, its decompression buffer, the zero page, the command
@@ -25,6 +27,8 @@ const PD_COUNT: u64 = 4;
 /// The first byte after the tables.
 pub const PAGE_TABLES_END: u64 = PD_ADDR + PD_COUNT * 0x1000;
 
+/// The flat 32-bit code segment of the PVH entry.
+pub const PVH_CS: u16 = 0x08;
 /// Selectors of the boot protocol's flat segments: `__BOOT_CS` and `__BOOT_DS`.
 pub const BOOT_CS: u16 = 0x10;
 pub const BOOT_DS: u16 = 0x18;
@@ -35,7 +39,7 @@ pub const BOOT_DS: u16 = 0x18;
 /// granularity + long mode (L); 0xC = granularity + 32-bit default size.
 const GDT: [u64; 4] = [
     0,
-    0,
+    0x00cf_9b00_0000_ffff, // 0x08: 32-bit code
     0x00af_9b00_0000_ffff, // 0x10: 64-bit code
     0x00cf_9300_0000_ffff, // 0x18: flat data
 ];
@@ -81,6 +85,7 @@ pub fn write_tables(ram: &GuestRam) -> Result<(), vm_memory::GuestMemoryError> {
 /// A flat segment as the GDT entry at `selector` describes it (KVM wants
 /// the descriptor's fields spelt out, not read from memory).
 fn segment(selector: u16, code: bool) -> kvm_segment {
+    let long = code && selector == BOOT_CS;
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
@@ -88,9 +93,9 @@ fn segment(selector: u16, code: bool) -> kvm_segment {
         type_: if code { 0xb } else { 0x3 },
         present: 1,
         dpl: 0,
-        db: u8::from(!code),
+        db: u8::from(!long),
         s: 1,
-        l: u8::from(code),
+        l: u8::from(long),
         g: 1,
         avl: 0,
         unusable: 0,
@@ -117,6 +122,46 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
     sregs.cr4 |= CR4_PAE;
     sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_PG | CR0_ET) & !((1 << 29) | (1 << 30)); // caches on (NW, CD clear)
     sregs.efer |= EFER_LME | EFER_LMA;
+}
+
+/// Turns `sregs` (as KVM reports them at reset) into the PVH entry state:
+/// 32-bit protected mode with flat segments, paging off, CR4 and EFER
+/// clear, and TR a 32-bit busy TSS of 0x68 bytes at 0 (the ABI's words).
+pub fn protected_mode_sregs(sregs: &mut kvm_sregs) {
+    sregs.cs = segment(PVH_CS, true);
+    let data = segment(BOOT_DS, false);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.tr = kvm_segment {
+        base: 0,
+        limit: 0x67,
+        selector: 0,
+        type_: 0xb,
+        present: 1,
+        s: 0,
+        ..Default::default()
+    };
+    sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & !(CR0_PG | (1 << 29) | (1 << 30));
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+}
+
+/// General registers at the PVH entry: `hvm_start_info` in EBX,
+/// interrupts off; the ABI gives no stack.
+pub fn pvh_entry_regs(rip: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rip,
+        rbx: start_info,
+        rflags: 0x2,
+        ..Default::default()
+    }
 }
 
 /// General registers at the entry: `rip`, `rsi` as the protocol wants,
@@ -187,5 +232,33 @@ mod tests {
         assert_eq!(sregs.ss.selector, BOOT_DS);
         assert_eq!(sregs.efer & EFER_LMA, EFER_LMA);
         assert_eq!(sregs.cr0 & CR0_PG, CR0_PG);
+        assert_eq!((sregs.cs.l, sregs.cs.db), (1, 0));
+    }
+
+    #[test]
+    fn pvh_entry_is_flat_32_bit_protected_mode_without_paging() {
+        let ram = ram();
+        write_tables(&ram).unwrap();
+        let cs: u64 = ram
+            .read_obj(GuestAddress(GDT_ADDR + PVH_CS as u64))
+            .unwrap();
+        // D set, L clear, base 0, limit 4 GiB: a flat 32-bit code segment.
+        assert_eq!(((cs >> 54) & 1, (cs >> 53) & 1), (1, 0));
+        let mut sregs = kvm_sregs {
+            cr0: 0x6000_0010,
+            efer: EFER_LME,
+            ..Default::default()
+        };
+        protected_mode_sregs(&mut sregs);
+        assert_eq!(sregs.cs.selector, PVH_CS);
+        assert_eq!(
+            (sregs.cs.l, sregs.cs.db, sregs.cs.limit),
+            (0, 1, 0xffff_ffff)
+        );
+        assert_eq!(sregs.cr0 & (CR0_PE | CR0_PG), CR0_PE);
+        assert_eq!((sregs.cr4, sregs.efer), (0, 0));
+        assert_eq!((sregs.tr.type_, sregs.tr.limit), (0xb, 0x67));
+        let regs = pvh_entry_regs(0x100_0000, 0x7000);
+        assert_eq!((regs.rip, regs.rbx, regs.rflags), (0x100_0000, 0x7000, 2));
     }
 }

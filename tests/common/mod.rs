@@ -6,10 +6,12 @@
 pub mod asm;
 pub mod desktop;
 pub mod guest;
+pub mod linux;
 pub mod vnc;
 pub mod wait;
 
 use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -52,6 +54,7 @@ pub struct Domain {
     pub vcpus: u32,
     pub loader: Option<PathBuf>,
     pub boot: Vec<&'static str>,
+    pub on_poweroff: &'static str,
     pub on_reboot: &'static str,
     pub on_crash: &'static str,
     /// Raw `<disk>` elements.
@@ -68,6 +71,7 @@ impl Domain {
             vcpus: 1,
             loader: None,
             boot: Vec::new(),
+            on_poweroff: "destroy",
             on_reboot: "destroy",
             on_crash: "destroy",
             disks: Vec::new(),
@@ -108,11 +112,12 @@ impl Domain {
             .map(|d| format!("<boot dev='{d}'/>"))
             .collect();
         format!(
-            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
+            "<domain type='kvm'>\n  <name>{}</name>\n  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n  <os><type arch='x86_64' machine='pc'>hvm</type>{loader}{boot}{}</os>\n  <on_poweroff>{}</on_poweroff>\n  <on_reboot>{}</on_reboot>\n  <on_crash>{}</on_crash>\n  <devices>\n    {}\n    <serial type='pty'><target port='0'/></serial>\n  </devices>\n</domain>\n",
             self.name,
             self.memory_mib,
             self.vcpus,
             self.os_extra,
+            self.on_poweroff,
             self.on_reboot,
             self.on_crash,
             self.disks.join("\n    ")
@@ -386,5 +391,52 @@ impl std::io::Write for Capture {
 impl Capture {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A started domain's serial console socket (`VIREO_HOME/run/NAME.serial`):
+/// the stream to type on, and everything read from it so far, gathered by
+/// a thread. Waits up to 30 s for the socket to appear.
+pub fn attach_serial(home: &Home, name: &str) -> (UnixStream, Arc<Mutex<Vec<u8>>>) {
+    let socket = home.path(&format!("run/{name}.serial"));
+    let start = Instant::now();
+    let stream = loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!("no serial console at {}: {e}", socket.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let serial = Arc::new(Mutex::new(Vec::new()));
+    drain(stream.try_clone().unwrap(), serial.clone());
+    (stream, serial)
+}
+
+/// The SHA-256 of `bytes` as `sha256sum` (and busybox's) prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed nothing")
+        .to_string()
+}
+
+/// Stops a network's switch (`vireo net-destroy`) when the test ends,
+/// however it ends.
+pub struct NetworkGuard<'a>(pub &'a Home, pub &'static str);
+
+impl Drop for NetworkGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["net-destroy", self.1]);
     }
 }

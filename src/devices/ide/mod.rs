@@ -54,6 +54,8 @@ pub const BAR_BUS_MASTER: usize = 4;
 const BUS_MASTER_PORTS: u64 = 16;
 /// IDETIM (primary 0x40, secondary 0x42) and SIDETIM (0x44): stored only.
 const IDETIM: usize = 0x40;
+/// IDETIM bit 15, IDE Decode Enable: the channel is on (datasheet §2.4.6).
+const IDETIM_DECODE_ENABLE: u16 = 0x8000;
 const TIMING_REGISTER_BYTES: usize = 5;
 /// The control block is one port per channel (0x3F7 is the floppy's).
 const IDE_CONTROL_PORTS: u64 = 1;
@@ -768,6 +770,19 @@ impl IdeController {
         slot.reset();
     }
 
+    /// Sets IDE Decode Enable (bit 15 of IDETIM) on both channels, as the
+    /// BIOS does at power-on (SeaBIOS writes 0x8000 to 0x40 and 0x42): the
+    /// chip resets with both channels disabled (datasheet §2.4.6), and
+    /// Linux's `ata_piix` skips a channel whose bit is clear, so a kernel
+    /// booted without firmware would find no IDE drive at all. The bit
+    /// gates nothing here (see the module notes); it is what drivers read.
+    pub fn enable_channels_as_firmware_does(&mut self) {
+        for channel_timing in [IDETIM, IDETIM + 2] {
+            let value = self.config.u16(channel_timing) | IDETIM_DECODE_ENABLE;
+            self.config.set_u16(channel_timing, value);
+        }
+    }
+
     fn cdrom_mut(&mut self, channel: usize, unit: usize) -> Option<&mut Cdrom> {
         let slot = self
             .channels
@@ -1164,6 +1179,20 @@ mod tests {
         c.write_config(0x40, &[0x00, 0x80, 0x00, 0x80]);
         c.read_config(0x40, &mut dword);
         assert_eq!(dword, [0x00, 0x80, 0x00, 0x80]);
+    }
+
+    #[test]
+    fn channels_start_disabled_until_firmware_enables_them() {
+        let ctrl = IdeController::new(small_ram(), FakeIrq::new(), FakeIrq::new());
+        let mut c = ctrl.lock().unwrap();
+        let mut dword = [0; 4];
+        c.read_config(0x40, &mut dword);
+        assert_eq!(dword, [0; 4], "IDETIM resets to 0 (both channels off)");
+        // A timing value a driver wrote stays; only the enable bit is added.
+        c.write_config(0x40, &[0x23, 0x01, 0x00, 0x00]);
+        c.enable_channels_as_firmware_does();
+        c.read_config(0x40, &mut dword);
+        assert_eq!(dword, [0x23, 0x81, 0x00, 0x80]);
     }
 
     #[test]

@@ -208,6 +208,11 @@ impl BusDevice for PciConfigIo {
                     self.bus.write_config(devfn, register, data);
                 }
             }
+            // 0xCFB was the configuration-mechanism select register of
+            // chipsets older than the PIIX; Linux's type-1 probe
+            // (pci_check_type1) writes 1 there on every boot. Nothing to
+            // select here, as on QEMU's i440FX.
+            (3, 1) => {}
             _ => guest_warn!(
                 offset,
                 len = data.len(),
@@ -352,6 +357,25 @@ mod tests {
         let mut data = [0; 4];
         io.read(4, &mut data);
         u32::from_le_bytes(data)
+    }
+
+    #[test]
+    fn linux_type1_probe_finds_mechanism_1() {
+        // arch/x86/pci/direct.c, pci_check_type1: a byte to 0xCFB, then
+        // the address register must hold what is written to it.
+        let (mut io, _, _) = config_io();
+        io.write(0, &0x8000_1234u32.to_le_bytes());
+        io.write(3, &[0x01]);
+        let mut value = [0u8; 4];
+        io.read(0, &mut value);
+        assert_eq!(
+            u32::from_le_bytes(value),
+            0x8000_1234,
+            "0xCFB leaves it alone"
+        );
+        io.write(0, &0x8000_0000u32.to_le_bytes());
+        io.read(0, &mut value);
+        assert_eq!(u32::from_le_bytes(value), 0x8000_0000);
     }
 
     #[test]
