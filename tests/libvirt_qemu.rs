@@ -626,31 +626,7 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
     std::env::set_var("VIREO_HOME", home.dir.path());
 
     // A Vireo VM with a qcow2 disk holding known bytes.
-    let images = home.path("data/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let disk = images.join("c1.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("16M")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", "write -P 0x5a 1M 64k"])
-        .arg(&disk)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let original = std::fs::read(&disk).unwrap();
-    let xml = common::Domain::new("c1")
-        .disk("disk", &disk, "vda", "virtio")
-        .xml()
-        .replace("type='raw'", "type='qcow2'");
-    let file = home.path("c1.xml");
-    std::fs::write(&file, &xml).unwrap();
-    home.ok(&["define", file.to_str().unwrap()]);
+    let (_, original) = define_vm_with_known_disk(&home, "c1", "write -P 0x5a 1M 64k");
 
     let local = vireo::connection::local::LocalEngine::new();
     let remote = vireo::connection::open(&daemon.uri()).expect("connect to the daemon");
@@ -677,19 +653,7 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
     );
     let dumped = daemon.virsh_ok(&["dumpxml", "c1"]);
     assert!(dumped.contains(&copied.display().to_string()), "{dumped}");
-    let dumped_file = home.path("c1-on-libvirtd.xml");
-    std::fs::write(&dumped_file, &dumped).unwrap();
-    let validate = Command::new("virt-xml-validate")
-        .arg(&dumped_file)
-        .arg("domain")
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "virt-xml-validate: {}{}\n{dumped}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    assert_valid_domain(&home.path("c1-on-libvirtd.xml"), &dumped);
     let vols = daemon.virsh_ok(&["vol-list", "default"]);
     assert!(vols.contains("c1.qcow2"), "{vols}");
 
@@ -719,18 +683,7 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
         xml_back.contains(&returned.display().to_string()),
         "{xml_back}"
     );
-    let back_file = back.path("c1-back.xml");
-    std::fs::write(&back_file, &xml_back).unwrap();
-    let validate = Command::new("virt-xml-validate")
-        .arg(&back_file)
-        .arg("domain")
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    assert_valid_domain(&back.path("c1-back.xml"), &xml_back);
     // qemu-img agrees the image came back whole.
     let check = Command::new("qemu-img")
         .arg("check")
@@ -755,31 +708,7 @@ fn copy_to_from_the_window_and_back() {
     let daemon = Daemon::start();
     let home = Home::new();
     // A shut-off Vireo VM with a qcow2 disk holding known bytes.
-    let images = home.path("data/images");
-    std::fs::create_dir_all(&images).unwrap();
-    let disk = images.join("copyme.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("16M")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", "write -P 0x3c 2M 64k"])
-        .arg(&disk)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let original = std::fs::read(&disk).unwrap();
-    let xml = common::Domain::new("copyme")
-        .disk("disk", &disk, "vda", "virtio")
-        .xml()
-        .replace("type='raw'", "type='qcow2'");
-    let file = home.path("copyme.xml");
-    std::fs::write(&file, &xml).unwrap();
-    home.ok(&["define", file.to_str().unwrap()]);
+    let (disk, original) = define_vm_with_known_disk(&home, "copyme", "write -P 0x3c 2M 64k");
 
     let display = Display::start();
     let dir = artifacts("libvirt-copy-window");
@@ -802,19 +731,7 @@ fn copy_to_from_the_window_and_back() {
     );
     let dumped = daemon.virsh_ok(&["dumpxml", "copyme"]);
     assert!(dumped.contains(&copied.display().to_string()), "{dumped}");
-    let dumped_file = home.path("copyme-on-libvirtd.xml");
-    std::fs::write(&dumped_file, &dumped).unwrap();
-    let validate = Command::new("virt-xml-validate")
-        .arg(&dumped_file)
-        .arg("domain")
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "virt-xml-validate: {}{}\n{dumped}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    assert_valid_domain(&home.path("copyme-on-libvirtd.xml"), &dumped);
     display.click_lowest(&dir, "Close", Duration::from_secs(10));
 
     // And back: gone from this computer (definition and disk), then the
@@ -843,19 +760,7 @@ fn copy_to_from_the_window_and_back() {
         original,
         "the bytes that came back"
     );
-    let back_file = home.path("copyme-back.xml");
-    std::fs::write(&back_file, &xml_back).unwrap();
-    let validate = Command::new("virt-xml-validate")
-        .arg(&back_file)
-        .arg("domain")
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "virt-xml-validate: {}{}\n{xml_back}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    assert_valid_domain(&home.path("copyme-back.xml"), &xml_back);
     let check = Command::new("qemu-img")
         .arg("check")
         .arg(&returned)
@@ -877,4 +782,50 @@ fn disk_source(xml: &str) -> PathBuf {
     let quote = &xml[start..start + 1];
     let end = start + 1 + xml[start + 1..].find(quote).unwrap();
     PathBuf::from(&xml[start + 1..end])
+}
+
+/// Defines a shut-off Vireo VM `name` in `home` whose qcow2 disk (in the
+/// default pool) holds the bytes the qemu-io command `write` put there;
+/// returns the disk and its file's bytes.
+fn define_vm_with_known_disk(home: &Home, name: &str, write: &str) -> (PathBuf, Vec<u8>) {
+    let images = home.path("data/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let disk = images.join(format!("{name}.qcow2"));
+    common::guest::run_tool(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg("16M"),
+    );
+    common::guest::run_tool(
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", write])
+            .arg(&disk),
+    );
+    let original = std::fs::read(&disk).unwrap();
+    let xml = common::Domain::new(name)
+        .disk("disk", &disk, "vda", "virtio")
+        .xml()
+        .replace("type='raw'", "type='qcow2'");
+    let file = home.path(&format!("{name}.xml"));
+    std::fs::write(&file, &xml).unwrap();
+    home.ok(&["define", file.to_str().unwrap()]);
+    (disk, original)
+}
+
+/// Writes a domain definition to `file` and checks it with libvirt's own
+/// schema (virt-xml-validate).
+fn assert_valid_domain(file: &Path, xml: &str) {
+    std::fs::write(file, xml).unwrap();
+    let validate = Command::new("virt-xml-validate")
+        .arg(file)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "virt-xml-validate: {}{}\n{xml}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
 }
