@@ -85,11 +85,11 @@ fn an_empty_store_offers_a_new_vm_and_the_demo() {
     )
     .unwrap();
     home.ok(&["define", xml.to_str().unwrap()]);
-    display.wait_for_text(&dir, "garden", Duration::from_secs(10));
+    display.wait_for_text(&dir, "garden", Duration::from_secs(30));
     home.ok(&["domrename", "garden", "meadow"]);
-    display.wait_for_text(&dir, "meadow", Duration::from_secs(10));
+    display.wait_for_text(&dir, "meadow", Duration::from_secs(30));
     home.ok(&["undefine", "meadow"]);
-    display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(10));
+    display.wait_for_text(&dir, "No Virtual Machines", Duration::from_secs(30));
 }
 
 #[test]
