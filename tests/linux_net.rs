@@ -73,9 +73,15 @@ fn free_port_below_ephemeral() -> u16 {
         .expect("a free TCP port below 32768")
 }
 
-/// Gets a lease with busybox udhcpc on eth0; returns udhcpc's words.
+/// Gets a lease with busybox udhcpc on eth0; returns udhcpc's words. The
+/// hook that configures the lease is named: Debian's busybox looks for it
+/// in /etc/udhcpc/, upstream's in /usr/share/udhcpc/, where the test guest
+/// has it.
 fn dhcp(guest: &mut LinuxGuest) -> String {
-    guest.run_timeout("udhcpc -i eth0 -n -q -t 10 -T 3", Duration::from_secs(180))
+    guest.run_timeout(
+        "udhcpc -i eth0 -n -q -t 10 -T 3 -s /usr/share/udhcpc/default.script",
+        Duration::from_secs(180),
+    )
 }
 
 /// The guest's IPv4 address on eth0.
