@@ -673,28 +673,13 @@ fn a_vireo_vm_copied_to_libvirtd_and_back() {
         vireo::connection::copy::DiskOutcome::Copied { to, .. } => PathBuf::from(to),
         other => panic!("the disk did not come back: {other:?}"),
     };
-    assert_eq!(
-        std::fs::read(&returned).unwrap(),
-        original,
-        "the bytes that came back"
-    );
+    assert_came_back_whole(&returned, &original);
     let xml_back = back.ok(&["dumpxml", "c1"]);
     assert!(
         xml_back.contains(&returned.display().to_string()),
         "{xml_back}"
     );
     assert_valid_domain(&back.path("c1-back.xml"), &xml_back);
-    // qemu-img agrees the image came back whole.
-    let check = Command::new("qemu-img")
-        .arg("check")
-        .arg(&returned)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
 }
 
 #[test]
@@ -755,22 +740,8 @@ fn copy_to_from_the_window_and_back() {
     );
     let xml_back = home.ok(&["dumpxml", "copyme"]);
     let returned = disk_source(&xml_back);
-    assert_eq!(
-        std::fs::read(&returned).unwrap(),
-        original,
-        "the bytes that came back"
-    );
+    assert_came_back_whole(&returned, &original);
     assert_valid_domain(&home.path("copyme-back.xml"), &xml_back);
-    let check = Command::new("qemu-img")
-        .arg("check")
-        .arg(&returned)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
 }
 
 /// The file of a definition's first `<source file=…/>`.
@@ -827,5 +798,25 @@ fn assert_valid_domain(file: &Path, xml: &str) {
         "virt-xml-validate: {}{}\n{xml}",
         String::from_utf8_lossy(&validate.stdout),
         String::from_utf8_lossy(&validate.stderr)
+    );
+}
+
+/// A disk copied back from libvirtd: the bytes it left with, and an image
+/// qemu-img finds whole.
+fn assert_came_back_whole(returned: &Path, original: &[u8]) {
+    assert_eq!(
+        std::fs::read(returned).unwrap(),
+        original,
+        "the bytes that came back"
+    );
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(returned)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
     );
 }
