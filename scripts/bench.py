@@ -10,13 +10,14 @@ and reports
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from benchlib import guest_memory
 
 GRUB_CFG = """serial --unit=0 --speed=115200
 terminal_input --append serial
@@ -58,31 +59,6 @@ def domain_xml(iso):
 """
 
 
-#: Both VMMs give the standard VGA 16 MiB of video RAM, which is guest
-#: memory too (the guest writes it through the framebuffer BAR).
-VRAM_KIB = 16 * 1024
-
-
-def rss_beyond_guest_ram(pid, ram_kib):
-    """VmRSS minus the resident part of the guest memory mappings (RAM at
-    least `ram_kib` large, and the 16 MiB video RAM)."""
-    total = 0
-    guest = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                total = int(line.split()[1])
-    size = None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                start, end = line.split()[0].split("-")
-                size = (int(end, 16) - int(start, 16)) // 1024
-            elif line.startswith("Rss:") and size is not None and (size >= ram_kib or size == VRAM_KIB):
-                guest += int(line.split()[1])
-    return total, guest, total - guest
-
-
 def boot(label, argv, timeout):
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -105,7 +81,7 @@ def boot(label, argv, timeout):
     memory = None
     if ok:
         time.sleep(1.0)  # let the menu settle before reading memory
-        memory = rss_beyond_guest_ram(proc.pid, MEMORY_MIB * 1024)
+        memory = guest_memory(proc.pid, MEMORY_MIB * 1024)
     proc.kill()
     proc.wait()
     if not ok:

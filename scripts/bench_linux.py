@@ -4,9 +4,11 @@
 Boots the Linux test guest (tests/linux/: built and cached by
 tests/linux/build.sh) with the same kernel, initramfs and command line,
 first from its bzImage, then from its ELF vmlinux through PVH, in Vireo
-(`vireo run`) and in QEMU (`qemu-system-x86_64 -enable-kvm -kernel`), one
-after the other, and reports for each
-  - the time from process start to busybox's shell prompt, and to the
+(`vireo start`: the VM in its own `vireo-vmm` process, as users run it,
+the serial read from its console socket) and in QEMU
+(`qemu-system-x86_64 -enable-kvm -kernel`), one after the other, and
+reports for each
+  - the time from the start command to busybox's shell prompt, and to the
     answer of a command typed there;
   - the VMM's resident memory beyond the guest's RAM at the prompt.
 Neither machine has a display adapter or a network card, so no video RAM
@@ -14,14 +16,18 @@ counts on either side.
 """
 
 import argparse
+import glob
+import json
 import os
-import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from benchlib import guest_memory
 
 MEMORY_MIB = 256
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,9 +51,9 @@ def build():
     return out.stdout.strip()
 
 
-def domain_xml(kernel, initrd, line):
+def domain_xml(name, kernel, initrd, line):
     return f"""<domain type='kvm'>
-  <name>bench-linux</name>
+  <name>{name}</name>
   <memory unit='MiB'>{MEMORY_MIB}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>{line}</cmdline></os>
@@ -60,40 +66,88 @@ def domain_xml(kernel, initrd, line):
 """
 
 
-def rss_beyond_guest_ram(pid):
-    """VmRSS minus the resident part of the guest RAM mapping (the
-    mappings at least as large as the guest's memory)."""
-    total = guest = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                total = int(line.split()[1])
-    size = None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                start, end = line.split()[0].split("-")
-                size = (int(end, 16) - int(start, 16)) // 1024
-            elif line.startswith("Rss:") and size is not None and size >= MEMORY_MIB * 1024:
-                guest += int(line.split()[1])
-    return total, guest, total - guest
+class QemuMachine:
+    """`qemu-system-x86_64` in the foreground, its serial on stdio."""
+
+    def __init__(self, argv):
+        self.argv = argv
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
+
+    def read(self):
+        return self.proc.stdout.read1(4096)
+
+    def type(self, line):
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def errors(self):
+        return self.proc.stderr.read().decode(errors="replace")
 
 
-def boot(label, argv, timeout):
-    """Seconds to the prompt and to the typed command's answer, and the
-    memory figures at the prompt."""
+class VireoMachine:
+    """A defined Vireo VM started as users start one (`vireo start`: its own
+    `vireo-vmm` process, the one whose memory counts), its serial read from
+    the VM's console socket."""
+
+    def __init__(self, vireo, home, xml, name):
+        self.vireo, self.home, self.name = vireo, home, name
+        self.env = dict(os.environ, VIREO_HOME=home)
+        self.vireo_cmd("define", xml)
+
+    def vireo_cmd(self, *args):
+        subprocess.run([self.vireo, *args], env=self.env, check=True, capture_output=True)
+
+    def start(self):
+        self.vireo_cmd("start", self.name)
+        path = os.path.join(self.home, "run", f"{self.name}.serial")
+        self.socket = socket.socket(socket.AF_UNIX)
+        self.socket.connect(path)
+        with open(os.path.join(self.home, "run", f"{self.name}.json")) as f:
+            self.pid = json.load(f)["pid"]
+
+    def read(self):
+        try:
+            return self.socket.recv(4096)
+        except OSError:
+            return b""
+
+    def type(self, line):
+        self.socket.sendall(line)
+
+    def stop(self):
+        subprocess.run([self.vireo, "destroy", self.name], env=self.env, capture_output=True)
+        self.socket.close()
+
+    def errors(self):
+        logs = glob.glob(os.path.join(self.home, "**", f"{self.name}.log"), recursive=True)
+        return "".join(open(log, errors="replace").read() for log in logs)
+
+
+def boot(label, machine, timeout):
+    """Seconds from the start command to the prompt and to the typed
+    command's answer, and the memory figures at the prompt; None if the
+    machine never reached the prompt."""
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    machine.start()
     seen = bytearray()
     prompt = threading.Event()
     answered = threading.Event()
+    ended = threading.Event()
     marks = {}
 
     def reader():
         while True:
-            chunk = proc.stdout.read1(4096)
+            chunk = machine.read()
             if not chunk:
+                ended.set()
                 return
             seen.extend(chunk)
             up = seen.find(UP)
@@ -107,18 +161,37 @@ def boot(label, argv, timeout):
                 answered.set()
 
     threading.Thread(target=reader, daemon=True).start()
-    if not prompt.wait(timeout):
-        proc.kill()
-        proc.wait()
-        err = proc.stderr.read().decode(errors="replace")
-        sys.exit(f"{label}: no shell prompt after {timeout}s\nserial: {bytes(seen)[-3000:]!r}\n{err[-3000:]}")
-    memory = rss_beyond_guest_ram(proc.pid)
-    proc.stdin.write(b"echo bench-answer-$((6*7))\n")
-    proc.stdin.flush()
+    deadline = time.monotonic() + timeout
+    # A machine that dies (an emulation failure, a bad option) closes its
+    # serial: no need to wait out the timeout.
+    while not prompt.is_set() and not ended.is_set() and time.monotonic() < deadline:
+        prompt.wait(1)
+    if not prompt.is_set():
+        machine.stop()
+        print(f"{label}: no shell prompt after {time.monotonic() - start:.0f}s\n"
+              f"serial: {bytes(seen)[-2000:]!r}\n{machine.errors()[-2000:]}",
+              file=sys.stderr, flush=True)
+        return None
+    memory = guest_memory(machine.pid, MEMORY_MIB * 1024)
+    machine.type(b"echo bench-answer-$((6*7))\n")
     answered.wait(120)
-    proc.kill()
-    proc.wait()
+    machine.stop()
+    print(f"  {label}: prompt after {marks['prompt']:.1f} s", file=sys.stderr, flush=True)
     return marks["prompt"], marks.get("answer"), memory
+
+
+def print_rows(name, v, q):
+    print(f"{name}")
+    if v is None or q is None:
+        print("  no figures: a machine did not reach the prompt (see above)", flush=True)
+        return
+    print(f"{'  to shell prompt (s)':28}{v[0]:10.1f}{q[0]:10.1f}{v[0] / q[0]:8.2f}")
+    if v[1] and q[1]:
+        print(f"{'  to typed answer (s)':28}{v[1]:10.1f}{q[1]:10.1f}{v[1] / q[1]:8.2f}")
+    print(f"{'  RSS total (MiB)':28}{v[2][0] / 1024:10.1f}{q[2][0] / 1024:10.1f}")
+    print(f"{'  guest RAM (MiB)':28}{v[2][1] / 1024:10.1f}{q[2][1] / 1024:10.1f}")
+    print(f"{'  VMM beyond RAM (MiB)':28}{v[2][2] / 1024:10.1f}{q[2][2] / 1024:10.1f}"
+          f"{v[2][2] / max(q[2][2], 1):8.2f}", flush=True)
 
 
 def main():
@@ -133,34 +206,34 @@ def main():
     initrd = os.path.join(images, "initramfs.cpio")
     print(f"Linux test guest ({images}), {MEMORY_MIB} MiB, 1 vCPU, direct kernel boot")
     print(f"command line: {line}")
-    rows = []
+    # Each kernel's rows are printed as soon as both machines have booted
+    # it: a boot can take minutes on a loaded machine.
+    print(f"{'':28}{'Vireo':>10}{'QEMU':>10}{'ratio':>8}", flush=True)
+    vireo = os.path.abspath(args.vireo)
     with tempfile.TemporaryDirectory() as work:
         for name, kernel in (("bzImage", "bzImage"), ("PVH vmlinux", "vmlinux")):
             kernel = os.path.join(images, kernel)
-            xml = os.path.join(work, f"{os.path.basename(kernel)}.xml")
+            vm_name = f"bench-{os.path.basename(kernel)}"
+            xml = os.path.join(work, f"{vm_name}.xml")
             with open(xml, "w") as f:
-                f.write(domain_xml(kernel, initrd, line))
-            env_home = os.path.join(work, "home")
-            os.makedirs(env_home, exist_ok=True)
-            os.environ["VIREO_HOME"] = env_home
-            vireo = [args.vireo, "run", xml, "--serial", "stdio"]
-            qemu = ["qemu-system-x86_64", "-enable-kvm", "-m", str(MEMORY_MIB),
-                    "-kernel", kernel, "-initrd", initrd, "-append", line,
-                    "-display", "none", "-vga", "none", "-nic", "none",
-                    "-serial", "stdio", "-monitor", "none", "-no-reboot"]
-            v = boot(f"vireo {name}", vireo, args.timeout)
+                f.write(domain_xml(vm_name, kernel, initrd, line))
+            home = os.path.join(work, "home")
+            os.makedirs(home, exist_ok=True)
+            vireo_vm = VireoMachine(vireo, home, xml, vm_name)
+            # `-cpu host`: the CPUID Vireo gives its guests (what KVM
+            # supports). QEMU's default qemu64 model lacks XSAVEERPTR, so on
+            # an AMD host Linux takes its FXSAVE-leak workaround (FNCLEX) on
+            # every execve, which this host's KVM cannot emulate. Without
+            # arch-capabilities: this host's KVM refuses QEMU's write of
+            # that MSR (0x10a) and QEMU aborts.
+            qemu = QemuMachine([
+                "qemu-system-x86_64", "-enable-kvm", "-cpu", "host,-arch-capabilities",
+                "-m", str(MEMORY_MIB), "-kernel", kernel, "-initrd", initrd, "-append", line,
+                "-display", "none", "-vga", "none", "-nic", "none",
+                "-serial", "stdio", "-monitor", "none", "-no-reboot"])
+            v = boot(f"vireo {name}", vireo_vm, args.timeout)
             q = boot(f"qemu {name}", qemu, args.timeout)
-            rows.append((name, v, q))
-    print(f"{'':28}{'Vireo':>10}{'QEMU':>10}{'ratio':>8}")
-    for name, v, q in rows:
-        print(f"{name}")
-        print(f"{'  to shell prompt (s)':28}{v[0]:10.1f}{q[0]:10.1f}{v[0] / q[0]:8.2f}")
-        if v[1] and q[1]:
-            print(f"{'  to typed answer (s)':28}{v[1]:10.1f}{q[1]:10.1f}{v[1] / q[1]:8.2f}")
-        print(f"{'  RSS total (MiB)':28}{v[2][0] / 1024:10.1f}{q[2][0] / 1024:10.1f}")
-        print(f"{'  guest RAM (MiB)':28}{v[2][1] / 1024:10.1f}{q[2][1] / 1024:10.1f}")
-        print(f"{'  VMM beyond RAM (MiB)':28}{v[2][2] / 1024:10.1f}{q[2][2] / 1024:10.1f}"
-              f"{v[2][2] / max(q[2][2], 1):8.2f}")
+            print_rows(name, v, q)
     print("goal: time ratio <= 0.8")
 
 

@@ -26,8 +26,9 @@ import sys
 import tempfile
 import time
 
+from benchlib import guest_memory
+
 MEMORY_MIB = 64
-VRAM_KIB = 16 * 1024
 LINE = b"vmm up"
 
 
@@ -56,25 +57,6 @@ def domain_xml(name, loader):
   <devices/>
 </domain>
 """
-
-
-def rss_beyond_guest_ram(pid):
-    total = guest = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                total = int(line.split()[1])
-    size = None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                start, end = line.split()[0].split("-")
-                size = (int(end, 16) - int(start, 16)) // 1024
-            elif line.startswith("Rss:") and size is not None and (
-                size >= MEMORY_MIB * 1024 or size == VRAM_KIB
-            ):
-                guest += int(line.split()[1])
-    return total - guest
 
 
 def mapped_libraries(pid):
@@ -112,7 +94,7 @@ def one_run(vireo, home, name):
     with open(os.path.join(home, "run", f"{name}.json")) as f:
         pid = json.load(f)["pid"]
     time.sleep(0.5)
-    rss = rss_beyond_guest_ram(pid)
+    rss = guest_memory(pid, MEMORY_MIB * 1024)[2]
     libs = mapped_libraries(pid)
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         argv = f.read().split(b"\0")
