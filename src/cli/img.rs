@@ -1,6 +1,6 @@
 //! `vireo img`: qemu-img's verbs for raw and qcow2 images.
 //!
-//! `create`, `info`, `check`, `convert` and `resize` take qemu-img's flags
+//! `create`, `info`, `check`, `convert`, `resize` and `snapshot` take qemu-img's flags
 //! and print what qemu-img 7.2 prints: the same `Formatting ...` line, the
 //! same `info` layout and JSON (keys in QEMU's hash-table order), the same
 //! `check` summary and exit codes (0 clean, 1 check failed, 2 corrupt,
@@ -38,6 +38,8 @@ enum ImgVerb {
     Convert(ConvertArgs),
     /// Change an image's virtual size (qemu-img resize).
     Resize(ResizeArgs),
+    /// List, create, apply or delete internal snapshots (qemu-img snapshot).
+    Snapshot(super::img_snapshot::SnapshotArgs),
     /// Time reads and writes through Vireo's block layer.
     #[command(hide = true)]
     Bench(BenchArgs),
@@ -153,6 +155,7 @@ pub fn run(args: ImgArgs) -> Result<ExitCode, String> {
         ImgVerb::Check(args) => check(args),
         ImgVerb::Convert(args) => convert(args),
         ImgVerb::Resize(args) => resize(args),
+        ImgVerb::Snapshot(args) => super::img_snapshot::run(args),
         ImgVerb::Bench(args) => bench(args),
     }
 }

@@ -7,6 +7,8 @@ mod disks;
 mod domain;
 mod host;
 mod img;
+mod img_snapshot;
+mod local_time;
 mod network;
 mod pool;
 mod remote;
