@@ -217,3 +217,249 @@ fn now_utc() -> String {
         .unwrap();
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+/// A domain on `image` (qcow2 or raw), defined in `home`.
+fn define(home: &common::Home, name: &str, image: &Path, format: &str) {
+    let xml = common::Domain::new(name)
+        .device(&format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='{format}'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            image.display()
+        ))
+        .xml();
+    let file = home.path(&format!("{name}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    home.ok(&["define", file.to_str().unwrap()]);
+}
+
+#[track_caller]
+fn validates(xml: &str, file: &Path) {
+    std::fs::write(file, xml).unwrap();
+    let output = tool(
+        "virt-xml-validate",
+        &[file.to_str().unwrap(), "domainsnapshot"],
+    );
+    assert!(
+        output.status.success(),
+        "{xml}\ndoes not validate: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `date -d @SECS` in virsh's creation-time format (local time, as virsh).
+fn virsh_time(secs: &str) -> String {
+    let output = Command::new("date")
+        .args(["-d", &format!("@{secs}"), "+%Y-%m-%d %H:%M:%S %z"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn creation_time(xml: &str) -> String {
+    let start = xml.find("<creationTime>").expect("no creationTime") + "<creationTime>".len();
+    let end = xml[start..].find('<').unwrap() + start;
+    xml[start..end].to_string()
+}
+
+#[test]
+fn virsh_snapshot_verbs_on_a_shut_off_vm() {
+    let home = common::Home::new();
+    let image = home.path("vm.qcow2");
+    ok(
+        "vireo",
+        &[
+            "img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            image.to_str().unwrap(),
+            "8M",
+        ],
+    );
+    qemu_write(&image, 0x11, 0, 1 << 20);
+    define(&home, "vm", &image, "qcow2");
+
+    assert_eq!(
+        home.ok(&[
+            "snapshot-create-as",
+            "vm",
+            "first",
+            "--description",
+            "clean install"
+        ]),
+        "Domain snapshot first created\n"
+    );
+    qemu_check(&image, "after snapshot-create-as");
+    assert!(listing(&image).contains(" first "));
+
+    // libvirt's XML, valid against its schema, as printed and as kept.
+    let xml = home.ok(&["snapshot-dumpxml", "vm", "first"]);
+    for part in [
+        "<domainsnapshot>\n  <name>first</name>\n  <description>clean install</description>\n  <state>shutoff</state>\n  <creationTime>",
+        "  <memory snapshot='no'/>\n  <disks>\n    <disk name='vda' snapshot='internal'/>\n  </disks>\n  <domain type='kvm'>\n",
+        "<memory unit='MiB'>64</memory>",
+    ] {
+        assert!(xml.contains(part), "{part} not in\n{xml}");
+    }
+    validates(&xml, &home.path("dumped.xml"));
+    let kept = std::fs::read_to_string(home.path("config/snapshots/vm/first.xml")).unwrap();
+    assert!(kept.contains("<active>1</active>"), "{kept}");
+    validates(&kept, &home.path("kept.xml"));
+
+    // The VM changes: its disk and its definition.
+    qemu_write(&image, 0x22, 0, 65536);
+    let changed = home.ok(&["dumpxml", "vm"]).replace(
+        "<memory unit='MiB'>64</memory>",
+        "<memory unit='MiB'>128</memory>",
+    );
+    std::fs::write(home.path("changed.xml"), changed).unwrap();
+    home.ok(&["define", home.path("changed.xml").to_str().unwrap()]);
+    home.ok(&["snapshot-create-as", "vm", "--name", "second"]);
+    let refused = home.fails(&["snapshot-create-as", "vm", "first"]);
+    assert!(
+        refused.contains("operation failed: domain moment first already exists"),
+        "{refused}"
+    );
+
+    // virsh's table, with and without parents, and its tree.
+    let first_time = virsh_time(&creation_time(&xml));
+    let second_xml = home.ok(&["snapshot-dumpxml", "vm", "second"]);
+    let second_time = virsh_time(&creation_time(&second_xml));
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm"]),
+        format!(
+            " Name     Creation Time               State\n-----------------------------------------------\n first    {first_time}   shutoff\n second   {second_time}   shutoff\n\n"
+        )
+    );
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm", "--parent"]),
+        format!(
+            " Name     Creation Time               State     Parent\n--------------------------------------------------------\n first    {first_time}   shutoff   \n second   {second_time}   shutoff   first\n\n"
+        )
+    );
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm", "--tree"]),
+        "first\n  |\n  +- second\n    \n\n"
+    );
+    assert_eq!(home.ok(&["snapshot-current", "vm", "--name"]), "second\n");
+
+    // Revert: the disk's bytes and the definition come back.
+    assert_eq!(
+        home.ok(&["snapshot-revert", "vm", "first"]),
+        "Domain snapshot first reverted\n\n"
+    );
+    qemu_check(&image, "after snapshot-revert");
+    assert!(holds(&image, 0x11, 0, 1 << 20), "the disk's old bytes");
+    assert!(home
+        .ok(&["dumpxml", "vm"])
+        .contains("<memory unit='MiB'>64</memory>"));
+    assert_eq!(home.ok(&["snapshot-current", "vm", "--name"]), "first\n");
+    assert_eq!(
+        home.ok(&["snapshot-info", "vm", "first"]),
+        "Name:           first\nDomain:         vm\nCurrent:        yes\nState:          shutoff\nLocation:       internal\nParent:         -\nChildren:       1\nDescendants:    1\nMetadata:       yes\n\n"
+    );
+
+    // snapshot-create from a file: its parent is the current snapshot.
+    let file = home.path("snap.xml");
+    std::fs::write(
+        &file,
+        "<domainsnapshot><name>fromfile</name><description>d</description></domainsnapshot>",
+    )
+    .unwrap();
+    assert_eq!(
+        home.ok(&["snapshot-create", "vm", file.to_str().unwrap()]),
+        format!(
+            "Domain snapshot fromfile created from '{}'\n",
+            file.display()
+        )
+    );
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm", "--tree"]),
+        "first\n  |\n  +- fromfile\n  +- second\n    \n\n"
+    );
+
+    // A domain with snapshots is not undefined by accident.
+    let refused = home.fails(&["undefine", "vm"]);
+    assert!(
+        refused.contains("cannot delete inactive domain with 3 snapshots"),
+        "{refused}"
+    );
+
+    // Delete: the image's snapshot goes, its children move up.
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "first"]),
+        "Domain snapshot first deleted\n\n"
+    );
+    qemu_check(&image, "after snapshot-delete");
+    let left = listing(&image);
+    assert!(
+        !left.contains(" first ") && left.contains(" second "),
+        "{left}"
+    );
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm", "--name"]),
+        "fromfile\nsecond\n\n"
+    );
+    let missing = home.fails(&["snapshot-revert", "vm", "first"]);
+    assert!(
+        missing
+            .contains("Domain snapshot not found: no domain snapshot with matching name 'first'"),
+        "{missing}"
+    );
+    home.ok(&["undefine", "vm", "--snapshots-metadata"]);
+    assert!(!home.path("config/snapshots/vm").exists());
+    // The disk keeps its snapshots, as with virsh.
+    assert!(listing(&image).contains(" second "));
+}
+
+#[test]
+fn raw_disks_and_bad_input_get_virshs_errors() {
+    let home = common::Home::new();
+    let raw = home.path("raw.img");
+    std::fs::write(&raw, vec![0; 1 << 20]).unwrap();
+    define(&home, "rawvm", &raw, "raw");
+    let refused = home.fails(&["snapshot-create-as", "rawvm", "s"]);
+    assert!(
+        refused.contains(
+            "unsupported configuration: internal snapshot for disk vda unsupported for storage type raw"
+        ),
+        "{refused}"
+    );
+    assert!(home
+        .ok(&["snapshot-list", "rawvm", "--name"])
+        .trim()
+        .is_empty());
+
+    // A truncated snapshot table in the image: a clear error, no panic.
+    let image = home.path("bad.qcow2");
+    ok(
+        "vireo",
+        &[
+            "img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            image.to_str().unwrap(),
+            "1M",
+        ],
+    );
+    define(&home, "badvm", &image, "qcow2");
+    home.ok(&["snapshot-create-as", "badvm", "one"]);
+    let length = std::fs::metadata(&image).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    file.set_len(length - 20).unwrap();
+    drop(file);
+    let refused = home.fails(&["snapshot-create-as", "badvm", "two"]);
+    assert!(refused.contains("snapshot table is truncated"), "{refused}");
+    assert!(!refused.contains("panicked"), "{refused}");
+
+    let file = home.path("bad.xml");
+    std::fs::write(&file, "<domainsnapshot><name>x</name>").unwrap();
+    let refused = home.fails(&["snapshot-create", "badvm", file.to_str().unwrap()]);
+    assert!(refused.contains("line 1"), "{refused}");
+}

@@ -1,5 +1,5 @@
 //! Dates in the local time zone, as qemu-img and virsh print them
-//! (C's `localtime_r` and `strftime("%Y-%m-%d %H:%M:%S")`).
+//! (C's `localtime_r` and `strftime("%Y-%m-%d %H:%M:%S")`, plus `%z`).
 
 /// The fields of a broken-down local time.
 struct Local {
@@ -26,5 +26,18 @@ pub fn date_time(secs: i64) -> String {
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec
+    )
+}
+
+/// "2026-12-07 08:39:39 +0000": virsh's creation time column.
+pub fn date_time_zone(secs: i64) -> String {
+    let offset = local(secs).tm.tm_gmtoff;
+    let sign = if offset < 0 { '-' } else { '+' };
+    let minutes = offset.abs() / 60;
+    format!(
+        "{} {sign}{:02}{:02}",
+        date_time(secs),
+        minutes / 60,
+        minutes % 60
     )
 }
