@@ -95,12 +95,23 @@ fn vireo_snapshot(flag: &str, name: &str, image: &Path) {
     );
 }
 
-/// Both tools' `snapshot -l` of `image`, which must agree; returns it.
+/// Both tools' `snapshot -l` of `image`, which must agree (and so must
+/// the snapshot list in `info`); returns it.
 #[track_caller]
 fn listing(image: &Path) -> String {
     let path = image.to_str().unwrap();
     let qemu = ok("qemu-img", &["snapshot", "-l", path]);
     assert_eq!(ok("vireo", &["img", "snapshot", "-l", path]), qemu);
+    let info = |command: &[&str]| {
+        let (program, verb) = command.split_first().unwrap();
+        let text = ok(program, &[verb, &["info", "-f", "qcow2", path]].concat());
+        text.lines()
+            .skip_while(|l| !l.starts_with("Snapshot list:"))
+            .take_while(|l| !l.starts_with("Format specific"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    assert_eq!(info(&["vireo", "img"]), info(&["qemu-img"]));
     qemu
 }
 
@@ -379,7 +390,12 @@ fn virsh_snapshot_verbs_on_a_shut_off_vm() {
         "first\n  |\n  +- fromfile\n  +- second\n    \n\n"
     );
 
-    // A domain with snapshots is not undefined by accident.
+    // A domain with snapshots is neither renamed nor undefined by accident.
+    let refused = home.fails(&["domrename", "vm", "other"]);
+    assert!(
+        refused.contains("cannot rename domain with snapshots"),
+        "{refused}"
+    );
     let refused = home.fails(&["undefine", "vm"]);
     assert!(
         refused.contains("cannot delete inactive domain with 3 snapshots"),

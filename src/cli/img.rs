@@ -752,6 +752,15 @@ fn info(args: InfoArgs) -> Result<ExitCode, String> {
         if let Some(f) = &h.backing_format {
             println!("backing file format: {f}");
         }
+        if h.nb_snapshots > 0 {
+            let snapshots =
+                qcow2::snapshot::list(file).map_err(|e| format!("Could not open '{name}': {e}"))?;
+            println!("Snapshot list:");
+            println!("{}", super::img_snapshot::listing_line(None));
+            for sn in &snapshots {
+                println!("{}", super::img_snapshot::listing_line(Some(sn)));
+            }
+        }
         println!("Format specific information:");
         for (key, value) in qcow2_specific(h) {
             let value = match value {
