@@ -474,8 +474,80 @@ fn raw_disks_and_bad_input_get_virshs_errors() {
     assert!(refused.contains("snapshot table is truncated"), "{refused}");
     assert!(!refused.contains("panicked"), "{refused}");
 
+    // A disk that lost the snapshot (deleted with qemu-img): revert says
+    // which disk, and changes nothing.
+    let other = home.path("other.qcow2");
+    ok(
+        "vireo",
+        &[
+            "img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            other.to_str().unwrap(),
+            "1M",
+        ],
+    );
+    define(&home, "gone", &other, "qcow2");
+    home.ok(&["snapshot-create-as", "gone", "s"]);
+    ok(
+        "qemu-img",
+        &["snapshot", "-d", "s", other.to_str().unwrap()],
+    );
+    let refused = home.fails(&["snapshot-revert", "gone", "s"]);
+    assert!(
+        refused.contains("disk vda: no snapshot named 's'"),
+        "{refused}"
+    );
+    assert_eq!(home.ok(&["snapshot-list", "gone", "--name"]), "s\n\n");
+
     let file = home.path("bad.xml");
     std::fs::write(&file, "<domainsnapshot><name>x</name>").unwrap();
     let refused = home.fails(&["snapshot-create", "badvm", file.to_str().unwrap()]);
     assert!(refused.contains("line 1"), "{refused}");
+}
+
+#[test]
+fn a_running_vm_is_refused_for_now() {
+    if !common::kvm_available() {
+        return;
+    }
+    let home = common::Home::new();
+    let image = home.path("run.qcow2");
+    ok(
+        "vireo",
+        &[
+            "img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            image.to_str().unwrap(),
+            "1M",
+        ],
+    );
+    define(&home, "runvm", &image, "qcow2");
+    home.ok(&["snapshot-create-as", "runvm", "off"]);
+    home.ok(&["start", "runvm"]);
+    struct Destroy<'a>(&'a common::Home);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["destroy", "runvm"]);
+        }
+    }
+    let _guard = Destroy(&home);
+    for verb in ["snapshot-create-as", "snapshot-revert", "snapshot-delete"] {
+        let args: &[&str] = match verb {
+            "snapshot-create-as" => &[verb, "runvm", "on"],
+            _ => &[verb, "runvm", "off"],
+        };
+        let refused = home.fails(args);
+        assert!(
+            refused.contains("snapshots of a running domain are not supported yet"),
+            "{verb}: {refused}"
+        );
+    }
+    // What is there is still listed, and the disk was not touched.
+    assert_eq!(home.ok(&["snapshot-list", "runvm", "--name"]), "off\n\n");
 }

@@ -206,6 +206,15 @@ pub fn revert(definition: &Definition, name: &str, running: bool) -> Result<Snap
     let store = SnapshotStore::for_domain(&definition.name);
     let def = store.get(name)?.ok_or_else(|| not_found(name))?;
     let disks = snapshot_disks(&def)?;
+    // Every disk must hold the snapshot before any is reverted, so a disk
+    // that lost it (or is gone, or in use) leaves all of them as they are.
+    for disk in &disks {
+        let path = disk.source.as_deref().unwrap_or_default();
+        let held = qcow2_snapshot::list(Path::new(path)).map_err(|e| image_error(disk, e))?;
+        if !held.iter().any(|s| s.name == name) {
+            return Err(image_error(disk, SnapshotError::NotFound(name.into())));
+        }
+    }
     for disk in &disks {
         let path = disk.source.as_deref().unwrap_or_default();
         qcow2_snapshot::apply(Path::new(path), name).map_err(|e| image_error(disk, e))?;
