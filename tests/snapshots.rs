@@ -112,6 +112,14 @@ fn listing(image: &Path) -> String {
             .collect::<String>()
     };
     assert_eq!(info(&["vireo", "img"]), info(&["qemu-img"]));
+    let json = |command: &[&str]| {
+        let (program, verb) = command.split_first().unwrap();
+        ok(
+            program,
+            &[verb, &["info", "--output=json", "-f", "qcow2", path]].concat(),
+        )
+    };
+    assert_eq!(json(&["vireo", "img"]), json(&["qemu-img"]));
     qemu
 }
 

@@ -606,6 +606,8 @@ enum Json {
     Str(String),
     /// Members in insertion order; printed in QDict's hash-table order.
     Object(Vec<(&'static str, Json)>),
+    /// Elements in order.
+    Array(Vec<Json>),
 }
 
 /// QDict's bucket for a key (`tdb_hash` modulo 512): QEMU prints a dict's
@@ -661,8 +663,47 @@ impl Json {
                 out.push_str(&" ".repeat(indent));
                 out.push('}');
             }
+            Json::Array(items) => {
+                out.push_str("[\n");
+                for (n, item) in items.iter().enumerate() {
+                    out.push_str(&" ".repeat(indent + 4));
+                    item.render(indent + 4, out);
+                    if n + 1 < items.len() {
+                        out.push(',');
+                    }
+                    out.push('\n');
+                }
+                out.push_str(&" ".repeat(indent));
+                out.push(']');
+            }
         }
     }
+}
+
+/// `snapshots` of `qemu-img info --output=json` (QAPI's SnapshotInfo).
+fn snapshots_json(file: &Path) -> Result<Json, String> {
+    let snapshots = qcow2::snapshot::list(file)
+        .map_err(|e| format!("Could not open '{}': {e}", file.display()))?;
+    Ok(Json::Array(
+        snapshots
+            .into_iter()
+            .map(|sn| {
+                let mut members = vec![
+                    ("id", Json::Str(sn.id)),
+                    ("name", Json::Str(sn.name)),
+                    ("vm-state-size", Json::Int(sn.vm_state_size)),
+                    ("date-sec", Json::Int(u64::from(sn.date_sec))),
+                    ("date-nsec", Json::Int(u64::from(sn.date_nsec))),
+                    ("vm-clock-sec", Json::Int(sn.vm_clock_nsec / 1_000_000_000)),
+                    ("vm-clock-nsec", Json::Int(sn.vm_clock_nsec % 1_000_000_000)),
+                ];
+                if let Some(icount) = sn.icount {
+                    members.push(("icount", Json::Int(icount)));
+                }
+                Json::Object(members)
+            })
+            .collect(),
+    ))
 }
 
 fn print_json(value: &Json) {
@@ -703,6 +744,9 @@ fn info(args: InfoArgs) -> Result<ExitCode, String> {
         ];
         if let Some(h) = &header {
             members.push(("cluster-size", Json::Int(h.cluster_size())));
+            if h.nb_snapshots > 0 {
+                members.push(("snapshots", snapshots_json(file)?));
+            }
         }
         members.push(("format", Json::Str(format.name().into())));
         members.push(("actual-size", Json::Int(actual_size)));
@@ -767,7 +811,7 @@ fn info(args: InfoArgs) -> Result<ExitCode, String> {
                 Json::Str(s) => s,
                 Json::Int(n) => n.to_string(),
                 Json::Bool(b) => b.to_string(),
-                Json::Object(_) => continue,
+                Json::Object(_) | Json::Array(_) => continue,
             };
             println!("    {}: {value}", key.replace('-', " "));
         }
