@@ -15,5 +15,6 @@ pub mod media;
 pub mod operations;
 pub mod osinfo;
 pub mod preferences;
+pub mod snapshots;
 pub mod storage;
 pub mod store_watch;

@@ -117,6 +117,10 @@ pub fn delete(name: &str, with_storage: bool) -> Result<Vec<(PathBuf, String)>, 
     DomainStore::open()
         .undefine(name)
         .map_err(|e| e.to_string())?;
+    // The snapshots' descriptions go with the domain (the disks keep their
+    // snapshots), as virsh's --snapshots-metadata and virt-manager do: a
+    // new domain of the same name must not inherit them.
+    crate::definitions::SnapshotStore::for_domain(name).remove_all()?;
     let mut left = Vec::new();
     for (_, path) in storage {
         match std::fs::remove_file(&path) {

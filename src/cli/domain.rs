@@ -14,7 +14,7 @@ use crate::vm_process::{spawn, RunFiles, RunState};
 type CliResult = Result<ExitCode, String>;
 
 /// A domain as virsh names it: by id (while running), name or UUID.
-fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
+pub(super) fn resolve(which: &str) -> Result<(Definition, Option<RunState>), String> {
     let store = DomainStore::open();
     if let Ok(id) = which.parse::<u32>() {
         for definition in store.list() {
@@ -68,6 +68,11 @@ pub struct UndefineArgs {
     /// read-only media are left alone).
     #[arg(long)]
     pub(super) remove_all_storage: bool,
+    /// Also forget the domain's snapshots (their descriptions; the disks
+    /// keep their internal snapshots), without which a domain that has
+    /// snapshots is not undefined.
+    #[arg(long)]
+    pub(super) snapshots_metadata: bool,
 }
 
 pub fn undefine(args: UndefineArgs) -> CliResult {
@@ -76,6 +81,14 @@ pub fn undefine(args: UndefineArgs) -> CliResult {
         return Err(format!(
             "domain '{}' is running; stop it first with `vireo destroy {}`",
             definition.name, definition.name
+        ));
+    }
+    let snapshots = crate::definitions::SnapshotStore::for_domain(&definition.name).list()?;
+    if !snapshots.is_empty() && !args.snapshots_metadata {
+        return Err(format!(
+            "Failed to undefine domain '{}'\nerror: Requested operation is not valid: cannot delete inactive domain with {} snapshots",
+            definition.name,
+            snapshots.len()
         ));
     }
     let storage = if args.remove_all_storage {

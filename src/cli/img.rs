@@ -1,6 +1,6 @@
 //! `vireo img`: qemu-img's verbs for raw and qcow2 images.
 //!
-//! `create`, `info`, `check`, `convert` and `resize` take qemu-img's flags
+//! `create`, `info`, `check`, `convert`, `resize` and `snapshot` take qemu-img's flags
 //! and print what qemu-img 7.2 prints: the same `Formatting ...` line, the
 //! same `info` layout and JSON (keys in QEMU's hash-table order), the same
 //! `check` summary and exit codes (0 clean, 1 check failed, 2 corrupt,
@@ -38,6 +38,8 @@ enum ImgVerb {
     Convert(ConvertArgs),
     /// Change an image's virtual size (qemu-img resize).
     Resize(ResizeArgs),
+    /// List, create, apply or delete internal snapshots (qemu-img snapshot).
+    Snapshot(super::img_snapshot::SnapshotArgs),
     /// Time reads and writes through Vireo's block layer.
     #[command(hide = true)]
     Bench(BenchArgs),
@@ -153,6 +155,7 @@ pub fn run(args: ImgArgs) -> Result<ExitCode, String> {
         ImgVerb::Check(args) => check(args),
         ImgVerb::Convert(args) => convert(args),
         ImgVerb::Resize(args) => resize(args),
+        ImgVerb::Snapshot(args) => super::img_snapshot::run(args),
         ImgVerb::Bench(args) => bench(args),
     }
 }
@@ -603,6 +606,8 @@ enum Json {
     Str(String),
     /// Members in insertion order; printed in QDict's hash-table order.
     Object(Vec<(&'static str, Json)>),
+    /// Elements in order.
+    Array(Vec<Json>),
 }
 
 /// QDict's bucket for a key (`tdb_hash` modulo 512): QEMU prints a dict's
@@ -658,8 +663,47 @@ impl Json {
                 out.push_str(&" ".repeat(indent));
                 out.push('}');
             }
+            Json::Array(items) => {
+                out.push_str("[\n");
+                for (n, item) in items.iter().enumerate() {
+                    out.push_str(&" ".repeat(indent + 4));
+                    item.render(indent + 4, out);
+                    if n + 1 < items.len() {
+                        out.push(',');
+                    }
+                    out.push('\n');
+                }
+                out.push_str(&" ".repeat(indent));
+                out.push(']');
+            }
         }
     }
+}
+
+/// `snapshots` of `qemu-img info --output=json` (QAPI's SnapshotInfo).
+fn snapshots_json(file: &Path) -> Result<Json, String> {
+    let snapshots = qcow2::snapshot::list(file)
+        .map_err(|e| format!("Could not open '{}': {e}", file.display()))?;
+    Ok(Json::Array(
+        snapshots
+            .into_iter()
+            .map(|sn| {
+                let mut members = vec![
+                    ("id", Json::Str(sn.id)),
+                    ("name", Json::Str(sn.name)),
+                    ("vm-state-size", Json::Int(sn.vm_state_size)),
+                    ("date-sec", Json::Int(u64::from(sn.date_sec))),
+                    ("date-nsec", Json::Int(u64::from(sn.date_nsec))),
+                    ("vm-clock-sec", Json::Int(sn.vm_clock_nsec / 1_000_000_000)),
+                    ("vm-clock-nsec", Json::Int(sn.vm_clock_nsec % 1_000_000_000)),
+                ];
+                if let Some(icount) = sn.icount {
+                    members.push(("icount", Json::Int(icount)));
+                }
+                Json::Object(members)
+            })
+            .collect(),
+    ))
 }
 
 fn print_json(value: &Json) {
@@ -700,6 +744,9 @@ fn info(args: InfoArgs) -> Result<ExitCode, String> {
         ];
         if let Some(h) = &header {
             members.push(("cluster-size", Json::Int(h.cluster_size())));
+            if h.nb_snapshots > 0 {
+                members.push(("snapshots", snapshots_json(file)?));
+            }
         }
         members.push(("format", Json::Str(format.name().into())));
         members.push(("actual-size", Json::Int(actual_size)));
@@ -749,13 +796,22 @@ fn info(args: InfoArgs) -> Result<ExitCode, String> {
         if let Some(f) = &h.backing_format {
             println!("backing file format: {f}");
         }
+        if h.nb_snapshots > 0 {
+            let snapshots =
+                qcow2::snapshot::list(file).map_err(|e| format!("Could not open '{name}': {e}"))?;
+            println!("Snapshot list:");
+            println!("{}", super::img_snapshot::listing_line(None));
+            for sn in &snapshots {
+                println!("{}", super::img_snapshot::listing_line(Some(sn)));
+            }
+        }
         println!("Format specific information:");
         for (key, value) in qcow2_specific(h) {
             let value = match value {
                 Json::Str(s) => s,
                 Json::Int(n) => n.to_string(),
                 Json::Bool(b) => b.to_string(),
-                Json::Object(_) => continue,
+                Json::Object(_) | Json::Array(_) => continue,
             };
             println!("    {}: {value}", key.replace('-', " "));
         }

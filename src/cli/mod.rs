@@ -7,10 +7,13 @@ mod disks;
 mod domain;
 mod host;
 mod img;
+mod img_snapshot;
+mod local_time;
 mod network;
 mod pool;
 mod remote;
 mod run;
+mod snapshot;
 mod table;
 mod terminal;
 
@@ -108,6 +111,22 @@ enum Command {
         #[arg(long)]
         paused: bool,
     },
+    /// Take a snapshot of a shut-off domain's disks and definition.
+    SnapshotCreateAs(snapshot::CreateAsArgs),
+    /// Take a snapshot described by a <domainsnapshot> XML file.
+    SnapshotCreate(snapshot::CreateArgs),
+    /// List a domain's snapshots.
+    SnapshotList(snapshot::ListArgs),
+    /// Summarize a snapshot.
+    SnapshotInfo(snapshot::PickArgs),
+    /// Print a snapshot's XML.
+    SnapshotDumpxml(snapshot::DumpxmlArgs),
+    /// Print (or set) the domain's current snapshot.
+    SnapshotCurrent(snapshot::CurrentArgs),
+    /// Revert a shut-off domain to a snapshot: its disks and its definition.
+    SnapshotRevert(snapshot::PickArgs),
+    /// Delete a snapshot; the clusters only it held are freed.
+    SnapshotDelete(snapshot::PickArgs),
     /// Host capabilities as libvirt's capabilities XML.
     Capabilities,
     /// What a VM may use in Vireo, as libvirt's domain capabilities XML.
@@ -162,6 +181,14 @@ pub fn main() -> ExitCode {
         Command::Domblklist(args) => disks::domblklist(args),
         Command::Domblkinfo { domain, target } => disks::domblkinfo(&domain, &target),
         Command::Vmm { name, paused } => return crate::vm_process::process::main(&name, paused),
+        Command::SnapshotCreateAs(args) => snapshot::create_as(args),
+        Command::SnapshotCreate(args) => snapshot::create(args),
+        Command::SnapshotList(args) => snapshot::list(args),
+        Command::SnapshotInfo(args) => snapshot::info(args),
+        Command::SnapshotDumpxml(args) => snapshot::dumpxml(args),
+        Command::SnapshotCurrent(args) => snapshot::current(args),
+        Command::SnapshotRevert(args) => snapshot::revert(args),
+        Command::SnapshotDelete(args) => snapshot::delete(args),
         Command::Capabilities => host::capabilities(),
         Command::Domcapabilities => host::domcapabilities(),
         Command::HostValidate => host::host_validate(),

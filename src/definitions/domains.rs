@@ -20,6 +20,9 @@ pub enum StoreError {
     UuidTaken { other: String, uuid: String },
     #[error("'{0}' is not a valid domain name: a name cannot contain '/', start with '.', or be longer than 248 bytes")]
     BadName(String),
+    /// libvirt's refusal: the snapshots' descriptions name the domain.
+    #[error("Requested operation is not valid: cannot rename domain with snapshots")]
+    HasSnapshots,
     #[error(transparent)]
     Domain(#[from] crate::domain::DomainError),
     #[error("{action} {path}: {source}")]
@@ -169,6 +172,14 @@ impl DomainStore {
     pub fn rename(&self, name: &str, new_name: &str) -> Result<Definition, StoreError> {
         validate_name(new_name)?;
         let definition = self.find(name)?;
+        // The snapshots live beside the domains directory (see `snapshots`).
+        if let Some(config) = self.files.dir().parent() {
+            let snapshots =
+                super::SnapshotStore::at(config.join("snapshots").join(&definition.name));
+            if snapshots.list().is_ok_and(|all| !all.is_empty()) {
+                return Err(StoreError::HasSnapshots);
+            }
+        }
         if self.path_of(new_name).exists() {
             let other = self.find(new_name)?;
             return Err(StoreError::NameTaken {

@@ -8,6 +8,7 @@
 //! | [`domains`] | VM definitions, [`DomainStore`] | [`crate::domain`] |
 //! | [`pools`] | storage pools and whether they run, [`PoolStore`] | [`crate::storage::pools`] |
 //! | [`networks`] | virtual networks and whether they run, [`NetworkStore`] | [`networks::NetworkDef`] |
+//! | [`snapshots`] | each domain's snapshot descriptions, [`SnapshotStore`] | [`crate::domain::snapshot`] |
 //!
 //! All three keep their files in a [`DefinitionFiles`], the one place that
 //! knows how a definition is written.
@@ -20,9 +21,11 @@ pub mod domains;
 pub mod files;
 pub mod networks;
 pub mod pools;
+pub mod snapshots;
 
 pub use definition::Definition;
 pub use domains::{atomic_write, validate_name, DomainStore, StoreError};
 pub use files::DefinitionFiles;
 pub use networks::{Network, NetworkDef, NetworkError, NetworkStore};
 pub use pools::PoolStore;
+pub use snapshots::SnapshotStore;

@@ -18,6 +18,7 @@
 pub mod builder;
 pub mod devices;
 pub mod os;
+pub mod snapshot;
 mod units;
 pub mod validate;
 pub mod xml;

@@ -256,7 +256,7 @@ impl Counter<'_> {
 
 /// Reads one refcount from a refcount block (`bits` wide, big-endian; narrower
 /// than a byte: least significant bits first, as QEMU packs them).
-fn refcount_at(block: &[u8], index: usize, bits: u32) -> u64 {
+pub(super) fn refcount_at(block: &[u8], index: usize, bits: u32) -> u64 {
     match bits {
         1 | 2 | 4 => {
             let per_byte = 8 / bits as usize;

@@ -13,13 +13,19 @@
 //!   progress, cluster size, refcount bits, lazy refcounts), `resize`, and a
 //!   refcount [`check`] like `qemu-img check`.
 //!
+//! - internal snapshots of a shut-off image ([`snapshot`]: create, apply,
+//!   delete, list, as QEMU stores them); a guest's writes to clusters a
+//!   snapshot shares are copied first (imago honours the COPIED flag).
+//!
 //! Not supported: encryption, external data files, extended L2 entries,
-//! zstd compression, internal snapshots for writing (images with snapshots
-//! open read-only), creating version 2 images, repairing (`check -r`), and
-//! opening images left dirty by lazy refcounts (run `qemu-img check -r all`).
+//! zstd compression, shrinking an image that has snapshots, creating
+//! version 2 images, repairing (`check -r`), and opening images left dirty
+//! by lazy refcounts (run `qemu-img check -r all`).
 
 pub mod check;
+mod editor;
 pub mod header;
+pub mod snapshot;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -224,9 +230,6 @@ impl Qcow2Image {
         if header.corrupt() && !read_only {
             return refuse("image is marked corrupt; it can only be opened read-only");
         }
-        if header.nb_snapshots > 0 && !read_only {
-            return refuse("image has internal snapshots, which Vireo can only read");
-        }
         let metadata = storage(file, path, !read_only).map_err(|e| open_error(path, e))?;
         let qcow2 = Qcow2::<Storage>::builder(metadata)
             .write(!read_only)
@@ -382,6 +385,14 @@ impl Qcow2Image {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "read-only disk",
+            ));
+        }
+        if self.header.nb_snapshots > 0 && new_size < self.size() {
+            // The snapshots' L1 tables still map the clusters past the new
+            // end; QEMU refuses this too.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cannot shrink an image that has internal snapshots",
             ));
         }
         self.access.resize(new_size, PreallocateMode::None)?;
