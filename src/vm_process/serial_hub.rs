@@ -35,6 +35,7 @@ impl SerialHub {
         std::thread::Builder::new()
             .name("serial-accept".into())
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Serial);
                 for stream in listener.incoming().flatten() {
                     let Ok(reader) = stream.try_clone() else {
                         continue;
