@@ -33,6 +33,7 @@ pub mod keys;
 pub mod logging;
 pub mod net;
 pub mod paths;
+pub mod sandbox;
 pub mod storage;
 pub mod ui;
 pub mod vm_config;

@@ -67,12 +67,13 @@ pub fn send_key(name: &str, qcodes: &[&str]) -> Result<(), String> {
 /// Saves the guest's screen as a PNG at `path`.
 pub fn screenshot(name: &str, path: &Path) -> Result<(), String> {
     let path = std::path::absolute(path).map_err(|e| e.to_string())?;
+    let scratch = RunFiles::new(name).screendump();
     execute(
         name,
         "screendump",
-        json!({"filename": path, "format": "png"}),
-    )
-    .map(|_| ())
+        json!({"filename": scratch, "format": "png"}),
+    )?;
+    crate::vm_process::deliver_screenshot(&scratch, &path)
 }
 
 /// Where a screenshot of `name` taken now goes: the user's Pictures

@@ -128,11 +128,13 @@ pub fn screenshot(which: &str, file: Option<PathBuf>) -> CliResult {
     let file = std::path::absolute(&file).map_err(|e| e.to_string())?;
     let png = file.extension().map_or(true, |e| e != "ppm");
     let format = if png { "png" } else { "ppm" };
+    let scratch = crate::vm_process::RunFiles::new(&definition.name).screendump();
     execute(
         which,
         "screendump",
-        json!({"filename": file, "format": format}),
+        json!({"filename": scratch, "format": format}),
     )?;
+    crate::vm_process::deliver_screenshot(&scratch, &file)?;
     let mime = if png {
         "image/png"
     } else {

@@ -63,6 +63,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
             debugcon: None,
             vnc,
             screenshot_on_exit: None,
+            sandbox_opt_out: crate::sandbox::disabled_by_env().then_some("VIREO_NO_SANDBOX=1"),
         },
     )
 }

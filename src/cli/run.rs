@@ -62,6 +62,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
             debugcon: args.debugcon.as_deref(),
             vnc,
             screenshot_on_exit: args.screenshot_on_exit.as_deref(),
+            sandbox_opt_out: crate::vm_process::process::sandbox_opt_out(&domain),
         },
     )
 }
@@ -104,6 +105,8 @@ pub struct RunOptions<'a> {
     pub vnc: Option<VncConfig>,
     /// When the VM stops, its screen goes here as PNG.
     pub screenshot_on_exit: Option<&'a Path>,
+    /// Why the VM runs unconfined, if it does (see [`crate::sandbox`]).
+    pub sandbox_opt_out: Option<&'static str>,
 }
 
 /// Runs `config` in the foreground with its consoles per `options`.
@@ -113,6 +116,7 @@ pub fn run_with(config: VmConfig, options: RunOptions) -> Result<ExitCode, Strin
         debugcon,
         vnc,
         screenshot_on_exit,
+        sandbox_opt_out,
     } = options;
     let mut console = ConsoleIo::new(SharedWriter::sink());
     let mut _raw_terminal = None;
@@ -120,7 +124,6 @@ pub fn run_with(config: VmConfig, options: RunOptions) -> Result<ExitCode, Strin
         "stdio" => {
             _raw_terminal = super::terminal::RawMode::enable();
             console.serial = SharedWriter::new(std::io::stdout());
-            console.serial_input = Some(stdin_reader());
         }
         "null" => {}
         other => match other.strip_prefix("file:") {
@@ -140,6 +143,15 @@ pub fn run_with(config: VmConfig, options: RunOptions) -> Result<ExitCode, Strin
         let file =
             File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         console.debugcon = SharedWriter::new(file);
+    }
+    // Its files are open; before any thread starts, so that every thread
+    // inherits the confinement.
+    crate::sandbox::enter(
+        &sandbox_plan(&config, vnc.as_ref(), screenshot_on_exit),
+        sandbox_opt_out,
+    )?;
+    if serial == "stdio" {
+        console.serial_input = Some(stdin_reader());
     }
     let _vnc_server = match vnc {
         Some(vnc) => Some(start_vnc(&console, vnc)?),
@@ -164,6 +176,28 @@ pub fn run_with(config: VmConfig, options: RunOptions) -> Result<ExitCode, Strin
             "the VM stopped because KVM could not run it: {failure}"
         )),
     }
+}
+
+/// What a foreground VM may reach once confined: what its machine needs,
+/// the directory of its VNC socket, and where its last screenshot goes.
+fn sandbox_plan(
+    config: &VmConfig,
+    vnc: Option<&VncConfig>,
+    screenshot_on_exit: Option<&Path>,
+) -> crate::sandbox::Plan {
+    let mut plan = crate::vmm::confinement::plan(config);
+    let dirs = vnc
+        .and_then(|v| v.unix.as_deref())
+        .into_iter()
+        .chain(screenshot_on_exit)
+        .filter_map(|p| std::path::absolute(p).ok()?.parent().map(Path::to_path_buf));
+    plan.files.read_write_dirs.extend(dirs);
+    if crate::vmm::confinement::has_cdrom(config) {
+        plan.files
+            .read_only
+            .extend(crate::vmm::confinement::cdrom_dirs(config));
+    }
+    plan
 }
 
 /// Starts the VNC server on the console's display and input and says
@@ -195,6 +229,7 @@ fn stdin_reader() -> Arc<Mutex<mpsc::Receiver<Vec<u8>>>> {
     let _ = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Serial);
             let mut stdin = std::io::stdin();
             let mut buf = [0u8; 256];
             loop {

@@ -286,7 +286,10 @@ impl ControlServer {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ctl-accept".into())
-                .spawn(move || accept_loop(&listener, &shared))?
+                .spawn(move || {
+                    crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Control);
+                    accept_loop(&listener, &shared)
+                })?
         };
         tracing::debug!(path = %path.display(), "control: listening");
         Ok(Self {

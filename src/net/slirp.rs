@@ -330,7 +330,10 @@ impl SlirpBackend {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("slirp".into())
-                .spawn(move || run(config, sink, rx, wake, stop, ready_tx))?
+                .spawn(move || {
+                    crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
+                    run(config, sink, rx, wake, stop, ready_tx)
+                })?
         };
         let backend = Self {
             tx,

@@ -165,6 +165,7 @@ impl SwitchPort {
         std::thread::Builder::new()
             .name(format!("net-{name}"))
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
                 let mut buf = vec![0u8; MAX_FRAME];
                 while let Ok(n) = recv(reader.as_raw_fd(), &mut buf) {
                     if n == 0 {

@@ -158,6 +158,7 @@ impl TapBackend {
         std::thread::Builder::new()
             .name(format!("tap-{tap}"))
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
                 let mut buf = vec![0u8; 65536];
                 loop {
                     match (&*reader).read(&mut buf) {

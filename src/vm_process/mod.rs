@@ -69,6 +69,21 @@ impl RunFiles {
         self.file("vnc")
     }
 
+    /// A fresh name where the VM process writes a screenshot for this
+    /// client: the confined process may write only in the run directory,
+    /// so the client asks for it there and moves it
+    /// ([`deliver_screenshot`]), as libvirt has QEMU write into libvirt's
+    /// own directory first.
+    pub fn screendump(&self) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.join(format!(
+            ".{}.screendump-{}-{n}",
+            self.name,
+            std::process::id()
+        ))
+    }
+
     /// Removes every runtime file of this VM.
     pub fn remove_all(&self) {
         for path in [self.state(), self.control(), self.serial(), self.vnc()] {
@@ -96,6 +111,18 @@ impl RunFiles {
             None
         }
     }
+}
+
+/// Moves a screenshot the VM process wrote at `from` (see
+/// [`RunFiles::screendump`]) to `to`, across file systems too.
+pub fn deliver_screenshot(from: &Path, to: &Path) -> Result<(), String> {
+    let result = match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => std::fs::copy(from, to).map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(from);
+    result.map_err(|e| format!("cannot write {}: {e}", to.display()))
 }
 
 /// Whether `pid` is alive and is the VM process of `name` (guards against

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::controller::{qmp_event, Controller};
 use super::serial_hub::SerialHub;
@@ -121,15 +121,74 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
             state.pid
         ));
     }
-    std::fs::create_dir_all(files.dir())
-        .map_err(|e| format!("cannot create {}: {e}", files.dir().display()))?;
+    private_dir(files.dir())?;
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
+    // Before any thread starts, so that every thread inherits it.
+    crate::sandbox::enter(
+        &sandbox_plan(&config, files.dir()),
+        sandbox_opt_out(definition.domain()),
+    )?;
     let result = serve(&definition, config, paused, &files, ready);
     files.remove_all();
     result
+}
+
+/// Creates the run directory, or makes it private (0700) if it is ours:
+/// it holds the VMs' control, console and VNC sockets.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
+    let meta = std::fs::metadata(dir).map_err(fail)?;
+    // SAFETY: getuid cannot fail.
+    if meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Why the sandbox is off, if it is: `VIREO_NO_SANDBOX=1`, or libvirt's
+/// `<seclabel type='none'/>` in the definition.
+pub fn sandbox_opt_out(domain: &Domain) -> Option<&'static str> {
+    if crate::sandbox::disabled_by_env() {
+        return Some("VIREO_NO_SANDBOX=1");
+    }
+    domain
+        .root()
+        .children_named("seclabel")
+        .any(|e| e.attr("type") == Some("none"))
+        .then_some("<seclabel type='none'/> in the definition")
+}
+
+/// What the VM process may reach once confined: what its machine needs
+/// ([`crate::vmm::confinement`]), its run directory, and for a VM with a
+/// CD-ROM drive the storage pools' directories and the directories of its
+/// discs, read-only, so that `change-media --live` can open a new disc.
+///
+/// Pools rather than a descriptor passed over QMP (libvirt's `add-fd`):
+/// every QMP client then works unchanged, paths in `query-block` stay
+/// real, and a disc that is neither in a pool nor beside the first one is
+/// refused with a clear error. The cost: such a VM may read (never write)
+/// other images in those directories.
+fn sandbox_plan(config: &crate::vmm::VmConfig, run_dir: &Path) -> crate::sandbox::Plan {
+    let mut plan = crate::vmm::confinement::plan(config);
+    plan.files.read_write_dirs.push(run_dir.to_path_buf());
+    if crate::vmm::confinement::has_cdrom(config) {
+        plan.files
+            .read_only
+            .extend(crate::vmm::confinement::cdrom_dirs(config));
+        plan.files
+            .read_only
+            .extend(crate::definitions::PoolStore::pool_dirs());
+    }
+    plan
 }
 
 /// The VNC listeners a definition asks for: always the VM's unix socket

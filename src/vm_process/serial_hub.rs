@@ -124,6 +124,7 @@ impl SerialHub {
         std::thread::Builder::new()
             .name("serial-accept".into())
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Serial);
                 for stream in listener.incoming().flatten() {
                     if let Err(e) = hub.attach(stream, input.clone()) {
                         tracing::warn!("a serial console could not attach: {e}");

@@ -166,6 +166,7 @@ fn spawn_refresh(
     std::thread::Builder::new()
         .name("display".into())
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
             let mut renderer = Renderer::new();
             let powered_on = Instant::now();
             loop {

@@ -638,6 +638,7 @@ fn spawn_rtc_timer(
     std::thread::Builder::new()
         .name("rtc".into())
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
             while !stop.load(Ordering::Acquire) {
                 let next = cmos.lock().unwrap().next_event();
                 let wait = next
@@ -667,6 +668,7 @@ fn spawn_serial_input(
     std::thread::Builder::new()
         .name("serial-in".into())
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
             let mut pending: Vec<u8> = Vec::new();
             while !stop.load(Ordering::Acquire) {
                 if pending.is_empty() {

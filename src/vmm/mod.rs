@@ -8,6 +8,7 @@
 mod acpi;
 mod boot;
 pub mod config;
+pub mod confinement;
 pub mod console;
 mod cpuid;
 mod display;

@@ -60,6 +60,7 @@ fn spawn_frame_timer(
     std::thread::Builder::new()
         .name("uhci-frames".into())
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device);
             let mut next = Instant::now();
             while !stop.load(Ordering::Acquire) {
                 std::thread::sleep(next.saturating_duration_since(Instant::now()).max(FRAME));

@@ -177,6 +177,7 @@ pub fn spawn(id: u32, vcpu: VcpuFd, context: VcpuContext) -> std::io::Result<Joi
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Vcpu);
             let span = tracing::info_span!("vcpu", id);
             let _enter = span.enter();
             let mut runner = Vcpu {

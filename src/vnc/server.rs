@@ -187,7 +187,10 @@ fn bind_unix(path: &Path) -> Result<(UnixListener, (u64, u64)), VncError> {
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, VncError> {
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(|| {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Vnc);
+            f()
+        })
         .map_err(VncError::Thread)
 }
 

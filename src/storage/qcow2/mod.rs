@@ -472,6 +472,28 @@ impl Drop for Qcow2Image {
     }
 }
 
+/// The backing files under the image at `path`, nearest first, as far as
+/// their headers can be read (at most 16 deep); empty for a raw image.
+/// The VM process's sandbox lets it read exactly these.
+pub fn backing_chain(path: &Path) -> Vec<PathBuf> {
+    let mut chain = Vec::new();
+    let mut image = path.to_path_buf();
+    for _ in 0..16 {
+        let Ok(file) = std::fs::File::open(&image) else {
+            break;
+        };
+        let Ok(header) = Qcow2Header::read(&file) else {
+            break;
+        };
+        let Some(backing) = header.backing_file else {
+            break;
+        };
+        image = resolve_backing(&image, &backing);
+        chain.push(image.clone());
+    }
+    chain
+}
+
 /// The backing file's path as QEMU resolves it: relative names are relative
 /// to the directory of the image that names them.
 pub fn resolve_backing(image: &Path, backing: &str) -> PathBuf {
