@@ -120,6 +120,10 @@ impl Vbe {
                 self.bank_offset = value << 16;
             }
             INDEX_ENABLE => self.write_enable(value, regs, mem),
+            // The card derives the virtual height from the VRAM and the
+            // line length (`sanitize`); Linux's bochs-drm writes it on every
+            // mode set all the same, and QEMU ignores the write too.
+            INDEX_VIRT_HEIGHT => {}
             _ => crate::guest_warn!(
                 index,
                 value,
@@ -259,6 +263,10 @@ mod tests {
         assert!(vbe.enabled());
         assert_eq!(vbe.line_bytes, 4096);
         assert_eq!(vbe.read(INDEX_VIRT_WIDTH), 1024);
+        assert_eq!(vbe.read(INDEX_VIRT_HEIGHT), 4096);
+        // bochs-drm writes it (VRAM / line length, as it computes it): the
+        // card's own value stands.
+        vbe.write(INDEX_VIRT_HEIGHT, 5242, &mut regs, &mut mem);
         assert_eq!(vbe.read(INDEX_VIRT_HEIGHT), 4096);
         assert_eq!(mem.vram.read_u8(5), 0, "enable clears the framebuffer");
         assert!(regs.graphics_mode());
