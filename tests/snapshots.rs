@@ -69,9 +69,8 @@ fn qemu_write(image: &Path, byte: u8, offset: u64, len: u64) {
     );
 }
 
-/// A qcow2 image made by `vireo img create`.
-fn new_image(dir: &Path, name: &str, size: &str) -> PathBuf {
-    let path = dir.join(name);
+/// A qcow2 image made by `vireo img create` at `path`.
+fn new_image(path: PathBuf, size: &str) -> PathBuf {
     ok(
         "vireo",
         &[
@@ -126,7 +125,7 @@ fn listing(image: &Path) -> String {
 #[test]
 fn qemu_img_lists_checks_and_reads_vireos_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    let image = new_image(dir.path(), "disk.qcow2", "16M");
+    let image = new_image(dir.path().join("disk.qcow2"), "16M");
     let path = image.to_str().unwrap();
     qemu_write(&image, 0x11, 0, 1 << 20);
     let before = now_utc();
@@ -283,19 +282,7 @@ fn creation_time(xml: &str) -> String {
 #[test]
 fn virsh_snapshot_verbs_on_a_shut_off_vm() {
     let home = common::Home::new();
-    let image = home.path("vm.qcow2");
-    ok(
-        "vireo",
-        &[
-            "img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            image.to_str().unwrap(),
-            "8M",
-        ],
-    );
+    let image = new_image(home.path("vm.qcow2"), "8M");
     qemu_write(&image, 0x11, 0, 1 << 20);
     define(&home, "vm", &image, "qcow2");
 
@@ -456,19 +443,7 @@ fn raw_disks_and_bad_input_get_virshs_errors() {
         .is_empty());
 
     // A truncated snapshot table in the image: a clear error, no panic.
-    let image = home.path("bad.qcow2");
-    ok(
-        "vireo",
-        &[
-            "img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            image.to_str().unwrap(),
-            "1M",
-        ],
-    );
+    let image = new_image(home.path("bad.qcow2"), "1M");
     define(&home, "badvm", &image, "qcow2");
     home.ok(&["snapshot-create-as", "badvm", "one"]);
     let length = std::fs::metadata(&image).unwrap().len();
@@ -484,19 +459,7 @@ fn raw_disks_and_bad_input_get_virshs_errors() {
 
     // A disk that lost the snapshot (deleted with qemu-img): revert says
     // which disk, and changes nothing.
-    let other = home.path("other.qcow2");
-    ok(
-        "vireo",
-        &[
-            "img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            other.to_str().unwrap(),
-            "1M",
-        ],
-    );
+    let other = new_image(home.path("other.qcow2"), "1M");
     define(&home, "gone", &other, "qcow2");
     home.ok(&["snapshot-create-as", "gone", "s"]);
     ok(
@@ -522,19 +485,7 @@ fn a_running_vm_is_refused_for_now() {
         return;
     }
     let home = common::Home::new();
-    let image = home.path("run.qcow2");
-    ok(
-        "vireo",
-        &[
-            "img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            image.to_str().unwrap(),
-            "1M",
-        ],
-    );
+    let image = new_image(home.path("run.qcow2"), "1M");
     define(&home, "runvm", &image, "qcow2");
     home.ok(&["snapshot-create-as", "runvm", "off"]);
     home.ok(&["start", "runvm"]);

@@ -648,36 +648,43 @@ impl Json {
             Json::Object(members) => {
                 let mut order: Vec<usize> = (0..members.len()).collect();
                 order.sort_by_key(|&i| (qdict_bucket(members[i].0), std::cmp::Reverse(i)));
-                out.push_str("{\n");
-                for (n, &i) in order.iter().enumerate() {
-                    let (key, value) = &members[i];
-                    out.push_str(&" ".repeat(indent + 4));
-                    out.push_str(&json_string(key));
-                    out.push_str(": ");
-                    value.render(indent + 4, out);
-                    if n + 1 < order.len() {
-                        out.push(',');
-                    }
-                    out.push('\n');
-                }
-                out.push_str(&" ".repeat(indent));
-                out.push('}');
+                let entries = order.iter().map(|&i| (Some(members[i].0), &members[i].1));
+                render_block(out, indent, ('{', '}'), entries.collect());
             }
             Json::Array(items) => {
-                out.push_str("[\n");
-                for (n, item) in items.iter().enumerate() {
-                    out.push_str(&" ".repeat(indent + 4));
-                    item.render(indent + 4, out);
-                    if n + 1 < items.len() {
-                        out.push(',');
-                    }
-                    out.push('\n');
-                }
-                out.push_str(&" ".repeat(indent));
-                out.push(']');
+                let entries = items.iter().map(|item| (None, item));
+                render_block(out, indent, ('[', ']'), entries.collect());
             }
         }
     }
+}
+
+/// An object's or an array's body as QEMU prints it: the opening bracket,
+/// each entry (with its key, in an object) on a line of its own
+/// `indent + 4` deep, the closing bracket back at `indent`.
+fn render_block(
+    out: &mut String,
+    indent: usize,
+    (open, close): (char, char),
+    entries: Vec<(Option<&str>, &Json)>,
+) {
+    out.push(open);
+    out.push('\n');
+    let count = entries.len();
+    for (n, (key, value)) in entries.into_iter().enumerate() {
+        out.push_str(&" ".repeat(indent + 4));
+        if let Some(key) = key {
+            out.push_str(&json_string(key));
+            out.push_str(": ");
+        }
+        value.render(indent + 4, out);
+        if n + 1 < count {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str(&" ".repeat(indent));
+    out.push(close);
 }
 
 /// `snapshots` of `qemu-img info --output=json` (QAPI's SnapshotInfo).
