@@ -214,7 +214,11 @@ impl ImplicitOpenGate<Storage> for ChainGate {
 impl Qcow2Image {
     /// Opens and locks the image at `path` with its backing chain.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, OpenError> {
-        let file = open_locked(path, read_only)?;
+        Self::open_file(open_locked(path, read_only)?, path, read_only)
+    }
+
+    /// Opens the image in `file`, already open and locked (at `path`).
+    fn open_file(file: File, path: &Path, read_only: bool) -> Result<Self, OpenError> {
         let header = Qcow2Header::read(&file).map_err(|e| header_error(path, e))?;
         let refuse = |message: &str| {
             Err(open_error(
@@ -309,13 +313,17 @@ impl Qcow2Image {
             let value = u64::from_be_bytes(bits) | COMPAT_LAZY_REFCOUNTS;
             file.write_all_at(&value.to_be_bytes(), COMPATIBLE_FEATURES_OFFSET)?;
         }
-        drop(file); // imago's copy keeps the lock until the open below
+        // The lock is held from here to the end through this same open
+        // file: closing it and opening the path again would let a child
+        // that another thread forks in between (holding a copy of the fd
+        // until it execs) keep the lock, and the reopen fail as "in use".
+        let locked = file.try_clone()?;
 
         // The size is set by growing the empty image, which is where imago
         // preallocates metadata and falloc; growing in steps gives the
         // progress. Full preallocation writes zeroes in order instead, which
         // also keeps the data clusters in guest order in the file.
-        let mut image = Self::open(path, false)?;
+        let mut image = Self::open_file(file, path, false)?;
         let mode = match options.preallocation {
             Preallocation::Off | Preallocation::Full => PreallocateMode::None,
             Preallocation::Metadata => PreallocateMode::FormatAllocate,
@@ -350,7 +358,7 @@ impl Qcow2Image {
         }
         image.flush()?;
         drop(image);
-        let header = Qcow2Header::read(&File::open(path)?)
+        let header = Qcow2Header::read(&locked)
             .map_err(|e| CreateError::Invalid(format!("the new image does not read back: {e}")))?;
         // QEMU gives a new image only the L1 entries its size needs and
         // ends the file right after them; imago fills the L1 table's whole
@@ -361,7 +369,7 @@ impl Qcow2Image {
         let cluster = u64::from(cs);
         let needed = size.div_ceil(cluster * (cluster / 8));
         let l1_offset = header.l1_table_offset;
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = locked;
         if options.preallocation == Preallocation::Off
             && needed > 0
             && needed < u64::from(header.l1_size)
