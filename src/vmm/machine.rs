@@ -17,6 +17,7 @@ use super::config::VmConfig;
 use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::console::ConsoleIo;
 use super::events::StopSender;
+use super::ioevents::KvmNotifyBinder;
 use super::irq::{GsiRouting, KvmIrq};
 use super::kernel_boot::{Framebuffer, KernelEntry};
 use super::layout::*;
@@ -40,6 +41,7 @@ use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
 use crate::devices::serial::Uart16550;
 use crate::devices::system_control::SystemControlA;
 use crate::devices::virtio::blk::VirtioBlock;
+use crate::devices::virtio::notify::{spawn_queue_worker, QueueEvents};
 use crate::devices::virtio::pci::{msix_vectors, VirtioPciDevice};
 use crate::devices::{Bus, IrqLine, MachineControl};
 use crate::storage::{self, BlockBackend};
@@ -612,8 +614,27 @@ impl<'a> Wiring<'a> {
                 .msi_vectors(msix_vectors(&block))
                 .map_err(VmmError::kvm("set up MSI-X vectors"))?;
             let device = VirtioPciDevice::new(Box::new(block), self.memory.ram.clone(), irq, msi);
-            self.pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
+            self.plug_virtio(slot, device, format!("virtio-{}", disk.target))?;
         }
+        Ok(())
+    }
+
+    /// Plugs a virtio function in at `slot` with its queue notifications
+    /// bound to eventfds (KVM_IOEVENTFD) and a worker thread, `name`, that
+    /// runs its queues.
+    fn plug_virtio(
+        &mut self,
+        slot: u8,
+        device: VirtioPciDevice,
+        name: String,
+    ) -> Result<(), VmmError> {
+        let events = QueueEvents::new(device.queue_count()).map_err(VmmError::Thread)?;
+        let binder = KvmNotifyBinder::new(self.vm.clone(), events.clone());
+        let device = Arc::new(Mutex::new(device.with_notify_binder(binder)));
+        self.pci.add(slot, 0, device.clone())?;
+        let worker = spawn_queue_worker(name, device, events, self.stop.clone())
+            .map_err(VmmError::Thread)?;
+        self.workers.push(worker);
         Ok(())
     }
 
@@ -622,7 +643,7 @@ impl<'a> Wiring<'a> {
         for nic in &config.nics {
             let device =
                 super::network::virtio_net(nic, self.memory.ram.clone(), &self.intx, self.routing)?;
-            self.pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
+            self.plug_virtio(nic.slot, device, format!("virtio-net-{}", nic.slot))?;
         }
         Ok(())
     }

@@ -31,16 +31,20 @@
 //! transitional device IDs, the PCI status register's interrupt-status bit,
 //! `VIRTIO_F_NOTIFICATION_DATA`, `VIRTIO_F_RING_RESET` (`queue_reset`).
 //!
-//! A notification is handled synchronously inside the guest's write to the
-//! notify region: the device processes the queue before the vCPU resumes.
-//! That is simple and correct; a later ioeventfd would move it to a worker
-//! without changing [`VirtioDevice`].
+//! Notifications: given a [`NotifyBinder`] (the VMM's KVM_IOEVENTFD), the
+//! transport tells it each queue's notify address whenever BAR 4 moves,
+//! and a worker thread runs the queue when its eventfd fires (see
+//! [`super::notify`]); the vCPU never touches the queues. A write that
+//! still arrives here (no binder, the configuration access window,
+//! SeaBIOS before the BAR is bound) is handled synchronously inside the
+//! guest's write, as it always was.
 
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+use super::notify::NotifyBinder;
 use super::{
     VirtioDevice, VirtioInterrupt, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
     VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
@@ -296,6 +300,10 @@ pub struct VirtioPciDevice {
     active: bool,
     /// The expansion ROM image (a boot ROM such as iPXE's), if any.
     rom: Vec<u8>,
+    /// Binds the notify addresses to eventfds, and where BAR 4 was when it
+    /// last did.
+    binder: Option<Arc<dyn NotifyBinder>>,
+    bound_base: Option<u64>,
 }
 
 /// The PCI class a driver expects for each device type (QEMU's choices).
@@ -455,7 +463,41 @@ impl VirtioPciDevice {
             queues: max_sizes.into_iter().map(QueueRegs::new).collect(),
             active: false,
             rom: Vec::new(),
+            binder: None,
+            bound_base: None,
         }
+    }
+
+    /// How many queues the device has (each with its notify address).
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Has `binder` bind each queue's notify address wherever the guest
+    /// puts BAR 4.
+    pub fn with_notify_binder(mut self, binder: Arc<dyn NotifyBinder>) -> Self {
+        self.binder = Some(binder);
+        self.rebind_notify();
+        self
+    }
+
+    /// Re-binds the notify addresses if BAR 4 moved, appeared or vanished.
+    fn rebind_notify(&mut self) {
+        let Some(binder) = &self.binder else {
+            return;
+        };
+        let base = self.config.bar_region(VIRTIO_BAR).map(|r| r.base);
+        if base == self.bound_base {
+            return;
+        }
+        self.bound_base = base;
+        let addresses: Vec<u64> = match base {
+            Some(base) => (0..self.queues.len() as u64)
+                .map(|n| base + NOTIFY_CFG_OFFSET + n * NOTIFY_OFF_MULTIPLIER as u64)
+                .collect(),
+            None => Vec::new(),
+        };
+        binder.bind(&addresses);
     }
 
     /// Exposes `rom` through the expansion ROM BAR, where SeaBIOS finds a
@@ -822,6 +864,16 @@ impl VirtioPciDevice {
             guest_warn!(offset, len = data.len(), "virtio notification to no queue");
             return;
         }
+        self.notify_queue(queue as u16);
+    }
+
+    /// The driver notified `queue` (through its notify address or its
+    /// eventfd): the device runs it, if it is running and may do DMA.
+    pub fn notify_queue(&mut self, queue: u16) {
+        if queue as usize >= self.queues.len() {
+            guest_warn!(queue, "virtio notification to no queue");
+            return;
+        }
         if !self.active || self.interrupt.lock().needs_reset {
             guest_warn!(queue, "virtio notification while the device is not running");
             return;
@@ -830,7 +882,7 @@ impl VirtioPciDevice {
             guest_warn!(queue, "virtio notification with bus mastering disabled");
             return;
         }
-        self.device.queue_notify(queue as u16);
+        self.device.queue_notify(queue);
     }
 
     /// Reads BAR 4, as the CPU or the configuration access window does.
@@ -938,6 +990,7 @@ impl PciDevice for VirtioPciDevice {
         if offset < control + 2 && offset + data.len() > control {
             self.interrupt.set_msix_control(self.config.u16(control));
         }
+        self.rebind_notify();
         if !self.overlaps_cfg_data(offset, data.len()) {
             return;
         }
