@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod raw;
 mod server;
 pub mod tight;
+pub mod tls;
 pub mod zlib;
 pub mod zrle;
 
