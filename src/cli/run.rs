@@ -70,7 +70,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
 /// The VNC server the definition and the options ask for, if any: the
 /// domain's `<graphics type='vnc'>` as `vireo start` serves it, with
 /// `--vnc` in place of its TCP listener, `--vnc-unix` added and
-/// `--vnc-password` in place of its password.
+/// `--vnc-password` in place of its password; TLS on the TCP listener
+/// when `vireo.conf` says `vnc_tls = 1`.
 fn vnc_config(args: &RunArgs, domain: &Domain, name: &str) -> Result<Option<VncConfig>, String> {
     let mut vnc = VncConfig::new(name);
     let graphics = if args.vnc.is_none() {
@@ -91,6 +92,9 @@ fn vnc_config(args: &RunArgs, domain: &Domain, name: &str) -> Result<Option<VncC
     vnc.unix = args.vnc_unix.clone();
     if args.vnc_password.is_some() {
         vnc.password = args.vnc_password.clone();
+    }
+    if vnc.tcp.is_some() {
+        vnc.tls = crate::host::conf::vnc_tls()?;
     }
     Ok(Some(vnc))
 }
