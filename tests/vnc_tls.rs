@@ -236,3 +236,128 @@ fn tigervnc_shows_the_screen_over_vencrypt() {
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(said.contains("X509None"), "{said}");
 }
+
+/// The TCP addresses process `pid` listens on (`/proc/PID/net/tcp*`
+/// lines in state LISTEN whose socket inode is one of its fds), IPv4 as
+/// `a.b.c.d:port`, IPv6 as the kernel's hex.
+fn tcp_listeners(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut listening = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields[3] != "0A" || !inodes.iter().any(|i| i == fields[9]) {
+                continue;
+            }
+            let (ip, port) = fields[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            if ip.len() == 8 {
+                let ip = u32::from_str_radix(ip, 16).unwrap().to_le_bytes();
+                listening.push(format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]));
+            } else {
+                listening.push(format!("[{ip}]:{port}"));
+            }
+        }
+    }
+    listening
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+/// `vireo start` with TLS configured and the sandbox on (the default):
+/// the credentials are read before the process is confined, and the
+/// confined VNC threads serve TLS. A definition without `<graphics>`
+/// gets no TCP listener at all, one with `<graphics listen=…>` exactly
+/// that one; the unix socket is 0600 in the 0700 run directory.
+#[test]
+fn vireo_start_serves_tls_confined_and_listens_only_where_graphics_say() {
+    if !kvm_available() {
+        return;
+    }
+    let pki = TestPki::new();
+    let home = common::Home::new();
+    std::fs::create_dir_all(home.path("config")).unwrap();
+    std::fs::copy(
+        pki.home(false).path().join("config/vireo.conf"),
+        home.path("config/vireo.conf"),
+    )
+    .unwrap();
+    let bios = guest(home.dir.path());
+    let define = |name: &str, graphics: &str| {
+        let mut domain = Domain::new(name).firmware(&bios);
+        if !graphics.is_empty() {
+            domain = domain.device(graphics);
+        }
+        let xml = home.path(&format!("{name}.xml"));
+        std::fs::write(&xml, domain.xml()).unwrap();
+        home.ok(&["define", xml.to_str().unwrap()]);
+    };
+    let pid = |name: &str| -> u32 {
+        let state = std::fs::read_to_string(home.path(&format!("run/{name}.json"))).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        state["pid"].as_u64().unwrap() as u32
+    };
+
+    define("headless", "");
+    home.ok(&["start", "headless"]);
+    assert_eq!(tcp_listeners(pid("headless")), Vec::<String>::new());
+    assert_eq!(mode(&home.path("run")), 0o700);
+    assert_eq!(mode(&home.path("run/headless.vnc")), 0o600);
+    home.ok(&["destroy", "headless"]);
+
+    let display = free_display();
+    let port = 5900 + display;
+    define(
+        "shown",
+        &format!("<graphics type='vnc' port='{port}' autoport='no' listen='127.0.0.1'/>"),
+    );
+    home.ok(&["start", "shown"]);
+    let pid = pid("shown");
+    assert_eq!(tcp_listeners(pid), vec![format!("127.0.0.1:{port}")]);
+    assert_eq!(mode(&home.path("run/shown.vnc")), 0o600);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let log = || std::fs::read_to_string(home.path("state/log/shown.log")).unwrap_or_default();
+    let shot = home.path("shown.png");
+    // The guest draws within a second or so of starting; capture until
+    // the picture is there.
+    common::wait::until(
+        "gvnccapture over TLS to see the guest's picture",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let out = gvnccapture_tls(display, &pki.ca(), &shot, None);
+            let drawn = out.status.success()
+                && image::open(&shot).is_ok_and(|i| count(&i.to_rgb8(), [255, 0, 0]) == 64 * 64);
+            if drawn {
+                Ok(())
+            } else {
+                Err(format!(
+                    "gvnccapture: {}{}\nlog: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                    log()
+                ))
+            }
+        },
+    );
+    assert!(log().contains("vireo: sandbox: confined"), "{}", log());
+    assert_guest_screen(&shot, "gvnccapture (vireo start)");
+    home.ok(&["destroy", "shown"]);
+}
