@@ -682,7 +682,7 @@ mod tests {
     use crate::vnc::pixel::formats::*;
     use crate::vnc::pixel::Converter;
     use crate::vnc::protocol::{encoding, ClientMessage, Screen};
-    use crate::vnc::test_client::{Outcome, TestClient};
+    use crate::vnc::test_client::{test_tls, Outcome, TestClient};
     use std::io::Read;
     use std::net::TcpStream;
 
@@ -1185,6 +1185,142 @@ mod tests {
         );
         let mut stuck = connect(&server);
         let mut good = connect(&server);
+        wait_until("two clients", || server.client_count() == 2);
+        // Raw full-screen updates (3 MiB each), asked for and never read.
+        for _ in 0..20 {
+            stuck.request(false);
+        }
+        wait_until("the stuck client's removal", || server.client_count() == 1);
+        good.request(false);
+        good.read_update().unwrap();
+        assert_eq!(good.fb, good.expected(&display));
+        drop(stuck);
+    }
+
+    fn tls_config(tls: &Arc<rustls::ServerConfig>) -> VncConfig {
+        VncConfig {
+            tls: Some(tls.clone()),
+            ..config()
+        }
+    }
+
+    #[test]
+    fn vencrypt_x509none_and_x509vnc_serve_the_screen_over_tls() {
+        let (_dir, tls, roots) = test_tls();
+        let display = Display::new(203, 117);
+        paint(&display, Rect::new(0, 0, 203, 117), picture);
+        let (server, _) = start(&display, tls_config(&tls));
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_NONE, None);
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+        for enc in [encoding::RAW, encoding::TIGHT, encoding::ZRLE] {
+            client.set_encodings(&[enc]);
+            client.request(false);
+            client.read_update().unwrap();
+            assert_eq!(client.fb, client.expected(&display), "encoding {enc}");
+        }
+        // X509Vnc is offered instead once there is a password.
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_VNC, None).unwrap();
+        assert_eq!(outcome, Outcome::Refused("sub-type 261 refused".into()));
+        drop(server);
+
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                password: Some("s3cret".into()),
+                ..tls_config(&tls)
+            },
+        );
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_VNC, Some("s3cret"));
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+        client.request(false);
+        client.read_update().unwrap();
+        assert_eq!(client.fb, client.expected(&display));
+        let mut wrong = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = wrong.vencrypt(&roots, vencrypt::X509_VNC, Some("guess"));
+        assert_eq!(
+            outcome.unwrap(),
+            Outcome::Refused("authentication failed".into())
+        );
+    }
+
+    #[test]
+    fn with_tls_required_other_security_types_are_refused_with_a_reason() {
+        let (_dir, tls, _) = test_tls();
+        let display = Display::new(32, 32);
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("vm.vnc");
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                unix: Some(socket.clone()),
+                password: Some("s3cret".into()),
+                ..tls_config(&tls)
+            },
+        );
+        // 3.3: the server's pick is "none possible", with the reason; 3.8:
+        // the client chose VNC Authentication or None, and the
+        // SecurityResult says why not. (3.7 has no reason to carry.)
+        for version in [Version::V3_3, Version::V3_8] {
+            let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+            let outcome = client.handshake(version, Some("s3cret"), true).unwrap();
+            assert_eq!(
+                outcome,
+                Outcome::Refused(TLS_REQUIRED.into()),
+                "{version:?}"
+            );
+        }
+        // The owner-only unix socket stays plain (the window's viewer).
+        let mut client = TestClient::unix(&socket);
+        let outcome = client.handshake(Version::V3_8, Some("s3cret"), true);
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+    }
+
+    #[test]
+    fn tls_garbage_and_a_tls_client_that_stops_reading_do_not_stall_others() {
+        let (_dir, tls, roots) = test_tls();
+        let display = Display::new(1024, 768);
+        paint(&display, Rect::new(0, 0, 1024, 768), picture);
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                write_timeout: Duration::from_millis(300),
+                ..tls_config(&tls)
+            },
+        );
+        // Garbage where the ClientHello belongs: that client is dropped.
+        let mut garbage = TcpStream::connect(server.tcp_addr().unwrap()).unwrap();
+        let mut version = [0u8; 12];
+        garbage.read_exact(&mut version).unwrap();
+        garbage.write_all(b"RFB 003.008\n").unwrap();
+        let mut offer = [0u8; 2];
+        garbage.read_exact(&mut offer).unwrap();
+        garbage.write_all(&[security::VENCRYPT, 0, 2]).unwrap();
+        // Version 0.2, accepted, one sub-type: X509None (260).
+        let mut status = [0u8; 8];
+        garbage.read_exact(&mut status).unwrap();
+        assert_eq!(status, [0, 2, 0, 1, 0, 0, 1, 4]);
+        garbage
+            .write_all(&vencrypt::X509_NONE.to_be_bytes())
+            .unwrap();
+        garbage
+            .write_all(&[0x16, 3, 1, 0xff, 0xff, 1, 2, 3])
+            .unwrap();
+        garbage.write_all(&[0xa5; 4096]).unwrap();
+        let mut rest = Vec::new();
+        let _ = garbage.read_to_end(&mut rest);
+        // The ack and at most a TLS alert came back; then the server hung up.
+        assert_eq!(rest.first(), Some(&1));
+        assert!(rest.len() < 64, "{rest:?}");
+
+        let mut stuck = TestClient::tcp(server.tcp_addr().unwrap());
+        let mut good = TestClient::tcp(server.tcp_addr().unwrap());
+        for client in [&mut stuck, &mut good] {
+            let outcome = client.vencrypt(&roots, vencrypt::X509_NONE, None);
+            assert_eq!(outcome.unwrap(), Outcome::Connected);
+        }
         wait_until("two clients", || server.client_count() == 2);
         // Raw full-screen updates (3 MiB each), asked for and never read.
         for _ in 0..20 {
