@@ -86,7 +86,7 @@ fn gvnccapture_reads_the_screen_over_vencrypt_x509none() {
     let dir = tempfile::tempdir().unwrap();
     let (vm, display) = start(dir.path(), home.path(), None);
     let shot = dir.path().join("gvnc.png");
-    let out = gvnccapture_tls(display, &pki.ca(), &shot, None);
+    let out = gvnccapture_tls(display, &pki.ca(), &shot, None, None);
     assert!(
         out.status.success(),
         "gvnccapture over TLS: {}{}\nVM: {}",
@@ -107,7 +107,7 @@ fn gvnccapture_with_a_password_over_tls_and_a_wrong_one_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (vm, display) = start(dir.path(), home.path(), Some("s3cret"));
     let shot = dir.path().join("right.png");
-    let out = gvnccapture_tls(display, &pki.ca(), &shot, Some("s3cret"));
+    let out = gvnccapture_tls(display, &pki.ca(), &shot, Some("s3cret"), None);
     assert!(
         out.status.success(),
         "gvnccapture with the right password: {}{}\nVM: {}",
@@ -118,7 +118,7 @@ fn gvnccapture_with_a_password_over_tls_and_a_wrong_one_refused() {
     assert_guest_screen(&shot, "gvnccapture (X509Vnc)");
 
     let denied = dir.path().join("wrong.png");
-    let out = gvnccapture_tls(display, &pki.ca(), &denied, Some("wrong"));
+    let out = gvnccapture_tls(display, &pki.ca(), &denied, Some("wrong"), None);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -141,6 +141,36 @@ fn gvnccapture_with_a_password_over_tls_and_a_wrong_one_refused() {
             }
         },
     );
+}
+
+/// `vnc_tls_x509_verify = 1`: a client must show a certificate the CA
+/// signed.
+#[test]
+fn with_verify_only_a_client_with_a_certificate_gets_in() {
+    if !kvm_available() {
+        return;
+    }
+    let pki = TestPki::new();
+    let home = pki.home(true);
+    let dir = tempfile::tempdir().unwrap();
+    let (vm, display) = start(dir.path(), home.path(), None);
+    let anonymous = dir.path().join("anonymous.png");
+    let out = gvnccapture_tls(display, &pki.ca(), &anonymous, None, None);
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
+    assert!(!anonymous.exists());
+    let shot = dir.path().join("client.png");
+    let out = gvnccapture_tls(display, &pki.ca(), &shot, None, Some(&pki.client()));
+    assert!(
+        out.status.success(),
+        "gvnccapture with a client certificate: {}{}\nVM: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        vm.stderr()
+    );
+    assert_guest_screen(&shot, "gvnccapture (client certificate)");
 }
 
 #[test]
@@ -342,7 +372,7 @@ fn vireo_start_serves_tls_confined_and_listens_only_where_graphics_say() {
         Duration::from_secs(60),
         Duration::from_millis(500),
         || {
-            let out = gvnccapture_tls(display, &pki.ca(), &shot, None);
+            let out = gvnccapture_tls(display, &pki.ca(), &shot, None, None);
             let drawn = out.status.success()
                 && image::open(&shot).is_ok_and(|i| count(&i.to_rgb8(), [255, 0, 0]) == 64 * 64);
             if drawn {

@@ -180,6 +180,51 @@ impl TestPki {
         TestPki { dir }
     }
 
+    /// A client certificate signed by the CA, as gtk-vnc looks for one:
+    /// a directory with `clientcert.pem` and `private/clientkey.pem`.
+    pub fn client(&self) -> PathBuf {
+        let dir = self.dir.path().join("client");
+        std::fs::create_dir_all(dir.join("private")).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=viewer",
+            "-CA",
+            "ca-cert.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-keyout",
+            "client/private/clientkey.pem",
+            "-out",
+            "client/clientcert.pem",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=clientAuth",
+        ]);
+        dir
+    }
+
     /// The CA certificate clients must trust.
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("ca-cert.pem")
@@ -208,8 +253,16 @@ impl TestPki {
 /// runs in a user and mount namespace of its own where a tmpfs over that
 /// home holds `ca`. With a `password`, gvnccapture asks for it on a
 /// terminal: `script` gives it one, and the password is typed once the
-/// prompt shows. Returns its output; the caller judges the status.
-pub fn gvnccapture_tls(display: u16, ca: &Path, file: &Path, password: Option<&str>) -> Output {
+/// prompt shows. With `client`, a directory made by [`TestPki::client`],
+/// it shows that certificate (gtk-vnc's `~/.pki/gvnccapture/`). Returns
+/// its output; the caller judges the status.
+pub fn gvnccapture_tls(
+    display: u16,
+    ca: &Path,
+    file: &Path,
+    password: Option<&str>,
+    client: Option<&Path>,
+) -> Output {
     use std::io::{Read, Write};
     require_program("gvnccapture");
     require_program("unshare");
@@ -227,7 +280,8 @@ pub fn gvnccapture_tls(display: u16, ca: &Path, file: &Path, password: Option<&s
     let setup = format!(
         "home=$(getent passwd \"$(id -u)\" | cut -d: -f6) && \
          mount -t tmpfs tmpfs \"$home\" && mkdir -p \"$home/.pki/CA\" && \
-         cp \"$1\" \"$home/.pki/CA/cacert.pem\" && capture=\"$2\" && {exec}"
+         cp \"$1\" \"$home/.pki/CA/cacert.pem\" && capture=\"$2\" && \
+         if [ -n \"$3\" ]; then cp -r \"$3\" \"$home/.pki/gvnccapture\"; fi && {exec}"
     );
     let mut child = Command::new("unshare")
         .args([
@@ -241,6 +295,7 @@ pub fn gvnccapture_tls(display: u16, ca: &Path, file: &Path, password: Option<&s
         ])
         .arg(ca)
         .arg(&capture)
+        .arg(client.unwrap_or(Path::new("")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
