@@ -27,6 +27,8 @@ pub struct RunArgs {
     /// Serve the screen over VNC on ADDR:DISPLAY, as QEMU's -vnc does:
     /// `127.0.0.1:0` is port 5900, `:1` is 127.0.0.1:5901. Without it, the
     /// domain's `<graphics type='vnc'>` says where, as for `vireo start`.
+    /// With `vnc_tls = 1` in vireo.conf (see `vireo --help`) TCP clients
+    /// must use VeNCrypt/TLS.
     #[arg(long, value_name = "ADDR:DISPLAY")]
     vnc: Option<String>,
     /// Serve the screen over VNC on this unix socket.
