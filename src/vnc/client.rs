@@ -15,7 +15,7 @@
 //! the write timeout is disconnected.
 
 use std::collections::HashSet;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -67,6 +67,11 @@ impl Connection {
             Self::Tcp(s) => s.set_write_timeout(timeout),
             Self::Unix(s) => s.set_write_timeout(timeout),
         }
+    }
+
+    /// Whether this is a TCP connection (which TLS, when configured, guards).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Self::Tcp(_))
     }
 
     /// Who is connecting, for the login rate limit: the peer's address
@@ -316,7 +321,7 @@ fn malformed(message: String) -> io::Error {
 /// The reader: handles client messages until the connection ends or a
 /// message is malformed. Keys still held when it ends are released.
 pub fn read_messages(
-    reader: &mut BufReader<Connection>,
+    reader: &mut impl Read,
     shared: &ClientShared,
     input: &dyn InputSink,
 ) -> io::Result<()> {
@@ -707,7 +712,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// The sender: writes updates until the client closes or a write fails
 /// (including the write timeout of a client that stopped reading).
 pub fn send_updates(
-    writer: &mut Connection,
+    writer: &mut impl Write,
     shared: &ClientShared,
     display: &Display,
 ) -> io::Result<()> {
