@@ -159,6 +159,37 @@ fn virtio_blk_on_qcow2_and_raw_holds_exactly_what_guest_and_host_wrote() {
     let guest_raw = run_tag("guest-raw");
     guest.run(&guest_write(&qcow2_dev, &guest_qcow2));
     guest.run(&guest_write(&raw_dev, &guest_raw));
+    // Both disks interrupt through MSI-X (a vector per queue and one for
+    // configuration changes), not a shared INTx line, and the queues'
+    // vectors did fire.
+    let interrupts = guest.run("grep virtio /proc/interrupts");
+    let virtio: Vec<&str> = interrupts
+        .lines()
+        .filter(|l| l.contains("virtio"))
+        .collect();
+    let requests: Vec<&str> = virtio
+        .iter()
+        .copied()
+        .filter(|l| l.contains("-req."))
+        .collect();
+    assert_eq!(
+        requests.len(),
+        2,
+        "a request vector per disk:\n{interrupts}"
+    );
+    assert!(
+        virtio.iter().all(|l| l.contains("PCI-MSI")),
+        "virtio interrupts are not MSI-X:\n{interrupts}"
+    );
+    let fired: u64 = requests
+        .iter()
+        .flat_map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    assert!(fired > 0, "no request interrupt arrived:\n{interrupts}");
     guest.check_dmesg();
     guest.type_line("poweroff");
     let status = guest.wait_exit(BOOT_TIMEOUT);

@@ -103,10 +103,18 @@ fn a_running_vm_has_no_privileges_a_filter_per_thread_and_a_private_run_director
         return;
     }
     let home = Home::new();
+    // A virtio disk too, whose queues run on a device thread of their own.
+    let second = home.path("second.img");
+    std::fs::write(&second, vec![0u8; 1 << 20]).unwrap();
     define(
         &home,
         "confined",
-        "<graphics type='vnc' port='-1' autoport='yes'/>",
+        &format!(
+            "<graphics type='vnc' port='-1' autoport='yes'/>\
+             <disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+             <source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            second.display()
+        ),
     );
     let out = start(&home, "confined", &[]);
     assert!(
@@ -130,10 +138,18 @@ fn a_running_vm_has_no_privileges_a_filter_per_thread_and_a_private_run_director
     // thread's list with their own (more filters stacked).
     let threads = thread_filters(pid);
     let main = threads.iter().find(|(n, _)| n == "vireo-vmm").unwrap().1;
+    assert!(
+        threads.iter().any(|(n, _)| n == "virtio-vdb"),
+        "the virtio disk's queue thread: {threads:?}"
+    );
     assert!(main >= 1, "{threads:?}");
     for (thread, filters) in &threads {
         assert!(*filters >= main, "{thread}: {threads:?}");
-        if thread.starts_with("vcpu") || thread == "rtc" || thread.starts_with("vnc-") {
+        if thread.starts_with("vcpu")
+            || thread == "rtc"
+            || thread.starts_with("vnc-")
+            || thread.starts_with("virtio-")
+        {
             assert!(*filters > main, "{thread} is not narrowed: {threads:?}");
         }
     }

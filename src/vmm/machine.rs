@@ -17,7 +17,8 @@ use super::config::VmConfig;
 use super::config::{DiskBus, DiskConfig, DiskKind};
 use super::console::ConsoleIo;
 use super::events::StopSender;
-use super::irq::KvmIrq;
+use super::ioevents::KvmNotifyBinder;
+use super::irq::{GsiRouting, KvmIrq};
 use super::kernel_boot::{Framebuffer, KernelEntry};
 use super::layout::*;
 use super::memory::GuestMemory;
@@ -40,7 +41,8 @@ use crate::devices::pci::{IntxRouter, PciBus, PciConfigIo};
 use crate::devices::serial::Uart16550;
 use crate::devices::system_control::SystemControlA;
 use crate::devices::virtio::blk::VirtioBlock;
-use crate::devices::virtio::pci::VirtioPciDevice;
+use crate::devices::virtio::notify::{spawn_queue_worker, QueueEvents};
+use crate::devices::virtio::pci::{msix_vectors, VirtioPciDevice};
 use crate::devices::{Bus, IrqLine, MachineControl};
 use crate::storage::{self, BlockBackend};
 
@@ -93,7 +95,7 @@ impl Machine {
         events: StopSender,
         start_paused: bool,
     ) -> Result<Self, VmmError> {
-        let vm = Arc::new(create_vm(kvm)?);
+        let (vm, routing) = create_vm(kvm)?;
         let memory = GuestMemory::new(&vm, config.memory, bios)?;
         info!(
             low_ram = memory.low_ram,
@@ -101,7 +103,7 @@ impl Machine {
             "guest memory mapped"
         );
 
-        let mut wiring = Wiring::new(&vm, &memory, &events);
+        let mut wiring = Wiring::new(&vm, &routing, &memory, &events);
         wiring.attach_chipset()?;
         let acpi_pm = wiring.attach_power_management()?;
         let framebuffer = wiring.attach_display(config, console)?;
@@ -280,9 +282,9 @@ impl Drop for Machine {
     }
 }
 
-/// A VM with the in-kernel interrupt controllers and PIT, and the two
-/// pages of KVM's own below the BIOS.
-fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
+/// A VM with the in-kernel interrupt controllers (routed as a PC's, see
+/// [`GsiRouting`]) and PIT, and the two pages of KVM's own below the BIOS.
+fn create_vm(kvm: &Kvm) -> Result<(Arc<VmFd>, Arc<GsiRouting>), VmmError> {
     let vm = kvm.create_vm().map_err(VmmError::kvm("create the VM"))?;
     vm.set_identity_map_address(KVM_IDENTITY_MAP)
         .map_err(VmmError::kvm("set the identity map address"))?;
@@ -290,7 +292,8 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
         .map_err(VmmError::kvm("set the TSS address"))?;
     vm.create_irq_chip()
         .map_err(VmmError::kvm("create the in-kernel PIC and IOAPIC"))?;
-    super::irq::route_like_a_pc(&vm)
+    let vm = Arc::new(vm);
+    let routing = GsiRouting::new(vm.clone())
         .map_err(VmmError::kvm("route interrupts to the PICs and the IOAPIC"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
@@ -298,13 +301,15 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, VmmError> {
     };
     vm.create_pit2(pit)
         .map_err(VmmError::kvm("create the in-kernel PIT"))?;
-    Ok(vm)
+    Ok((vm, routing))
 }
 
 /// What the `attach_*` steps share while they build the PC: the buses
 /// devices go on, the interrupt router, the device threads started so far.
 struct Wiring<'a> {
     vm: &'a Arc<VmFd>,
+    /// GSI routes, for PCI functions' MSI-X vectors.
+    routing: &'a Arc<GsiRouting>,
     memory: &'a GuestMemory,
     io_bus: Arc<Bus>,
     mmio_bus: Arc<Bus>,
@@ -319,10 +324,16 @@ struct Wiring<'a> {
 }
 
 impl<'a> Wiring<'a> {
-    fn new(vm: &'a Arc<VmFd>, memory: &'a GuestMemory, events: &StopSender) -> Self {
+    fn new(
+        vm: &'a Arc<VmFd>,
+        routing: &'a Arc<GsiRouting>,
+        memory: &'a GuestMemory,
+        events: &StopSender,
+    ) -> Self {
         let intx_vm = vm.clone();
         Self {
             vm,
+            routing,
             memory,
             io_bus: Arc::new(Bus::new()),
             mmio_bus: Arc::new(Bus::new()),
@@ -598,17 +609,41 @@ impl<'a> Wiring<'a> {
             })?;
             let block = VirtioBlock::new(backend, disk.target.clone());
             let irq = Arc::new(PciIntx::new(self.intx.clone(), slot, 1));
-            let device = VirtioPciDevice::new(Box::new(block), self.memory.ram.clone(), irq);
-            self.pci.add(slot, 0, Arc::new(Mutex::new(device)))?;
+            let msi = self
+                .routing
+                .msi_vectors(msix_vectors(&block))
+                .map_err(VmmError::kvm("set up MSI-X vectors"))?;
+            let device = VirtioPciDevice::new(Box::new(block), self.memory.ram.clone(), irq, msi);
+            self.plug_virtio(slot, device, format!("virtio-{}", disk.target))?;
         }
+        Ok(())
+    }
+
+    /// Plugs a virtio function in at `slot` with its queue notifications
+    /// bound to eventfds (KVM_IOEVENTFD) and a worker thread, `name`, that
+    /// runs its queues.
+    fn plug_virtio(
+        &mut self,
+        slot: u8,
+        device: VirtioPciDevice,
+        name: String,
+    ) -> Result<(), VmmError> {
+        let events = QueueEvents::new(device.queue_count()).map_err(VmmError::Thread)?;
+        let binder = KvmNotifyBinder::new(self.vm.clone(), events.clone());
+        let device = Arc::new(Mutex::new(device.with_notify_binder(binder)));
+        self.pci.add(slot, 0, device.clone())?;
+        let worker = spawn_queue_worker(name, device, events, self.stop.clone())
+            .map_err(VmmError::Thread)?;
+        self.workers.push(worker);
         Ok(())
     }
 
     /// A virtio-net PCI function per interface.
     fn attach_nics(&mut self, config: &VmConfig) -> Result<(), VmmError> {
         for nic in &config.nics {
-            let device = super::network::virtio_net(nic, self.memory.ram.clone(), &self.intx)?;
-            self.pci.add(nic.slot, 0, Arc::new(Mutex::new(device)))?;
+            let device =
+                super::network::virtio_net(nic, self.memory.ram.clone(), &self.intx, self.routing)?;
+            self.plug_virtio(nic.slot, device, format!("virtio-net-{}", nic.slot))?;
         }
         Ok(())
     }

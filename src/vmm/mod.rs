@@ -16,6 +16,7 @@ mod events;
 pub mod firmware;
 mod input;
 pub mod inspect;
+mod ioevents;
 mod irq;
 pub mod kernel_boot;
 pub mod layout;

@@ -8,8 +8,10 @@ use tracing::{debug, warn};
 
 use super::config::{NicBackend, NicConfig};
 use super::firmware;
+use super::irq::GsiRouting;
 use super::VmmError;
 use crate::devices::pci::{IntxRouter, PciIntx};
+use crate::devices::virtio::pci::msix_vectors;
 use crate::devices::virtio::{VirtioNet, VirtioPciDevice};
 use crate::devices::GuestRam;
 use crate::net::slirp::SlirpBackend;
@@ -33,6 +35,7 @@ pub fn virtio_net(
     nic: &NicConfig,
     mem: GuestRam,
     intx: &Arc<IntxRouter>,
+    routing: &Arc<GsiRouting>,
 ) -> Result<VirtioPciDevice, VmmError> {
     let device = VirtioNet::new(nic.mac, |sink| match &nic.backend {
         NicBackend::User(config) => {
@@ -50,7 +53,10 @@ pub fn virtio_net(
         source,
     })?;
     let irq = Arc::new(PciIntx::new(intx.clone(), nic.slot, 1));
-    let pci = VirtioPciDevice::new(Box::new(device), mem, irq);
+    let msi = routing
+        .msi_vectors(msix_vectors(&device))
+        .map_err(VmmError::kvm("set up MSI-X vectors"))?;
+    let pci = VirtioPciDevice::new(Box::new(device), mem, irq, msi);
     Ok(match boot_rom() {
         Some(rom) => pci.with_rom(rom),
         None => pci,

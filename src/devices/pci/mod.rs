@@ -7,11 +7,13 @@
 mod bus;
 mod config;
 pub mod host_bridge;
+pub mod msix;
 pub mod piix3;
 pub mod piix4_pm;
 
 pub use bus::{IntxRouter, PciBus, PciConfigIo, PciError, PciIntx, SharedPciDevice};
 pub use config::{AddressSpace, BarKind, BarRegion, PciClass, PciConfig, PCI_ROM_BAR};
+pub use msix::{MsiMessage, MsiSink, Msix};
 
 /// A PCI function.
 ///

@@ -533,6 +533,7 @@ mod tests {
 
     use super::*;
     use crate::devices::irq::FakeIrq;
+    use crate::devices::pci::msix::RecordingMsi;
     use crate::devices::pci::PciDevice;
     use crate::devices::virtio::pci::testing::Driver;
     use crate::devices::virtio::pci::VirtioPciDevice;
@@ -574,6 +575,7 @@ mod tests {
             Box::new(block),
             mem.clone(),
             irq.clone(),
+            RecordingMsi::new(),
         ));
         assert!(driver.negotiate(features));
         let queue = DriverQueue::new(16, 0x10000);
@@ -903,6 +905,7 @@ mod tests {
             Box::new(block),
             mem.clone(),
             FakeIrq::new(),
+            RecordingMsi::new(),
         ));
         assert!(driver.negotiate(1 << VIRTIO_F_VERSION_1));
         let queue = DriverQueue::new(16, 0x10000);
@@ -1070,7 +1073,8 @@ mod tests {
             "x".into(),
         );
         block.queue_notify(0);
-        let mut dev = VirtioPciDevice::new(Box::new(block), ram(), FakeIrq::new());
+        let mut dev =
+            VirtioPciDevice::new(Box::new(block), ram(), FakeIrq::new(), RecordingMsi::new());
         dev.write_bar(4, 0x3000, &[0, 0]);
     }
 }

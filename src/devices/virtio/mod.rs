@@ -15,6 +15,7 @@
 
 pub mod blk;
 pub mod net;
+pub mod notify;
 pub mod pci;
 
 use std::sync::Arc;

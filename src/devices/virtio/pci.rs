@@ -16,29 +16,42 @@
 //! which SeaBIOS uses when the BAR sits above 4 GiB and its 32-bit code
 //! cannot reach it.
 //!
-//! Interrupts are INTx only: the ISR has bit 0 for used buffers and bit 1 for
-//! configuration changes, the line is high while any bit is set (and the
-//! command register does not disable INTx), and reading the ISR clears it
-//! and lowers the line. MSI-X is not implemented, so `config_msix_vector` and
-//! `queue_msix_vector` read back NO_VECTOR (0xffff) and drivers fall back to
-//! INTx. Also not emulated: the legacy (0.9.5) I/O-port interface and
+//! Interrupts are MSI-X when the driver enables it, INTx otherwise. MSI-X
+//! has one vector per queue plus one for configuration changes, with the
+//! table and PBA in BAR 1 (a 32-bit memory BAR of 4 KiB, QEMU's layout;
+//! see [`crate::devices::pci::msix`]). The driver maps queues and
+//! configuration changes to vectors with `queue_msix_vector` and
+//! `config_msix_vector`, which read back what was written, or NO_VECTOR
+//! (0xffff) for a vector the table does not have (§4.1.5.1.2); an event
+//! mapped to NO_VECTOR sends nothing. The ISR keeps its bits in both modes
+//! (bit 0 for used buffers, bit 1 for configuration changes); the INTx
+//! line is high while any bit is set, MSI-X is off and the command
+//! register does not disable INTx, and reading the ISR clears it and
+//! lowers the line. Also not emulated: the legacy (0.9.5) I/O-port interface and
 //! transitional device IDs, the PCI status register's interrupt-status bit,
 //! `VIRTIO_F_NOTIFICATION_DATA`, `VIRTIO_F_RING_RESET` (`queue_reset`).
 //!
-//! A notification is handled synchronously inside the guest's write to the
-//! notify region: the device processes the queue before the vCPU resumes.
-//! That is simple and correct; a later ioeventfd would move it to a worker
-//! without changing [`VirtioDevice`].
+//! Notifications: given a [`NotifyBinder`] (the VMM's KVM_IOEVENTFD), the
+//! transport tells it each queue's notify address whenever BAR 4 moves,
+//! and a worker thread runs the queue when its eventfd fires (see
+//! [`super::notify`]); the vCPU never touches the queues. A write that
+//! still arrives here (no binder, the configuration access window,
+//! SeaBIOS before the BAR is bound) is handled synchronously inside the
+//! guest's write, as it always was.
 
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
+use super::notify::NotifyBinder;
 use super::{
     VirtioDevice, VirtioInterrupt, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
     VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
     VIRTIO_RING_F_INDIRECT_DESC,
+};
+use crate::devices::pci::msix::{
+    MsiSink, Msix, MSIX_BAR_SIZE, MSIX_MESSAGE_CONTROL, PCI_CAP_ID_MSIX,
 };
 use crate::devices::pci::{BarKind, PciClass, PciConfig, PciDevice, PCI_ROM_BAR};
 use crate::devices::{GuestRam, IrqLine};
@@ -56,6 +69,8 @@ const REVISION_MODERN: u8 = 1;
 /// The BAR holding every virtio structure.
 pub const VIRTIO_BAR: usize = 4;
 pub const VIRTIO_BAR_SIZE: u64 = 0x4000;
+/// The BAR holding the MSI-X table and PBA (QEMU's choice too).
+pub const MSIX_BAR: usize = 1;
 
 const COMMON_CFG_OFFSET: u64 = 0x0000;
 /// Length of `struct virtio_pci_common_cfg` up to `queue_device`.
@@ -122,8 +137,8 @@ const COMMON_FIELDS: [(u64, u64); 16] = [
     (QUEUE_DEVICE, 8),
 ];
 
-/// MSI-X "no vector" (§4.1.4.3): what both vector registers read.
-const VIRTIO_MSI_NO_VECTOR: u64 = 0xffff;
+/// MSI-X "no vector" (§4.1.4.3): an event that sends no message.
+const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
 
 /// ISR status bits (§4.1.4.5).
 const ISR_QUEUE: u8 = 1;
@@ -136,13 +151,16 @@ struct PciInterrupt {
     state: Mutex<InterruptState>,
 }
 
-#[derive(Default)]
 struct InterruptState {
     isr: u8,
     /// Command register bit 10: the driver disabled INTx.
     intx_disabled: bool,
     needs_reset: bool,
     config_generation: u8,
+    /// The MSI-X vector of configuration changes, and of each queue.
+    config_vector: u16,
+    queue_vectors: Vec<u16>,
+    msix: Msix,
 }
 
 impl PciInterrupt {
@@ -154,18 +172,27 @@ impl PciInterrupt {
     }
 
     /// Drives the line from the state; called with the lock held so that
-    /// concurrent signals cannot reorder level changes.
+    /// concurrent signals cannot reorder level changes. A function with
+    /// MSI-X enabled must not use INTx (PCI 3.0 §6.8.2).
     fn update(&self, state: &InterruptState) {
-        self.irq.set_level(state.isr != 0 && !state.intx_disabled);
+        self.irq
+            .set_level(state.isr != 0 && !state.intx_disabled && !state.msix.enabled());
     }
 
-    fn raise(&self, bits: u8, bump_generation: bool, needs_reset: bool) {
+    /// Sets ISR `bits` and interrupts: `vector`'s message under MSI-X, the
+    /// INTx line otherwise.
+    fn raise(&self, bits: u8, vector: impl Fn(&InterruptState) -> u16, config: bool) {
         let mut state = self.lock();
         state.isr |= bits;
-        if bump_generation {
+        if config {
             state.config_generation = state.config_generation.wrapping_add(1);
         }
-        state.needs_reset |= needs_reset;
+        if state.msix.enabled() {
+            let vector = vector(&state);
+            if vector != VIRTIO_MSI_NO_VECTOR {
+                state.msix.notify(vector);
+            }
+        }
         self.update(&state);
     }
 
@@ -185,25 +212,47 @@ impl PciInterrupt {
         }
     }
 
+    /// The message control register changed (MSI-X enable, function mask).
+    fn set_msix_control(&self, control: u16) {
+        let mut state = self.lock();
+        state.msix.set_control(control);
+        self.update(&state);
+    }
+
+    /// A device reset (§2.4): the ISR and the vector mapping start over;
+    /// the MSI-X table is the PCI function's and stays.
     fn reset(&self) {
         let mut state = self.lock();
         state.isr = 0;
         state.needs_reset = false;
+        state.config_vector = VIRTIO_MSI_NO_VECTOR;
+        state.queue_vectors.fill(VIRTIO_MSI_NO_VECTOR);
         self.update(&state);
     }
 }
 
 impl VirtioInterrupt for PciInterrupt {
-    fn signal_used_queue(&self, _queue: u16) {
-        self.raise(ISR_QUEUE, false, false);
+    fn signal_used_queue(&self, queue: u16) {
+        self.raise(
+            ISR_QUEUE,
+            |state| {
+                state
+                    .queue_vectors
+                    .get(queue as usize)
+                    .copied()
+                    .unwrap_or(VIRTIO_MSI_NO_VECTOR)
+            },
+            false,
+        );
     }
 
     fn signal_config_change(&self) {
-        self.raise(ISR_CONFIG, true, false);
+        self.raise(ISR_CONFIG, |state| state.config_vector, true);
     }
 
     fn set_needs_reset(&self) {
-        self.raise(ISR_CONFIG, false, true);
+        self.lock().needs_reset = true;
+        self.raise(ISR_CONFIG, |state| state.config_vector, false);
     }
 }
 
@@ -239,6 +288,8 @@ pub struct VirtioPciDevice {
     interrupt: Arc<PciInterrupt>,
     /// Offset of the PCI configuration access capability.
     cfg_cap: usize,
+    /// Offset of the MSI-X capability.
+    msix_cap: usize,
     device_feature_select: u32,
     driver_feature_select: u32,
     driver_features: u64,
@@ -249,6 +300,10 @@ pub struct VirtioPciDevice {
     active: bool,
     /// The expansion ROM image (a boot ROM such as iPXE's), if any.
     rom: Vec<u8>,
+    /// Binds the notify addresses to eventfds, and where BAR 4 was when it
+    /// last did.
+    binder: Option<Arc<dyn NotifyBinder>>,
+    bound_base: Option<u64>,
 }
 
 /// The PCI class a driver expects for each device type (QEMU's choices).
@@ -267,6 +322,14 @@ fn class_for(device_type: u32) -> PciClass {
     }
 }
 
+/// How many MSI-X vectors the transport gives `device`: one per queue and
+/// one for configuration changes (as QEMU does), so that a driver can give
+/// each queue its own interrupt.
+pub fn msix_vectors(device: &dyn VirtioDevice) -> u16 {
+    (device.queue_max_sizes().len() + 1).min(crate::devices::pci::msix::MSIX_MAX_VECTORS as usize)
+        as u16
+}
+
 /// The body (after ID and next pointer) of a `struct virtio_pci_cap`.
 fn virtio_cap(cfg_type: u8, bar: u8, offset: u64, length: u64, extra: &[u8]) -> Vec<u8> {
     let cap_len = 16 + extra.len() as u8;
@@ -278,13 +341,19 @@ fn virtio_cap(cfg_type: u8, bar: u8, offset: u64, length: u64, extra: &[u8]) -> 
 }
 
 impl VirtioPciDevice {
-    /// Wraps `device`; `irq` is the function's INTA# line (a `PciIntx`).
+    /// Wraps `device`; `irq` is the function's INTA# line (a `PciIntx`),
+    /// `msi` where its [`msix_vectors`] MSI-X vectors go.
     ///
     /// # Panics
     ///
     /// If the device declares no queues or a queue size that is not a power
     /// of two up to 32768: a bug in the device model, not guest input.
-    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestRam, irq: Arc<dyn IrqLine>) -> Self {
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestRam,
+        irq: Arc<dyn IrqLine>,
+        msi: Arc<dyn MsiSink>,
+    ) -> Self {
         let max_sizes = device.queue_max_sizes().to_vec();
         assert!(
             !max_sizes.is_empty() && max_sizes.iter().all(|&s| s.is_power_of_two() && s <= 32768),
@@ -299,6 +368,13 @@ impl VirtioPciDevice {
         )
         .with_subsystem(VIRTIO_PCI_VENDOR_ID, SUBSYSTEM_ID)
         .with_interrupt_pin(1)
+        .with_bar(
+            MSIX_BAR,
+            BarKind::Memory32 {
+                prefetchable: false,
+            },
+            MSIX_BAR_SIZE,
+        )
         .with_bar(
             VIRTIO_BAR,
             BarKind::Memory64 { prefetchable: true },
@@ -351,12 +427,25 @@ impl VirtioPciDevice {
         for byte in CFG_CAP_OFFSET..CFG_CAP_DATA + 4 {
             config = config.with_writable(cfg_cap + byte, 0xff);
         }
+        // MSI-X: the driver may set MSI-X enable and function mask (bits
+        // 15 and 14 of message control, in its upper byte).
+        let vectors = msix_vectors(device.as_ref());
+        let msix_cap = config.add_capability(
+            PCI_CAP_ID_MSIX,
+            &Msix::capability_body(vectors, MSIX_BAR as u8),
+        );
+        config = config.with_writable(msix_cap + MSIX_MESSAGE_CONTROL + 1, 0xc0);
 
         let interrupt = Arc::new(PciInterrupt {
             irq,
             state: Mutex::new(InterruptState {
+                isr: 0,
                 intx_disabled: config.intx_disabled(),
-                ..Default::default()
+                needs_reset: false,
+                config_generation: 0,
+                config_vector: VIRTIO_MSI_NO_VECTOR,
+                queue_vectors: vec![VIRTIO_MSI_NO_VECTOR; max_sizes.len()],
+                msix: Msix::new(vectors, msi),
             }),
         });
         Self {
@@ -365,6 +454,7 @@ impl VirtioPciDevice {
             mem,
             interrupt,
             cfg_cap,
+            msix_cap,
             device_feature_select: 0,
             driver_feature_select: 0,
             driver_features: 0,
@@ -373,7 +463,41 @@ impl VirtioPciDevice {
             queues: max_sizes.into_iter().map(QueueRegs::new).collect(),
             active: false,
             rom: Vec::new(),
+            binder: None,
+            bound_base: None,
         }
+    }
+
+    /// How many queues the device has (each with its notify address).
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Has `binder` bind each queue's notify address wherever the guest
+    /// puts BAR 4.
+    pub fn with_notify_binder(mut self, binder: Arc<dyn NotifyBinder>) -> Self {
+        self.binder = Some(binder);
+        self.rebind_notify();
+        self
+    }
+
+    /// Re-binds the notify addresses if BAR 4 moved, appeared or vanished.
+    fn rebind_notify(&mut self) {
+        let Some(binder) = &self.binder else {
+            return;
+        };
+        let base = self.config.bar_region(VIRTIO_BAR).map(|r| r.base);
+        if base == self.bound_base {
+            return;
+        }
+        self.bound_base = base;
+        let addresses: Vec<u64> = match base {
+            Some(base) => (0..self.queues.len() as u64)
+                .map(|n| base + NOTIFY_CFG_OFFSET + n * NOTIFY_OFF_MULTIPLIER as u64)
+                .collect(),
+            None => Vec::new(),
+        };
+        binder.bind(&addresses);
     }
 
     /// Exposes `rom` through the expansion ROM BAR, where SeaBIOS finds a
@@ -554,7 +678,13 @@ impl VirtioPciDevice {
                 1 => self.driver_features >> 32,
                 _ => 0,
             },
-            CONFIG_MSIX_VECTOR | QUEUE_MSIX_VECTOR => VIRTIO_MSI_NO_VECTOR,
+            CONFIG_MSIX_VECTOR => self.interrupt.lock().config_vector as u64,
+            QUEUE_MSIX_VECTOR => self
+                .interrupt
+                .lock()
+                .queue_vectors
+                .get(self.queue_select as usize)
+                .map_or(VIRTIO_MSI_NO_VECTOR, |&v| v) as u64,
             NUM_QUEUES => self.queues.len() as u64,
             DEVICE_STATUS => self.device_status() as u64,
             CONFIG_GENERATION => self.interrupt.lock().config_generation as u64,
@@ -593,8 +723,7 @@ impl VirtioPciDevice {
                     }
                 }
             }
-            // No MSI-X capability: the vectors stay NO_VECTOR.
-            CONFIG_MSIX_VECTOR | QUEUE_MSIX_VECTOR => {}
+            CONFIG_MSIX_VECTOR | QUEUE_MSIX_VECTOR => self.map_vector(field, value as u16),
             DEVICE_STATUS => self.write_status(value as u8),
             QUEUE_SELECT => self.queue_select = value as u16,
             QUEUE_SIZE | QUEUE_ENABLE | QUEUE_DESC | QUEUE_DRIVER | QUEUE_DEVICE => {
@@ -605,6 +734,35 @@ impl VirtioPciDevice {
                 value,
                 "write to read-only virtio common configuration field"
             ),
+        }
+    }
+
+    /// Maps configuration changes or the selected queue to MSI-X vector
+    /// `vector`; one the table does not have reads back as NO_VECTOR,
+    /// which is how the driver learns of the failure (§4.1.5.1.2).
+    fn map_vector(&mut self, field: u64, vector: u16) {
+        let mut state = self.interrupt.lock();
+        let vector = if vector < state.msix.vectors() {
+            vector
+        } else {
+            if vector != VIRTIO_MSI_NO_VECTOR {
+                guest_warn!(
+                    vector,
+                    vectors = state.msix.vectors(),
+                    "virtio driver mapped an MSI-X vector the table does not have"
+                );
+            }
+            VIRTIO_MSI_NO_VECTOR
+        };
+        if field == CONFIG_MSIX_VECTOR {
+            state.config_vector = vector;
+        } else if let Some(slot) = state.queue_vectors.get_mut(self.queue_select as usize) {
+            *slot = vector;
+        } else {
+            guest_warn!(
+                select = self.queue_select,
+                "virtio driver mapped a vector for a queue that does not exist"
+            );
         }
     }
 
@@ -706,6 +864,16 @@ impl VirtioPciDevice {
             guest_warn!(offset, len = data.len(), "virtio notification to no queue");
             return;
         }
+        self.notify_queue(queue as u16);
+    }
+
+    /// The driver notified `queue` (through its notify address or its
+    /// eventfd): the device runs it, if it is running and may do DMA.
+    pub fn notify_queue(&mut self, queue: u16) {
+        if queue as usize >= self.queues.len() {
+            guest_warn!(queue, "virtio notification to no queue");
+            return;
+        }
         if !self.active || self.interrupt.lock().needs_reset {
             guest_warn!(queue, "virtio notification while the device is not running");
             return;
@@ -714,7 +882,7 @@ impl VirtioPciDevice {
             guest_warn!(queue, "virtio notification with bus mastering disabled");
             return;
         }
-        self.device.queue_notify(queue as u16);
+        self.device.queue_notify(queue);
     }
 
     /// Reads BAR 4, as the CPU or the configuration access window does.
@@ -818,6 +986,11 @@ impl PciDevice for VirtioPciDevice {
         self.config.write(offset, data);
         self.interrupt
             .set_intx_disabled(self.config.intx_disabled());
+        let control = self.msix_cap + MSIX_MESSAGE_CONTROL;
+        if offset < control + 2 && offset + data.len() > control {
+            self.interrupt.set_msix_control(self.config.u16(control));
+        }
+        self.rebind_notify();
         if !self.overlaps_cfg_data(offset, data.len()) {
             return;
         }
@@ -839,6 +1012,8 @@ impl PciDevice for VirtioPciDevice {
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
         if bar == VIRTIO_BAR {
             self.read_virtio_bar(offset, data);
+        } else if bar == MSIX_BAR {
+            self.interrupt.lock().msix.read(offset, data);
         } else if bar == PCI_ROM_BAR {
             for (i, byte) in data.iter_mut().enumerate() {
                 *byte = usize::try_from(offset)
@@ -856,6 +1031,8 @@ impl PciDevice for VirtioPciDevice {
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
         if bar == VIRTIO_BAR {
             self.write_virtio_bar(offset, data);
+        } else if bar == MSIX_BAR {
+            self.interrupt.lock().msix.write(offset, data);
         }
     }
 }
@@ -885,6 +1062,8 @@ pub(crate) mod testing {
         pub notify: Structure,
         pub notify_multiplier: u32,
         pub cfg_cap: Option<usize>,
+        /// The MSI-X capability's offset, if the function has one.
+        pub msix_cap: Option<usize>,
     }
 
     pub fn cfg8(dev: &mut VirtioPciDevice, offset: usize) -> u8 {
@@ -905,11 +1084,15 @@ pub(crate) mod testing {
         pub fn probe(mut dev: VirtioPciDevice) -> Self {
             let mut found = [None; 6];
             let mut multiplier = 0;
+            let mut msix_cap = None;
             let mut cap = cfg8(&mut dev, 0x34) as usize;
             let mut guard = 0;
             while cap != 0 {
                 guard += 1;
                 assert!(guard < 48, "capability list loops");
+                if cfg8(&mut dev, cap) == PCI_CAP_ID_MSIX {
+                    msix_cap = Some(cap);
+                }
                 if cfg8(&mut dev, cap) == PCI_CAP_ID_VNDR {
                     let cfg_type = cfg8(&mut dev, cap + 3);
                     let structure = Structure {
@@ -937,6 +1120,7 @@ pub(crate) mod testing {
                 notify: get(VIRTIO_PCI_CAP_NOTIFY_CFG),
                 notify_multiplier: multiplier,
                 cfg_cap: found[VIRTIO_PCI_CAP_PCI_CFG as usize].and_then(|(_, slot)| slot),
+                msix_cap,
                 dev,
             }
         }
@@ -1022,6 +1206,33 @@ pub(crate) mod testing {
             self.set_status(status | STATUS_DRIVER_OK);
         }
 
+        /// Writes MSI-X message control (enable, function mask).
+        pub fn msix_control(&mut self, control: u16) {
+            let cap = self.msix_cap.expect("no MSI-X capability");
+            self.dev
+                .write_config(cap + MSIX_MESSAGE_CONTROL, &control.to_le_bytes());
+        }
+
+        /// A dword of the MSI-X BAR (table or PBA).
+        pub fn msix_read(&mut self, offset: u64) -> u32 {
+            let mut data = [0; 4];
+            self.dev.read_bar(MSIX_BAR, offset, &mut data);
+            u32::from_le_bytes(data)
+        }
+
+        pub fn msix_write(&mut self, offset: u64, value: u32) {
+            self.dev.write_bar(MSIX_BAR, offset, &value.to_le_bytes());
+        }
+
+        /// Programs table entry `vector` as Linux does: message, then unmask.
+        pub fn program_vector(&mut self, vector: u16, address: u64, data: u32) {
+            let at = 16 * vector as u64;
+            self.msix_write(at, address as u32);
+            self.msix_write(at + 4, (address >> 32) as u32);
+            self.msix_write(at + 8, data);
+            self.msix_write(at + 12, 0);
+        }
+
         pub fn notify(&mut self, index: u16) {
             self.common_write(QUEUE_SELECT, 2, index as u64);
             let off = self.common_read(QUEUE_NOTIFY_OFF, 2);
@@ -1038,6 +1249,7 @@ mod tests {
     use super::testing::*;
     use super::*;
     use crate::devices::irq::FakeIrq;
+    use crate::devices::pci::msix::{MsiMessage, RecordingMsi, MSIX_ENABLE, MSIX_FUNCTION_MASK};
     use crate::devices::virtio::testing::{ram, DriverQueue};
     use crate::devices::virtio::{VirtQueue, VirtioError, STATUS_ACKNOWLEDGE, STATUS_DRIVER};
 
@@ -1110,6 +1322,18 @@ mod tests {
     }
 
     fn probe_device() -> (Driver, Arc<Counters>, Arc<FakeIrq>, GuestRam) {
+        let (d, counters, irq, mem, _) = probe_device_with_msi();
+        (d, counters, irq, mem)
+    }
+
+    fn probe_device_with_msi() -> (
+        Driver,
+        Arc<Counters>,
+        Arc<FakeIrq>,
+        GuestRam,
+        Arc<RecordingMsi>,
+    ) {
+        let msi = RecordingMsi::new();
         let mem = ram();
         let irq = FakeIrq::new();
         let probe = Probe {
@@ -1117,8 +1341,8 @@ mod tests {
             ..Default::default()
         };
         let counters = probe.counters.clone();
-        let dev = VirtioPciDevice::new(Box::new(probe), mem.clone(), irq.clone());
-        (Driver::probe(dev), counters, irq, mem)
+        let dev = VirtioPciDevice::new(Box::new(probe), mem.clone(), irq.clone(), msi.clone());
+        (Driver::probe(dev), counters, irq, mem, msi)
     }
 
     const FEATURES: u64 = 1 << VIRTIO_F_VERSION_1 | 1 << 9;
@@ -1412,5 +1636,152 @@ mod tests {
         assert_eq!(buf, [0; 4]);
         assert_eq!(via_cfg_read(&mut d, 0x3fff, 4), 0);
         assert_eq!(via_cfg_read(&mut d, 0x10, 3), 0);
+    }
+
+    const MSG: MsiMessage = MsiMessage {
+        address: 0xfee0_0000,
+        data: 0x4021,
+    };
+
+    /// A running device with MSI-X on, entries 0..3 programmed (data
+    /// 0x4020 + n), configuration changes on vector 0, queue 0 on vector 1.
+    fn msix_device() -> (
+        Driver,
+        Arc<FakeIrq>,
+        GuestRam,
+        Arc<RecordingMsi>,
+        DriverQueue,
+    ) {
+        let (mut d, _, irq, mem, msi) = probe_device_with_msi();
+        d.msix_control(MSIX_ENABLE);
+        for vector in 0..3 {
+            d.program_vector(vector, 0xfee0_0000, 0x4020 + vector as u32);
+        }
+        assert!(d.negotiate(FEATURES));
+        d.common_write(CONFIG_MSIX_VECTOR, 2, 0);
+        d.common_write(QUEUE_SELECT, 2, 0);
+        d.common_write(QUEUE_MSIX_VECTOR, 2, 1);
+        let queue = DriverQueue::new(16, 0x10000);
+        d.setup_queue(0, &queue);
+        d.driver_ok();
+        (d, irq, mem, msi, queue)
+    }
+
+    fn complete_one(d: &mut Driver, mem: &GuestRam, queue: &mut DriverQueue) {
+        let head = queue.avail_idx % 16;
+        queue.set_desc(mem, head, 0x4000, 16, 0, 0);
+        queue.make_available(mem, head);
+        d.notify(0);
+    }
+
+    /// Where Linux and SeaBIOS look for MSI-X: capability 0x11 naming BAR
+    /// 1, one vector per queue plus one, and BAR 1 a 4 KiB memory BAR.
+    #[test]
+    fn msix_capability_points_into_bar_1() {
+        let (mut d, ..) = probe_device();
+        let cap = d.msix_cap.expect("MSI-X capability");
+        let mut control = [0; 2];
+        d.dev.read_config(cap + 2, &mut control);
+        assert_eq!(u16::from_le_bytes(control), 2, "3 vectors (N - 1)");
+        assert_eq!(cfg32(&mut d.dev, cap + 4), 1, "table at 0 in BAR 1");
+        assert_eq!(cfg32(&mut d.dev, cap + 8), 0x801, "PBA at 0x800 in BAR 1");
+        d.dev.write_config(0x14, &u32::MAX.to_le_bytes());
+        assert_eq!(cfg32(&mut d.dev, 0x14), 0xffff_f000, "32-bit memory, 4 KiB");
+        // The table size is read-only; enable and mask are writable.
+        d.dev.write_config(cap + 2, &0xffffu16.to_le_bytes());
+        d.dev.read_config(cap + 2, &mut control);
+        assert_eq!(u16::from_le_bytes(control), 0xc002);
+    }
+
+    #[test]
+    fn msix_vectors_read_back_or_no_vector() {
+        let (mut d, ..) = probe_device();
+        d.common_write(CONFIG_MSIX_VECTOR, 2, 2);
+        assert_eq!(d.common_read(CONFIG_MSIX_VECTOR, 2), 2);
+        d.common_write(CONFIG_MSIX_VECTOR, 2, 3);
+        assert_eq!(d.common_read(CONFIG_MSIX_VECTOR, 2), 0xffff, "no vector 3");
+        d.common_write(QUEUE_SELECT, 2, 1);
+        d.common_write(QUEUE_MSIX_VECTOR, 2, 1);
+        d.common_write(QUEUE_SELECT, 2, 0);
+        d.common_write(QUEUE_MSIX_VECTOR, 2, 0x8000);
+        assert_eq!(d.common_read(QUEUE_MSIX_VECTOR, 2), 0xffff);
+        d.common_write(QUEUE_SELECT, 2, 1);
+        assert_eq!(d.common_read(QUEUE_MSIX_VECTOR, 2), 1);
+        // A queue that does not exist has no vector, and keeps none.
+        d.common_write(QUEUE_SELECT, 2, 5);
+        d.common_write(QUEUE_MSIX_VECTOR, 2, 1);
+        assert_eq!(d.common_read(QUEUE_MSIX_VECTOR, 2), 0xffff);
+        // A device reset unmaps every vector.
+        d.set_status(0);
+        d.common_write(QUEUE_SELECT, 2, 1);
+        assert_eq!(d.common_read(QUEUE_MSIX_VECTOR, 2), 0xffff);
+        assert_eq!(d.common_read(CONFIG_MSIX_VECTOR, 2), 0xffff);
+    }
+
+    #[test]
+    fn msix_sends_the_queue_vector_and_leaves_intx_alone() {
+        let (mut d, irq, mem, msi, mut queue) = msix_device();
+        complete_one(&mut d, &mem, &mut queue);
+        assert_eq!(queue.used_idx(&mem), 1);
+        assert_eq!(msi.take(), [(1, MSG)]);
+        assert!(!irq.level(), "no INTx while MSI-X is enabled");
+        // A configuration change goes to vector 0.
+        d.dev.interrupt.signal_config_change();
+        assert_eq!(
+            msi.take(),
+            [(
+                0,
+                MsiMessage {
+                    data: 0x4020,
+                    ..MSG
+                }
+            )]
+        );
+        // Unmapped: the event sends nothing.
+        d.common_write(QUEUE_SELECT, 2, 0);
+        d.common_write(QUEUE_MSIX_VECTOR, 2, 0xffff);
+        complete_one(&mut d, &mem, &mut queue);
+        assert_eq!(queue.used_idx(&mem), 2);
+        assert!(msi.take().is_empty());
+        assert!(!irq.level());
+    }
+
+    #[test]
+    fn msix_masked_vector_is_pending_until_unmasked() {
+        let (mut d, _, mem, msi, mut queue) = msix_device();
+        d.msix_write(16 + 12, 1); // mask vector 1
+        complete_one(&mut d, &mem, &mut queue);
+        complete_one(&mut d, &mem, &mut queue);
+        assert!(msi.take().is_empty());
+        assert_eq!(d.msix_read(0x800), 0b10, "vector 1 pending");
+        d.msix_write(16 + 12, 0);
+        assert_eq!(msi.take(), [(1, MSG)], "delivered once on unmask");
+        assert_eq!(d.msix_read(0x800), 0);
+        // The function mask holds every vector the same way.
+        d.msix_control(MSIX_ENABLE | MSIX_FUNCTION_MASK);
+        complete_one(&mut d, &mem, &mut queue);
+        assert!(msi.take().is_empty());
+        assert_eq!(d.msix_read(0x800), 0b10);
+        d.msix_control(MSIX_ENABLE);
+        assert_eq!(msi.take(), [(1, MSG)]);
+    }
+
+    /// A driver that turns MSI-X off again gets INTx back, with the ISR.
+    #[test]
+    fn msix_off_falls_back_to_intx() {
+        let (mut d, irq, mem, msi, mut queue) = msix_device();
+        d.msix_control(0);
+        complete_one(&mut d, &mem, &mut queue);
+        assert!(msi.take().is_empty());
+        assert!(irq.level());
+        assert_eq!(d.isr(), ISR_QUEUE);
+        assert!(!irq.level());
+        // An ISR bit set under MSI-X does not raise the line until MSI-X
+        // goes off.
+        d.msix_control(MSIX_ENABLE);
+        complete_one(&mut d, &mem, &mut queue);
+        assert!(!irq.level());
+        d.msix_control(0);
+        assert!(irq.level());
     }
 }
