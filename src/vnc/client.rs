@@ -15,7 +15,7 @@
 //! the write timeout is disconnected.
 
 use std::collections::HashSet;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -316,7 +316,7 @@ fn malformed(message: String) -> io::Error {
 /// The reader: handles client messages until the connection ends or a
 /// message is malformed. Keys still held when it ends are released.
 pub fn read_messages(
-    reader: &mut BufReader<Connection>,
+    reader: &mut impl Read,
     shared: &ClientShared,
     input: &dyn InputSink,
 ) -> io::Result<()> {
@@ -732,6 +732,35 @@ pub fn send_updates(
         let update = build_update(&plan, display, &mut encoders)?;
         writer.write_all(&update)?;
     }
+}
+
+/// A whole session without sockets or threads: handles every client
+/// message in `reader` as the reader thread does and, after each, builds
+/// the updates the sender would write, counting their bytes (the fuzz
+/// target for client messages). Ends at the first malformed message, as a
+/// connection would, or once `max_output` bytes were produced.
+pub fn replay(
+    reader: &mut impl Read,
+    display: &Display,
+    input: &dyn InputSink,
+    max_output: usize,
+) -> io::Result<usize> {
+    let (width, height) = display.with_surface(|s| (s.width, s.height));
+    let shared = ClientShared::new(width, height);
+    let mut encoders = Encoders::default();
+    let mut held = HashSet::new();
+    let mut sent = 0;
+    while sent < max_output {
+        let message = ClientMessage::read_from(reader)?;
+        handle(message, &shared, input, &mut held)?;
+        while sent < max_output {
+            let Some(plan) = shared.lock().plan(display) else {
+                break;
+            };
+            sent += build_update(&plan, display, &mut encoders)?.len();
+        }
+    }
+    Ok(sent)
 }
 
 #[cfg(test)]
