@@ -46,7 +46,12 @@ fn stored(name: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Runs `target` on `input` in a thread of its own; says what went wrong
 /// (a panic, or no answer within [`PER_INPUT`]).
+/// `VIREO_FUZZ_LAST=FILE` keeps each input in FILE before it runs, so an
+/// input that aborts the process (an allocation failure) can be found.
 fn run(name: &str, target: Target, what: &str, input: Vec<u8>) -> Result<(), String> {
+    if let Some(path) = std::env::var_os("VIREO_FUZZ_LAST") {
+        std::fs::write(path, &input).unwrap();
+    }
     let (done, finished) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name(format!("fuzz-{name}"))
@@ -137,9 +142,14 @@ fn mutated(seed: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
 }
 
 /// 64 cases from a fixed seed: the same inputs on every run.
+/// `VIREO_FUZZ_CASES=N` asks for more (a longer search by hand).
 fn fixed_runner() -> TestRunner {
+    let cases = std::env::var("VIREO_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(64);
     let config = Config {
-        cases: 64,
+        cases,
         failure_persistence: None,
         ..Config::default()
     };
