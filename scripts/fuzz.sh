@@ -33,7 +33,7 @@ fi
 # core_pattern changes, no UI (logs instead), no binding to a core that
 # another helper's job uses.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 \
-  AFL_NO_AFFINITY=1 AFL_SKIP_BIN_CHECK=1 AFL_AUTORESUME=1
+  AFL_NO_AFFINITY=1 AFL_AUTORESUME=1
 # The coverage map the instrumented binary needs (larger than afl-fuzz's
 # default, which it refuses to guess).
 AFL_MAP_SIZE=$(AFL_DUMP_MAP_SIZE=1 "$bin" virtio_blk)
