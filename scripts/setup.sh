@@ -29,13 +29,16 @@ run_packages=("${build_packages[@]}" seabios ipxe-qemu osinfo-db)
 # The Linux test guest (tests/linux/build.sh) is built from Debian's kernel
 # source with its build tools (flex, bison, bc, libelf, libssl, lz4 for the
 # LZ4 bzImage) around the static busybox.
+# VNC over TLS (tests/vnc_tls.rs): openssl makes the test CA, TigerVNC's
+# viewer is the second VeNCrypt client (vncdotool has no VeNCrypt); ring,
+# rustls's crypto, builds with build-essential's cc alone.
 test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-utils libvirt-clients libxml2-utils
   libvirt-daemon-system qemu-system-x86 openssh-server openssh-client
   linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev lz4
   gvncviewer novnc nodejs tesseract-ocr tesseract-ocr-eng python3-venv python3-pip
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
-  dnsmasq-base iproute2 flatpak-builder)
+  dnsmasq-base iproute2 flatpak-builder openssl tigervnc-viewer)
 # The reference VMM the benchmarks compare against (in the test set too).
 bench_packages=("${test_packages[@]}" procps)
 

@@ -21,11 +21,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The FILES part of `vireo --help`: the host configuration.
+const HOST_CONFIGURATION: &str = "\
+Host configuration: vireo.conf in $XDG_CONFIG_HOME/vireo (or $VIREO_HOME/config),
+in the syntax and with the key names of libvirt's qemu.conf:
+  vnc_tls = 1                VNC on TCP only over VeNCrypt/TLS (X509None, or
+                             X509Vnc with a password); the VM's unix socket stays plain
+  vnc_tls_x509_cert_dir = \"DIR\"
+                             ca-cert.pem, server-cert.pem, server-key.pem
+                             (default: the configuration directory's pki/vnc)
+  vnc_tls_x509_verify = 1    clients must show a certificate signed by ca-cert.pem";
+
 #[derive(Parser)]
 #[command(
     name = "vireo",
     version,
-    about = "A virtual-machine manager with its own KVM monitor"
+    about = "A virtual-machine manager with its own KVM monitor",
+    after_long_help = HOST_CONFIGURATION
 )]
 struct Cli {
     /// Open the window and start the demo VM in it.

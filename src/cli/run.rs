@@ -27,6 +27,8 @@ pub struct RunArgs {
     /// Serve the screen over VNC on ADDR:DISPLAY, as QEMU's -vnc does:
     /// `127.0.0.1:0` is port 5900, `:1` is 127.0.0.1:5901. Without it, the
     /// domain's `<graphics type='vnc'>` says where, as for `vireo start`.
+    /// With `vnc_tls = 1` in vireo.conf (see `vireo --help`) TCP clients
+    /// must use VeNCrypt/TLS.
     #[arg(long, value_name = "ADDR:DISPLAY")]
     vnc: Option<String>,
     /// Serve the screen over VNC on this unix socket.
@@ -70,7 +72,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
 /// The VNC server the definition and the options ask for, if any: the
 /// domain's `<graphics type='vnc'>` as `vireo start` serves it, with
 /// `--vnc` in place of its TCP listener, `--vnc-unix` added and
-/// `--vnc-password` in place of its password.
+/// `--vnc-password` in place of its password; TLS on the TCP listener
+/// when `vireo.conf` says `vnc_tls = 1`.
 fn vnc_config(args: &RunArgs, domain: &Domain, name: &str) -> Result<Option<VncConfig>, String> {
     let mut vnc = VncConfig::new(name);
     let graphics = if args.vnc.is_none() {
@@ -91,6 +94,9 @@ fn vnc_config(args: &RunArgs, domain: &Domain, name: &str) -> Result<Option<VncC
     vnc.unix = args.vnc_unix.clone();
     if args.vnc_password.is_some() {
         vnc.password = args.vnc_password.clone();
+    }
+    if vnc.tcp.is_some() {
+        vnc.tls = crate::host::conf::vnc_tls()?;
     }
     Ok(Some(vnc))
 }

@@ -194,7 +194,7 @@ pub struct VncInfo {
     /// The port, as a string (`"5900"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// `"none"` or `"vnc"`.
+    /// `"none"`, `"vnc"`, or with TLS `"vencrypt+x509+none"` / `"vencrypt+x509+vnc"` (QEMU's names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

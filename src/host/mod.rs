@@ -3,5 +3,6 @@
 //! `domcapabilities`, shaped like libvirt's).
 
 pub mod capabilities;
+pub mod conf;
 pub mod cpu;
 pub mod validate;

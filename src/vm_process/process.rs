@@ -126,12 +126,13 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
+    let vnc_config = vnc_config(definition.domain(), &definition.name, files.vnc())?;
     // Before any thread starts, so that every thread inherits it.
     crate::sandbox::enter(
         &sandbox_plan(&config, files.dir()),
         sandbox_opt_out(definition.domain()),
     )?;
-    let result = serve(&definition, config, paused, &files, ready);
+    let result = serve(&definition, config, vnc_config, paused, &files, ready);
     files.remove_all();
     result
 }
@@ -193,11 +194,14 @@ fn sandbox_plan(config: &crate::vmm::VmConfig, run_dir: &Path) -> crate::sandbox
 
 /// The VNC listeners a definition asks for: always the VM's unix socket
 /// (the window's way in), and TCP per `<graphics type='vnc'>` (see
-/// [`graphics_vnc`]).
+/// [`graphics_vnc`]), with TLS when `vireo.conf` says `vnc_tls = 1`. The
+/// credentials are read here, before the process is confined.
 pub fn vnc_config(domain: &Domain, name: &str, unix: PathBuf) -> Result<VncConfig, String> {
     let mut config = VncConfig::new(name);
     config.unix = Some(unix);
-    graphics_vnc(domain, &mut config)?;
+    if graphics_vnc(domain, &mut config)? {
+        config.tls = crate::host::conf::vnc_tls()?;
+    }
     Ok(config)
 }
 
@@ -233,11 +237,22 @@ pub fn graphics_vnc(domain: &Domain, config: &mut VncConfig) -> Result<bool, Str
     Ok(true)
 }
 
+fn has_vnc_password(definition: &crate::definitions::Definition) -> bool {
+    definition
+        .domain()
+        .graphics()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|g| g.passwd.is_some())
+}
+
 /// Publishes the sockets, runs the VM, and says "ok" to the starter once
 /// the first machine is built (disks opened, firmware loaded).
 fn serve(
     definition: &crate::definitions::Definition,
     config: crate::vmm::VmConfig,
+    vnc_config: VncConfig,
     paused: bool,
     files: &RunFiles,
     ready: Arc<Mutex<Ready>>,
@@ -249,7 +264,7 @@ fn serve(
     let mut console = ConsoleIo::new(SharedWriter::new(hub));
     console.serial_input = Some(Arc::new(Mutex::new(input_rx)));
 
-    let vnc_config = vnc_config(definition.domain(), &definition.name, files.vnc())?;
+    let tls = vnc_config.tls.is_some();
     let input: Arc<dyn InputSink> = console.input.clone();
     let vnc =
         VncServer::start(console.display.clone(), input, vnc_config).map_err(|e| e.to_string())?;
@@ -259,18 +274,13 @@ fn serve(
             host: Some(addr.ip().to_string()),
             family: Some(if addr.is_ipv4() { "ipv4" } else { "ipv6" }.to_string()),
             service: Some(addr.port().to_string()),
+            // As QEMU's query-vnc names them.
             auth: Some(
-                if definition
-                    .domain()
-                    .graphics()
-                    .ok()
-                    .into_iter()
-                    .flatten()
-                    .any(|g| g.passwd.is_some())
-                {
-                    "vnc"
-                } else {
-                    "none"
+                match (tls, has_vnc_password(definition)) {
+                    (false, true) => "vnc",
+                    (false, false) => "none",
+                    (true, true) => "vencrypt+x509+vnc",
+                    (true, false) => "vencrypt+x509+none",
                 }
                 .to_string(),
             ),

@@ -69,6 +69,11 @@ impl Connection {
         }
     }
 
+    /// Whether this is a TCP connection (which TLS, when configured, guards).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Self::Tcp(_))
+    }
+
     /// Who is connecting, for the login rate limit: the peer's address
     /// for TCP; every unix-socket client counts as one source.
     pub fn source(&self) -> String {
@@ -707,7 +712,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// The sender: writes updates until the client closes or a write fails
 /// (including the write timeout of a client that stopped reading).
 pub fn send_updates(
-    writer: &mut Connection,
+    writer: &mut impl Write,
     shared: &ClientShared,
     display: &Display,
 ) -> io::Result<()> {

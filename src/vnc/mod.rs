@@ -7,6 +7,8 @@
 //!  server.rs   listeners, accept threads, handshake (version, security, init),
 //!  │           the client registry, a display watcher that wakes clients
 //!  ├─ auth.rs      VNC authentication (DES challenge), login rate limits
+//!  ├─ tls.rs       VeNCrypt's TLS: X.509 credentials, a session split
+//!  │               into a reading and a writing half
 //!  └─ client.rs    per client: pixel format, encodings, dirty map,
 //!      │           reader thread (messages, input) + sender thread (updates)
 //!      ├─ pixel.rs     pixel-format conversion, CPIXEL/TPIXEL
@@ -15,14 +17,17 @@
 //!  protocol.rs  every RFB message, read_from / write_to
 //! ```
 //!
-//! Served: security None and VNC Authentication; encodings Raw, Hextile,
+//! Served: security None and VNC Authentication, and VeNCrypt with TLS
+//! (X509None, X509Vnc; `tls.rs`) required on TCP when configured
+//! (`vnc_tls` in vireo.conf, read by `host::conf`); encodings Raw, Hextile,
 //! Zlib, ZRLE, Tight (fill, palette and copy; no JPEG, no gradient);
 //! pseudo-encodings DesktopSize, ExtendedDesktopSize (the size is the
 //! guest's: SetDesktopSize is answered "prohibited"), QEMU Extended Key
 //! Event, QEMU LED state. Not served: CopyRect, the cursor
 //! pseudo-encoding (the guest draws its own pointer), colour-map pixel
 //! formats, clipboard (cut text is read and dropped), continuous
-//! updates, fences, TLS/VeNCrypt.
+//! updates, fences, the anonymous-DH VeNCrypt sub-types (TLSNone,
+//! TLSVnc: gtk-vnc and TigerVNC prefer the X.509 ones), SASL, Plain.
 
 pub mod auth;
 pub mod client;
@@ -32,6 +37,7 @@ pub mod protocol;
 pub mod raw;
 mod server;
 pub mod tight;
+pub mod tls;
 pub mod zlib;
 pub mod zrle;
 

@@ -44,6 +44,16 @@ pub mod security {
     pub const INVALID: u8 = 0;
     pub const NONE: u8 = 1;
     pub const VNC_AUTH: u8 = 2;
+    /// VeNCrypt (rfbproto): a sub-type negotiation, then TLS.
+    pub const VENCRYPT: u8 = 19;
+}
+
+/// VeNCrypt 0.2 sub-types (rfbproto "VeNCrypt"), sent as u32.
+pub mod vencrypt {
+    /// TLS with the server's X.509 certificate, then no authentication.
+    pub const X509_NONE: u32 = 260;
+    /// TLS with the server's X.509 certificate, then VNC Authentication.
+    pub const X509_VNC: u32 = 261;
 }
 
 /// Client-to-server message types (RFC 6143 §7.5, rfbproto).

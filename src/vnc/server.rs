@@ -7,7 +7,7 @@
 //! [`VncServer`] stops and joins them all and removes the unix socket.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use super::auth::{self, AuthLimiter};
 use super::client::{self, ClientShared, Connection};
 use super::protocol::{
-    security, AuthBlock, ClientInit, PixelFormat, SecurityChoice, SecurityResult, SecurityTypes,
-    ServerInit, Version,
+    security, vencrypt, AuthBlock, ClientInit, PixelFormat, SecurityChoice, SecurityResult,
+    SecurityTypes, ServerInit, Version,
 };
+use super::tls::{TlsReader, TlsSession, TlsWriter};
 use crate::display::input::InputSink;
 use crate::display::Display;
 
@@ -52,6 +53,11 @@ pub struct VncConfig {
     pub name: String,
     /// A client that reads nothing for this long is dropped.
     pub write_timeout: Duration,
+    /// VeNCrypt with these TLS credentials on the TCP listener (QEMU's
+    /// `tls-creds`); a TCP client that does not choose it is refused.
+    /// The unix socket stays plain: only its owner can reach it (0600 in
+    /// a 0700 directory), and the window's own viewer speaks no TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl VncConfig {
@@ -63,6 +69,7 @@ impl VncConfig {
             password: None,
             name: name.into(),
             write_timeout: WRITE_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -129,6 +136,7 @@ struct Inner {
     password: Option<String>,
     name: String,
     write_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
     limiter: Arc<AuthLimiter>,
     stopping: AtomicBool,
     clients: Mutex<HashMap<u64, Entry>>,
@@ -213,6 +221,7 @@ impl VncServer {
             password: config.password.filter(|p| !p.is_empty()),
             name: config.name,
             write_timeout: config.write_timeout,
+            tls: config.tls,
             limiter: AuthLimiter::new(auth::MAX_HANDSHAKES),
             stopping: AtomicBool::new(false),
             clients: Mutex::new(HashMap::new()),
@@ -398,6 +407,17 @@ fn sleep_unless_stopping(inner: &Inner, delay: Duration) {
     }
 }
 
+/// The first failure reason a TCP client gets when TLS is required and
+/// it chose something else.
+const TLS_REQUIRED: &str = "this server requires TLS: choose VeNCrypt (security type 19)";
+
+/// What a finished handshake leaves: the client's ClientInit and, over
+/// VeNCrypt, its TLS session.
+struct Handshaken {
+    init: ClientInit,
+    tls: Option<Arc<TlsSession>>,
+}
+
 /// RFC 6143 §7.1–§7.3: version, security, ClientInit. Returns `None` when
 /// the client was refused (wrong password, unsupported security type).
 fn handshake(
@@ -405,9 +425,13 @@ fn handshake(
     reader: &mut BufReader<Connection>,
     writer: &mut Connection,
     source: &str,
-) -> io::Result<Option<ClientInit>> {
+) -> io::Result<Option<Handshaken>> {
     Version::V3_8.write_to(writer)?;
     let version = Version::read_from(reader)?;
+    let tls = inner.tls.clone().filter(|_| writer.is_tcp());
+    if let Some(config) = tls {
+        return vencrypt(inner, config, reader, writer, version, source);
+    }
     let offered = if inner.password.is_some() {
         security::VNC_AUTH
     } else {
@@ -421,24 +445,121 @@ fn handshake(
             return Ok(None);
         }
     }
-    if let Some(password) = &inner.password {
-        let challenge = auth::challenge()?;
-        AuthBlock(challenge).write_to(writer)?;
-        let AuthBlock(answer) = AuthBlock::read_from(reader)?;
-        if !auth::verify(password, &challenge, &answer) {
-            let delay = inner.limiter.failed(source);
-            tracing::warn!(%source, "VNC: wrong password; next answer after {delay:?}");
-            sleep_unless_stopping(inner, delay);
-            SecurityResult::Failed("authentication failed".into()).write_to(writer, version)?;
+    if inner.password.is_some() {
+        if !authenticate(inner, reader, writer, version, source)? {
             return Ok(None);
         }
-        inner.limiter.succeeded(source);
-        SecurityResult::Ok.write_to(writer, version)?;
     } else if version == Version::V3_8 {
         // 3.8 confirms even security None (§7.1.3); 3.3 and 3.7 do not.
         SecurityResult::Ok.write_to(writer, version)?;
     }
-    Ok(Some(ClientInit::read_from(reader)?))
+    Ok(Some(Handshaken {
+        init: ClientInit::read_from(reader)?,
+        tls: None,
+    }))
+}
+
+/// VNC Authentication (§7.2.2) and its SecurityResult: whether the client
+/// knew the password. A wrong answer is told after the source's delay.
+fn authenticate(
+    inner: &Inner,
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    version: Version,
+    source: &str,
+) -> io::Result<bool> {
+    let Some(password) = &inner.password else {
+        SecurityResult::Ok.write_to(writer, version)?;
+        return Ok(true);
+    };
+    let challenge = auth::challenge()?;
+    AuthBlock(challenge).write_to(writer)?;
+    let AuthBlock(answer) = AuthBlock::read_from(reader)?;
+    if !auth::verify(password, &challenge, &answer) {
+        let delay = inner.limiter.failed(source);
+        tracing::warn!(%source, "VNC: wrong password; next answer after {delay:?}");
+        sleep_unless_stopping(inner, delay);
+        SecurityResult::Failed("authentication failed".into()).write_to(writer, version)?;
+        return Ok(false);
+    }
+    inner.limiter.succeeded(source);
+    SecurityResult::Ok.write_to(writer, version)?;
+    Ok(true)
+}
+
+/// VeNCrypt 0.2 (rfbproto "VeNCrypt"), the only security type offered
+/// when TLS is configured: version, one X.509 sub-type (X509Vnc with a
+/// password, else X509None), the TLS handshake, then VNC Authentication
+/// or none and ClientInit over TLS, as QEMU serves it.
+fn vencrypt(
+    inner: &Inner,
+    config: Arc<rustls::ServerConfig>,
+    reader: &mut BufReader<Connection>,
+    writer: &mut Connection,
+    version: Version,
+    source: &str,
+) -> io::Result<Option<Handshaken>> {
+    if version == Version::V3_3 {
+        // 3.3 lets the server pick one type and has no way to negotiate.
+        SecurityTypes::Refused(TLS_REQUIRED.into()).write_to(writer, version)?;
+        tracing::info!(%source, "VNC: RFB 3.3 client refused: TLS is required");
+        return Ok(None);
+    }
+    SecurityTypes::Offer(vec![security::VENCRYPT]).write_to(writer, version)?;
+    let SecurityChoice(chosen) = SecurityChoice::read_from(reader)?;
+    if chosen != security::VENCRYPT {
+        SecurityResult::Failed(TLS_REQUIRED.into()).write_to(writer, version)?;
+        tracing::info!(%source, "VNC: client chose security type {chosen}; TLS is required");
+        return Ok(None);
+    }
+    // Version 0.2; the client answers with the version it speaks.
+    writer.write_all(&[0, 2])?;
+    let mut theirs = [0u8; 2];
+    reader.read_exact(&mut theirs)?;
+    if theirs != [0, 2] {
+        writer.write_all(&[1])?;
+        tracing::info!(%source, "VNC: VeNCrypt {}.{} is not served", theirs[0], theirs[1]);
+        return Ok(None);
+    }
+    writer.write_all(&[0])?;
+    let subtype = if inner.password.is_some() {
+        vencrypt::X509_VNC
+    } else {
+        vencrypt::X509_NONE
+    };
+    let mut offer = vec![1u8];
+    offer.extend_from_slice(&subtype.to_be_bytes());
+    writer.write_all(&offer)?;
+    let mut choice = [0u8; 4];
+    reader.read_exact(&mut choice)?;
+    let choice = u32::from_be_bytes(choice);
+    if choice != subtype {
+        // 0: refused; VeNCrypt has no room for a reason here.
+        writer.write_all(&[0])?;
+        tracing::info!(%source, "VNC: client chose VeNCrypt sub-type {choice}, not {subtype}");
+        return Ok(None);
+    }
+    writer.write_all(&[1])?;
+    // The client waits for that before its ClientHello, so the buffer is
+    // normally empty; a client that sent early loses nothing.
+    let early = reader.buffer().to_vec();
+    reader.consume(early.len());
+    let session = match TlsSession::accept(config, writer, &early) {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::info!(%source, "VNC: TLS handshake failed: {e}");
+            return Ok(None);
+        }
+    };
+    let mut tls_reader = TlsReader::new(session.clone(), writer.try_clone()?);
+    let mut tls_writer = TlsWriter::new(session.clone(), writer.try_clone()?);
+    if !authenticate(inner, &mut tls_reader, &mut tls_writer, version, source)? {
+        return Ok(None);
+    }
+    Ok(Some(Handshaken {
+        init: ClientInit::read_from(&mut tls_reader)?,
+        tls: Some(session),
+    }))
 }
 
 fn serve(inner: &Arc<Inner>, id: u64, conn: Connection, source: &str) -> io::Result<()> {
@@ -450,11 +571,35 @@ fn serve(inner: &Arc<Inner>, id: u64, conn: Connection, source: &str) -> io::Res
     conn.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
-    let Some(init) = handshake(inner, &mut reader, &mut writer, source)? else {
+    let Some(Handshaken { init, tls }) = handshake(inner, &mut reader, &mut writer, source)? else {
         return Ok(());
     };
     drop(slot);
+    match tls {
+        None => {
+            let sender = writer.try_clone()?;
+            run_session(inner, id, init, source, reader, sender, writer)
+        }
+        Some(session) => {
+            let tls_reader = BufReader::new(TlsReader::new(session.clone(), writer.try_clone()?));
+            let tls_writer = TlsWriter::new(session, writer.try_clone()?);
+            run_session(inner, id, init, source, tls_reader, tls_writer, writer)
+        }
+    }
+}
 
+/// Serves an initialised client: ServerInit, then its reader here and its
+/// sender on a thread of its own. `socket` is the plain socket under
+/// `reader` and `writer`, for its timeouts and to end the session.
+fn run_session(
+    inner: &Arc<Inner>,
+    id: u64,
+    init: ClientInit,
+    source: &str,
+    mut reader: impl Read,
+    mut writer: impl Write + Send + 'static,
+    socket: Connection,
+) -> io::Result<()> {
     let (width, height) = inner.display.with_surface(|s| (s.width, s.height));
     let shared = ClientShared::new(width, height);
     let server_init = ServerInit {
@@ -467,9 +612,9 @@ fn serve(inner: &Arc<Inner>, id: u64, conn: Connection, source: &str) -> io::Res
     server_init.write_to(&mut message)?;
     writer.write_all(&message)?;
     // Past the handshake a client may stay idle as long as it likes (the
-    // option is the socket's, shared by the reader's clone).
-    writer.set_read_timeout(None)?;
-    writer.set_write_timeout(Some(inner.write_timeout))?;
+    // option is the socket's, shared by every clone).
+    socket.set_read_timeout(None)?;
+    socket.set_write_timeout(Some(inner.write_timeout))?;
     {
         let mut clients = inner.clients.lock().unwrap_or_else(|e| e.into_inner());
         if !init.shared {
@@ -490,19 +635,19 @@ fn serve(inner: &Arc<Inner>, id: u64, conn: Connection, source: &str) -> io::Res
     let sender = {
         let shared = shared.clone();
         let display = inner.display.clone();
-        let mut writer = writer.try_clone()?;
+        let socket = socket.try_clone()?;
         std::thread::Builder::new()
             .name("vnc-send".into())
             .spawn(move || {
                 let result = client::send_updates(&mut writer, &shared, &display);
                 shared.close();
-                writer.shutdown();
+                socket.shutdown();
                 result
             })?
     };
     let result = client::read_messages(&mut reader, &shared, inner.input.as_ref());
     shared.close();
-    writer.shutdown();
+    socket.shutdown();
     let sent = sender
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("sender panicked")));
@@ -537,7 +682,7 @@ mod tests {
     use crate::vnc::pixel::formats::*;
     use crate::vnc::pixel::Converter;
     use crate::vnc::protocol::{encoding, ClientMessage, Screen};
-    use crate::vnc::test_client::{Outcome, TestClient};
+    use crate::vnc::test_client::{test_tls, Outcome, TestClient};
     use std::io::Read;
     use std::net::TcpStream;
 
@@ -1040,6 +1185,142 @@ mod tests {
         );
         let mut stuck = connect(&server);
         let mut good = connect(&server);
+        wait_until("two clients", || server.client_count() == 2);
+        // Raw full-screen updates (3 MiB each), asked for and never read.
+        for _ in 0..20 {
+            stuck.request(false);
+        }
+        wait_until("the stuck client's removal", || server.client_count() == 1);
+        good.request(false);
+        good.read_update().unwrap();
+        assert_eq!(good.fb, good.expected(&display));
+        drop(stuck);
+    }
+
+    fn tls_config(tls: &Arc<rustls::ServerConfig>) -> VncConfig {
+        VncConfig {
+            tls: Some(tls.clone()),
+            ..config()
+        }
+    }
+
+    #[test]
+    fn vencrypt_x509none_and_x509vnc_serve_the_screen_over_tls() {
+        let (_dir, tls, roots) = test_tls();
+        let display = Display::new(203, 117);
+        paint(&display, Rect::new(0, 0, 203, 117), picture);
+        let (server, _) = start(&display, tls_config(&tls));
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_NONE, None);
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+        for enc in [encoding::RAW, encoding::TIGHT, encoding::ZRLE] {
+            client.set_encodings(&[enc]);
+            client.request(false);
+            client.read_update().unwrap();
+            assert_eq!(client.fb, client.expected(&display), "encoding {enc}");
+        }
+        // X509Vnc is offered instead once there is a password.
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_VNC, None).unwrap();
+        assert_eq!(outcome, Outcome::Refused("sub-type 261 refused".into()));
+        drop(server);
+
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                password: Some("s3cret".into()),
+                ..tls_config(&tls)
+            },
+        );
+        let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = client.vencrypt(&roots, vencrypt::X509_VNC, Some("s3cret"));
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+        client.request(false);
+        client.read_update().unwrap();
+        assert_eq!(client.fb, client.expected(&display));
+        let mut wrong = TestClient::tcp(server.tcp_addr().unwrap());
+        let outcome = wrong.vencrypt(&roots, vencrypt::X509_VNC, Some("guess"));
+        assert_eq!(
+            outcome.unwrap(),
+            Outcome::Refused("authentication failed".into())
+        );
+    }
+
+    #[test]
+    fn with_tls_required_other_security_types_are_refused_with_a_reason() {
+        let (_dir, tls, _) = test_tls();
+        let display = Display::new(32, 32);
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("vm.vnc");
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                unix: Some(socket.clone()),
+                password: Some("s3cret".into()),
+                ..tls_config(&tls)
+            },
+        );
+        // 3.3: the server's pick is "none possible", with the reason; 3.8:
+        // the client chose VNC Authentication or None, and the
+        // SecurityResult says why not. (3.7 has no reason to carry.)
+        for version in [Version::V3_3, Version::V3_8] {
+            let mut client = TestClient::tcp(server.tcp_addr().unwrap());
+            let outcome = client.handshake(version, Some("s3cret"), true).unwrap();
+            assert_eq!(
+                outcome,
+                Outcome::Refused(TLS_REQUIRED.into()),
+                "{version:?}"
+            );
+        }
+        // The owner-only unix socket stays plain (the window's viewer).
+        let mut client = TestClient::unix(&socket);
+        let outcome = client.handshake(Version::V3_8, Some("s3cret"), true);
+        assert_eq!(outcome.unwrap(), Outcome::Connected);
+    }
+
+    #[test]
+    fn tls_garbage_and_a_tls_client_that_stops_reading_do_not_stall_others() {
+        let (_dir, tls, roots) = test_tls();
+        let display = Display::new(1024, 768);
+        paint(&display, Rect::new(0, 0, 1024, 768), picture);
+        let (server, _) = start(
+            &display,
+            VncConfig {
+                write_timeout: Duration::from_millis(300),
+                ..tls_config(&tls)
+            },
+        );
+        // Garbage where the ClientHello belongs: that client is dropped.
+        let mut garbage = TcpStream::connect(server.tcp_addr().unwrap()).unwrap();
+        let mut version = [0u8; 12];
+        garbage.read_exact(&mut version).unwrap();
+        garbage.write_all(b"RFB 003.008\n").unwrap();
+        let mut offer = [0u8; 2];
+        garbage.read_exact(&mut offer).unwrap();
+        garbage.write_all(&[security::VENCRYPT, 0, 2]).unwrap();
+        // Version 0.2, accepted, one sub-type: X509None (260).
+        let mut status = [0u8; 8];
+        garbage.read_exact(&mut status).unwrap();
+        assert_eq!(status, [0, 2, 0, 1, 0, 0, 1, 4]);
+        garbage
+            .write_all(&vencrypt::X509_NONE.to_be_bytes())
+            .unwrap();
+        garbage
+            .write_all(&[0x16, 3, 1, 0xff, 0xff, 1, 2, 3])
+            .unwrap();
+        garbage.write_all(&[0xa5; 4096]).unwrap();
+        let mut rest = Vec::new();
+        let _ = garbage.read_to_end(&mut rest);
+        // The ack and at most a TLS alert came back; then the server hung up.
+        assert_eq!(rest.first(), Some(&1));
+        assert!(rest.len() < 64, "{rest:?}");
+
+        let mut stuck = TestClient::tcp(server.tcp_addr().unwrap());
+        let mut good = TestClient::tcp(server.tcp_addr().unwrap());
+        for client in [&mut stuck, &mut good] {
+            let outcome = client.vencrypt(&roots, vencrypt::X509_NONE, None);
+            assert_eq!(outcome.unwrap(), Outcome::Connected);
+        }
         wait_until("two clients", || server.client_count() == 2);
         // Raw full-screen updates (3 MiB each), asked for and never read.
         for _ in 0..20 {

@@ -3,10 +3,11 @@
 //! server sends, so a test can assert the client sees what the display
 //! holds.
 
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flate2::Decompress;
@@ -22,8 +23,10 @@ use super::{auth, hextile, raw, tight, zlib, zrle};
 use crate::display::Display;
 
 pub struct TestClient {
-    reader: BufReader<Connection>,
-    writer: Connection,
+    reader: BufReader<Box<dyn Read + Send>>,
+    writer: Box<dyn Write + Send>,
+    /// The socket under `reader` and `writer`, plain or carrying TLS.
+    socket: Connection,
     pub version: Version,
     pub format: PixelFormat,
     pub width: usize,
@@ -52,8 +55,9 @@ impl TestClient {
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         Self {
-            reader: BufReader::new(conn.try_clone().unwrap()),
-            writer: conn,
+            reader: BufReader::new(Box::new(conn.try_clone().unwrap())),
+            writer: Box::new(conn.try_clone().unwrap()),
+            socket: conn,
             version: Version::V3_8,
             format: PixelFormat::native(),
             width: 0,
@@ -265,6 +269,173 @@ impl TestClient {
     }
 
     pub fn shutdown(&self) {
-        self.writer.shutdown();
+        self.socket.shutdown();
     }
+
+    /// The VeNCrypt handshake (rfbproto) trusting `roots`: version 0.2,
+    /// `subtype` (offered or not: a refusal is an outcome), TLS, then VNC Authentication with `password` for X509Vnc, and
+    /// ClientInit. From here on everything goes over TLS.
+    pub fn vencrypt(
+        &mut self,
+        roots: &rustls::RootCertStore,
+        subtype: u32,
+        password: Option<&str>,
+    ) -> io::Result<Outcome> {
+        let server_version = Version::read_from(&mut self.reader)?;
+        assert_eq!(server_version, Version::V3_8);
+        Version::V3_8.write_to(&mut self.writer)?;
+        match SecurityTypes::read_from(&mut self.reader, Version::V3_8)? {
+            SecurityTypes::Offer(types) => assert_eq!(types, [security::VENCRYPT]),
+            SecurityTypes::Refused(why) => return Ok(Outcome::Refused(why)),
+        }
+        SecurityChoice(security::VENCRYPT).write_to(&mut self.writer)?;
+        let mut version = [0u8; 2];
+        self.reader.read_exact(&mut version)?;
+        assert_eq!(version, [0, 2]);
+        self.writer.write_all(&version)?;
+        assert_eq!(read_u8(&mut self.reader)?, 0, "VeNCrypt 0.2 accepted");
+        let count = read_u8(&mut self.reader)?;
+        let mut offered = Vec::new();
+        for _ in 0..count {
+            let mut t = [0u8; 4];
+            self.reader.read_exact(&mut t)?;
+            offered.push(u32::from_be_bytes(t));
+        }
+        assert_eq!(offered.len(), 1, "one sub-type offered: {offered:?}");
+        self.writer.write_all(&subtype.to_be_bytes())?;
+        if read_u8(&mut self.reader)? != 1 {
+            return Ok(Outcome::Refused(format!("sub-type {subtype} refused")));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            #[allow(deprecated)]
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let stream = TlsStream(Arc::new(Mutex::new(rustls::StreamOwned::new(
+            tls,
+            self.socket.try_clone()?,
+        ))));
+        self.reader = BufReader::new(Box::new(stream.clone()));
+        self.writer = Box::new(stream);
+        if subtype == super::protocol::vencrypt::X509_VNC {
+            let AuthBlock(challenge) = AuthBlock::read_from(&mut self.reader)?;
+            let answer = auth::response(password.unwrap_or(""), &challenge);
+            AuthBlock(answer).write_to(&mut self.writer)?;
+        }
+        if let SecurityResult::Failed(why) =
+            SecurityResult::read_from(&mut self.reader, Version::V3_8)?
+        {
+            return Ok(Outcome::Refused(why));
+        }
+        ClientInit { shared: true }.write_to(&mut self.writer)?;
+        let init = ServerInit::read_from(&mut self.reader)?;
+        self.format = init.pixel_format;
+        self.resize(init.width.into(), init.height.into());
+        self.name = init.name;
+        Ok(Outcome::Connected)
+    }
+}
+
+/// A client-side TLS stream the test client reads and writes through
+/// (one thread: the mutex only lets both halves own it).
+#[derive(Clone)]
+struct TlsStream(Arc<Mutex<rustls::StreamOwned<rustls::ClientConnection, Connection>>>);
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().flush()
+    }
+}
+
+/// A test CA and a server certificate for localhost made with the
+/// `openssl` command, loaded as the server's TLS configuration, and the
+/// roots a client trusts.
+pub fn test_tls() -> (
+    tempfile::TempDir,
+    Arc<rustls::ServerConfig>,
+    rustls::RootCertStore,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("the openssl command (scripts/setup.sh test)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca-cert.pem",
+            "-subj",
+            "/CN=test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server-key.pem",
+            "-out",
+            "server-cert.pem",
+            "-subj",
+            "/CN=localhost",
+            "-CA",
+            "ca-cert.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    ]
+    .concat());
+    let server = super::tls::server_config(dir.path(), false).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(dir.path().join("ca-cert.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    (dir, server, roots)
 }

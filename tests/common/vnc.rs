@@ -1,7 +1,7 @@
 //! Real VNC clients against a VM's built-in server: vncdotool and
 //! gvnccapture, and tesseract to read what they capture.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,4 +87,257 @@ pub fn ocr(file: &Path) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 and
+/// localhost, made with the `openssl` command in a directory of their own
+/// laid out as `vnc_tls_x509_cert_dir` wants it (`ca-cert.pem`,
+/// `server-cert.pem`, `server-key.pem`). Made anew for each test.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        require_program("openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &p256,
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca-cert.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Vireo test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\n\
+             subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+        )
+        .unwrap();
+        run(&[
+            &["req"][..],
+            &p256,
+            &[
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca-cert.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "server-cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestPki { dir }
+    }
+
+    /// A client certificate signed by the CA, as gtk-vnc looks for one:
+    /// a directory with `clientcert.pem` and `private/clientkey.pem`.
+    pub fn client(&self) -> PathBuf {
+        let dir = self.dir.path().join("client");
+        std::fs::create_dir_all(dir.join("private")).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=viewer",
+            "-CA",
+            "ca-cert.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-keyout",
+            "client/private/clientkey.pem",
+            "-out",
+            "client/clientcert.pem",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=clientAuth",
+        ]);
+        dir
+    }
+
+    /// The CA certificate clients must trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca-cert.pem")
+    }
+
+    /// A `VIREO_HOME` whose `vireo.conf` turns VNC TLS on with these
+    /// credentials (and, with `verify`, requires client certificates).
+    pub fn home(&self, verify: bool) -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("config")).unwrap();
+        std::fs::write(
+            home.path().join("config/vireo.conf"),
+            format!(
+                "# as libvirt's qemu.conf\nvnc_tls = 1\nvnc_tls_x509_cert_dir = \"{}\"\nvnc_tls_x509_verify = {}\n",
+                self.dir.path().display(),
+                u8::from(verify)
+            ),
+        )
+        .unwrap();
+        home
+    }
+}
+
+/// gvnccapture over VeNCrypt/TLS. gtk-vnc takes its CA from
+/// `~/.pki/CA/cacert.pem` of the user's passwd entry (not `$HOME`), so it
+/// runs in a user and mount namespace of its own where a tmpfs over that
+/// home holds `ca`. With a `password`, gvnccapture asks for it on a
+/// terminal: `script` gives it one, and the password is typed once the
+/// prompt shows. With `client`, a directory made by [`TestPki::client`],
+/// it shows that certificate (gtk-vnc's `~/.pki/gvnccapture/`). Returns
+/// its output; the caller judges the status.
+pub fn gvnccapture_tls(
+    display: u16,
+    ca: &Path,
+    file: &Path,
+    password: Option<&str>,
+    client: Option<&Path>,
+) -> Output {
+    use std::io::{Read, Write};
+    require_program("gvnccapture");
+    require_program("unshare");
+    require_program("script");
+    let capture = format!(
+        "timeout {} gvnccapture 127.0.0.1:{display} {}",
+        CLIENT_TIMEOUT.as_secs(),
+        file.display()
+    );
+    let exec = if password.is_some() {
+        "exec script -qec \"$capture\" /dev/null"
+    } else {
+        "exec $capture"
+    };
+    let setup = format!(
+        "home=$(getent passwd \"$(id -u)\" | cut -d: -f6) && \
+         mount -t tmpfs tmpfs \"$home\" && mkdir -p \"$home/.pki/CA\" && \
+         cp \"$1\" \"$home/.pki/CA/cacert.pem\" && capture=\"$2\" && \
+         if [ -n \"$3\" ]; then cp -r \"$3\" \"$home/.pki/gvnccapture\"; fi && {exec}"
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            &setup,
+            "sh",
+        ])
+        .arg(ca)
+        .arg(&capture)
+        .arg(client.unwrap_or(Path::new("")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(password) = password {
+        let start = Instant::now();
+        while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("Password:") {
+            if start.elapsed() > CLIENT_TIMEOUT || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // gvnccapture turns echo off (flushing pending input) after it
+        // prints the prompt: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = writeln!(stdin, "{password}");
+    }
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let stdout = seen.lock().unwrap().clone();
+    drop(stdin);
+    Output {
+        status,
+        stdout,
+        stderr: stderr.into_bytes(),
+    }
 }
