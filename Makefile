@@ -7,7 +7,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: run test bench build lint setup-run setup-test setup-bench clean install uninstall
+.PHONY: run test bench fuzz build lint setup-run setup-test setup-bench setup-fuzz clean install uninstall
 
 build:
 	$(CARGO) build --release
@@ -37,6 +37,16 @@ test: setup-test
 
 bench: setup-bench build
 	scripts/bench.sh
+
+# AFL++ over the parsers a guest or client controls (README, Fuzzing):
+# TARGET=all or one of src/fuzz's targets, SECONDS per target.
+TARGET ?= all
+SECONDS ?= 600
+setup-fuzz:
+	scripts/setup.sh fuzz
+
+fuzz: setup-fuzz
+	scripts/fuzz.sh $(TARGET) $(SECONDS)
 
 lint:
 	$(CARGO) fmt --check

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Vireo needs for one purpose, on Debian 12 /
-# Ubuntu. Usage: scripts/setup.sh run|test|bench
+# Ubuntu. Usage: scripts/setup.sh run|test|bench|fuzz
 # Uses sudo when not root; installs only what is missing; idempotent.
+# `fuzz` is the build set plus cargo-afl (AFL++ for stable Rust, built
+# from the source its crate ships), which only `make fuzz` needs.
 set -euo pipefail
 
 purpose=${1:-run}
@@ -44,7 +46,8 @@ case "$purpose" in
   run) wanted=("${run_packages[@]}") ;;
   test) wanted=("${test_packages[@]}") ;;
   bench) wanted=("${bench_packages[@]}") ;;
-  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+  fuzz) wanted=("${build_packages[@]}") ;;
+  *) echo "usage: $0 run|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
@@ -62,7 +65,7 @@ done
 # Python tools the tests drive (real VNC and QMP clients), in a venv of
 # the project's own so the system's Python stays untouched.
 python_tools() {
-  [ "$purpose" = run ] && return 0
+  [ "$purpose" = run ] || [ "$purpose" = fuzz ] && return 0
   local venv=build/venv
   if [ ! -x "$venv/bin/vncdo" ] || ! "$venv/bin/python" -c 'import qemu.qmp' 2>/dev/null; then
     echo "setup: installing vncdotool and qemu.qmp into $venv"
@@ -73,7 +76,7 @@ python_tools() {
 
 # The window's translation test runs it under LANG=zh_CN.UTF-8.
 zh_locale() {
-  [ "$purpose" = run ] && return 0
+  [ "$purpose" = run ] || [ "$purpose" = fuzz ] && return 0
   locale -a 2>/dev/null | grep -qix 'zh_CN.utf8' && return 0
   echo "setup: generating the zh_CN.UTF-8 locale"
   "${sudo[@]}" sed -i 's/^# *zh_CN.UTF-8 UTF-8/zh_CN.UTF-8 UTF-8/' /etc/locale.gen
@@ -85,9 +88,18 @@ zh_locale() {
 # but tests/flatpak.rs lays out the Flatpak's offline cargo sources from
 # that cache, as flatpak-builder would, and needs every one of them.
 cargo_sources() {
-  [ "$purpose" = run ] && return 0
+  [ "$purpose" = run ] || [ "$purpose" = fuzz ] && return 0
   echo "setup: fetching every crate of Cargo.lock (cargo fetch --locked)"
   "${CARGO:-cargo}" fetch --locked --quiet --manifest-path "$(dirname "$0")/../Cargo.toml"
+}
+
+# cargo-afl builds AFL++ (afl-fuzz and its runtime, for this rustc) when
+# it is installed, with the C toolchain above.
+afl_tools() {
+  [ "$purpose" = fuzz ] || return 0
+  "${CARGO:-cargo}" afl --version >/dev/null 2>&1 && return 0
+  echo "setup: installing cargo-afl (builds AFL++)"
+  "${CARGO:-cargo}" install --locked cargo-afl
 }
 
 sudo=()
@@ -99,6 +111,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   python_tools
   zh_locale
   cargo_sources
+  afl_tools
   exit 0
 fi
 
@@ -128,3 +141,4 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-
 python_tools
 zh_locale
 cargo_sources
+afl_tools

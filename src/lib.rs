@@ -27,6 +27,7 @@ pub mod devices;
 pub mod display;
 pub mod domain;
 pub mod fsutil;
+pub mod fuzz;
 pub mod host;
 pub mod ids;
 pub mod keys;

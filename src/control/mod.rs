@@ -34,7 +34,7 @@
 mod block;
 mod client;
 mod commands;
-mod protocol;
+pub(crate) mod protocol;
 mod server;
 
 use std::path::{Path, PathBuf};

@@ -739,6 +739,35 @@ pub fn send_updates(
     }
 }
 
+/// A whole session without sockets or threads: handles every client
+/// message in `reader` as the reader thread does and, after each, builds
+/// the updates the sender would write, counting their bytes (the fuzz
+/// target for client messages). Ends at the first malformed message, as a
+/// connection would, or once `max_output` bytes were produced.
+pub fn replay(
+    reader: &mut impl Read,
+    display: &Display,
+    input: &dyn InputSink,
+    max_output: usize,
+) -> io::Result<usize> {
+    let (width, height) = display.with_surface(|s| (s.width, s.height));
+    let shared = ClientShared::new(width, height);
+    let mut encoders = Encoders::default();
+    let mut held = HashSet::new();
+    let mut sent = 0;
+    while sent < max_output {
+        let message = ClientMessage::read_from(reader)?;
+        handle(message, &shared, input, &mut held)?;
+        while sent < max_output {
+            let Some(plan) = shared.lock().plan(display) else {
+                break;
+            };
+            sent += build_update(&plan, display, &mut encoders)?.len();
+        }
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

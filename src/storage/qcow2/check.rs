@@ -273,6 +273,27 @@ pub(super) fn refcount_at(block: &[u8], index: usize, bits: u32) -> u64 {
     }
 }
 
+/// One counter per cluster of the file, or an error where the file is
+/// too large to count in memory: a sparse file whose tables point far past
+/// its data (writes through a crafted L2 table make one) must not abort
+/// the process, as an infallible allocation would.
+fn zeroed<T: Clone + Default>(clusters: u64) -> Result<Vec<T>, HeaderError> {
+    let too_large = || {
+        HeaderError::TooLarge(format!(
+            "the file has {clusters} clusters, too many to count in memory"
+        ))
+    };
+    // 2^27 clusters: an 8 TiB file of 64 KiB clusters, 1.5 GiB of counters.
+    if clusters > 1 << 27 {
+        return Err(too_large());
+    }
+    let n = usize::try_from(clusters).map_err(|_| too_large())?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| too_large())?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
 /// Checks the qcow2 image open as `file`.
 pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
     let header = Qcow2Header::read(file)?;
@@ -283,7 +304,7 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
         header: &header,
         file,
         file_len,
-        refs: vec![0; file_clusters as usize],
+        refs: zeroed(file_clusters)?,
         report: CheckReport::default(),
     };
     counter.report.total_clusters = header.size.div_ceil(cs);
@@ -304,7 +325,7 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
     // of clusters past the end of the file are not compared.
     let bits = header.refcount_bits();
     let per_block = cs * 8 / u64::from(bits);
-    let mut stored = vec![0u64; file_clusters as usize];
+    let mut stored: Vec<u64> = zeroed(file_clusters)?;
     let mut blocks = Vec::new();
     for (index, &entry) in reftable.iter().enumerate() {
         let block_offset = entry & !(cs - 1) & OFFSET_MASK;
@@ -414,6 +435,17 @@ mod tests {
         assert_eq!(report.exit_code(), 0);
         assert_eq!(report.total_clusters, 16);
         assert_eq!(report.image_end_offset, 4 << 16);
+    }
+
+    /// A sparse file of 15 TiB (a write through a crafted L2 entry makes
+    /// one) is refused with an error, not an aborting allocation.
+    #[test]
+    fn a_huge_sparse_file_is_refused_not_counted() {
+        let image = clean_image();
+        image.as_file().set_len(15 << 40).unwrap();
+        let error = check(image.as_file()).unwrap_err();
+        assert!(matches!(error, HeaderError::TooLarge(_)), "{error}");
+        assert!(error.to_string().contains("too many to count"), "{error}");
     }
 
     #[test]

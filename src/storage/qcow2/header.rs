@@ -60,6 +60,10 @@ pub enum HeaderError {
     /// The image uses a qcow2 feature Vireo does not implement.
     #[error("unsupported qcow2 feature: {0}")]
     Unsupported(String),
+    /// Counting the file's clusters would take more memory than there is
+    /// (a sparse file far larger than its data).
+    #[error("cannot check the image: {0}")]
+    TooLarge(String),
 }
 
 /// The fields of a qcow2 header that Vireo uses, all validated.
