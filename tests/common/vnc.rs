@@ -413,18 +413,7 @@ impl VncSession {
             }
         });
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        super::drain(child.stderr.take().unwrap(), stderr.clone());
         let mut session = Self {
             child,
             stdin,
