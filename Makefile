@@ -27,12 +27,14 @@ run: setup-run build
 # Real clients the tests drive (vncdo, qemu.qmp) live in build/venv.
 # VIREO_REQUIRE_TOOLS=1 makes a missing tool fail its test instead of
 # skipping it: the setup step installed them all.
-# The Linux test guest is built (once, then cached outside the checkout:
-# tests/linux/build.sh) before the tests that boot it start.
+# The Linux test guest, and its desktop variant, are built (once, then
+# cached outside the checkout: tests/linux/build.sh) before the tests that
+# boot them start.
 test: setup-test
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	tests/linux/build.sh
+	tests/linux/build.sh --variant desktop
 	PATH="$(CURDIR)/build/venv/bin:$$PATH" VIREO_REQUIRE_TOOLS=1 $(CARGO) test --release --all-targets
 
 bench: setup-bench build

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Linux direct boot, Vireo vs QEMU on the same machine.
+"""Linux boot, Vireo vs QEMU on the same machine.
 
 Boots the Linux test guest (tests/linux/: built and cached by
 tests/linux/build.sh) with the same kernel, initramfs and command line,
-first from its bzImage, then from its ELF vmlinux through PVH, in Vireo
+first from its bzImage, then from its ELF vmlinux through PVH, then from
+an ISO made by grub-mkrescue on an IDE CD-ROM through the firmware
+(SeaBIOS) and GRUB (tests/linux/iso-grub.cfg, as the tests boot it), in Vireo
 (`vireo start`: the VM in its own `vireo-vmm` process, as users run it,
 the serial read from its console socket) and in QEMU
-(`qemu-system-x86_64 -enable-kvm -kernel`), one after the other, and
+(`qemu-system-x86_64 -enable-kvm -kernel` or `-cdrom`), one after the
+other, and
 reports for each
   - the time from the start command to busybox's shell prompt, and to the
     answer of a command typed there;
   - the VMM's resident memory beyond the guest's RAM at the prompt.
-Neither machine has a display adapter or a network card, so no video RAM
-counts on either side.
+Neither machine has a network card. For direct boot neither has a display
+adapter; for the ISO both have the std VGA card (GRUB draws its screen
+there too), so both count 16 MiB of video RAM.
 """
 
 import argparse
@@ -51,19 +55,50 @@ def build():
     return out.stdout.strip()
 
 
-def domain_xml(name, kernel, initrd, line):
+def make_iso(images, line, work):
+    """The test ISO: bzImage and initramfs under /boot, GRUB's menu from
+    tests/linux/iso-grub.cfg."""
+    root = os.path.join(work, "iso-root")
+    os.makedirs(os.path.join(root, "boot", "grub"), exist_ok=True)
+    for name in ("bzImage", "initramfs.cpio"):
+        shutil.copy(os.path.join(images, name), os.path.join(root, "boot", name))
+    with open(os.path.join(REPO, "tests/linux/iso-grub.cfg")) as f:
+        grub_cfg = f.read().replace("@CMDLINE@", line)
+    with open(os.path.join(root, "boot", "grub", "grub.cfg"), "w") as f:
+        f.write(grub_cfg)
+    iso = os.path.join(work, "linux.iso")
+    subprocess.run(["grub-mkrescue", "-o", iso, root], check=True, capture_output=True)
+    return iso
+
+
+def domain_xml(name, os_xml, devices_xml):
     return f"""<domain type='kvm'>
   <name>{name}</name>
   <memory unit='MiB'>{MEMORY_MIB}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>{line}</cmdline></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{os_xml}</os>
   <on_poweroff>destroy</on_poweroff>
   <devices>
     <serial type='pty'><target port='0'/></serial>
-    <video><model type='none'/></video>
+    {devices_xml}
   </devices>
 </domain>
 """
+
+
+def direct_boot(kernel, initrd, line):
+    """Domain XML parts and QEMU arguments for direct kernel boot."""
+    os_xml = f"<kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>{line}</cmdline>"
+    return (os_xml, "<video><model type='none'/></video>",
+            ["-kernel", kernel, "-initrd", initrd, "-append", line, "-vga", "none"])
+
+
+def cdrom_boot(iso):
+    """The same for the firmware booting the ISO from an IDE CD-ROM."""
+    disk = (f"<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+            f"<source file='{iso}'/><target dev='hdc' bus='ide'/><readonly/></disk>"
+            "<video><model type='vga'/></video>")
+    return "<boot dev='cdrom'/>", disk, ["-cdrom", iso, "-boot", "d", "-vga", "std"]
 
 
 class QemuMachine:
@@ -198,25 +233,35 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vireo", default="target/release/vireo")
     parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--only", choices=("bzimage", "pvh", "iso"), action="append",
+                        help="boot only these (repeatable); all three by default")
     args = parser.parse_args()
     if not shutil.which("qemu-system-x86_64"):
         sys.exit("qemu-system-x86_64 is missing: run scripts/setup.sh bench")
     images = build()
     line = cmdline()
     initrd = os.path.join(images, "initramfs.cpio")
-    print(f"Linux test guest ({images}), {MEMORY_MIB} MiB, 1 vCPU, direct kernel boot")
+    print(f"Linux test guest ({images}), {MEMORY_MIB} MiB, 1 vCPU")
     print(f"command line: {line}")
     # Each kernel's rows are printed as soon as both machines have booted
     # it: a boot can take minutes on a loaded machine.
     print(f"{'':28}{'Vireo':>10}{'QEMU':>10}{'ratio':>8}", flush=True)
     vireo = os.path.abspath(args.vireo)
     with tempfile.TemporaryDirectory() as work:
-        for name, kernel in (("bzImage", "bzImage"), ("PVH vmlinux", "vmlinux")):
-            kernel = os.path.join(images, kernel)
-            vm_name = f"bench-{os.path.basename(kernel)}"
+        wanted = args.only or ["bzimage", "pvh", "iso"]
+        machines = [
+            (name, f"bench-{kernel}", direct_boot(os.path.join(images, kernel), initrd, line))
+            for key, name, kernel in (("bzimage", "bzImage", "bzImage"),
+                                      ("pvh", "PVH vmlinux", "vmlinux"))
+            if key in wanted
+        ]
+        if "iso" in wanted:
+            machines.append(("ISO via SeaBIOS and GRUB", "bench-iso",
+                             cdrom_boot(make_iso(images, line, work))))
+        for name, vm_name, (os_xml, devices_xml, qemu_args) in machines:
             xml = os.path.join(work, f"{vm_name}.xml")
             with open(xml, "w") as f:
-                f.write(domain_xml(vm_name, kernel, initrd, line))
+                f.write(domain_xml(vm_name, os_xml, devices_xml))
             home = os.path.join(work, "home")
             os.makedirs(home, exist_ok=True)
             vireo_vm = VireoMachine(vireo, home, xml, vm_name)
@@ -228,8 +273,7 @@ def main():
             # that MSR (0x10a) and QEMU aborts.
             qemu = QemuMachine([
                 "qemu-system-x86_64", "-enable-kvm", "-cpu", "host,-arch-capabilities",
-                "-m", str(MEMORY_MIB), "-kernel", kernel, "-initrd", initrd, "-append", line,
-                "-display", "none", "-vga", "none", "-nic", "none",
+                "-m", str(MEMORY_MIB), *qemu_args, "-display", "none", "-nic", "none",
                 "-serial", "stdio", "-monitor", "none", "-no-reboot"])
             v = boot(f"vireo {name}", vireo_vm, args.timeout)
             q = boot(f"qemu {name}", qemu, args.timeout)

@@ -31,14 +31,6 @@ fn interrupt_chips(proc_interrupts: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// `boot_params.hdr.type_of_loader` as the guest kernel kept it (byte
-/// 0x210 of /sys/kernel/boot_params/data): 0xFF where Vireo's bzImage
-/// loader filled the header, 0xB0 where the kernel's own PVH entry did.
-fn loader_type(guest: &mut LinuxGuest) -> u8 {
-    let hex = guest.run("od -An -tx1 -j528 -N1 /sys/kernel/boot_params/data");
-    u8::from_str_radix(hex.trim(), 16).unwrap_or_else(|_| panic!("{hex:?}"))
-}
-
 #[test]
 fn bzimage_boots_to_a_shell_on_two_vcpus_with_the_ioapic_and_the_hosts_time() {
     if !kvm_available() {
@@ -54,7 +46,7 @@ fn bzimage_boots_to_a_shell_on_two_vcpus_with_the_ioapic_and_the_hosts_time() {
         "hello from Linux\n"
     );
     assert_eq!(
-        loader_type(&mut guest),
+        guest.loader_type(),
         0xff,
         "the bzImage's 64-bit entry, as Vireo's loader fills boot_params"
     );
@@ -157,7 +149,7 @@ fn pvh_vmlinux_boots_on_four_vcpus_reboots_and_powers_off() {
     );
     // The kernel came in through the PVH entry, which fills boot_params
     // itself and names QEMU (0xB) as the loader of a non-Xen PVH guest.
-    assert_eq!(loader_type(&mut guest), 0xb0);
+    assert_eq!(guest.loader_type(), 0xb0);
     guest.check_dmesg();
 
     // `reboot`: busybox init ends everything, the kernel resets the

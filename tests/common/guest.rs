@@ -34,19 +34,23 @@ pub fn run_tool(command: &mut std::process::Command) {
 /// serial console (as TESTING.md shows under QEMU). It is a hybrid image:
 /// it boots as a CD-ROM and as a hard disk.
 pub fn grub_iso(dir: &Path, grub_cfg: &str) -> PathBuf {
+    grub_iso_of(&dir.join("iso-root"), grub_cfg, &dir.join("grub.iso"))
+}
+
+/// Like [`grub_iso`], from the files already in `root` (which gets
+/// boot/grub/grub.cfg), written to `iso`.
+pub fn grub_iso_of(root: &Path, grub_cfg: &str, iso: &Path) -> PathBuf {
     super::require_program("grub-mkrescue");
     super::require_program("xorriso");
-    let root = dir.join("iso-root");
     std::fs::create_dir_all(root.join("boot/grub")).unwrap();
     std::fs::write(root.join("boot/grub/grub.cfg"), grub_cfg).unwrap();
-    let iso = dir.join("grub.iso");
     run_tool(
         std::process::Command::new("grub-mkrescue")
             .arg("-o")
-            .arg(&iso)
-            .arg(&root),
+            .arg(iso)
+            .arg(root),
     );
-    iso
+    iso.to_path_buf()
 }
 
 /// The GRUB configuration the firmware tests boot: a serial terminal and a

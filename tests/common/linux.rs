@@ -78,9 +78,28 @@ pub fn cmdline() -> String {
 /// `VIREO_REQUIRE_TOOLS=1` (`make test`) that is a failure instead.
 pub fn test_linux() -> Option<TestLinux> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let output = std::process::Command::new(repo_file("tests/linux/build.sh"))
-            .arg("--quiet")
+    guest_files(&BUILT, None)
+}
+
+/// The desktop variant (`build.sh --variant desktop`: tests/linux/
+/// desktop.fragment over kernel.fragment): the same guest with bochs-drm
+/// and fbcon on the VGA card, atkbd and the USB tablet's driver.
+pub fn test_linux_desktop() -> Option<TestLinux> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    guest_files(&BUILT, Some("desktop"))
+}
+
+fn guest_files(
+    built: &OnceLock<Result<PathBuf, String>>,
+    variant: Option<&str>,
+) -> Option<TestLinux> {
+    let built = built.get_or_init(|| {
+        let mut command = std::process::Command::new(repo_file("tests/linux/build.sh"));
+        command.arg("--quiet");
+        if let Some(variant) = variant {
+            command.args(["--variant", variant]);
+        }
+        let output = command
             .output()
             .map_err(|e| format!("cannot run tests/linux/build.sh: {e}"))?;
         if !output.status.success() {
@@ -118,6 +137,20 @@ impl TestLinux {
         }
     }
 
+    /// An installer-like ISO made by `grub-mkrescue` (a hybrid image: it
+    /// boots as a CD-ROM and as a hard disk) holding the bzImage and the
+    /// initramfs, booted by tests/linux/iso-grub.cfg's one menu entry.
+    pub fn grub_iso(&self, dir: &Path) -> PathBuf {
+        let root = dir.join("iso-root");
+        std::fs::create_dir_all(root.join("boot/grub")).unwrap();
+        std::fs::copy(&self.bzimage, root.join("boot/bzImage")).unwrap();
+        std::fs::copy(&self.initramfs, root.join("boot/initramfs.cpio")).unwrap();
+        let grub_cfg = std::fs::read_to_string(repo_file("tests/linux/iso-grub.cfg"))
+            .unwrap()
+            .replace("@CMDLINE@", &self.cmdline);
+        super::guest::grub_iso_of(&root, &grub_cfg, &dir.join("linux.iso"))
+    }
+
     /// A domain that boots the test guest directly: 256 MiB, one vCPU.
     pub fn domain(&self, name: &str, boot: Boot) -> Domain {
         self.domain_with_cmdline(name, boot, "")
@@ -137,6 +170,10 @@ impl TestLinux {
         domain
     }
 }
+
+/// `boot_params.hdr.type_of_loader` that GRUB 2 writes (loader ID 7,
+/// version 2: Linux's Documentation/arch/x86/boot.rst).
+pub const GRUB_LOADER_TYPE: u8 = 0x72;
 
 /// What a guest is running in: a `vireo run` process, or a domain defined
 /// and started in a home of its own (for verbs such as `vireo shutdown`).
@@ -179,18 +216,38 @@ impl LinuxGuest {
     /// Defines `domain` in a fresh `VIREO_HOME`, starts it (`vireo start`)
     /// and waits for the shell on its serial console socket.
     pub fn start_defined(domain: &Domain) -> Self {
+        let mut guest = Self::define_and_start(domain, &[]);
+        guest.wait_boot();
+        guest
+    }
+
+    /// Like [`Self::start_defined`], with the vCPUs paused (`vireo start
+    /// --paused`) so that a test connects its clients before the guest
+    /// runs; it then resumes the domain (`vireo resume`) and calls
+    /// [`Self::wait_boot`].
+    pub fn start_defined_paused(domain: &Domain) -> Self {
+        Self::define_and_start(domain, &["--paused"])
+    }
+
+    fn define_and_start(domain: &Domain, start_args: &[&str]) -> Self {
         let home = Home::new();
         let xml = home.path("domain.xml");
         std::fs::write(&xml, domain.xml()).unwrap();
         home.ok(&["define", xml.to_str().unwrap()]);
-        home.ok(&["start", &domain.name]);
+        let mut start = vec!["start", domain.name.as_str()];
+        start.extend_from_slice(start_args);
+        home.ok(&start);
         let (input, serial) = super::attach_serial(&home, &domain.name);
-        Self::at_prompt(Host::Started {
-            home,
-            name: domain.name.clone(),
-            serial,
-            input,
-        })
+        Self {
+            host: Host::Started {
+                home,
+                name: domain.name.clone(),
+                serial,
+                input,
+            },
+            consumed: 0,
+            commands: 0,
+        }
     }
 
     fn at_prompt(host: Host) -> Self {
@@ -249,6 +306,15 @@ impl LinuxGuest {
             Host::Started { home, name, .. } => (home, name),
             Host::Run(_) => panic!("the guest runs under `vireo run`, not as a defined domain"),
         }
+    }
+
+    /// `boot_params.hdr.type_of_loader` as the guest kernel kept it (byte
+    /// 0x210 of /sys/kernel/boot_params/data): 0xFF where Vireo's bzImage
+    /// loader filled the header, 0xB0 where the kernel's own PVH entry did,
+    /// [`GRUB_LOADER_TYPE`] where GRUB loaded it.
+    pub fn loader_type(&mut self) -> u8 {
+        let hex = self.run("od -An -tx1 -j528 -N1 /sys/kernel/boot_params/data");
+        u8::from_str_radix(hex.trim(), 16).unwrap_or_else(|_| panic!("{hex:?}"))
     }
 
     /// Types `bytes` on the serial console.

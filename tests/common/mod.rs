@@ -133,7 +133,8 @@ pub struct Vm {
     pub dir: tempfile::TempDir,
 }
 
-fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+/// Copies what `from` yields into `into` on a thread of its own, to the end.
+pub fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = from.read(&mut buf) {

@@ -341,3 +341,111 @@ pub fn gvnccapture_tls(
         stderr: stderr.into_bytes(),
     }
 }
+
+/// A vncdotool client that stays connected (its Python API, driven line by
+/// line on stdin), for what a one-shot `vncdo` cannot show: that a client
+/// connected before the guest changed its mode follows the change
+/// (DesktopSize) and captures the new size.
+pub struct VncSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// The session's side in Python: `capture FILE` answers `captured`.
+const SESSION_SCRIPT: &str = r#"
+import sys
+from vncdotool import api
+client = api.connect(sys.argv[1], password=None, timeout=60)
+client.refreshScreen()
+print("connected", flush=True)
+for line in sys.stdin:
+    command, _, argument = line.strip().partition(" ")
+    if command == "capture":
+        client.captureScreen(argument)
+        print("captured", flush=True)
+    elif command == "quit":
+        break
+client.disconnect()
+api.shutdown()
+"#;
+
+impl VncSession {
+    /// Connects to `display`; returns once the first screen has arrived.
+    pub fn connect(display: u16) -> Self {
+        require_program("vncdo");
+        // The interpreter that has vncdotool: the one vncdo runs with
+        // (build/venv/bin, on PATH in `make test`).
+        let vncdo = std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("vncdo"))
+                    .find(|file| file.is_file())
+            })
+            .unwrap();
+        let python = vncdo.with_file_name("python3");
+        let python = if python.is_file() {
+            python
+        } else {
+            "python3".into()
+        };
+        let mut child = Command::new(python)
+            .arg("-u")
+            .arg("-c")
+            .arg(SESSION_SCRIPT)
+            .arg(format!("127.0.0.1::{}", 5900 + display))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        super::drain(child.stderr.take().unwrap(), stderr.clone());
+        let mut session = Self {
+            child,
+            stdin,
+            lines,
+            stderr,
+        };
+        session.expect("connected");
+        session
+    }
+
+    fn expect(&mut self, answer: &str) {
+        match self.lines.recv_timeout(CLIENT_TIMEOUT) {
+            Ok(line) if line == answer => {}
+            outcome => panic!(
+                "the vncdotool session answered {outcome:?}, not {answer:?}; its stderr:\n{}",
+                String::from_utf8_lossy(&self.stderr.lock().unwrap())
+            ),
+        }
+    }
+
+    /// Captures the screen as this client sees it into `file` (PNG).
+    pub fn capture(&mut self, file: &Path) {
+        use std::io::Write;
+        writeln!(self.stdin, "capture {}", file.display()).unwrap();
+        self.stdin.flush().unwrap();
+        self.expect("captured");
+    }
+}
+
+impl Drop for VncSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

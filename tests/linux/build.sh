@@ -9,18 +9,23 @@
 # The results are cached outside the checkout, in two steps:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/vireo/test-linux/kernel-KERNELKEY/
 #       the kernel (tens of minutes on two cores), keyed by what it is made
-#       of: kernel.fragment, the workaround patch, the kernel source's
+#       of: its fragments, the workaround patch, the kernel source's
 #       package version and this script's kernel recipe;
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/vireo/test-linux/KEY/
 #       what the tests use: that kernel and the initramfs (a second), keyed
 #       by the kernel's key, the initramfs tree and busybox's version.
 # So editing an init script never rebuilds the kernel. A second run with
 # the same inputs only prints the directory. Each build runs aside and is
-# renamed into place, under a lock, so tests starting at once build once
-# and never see half of a result.
+# renamed into place, under a lock per kernel, so tests starting at once
+# build once and never see half of a result.
 #
-# usage: tests/linux/build.sh [--quiet]
-#   --quiet   print nothing but the directory (progress goes to build.log)
+# usage: tests/linux/build.sh [--quiet] [--variant desktop]
+#   --quiet            print nothing but the directory (progress goes to
+#                      build.log)
+#   --variant desktop  the kernel with VARIANT.fragment (desktop.fragment:
+#                      the VGA console, keyboard, USB tablet) merged over
+#                      kernel.fragment; cached under its own key, so the
+#                      guests without it pay neither its build nor its boot
 #
 # Packages (scripts/setup.sh test): linux-source-6.1 busybox-static
 # build-essential flex bison bc libelf-dev libssl-dev lz4.
@@ -28,10 +33,27 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 quiet=false
-[ "${1:-}" = --quiet ] && quiet=true
-
+variant=
 say() { $quiet || echo "test-linux: $*" >&2; }
 die() { echo "test-linux: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quiet) quiet=true ;;
+    --variant)
+        [ $# -ge 2 ] || die "--variant needs a name"
+        variant=$2
+        shift
+        ;;
+    *) die "unknown argument: $1 (usage: build.sh [--quiet] [--variant NAME])" ;;
+    esac
+    shift
+done
+# The kernel's fragments, in merge order: a later one overrides an earlier.
+fragments=kernel.fragment
+if [ -n "$variant" ]; then
+    [ -f "$here/$variant.fragment" ] || die "no such variant: $here/$variant.fragment"
+    fragments="kernel.fragment $variant.fragment"
+fi
 
 tarball=/usr/src/linux-source-6.1.tar.xz
 busybox=/bin/busybox
@@ -52,7 +74,9 @@ kernel_key=$(
     cd "$here"
     {
         echo "linux-source-6.1 $linux_version"
-        sha256sum kernel.fragment kvm-pvm-workarounds.patch
+        # (the list and its order: merging is order-sensitive)
+        echo "fragments $fragments"
+        sha256sum $fragments kvm-pvm-workarounds.patch
         kernel_recipe | sha256sum
     } | sha256sum | cut -c1-16
 )
@@ -89,10 +113,13 @@ if complete "$out" $outputs; then
 fi
 
 mkdir -p "$cache"
-# One build at a time; whoever waited finds the result of the first.
-exec 9>"$cache/.lock"
+# One build per kernel at a time; whoever waited finds the result of the
+# first. (Per kernel: the desktop variant's build does not hold up a guest
+# whose kernel is already there.)
+lock=$cache/.lock-kernel-$kernel_key
+exec 9>"$lock"
 flock -n 9 || {
-    say "another build is under way; waiting for its lock ($cache/.lock)"
+    say "another build of this kernel is under way; waiting for its lock ($lock)"
     flock 9
 }
 if complete "$out" $outputs; then
@@ -130,18 +157,30 @@ build_kernel() {
     obj=$work/obj
     run patch -d "$src" -p1 -i "$here/kvm-pvm-workarounds.patch"
 
-    # tinyconfig, then the fragment over it; -n keeps every symbol the
-    # fragment does not name off (allnoconfig), as tinyconfig does.
+    # tinyconfig, then the fragments over it; -n keeps every symbol the
+    # fragments do not name off (allnoconfig), as tinyconfig does.
     run make -C "$src" O="$obj" ARCH=x86_64 tinyconfig
     # (merge_config.sh runs make in the current directory.)
-    (cd "$src" && run scripts/kconfig/merge_config.sh -n -O "$obj" "$obj/.config" "$here/kernel.fragment")
-    missing=$(grep '^CONFIG_' "$here/kernel.fragment" | while read -r line; do
-        if ! grep -qx "$line" "$obj/.config"; then echo "$line"; fi
-    done; grep '^# CONFIG_.* is not set$' "$here/kernel.fragment" | while read -r line; do
-        symbol=$(echo "$line" | cut -d' ' -f2)
-        if grep -q "^$symbol=" "$obj/.config"; then echo "$line"; fi
+    (cd "$src" && run scripts/kconfig/merge_config.sh -n -O "$obj" "$obj/.config" \
+        $(for f in $fragments; do echo "$here/$f"; done))
+    # What the fragments ask for, the last word on each symbol winning (a
+    # variant may turn on what kernel.fragment keeps off), must all be in
+    # the final .config: Kconfig drops silently what lacks a dependency.
+    wanted=$(for f in $fragments; do cat "$here/$f"; done |
+        sed -n -e 's/^\(CONFIG_[A-Za-z0-9_]*\)=.*/\1 &/p' \
+            -e 's/^# \(CONFIG_[A-Za-z0-9_]*\) is not set$/\1 &/p' |
+        awk '{ symbol = $1; sub(/^[^ ]* /, ""); last[symbol] = $0; order[symbol] = NR }
+             END { for (s in last) print order[s], last[s] }' | sort -n | cut -d' ' -f2-)
+    missing=$(echo "$wanted" | while read -r line; do
+        case $line in
+        "# CONFIG_"*)
+            symbol=$(echo "$line" | cut -d' ' -f2)
+            if grep -q "^$symbol=" "$obj/.config"; then echo "$line"; fi
+            ;;
+        CONFIG_*) grep -qx "$line" "$obj/.config" || echo "$line" ;;
+        esac
     done)
-    [ -z "$missing" ] || die "kernel.fragment asks for what Kconfig did not keep (a dependency is missing):
+    [ -z "$missing" ] || die "$fragments ask for what Kconfig did not keep (a dependency is missing):
 $missing"
 
     say "compiling the kernel ($jobs jobs)"
