@@ -76,6 +76,19 @@ fn assert_guest_screen(file: &Path, who: &str) {
     assert_eq!(count(&shot, [255, 0, 0]), 64 * 64, "{who}");
 }
 
+/// `gvnccapture_tls` succeeded as `what`, and its picture (`shot`) is the
+/// guest's screen as `who` saw it; a failure shows both sides' words.
+fn assert_captured(out: &std::process::Output, vm: &Vm, shot: &Path, what: &str, who: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}{}\nVM: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        vm.stderr()
+    );
+    assert_guest_screen(shot, who);
+}
+
 #[test]
 fn gvnccapture_reads_the_screen_over_vencrypt_x509none() {
     if !kvm_available() {
@@ -87,14 +100,7 @@ fn gvnccapture_reads_the_screen_over_vencrypt_x509none() {
     let (vm, display) = start(dir.path(), home.path(), None);
     let shot = dir.path().join("gvnc.png");
     let out = gvnccapture_tls(display, &pki.ca(), &shot, None, None);
-    assert!(
-        out.status.success(),
-        "gvnccapture over TLS: {}{}\nVM: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        vm.stderr()
-    );
-    assert_guest_screen(&shot, "gvnccapture");
+    assert_captured(&out, &vm, &shot, "gvnccapture over TLS", "gvnccapture");
 }
 
 #[test]
@@ -108,14 +114,13 @@ fn gvnccapture_with_a_password_over_tls_and_a_wrong_one_refused() {
     let (vm, display) = start(dir.path(), home.path(), Some("s3cret"));
     let shot = dir.path().join("right.png");
     let out = gvnccapture_tls(display, &pki.ca(), &shot, Some("s3cret"), None);
-    assert!(
-        out.status.success(),
-        "gvnccapture with the right password: {}{}\nVM: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        vm.stderr()
+    assert_captured(
+        &out,
+        &vm,
+        &shot,
+        "gvnccapture with the right password",
+        "gvnccapture (X509Vnc)",
     );
-    assert_guest_screen(&shot, "gvnccapture (X509Vnc)");
 
     let denied = dir.path().join("wrong.png");
     let out = gvnccapture_tls(display, &pki.ca(), &denied, Some("wrong"), None);
@@ -163,14 +168,13 @@ fn with_verify_only_a_client_with_a_certificate_gets_in() {
     assert!(!anonymous.exists());
     let shot = dir.path().join("client.png");
     let out = gvnccapture_tls(display, &pki.ca(), &shot, None, Some(&pki.client()));
-    assert!(
-        out.status.success(),
-        "gvnccapture with a client certificate: {}{}\nVM: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        vm.stderr()
+    assert_captured(
+        &out,
+        &vm,
+        &shot,
+        "gvnccapture with a client certificate",
+        "gvnccapture (client certificate)",
     );
-    assert_guest_screen(&shot, "gvnccapture (client certificate)");
 }
 
 #[test]

@@ -133,8 +133,12 @@ pub struct Vm {
     pub dir: tempfile::TempDir,
 }
 
-/// Copies what `from` yields into `into` on a thread of its own, to the end.
-pub fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+/// Copies what `from` yields into `into` on a thread of its own, to the
+/// end; join the thread to know that everything is in.
+pub fn drain(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = from.read(&mut buf) {
@@ -143,7 +147,7 @@ pub fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
             }
             into.lock().unwrap().extend_from_slice(&buf[..n]);
         }
-    });
+    })
 }
 
 impl Vm {

@@ -97,22 +97,25 @@ pub struct TestPki {
     pub dir: tempfile::TempDir,
 }
 
+/// Runs `openssl ARGS` in `dir`; panics with what it said if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl TestPki {
     pub fn new() -> Self {
         require_program("openssl");
         let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir.path(), args);
         let p256 = [
             "-newkey",
             "ec",
@@ -185,18 +188,7 @@ impl TestPki {
     pub fn client(&self) -> PathBuf {
         let dir = self.dir.path().join("client");
         std::fs::create_dir_all(dir.join("private")).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(self.dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(self.dir.path(), args);
         run(&[
             "req",
             "-x509",
@@ -301,20 +293,9 @@ pub fn gvnccapture_tls(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let reader = {
-        let seen = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
+    let reader = super::drain(stdout, seen.clone());
     let mut stdin = child.stdin.take().unwrap();
     if let Some(password) = password {
         let start = Instant::now();
