@@ -11,6 +11,18 @@ const ALWAYS_LOGGED: u64 = 10;
 /// After [`ALWAYS_LOGGED`], one warning in this many is logged.
 const THEN_ONE_IN: u64 = 1000;
 
+/// `error` and each of its causes, joined by ": " (a message that says both
+/// what failed and why, where `Display` alone gives only the outer error).
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
 /// Per-call-site counter behind [`guest_warn!`].
 #[derive(Default)]
 pub struct RateLimit {

@@ -211,15 +211,8 @@ fn sandbox_plan(
 fn start_vnc(console: &ConsoleIo, vnc: VncConfig) -> Result<VncServer, String> {
     let unix = vnc.unix.clone();
     let input: Arc<dyn InputSink> = console.input.clone();
-    let server = VncServer::start(console.display.clone(), input, vnc).map_err(|e| {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        message
-    })?;
+    let server = VncServer::start(console.display.clone(), input, vnc)
+        .map_err(|e| crate::logging::with_causes(&e))?;
     if let Some(addr) = server.tcp_addr() {
         eprintln!("VNC server on {addr}");
     }

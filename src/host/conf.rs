@@ -170,18 +170,9 @@ impl HostConf {
 /// The VNC TLS configuration `vireo.conf` asks for, as a message a user
 /// can act on when it cannot be had.
 pub fn vnc_tls() -> Result<Option<Arc<rustls::ServerConfig>>, String> {
-    let describe = |e: ConfError| {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        message
-    };
     HostConf::load()
         .and_then(|conf| conf.vnc_tls_config())
-        .map_err(describe)
+        .map_err(|e| crate::logging::with_causes(&e))
 }
 
 #[cfg(test)]
