@@ -294,20 +294,60 @@ fn tablet_moves_arrive_as_scaled_ev_abs(guest: &mut LinuxGuest, display: u16) {
         .collect();
     let (max_x, max_y) = absolute_maxima(&descriptor);
 
-    guest.run(&format!("(cat /dev/input/{event} >/tmp/events &)"));
-    // Three events: ABS_X, ABS_Y and the SYN that ends the report, of 24
-    // bytes each (struct input_event on x86-64).
     let (x, y) = (300u32, 200u32);
+    // Park the pointer elsewhere first: the input core drops an EV_ABS
+    // that repeats the axis's current value, and a move that lands before
+    // the reader below has the node open is not queued for it.
+    vncdo_ok(
+        display,
+        &["move", &(x / 2).to_string(), &(y / 2).to_string()],
+    );
+    let reader = guest.run(&format!(
+        "cat /dev/input/{event} >/tmp/events & echo PID=$!"
+    ));
+    let reader = reader
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("PID="))
+        .unwrap_or_else(|| panic!("no PID for the event reader:\n{reader}"))
+        .to_string();
+    // (the background job forks and opens the node at the guest's pace)
+    poll_serial(
+        guest,
+        "the event reader opening the tablet's node",
+        &format!("ls -l /proc/{reader}/fd"),
+        |out| out.contains(&format!("/dev/input/{event}")),
+    );
     vncdo_ok(display, &["move", &x.to_string(), &y.to_string()]);
-    poll_serial(guest, "the tablet's events", "wc -c </tmp/events", |out| {
-        out.trim().parse::<usize>().unwrap_or(0) >= 72
-    });
-    let dump = guest.run("hexdump -v -e '24/1 \"%02x\" \"\\n\"' /tmp/events; kill $(pidof cat)");
+    // The parked position may reach the reader too (usbhid polls at the
+    // guest's pace), so wait for the last report to be the move's.
+    let scaled = |pixel: u32, extent: u32, max: u32| (pixel * max / (extent - 1)) as i32;
+    let expected = (
+        Some(scaled(x, WIDTH, max_x)),
+        Some(scaled(y, HEIGHT, max_y)),
+    );
+    poll_serial(
+        guest,
+        &format!(
+            "vncdo move {x} {y} on a {WIDTH}x{HEIGHT} screen, logical maxima \
+             {max_x} and {max_y}: expected EV_ABS X and Y {expected:?}"
+        ),
+        "hexdump -v -e '24/1 \"%02x\" \"\\n\"' /tmp/events",
+        |dump| last_absolute_position(dump) == expected,
+    );
+    guest.run(&format!("kill {reader}"));
+}
+
+/// The last EV_ABS X and Y values in a hexdump of `struct input_event`s,
+/// one 24-byte event per line (x86-64: timeval, type, code, value).
+fn last_absolute_position(dump: &str) -> (Option<i32>, Option<i32>) {
     let mut seen = (None, None);
-    for line in dump.lines().filter(|line| line.len() == 48) {
-        let bytes: Vec<u8> = (0..24)
-            .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
+    for line in dump.lines().map(str::trim).filter(|line| line.len() == 48) {
+        let Some(bytes) = (0..24)
+            .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()
+        else {
+            continue;
+        };
         let kind = u16::from_le_bytes([bytes[16], bytes[17]]);
         let code = u16::from_le_bytes([bytes[18], bytes[19]]);
         let value = i32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
@@ -317,16 +357,7 @@ fn tablet_moves_arrive_as_scaled_ev_abs(guest: &mut LinuxGuest, display: u16) {
             _ => {}
         }
     }
-    let scaled = |pixel: u32, extent: u32, max: u32| (pixel * max / (extent - 1)) as i32;
-    assert_eq!(
-        seen,
-        (
-            Some(scaled(x, WIDTH, max_x)),
-            Some(scaled(y, HEIGHT, max_y))
-        ),
-        "vncdo move {x} {y} on a {WIDTH}x{HEIGHT} screen, logical maxima \
-         {max_x} and {max_y}; the events:\n{dump}"
-    );
+    seen
 }
 
 const EV_ABS: u16 = 3;
