@@ -23,6 +23,7 @@
 //! by lazy refcounts (run `qemu-img check -r all`).
 
 pub mod check;
+pub mod commit;
 mod editor;
 pub mod header;
 pub mod snapshot;
