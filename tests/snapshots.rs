@@ -620,16 +620,19 @@ fn disk_only_snapshots_put_overlays_in_front_of_the_images_as_libvirt_does() {
     assert!(flat[..64 << 10].iter().all(|&b| b == 0x33));
     assert!(flat[64 << 10..1 << 20].iter().all(|&b| b == 0x11));
 
-    // What is not supported yet says so and changes nothing.
+    let raw_overlay = vdb.to_str().unwrap();
+    ok(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x44 1M 64k", raw_overlay],
+    );
+
+    // Reverting to an external snapshot is refused, as libvirt 9.0 does.
     let refused = home.fails(&["snapshot-revert", "vm", "before"]);
     assert!(
         refused.contains("revert to external snapshot not supported yet"),
         "{refused}"
     );
-    let refused = home.fails(&["snapshot-delete", "vm", "before"]);
-    assert!(refused.contains("--metadata"), "{refused}");
     assert_eq!(home.ok(&["dumpxml", "vm"]), definition);
-    assert!(vda.exists() && vdb.exists());
 
     // Bad requests: virsh's errors, nothing made, the definition kept.
     std::fs::write(home.path("vm.third"), b"someone's file").unwrap();
@@ -696,12 +699,63 @@ fn disk_only_snapshots_put_overlays_in_front_of_the_images_as_libvirt_does() {
         home.ok(&["snapshot-list", "vm", "--tree"]),
         "before\n  |\n  +- second\n    \n\n"
     );
-    // --metadata forgets the snapshot and keeps the disks as they are.
+    qemu_write(&custom, 0x55, 128 << 10, 64 << 10);
+
+    // Deleting merges, newest first: a snapshot with one after it waits.
+    let refused = home.fails(&["snapshot-delete", "vm", "before"]);
+    assert!(refused.contains("has snapshots after it"), "{refused}");
+    assert_eq!(home.ok(&["dumpxml", "vm"]), second);
     assert_eq!(
-        home.ok(&["snapshot-delete", "vm", "second", "--metadata"]),
+        home.ok(&["snapshot-delete", "vm", "second"]),
         "Domain snapshot second deleted\n\n"
     );
-    assert_eq!(home.ok(&["dumpxml", "vm"]), second);
-    assert!(custom.exists());
-    assert_eq!(home.ok(&["snapshot-list", "vm", "--name"]), "before\n\n");
+    assert!(!custom.exists(), "the merged overlay is still there");
+    assert_eq!(home.ok(&["dumpxml", "vm"]), definition);
+    qemu_check(&vda, "after merging the second snapshot's overlay");
+    assert!(holds(&vda, 0x55, 128 << 10, 64 << 10));
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "before"]),
+        "Domain snapshot before deleted\n\n"
+    );
+    assert!(!vda.exists() && !vdb.exists());
+    // The VM is back on its images, which now hold every write.
+    let merged = home.ok(&["dumpxml", "vm"]);
+    assert!(
+        merged.contains(&format!(
+            "<driver name='qemu' type='qcow2'/>\n      <source file='{}'/>",
+            image.display()
+        )) && merged.contains(&format!(
+            "<driver name='qemu' type='raw'/>\n      <source file='{}'/>",
+            raw.display()
+        )),
+        "{merged}"
+    );
+    qemu_check(&image, "after merging into it");
+    assert!(holds(&image, 0x33, 0, 64 << 10));
+    assert!(holds(&image, 0x55, 128 << 10, 64 << 10));
+    assert!(holds(&image, 0x11, 192 << 10, 832 << 10));
+    let raw_bytes = std::fs::read(&raw).unwrap();
+    assert_eq!(raw_bytes.len(), 2 << 20);
+    assert!(raw_bytes[..1 << 20].iter().all(|&b| b == 0x22));
+    assert!(raw_bytes[1 << 20..(1 << 20) + (64 << 10)]
+        .iter()
+        .all(|&b| b == 0x44));
+    assert!(raw_bytes[(1 << 20) + (64 << 10)..]
+        .iter()
+        .all(|&b| b == 0x22));
+    assert!(home
+        .ok(&["snapshot-list", "vm", "--name"])
+        .trim()
+        .is_empty());
+
+    // --metadata forgets a snapshot and keeps the disks as they are.
+    std::fs::remove_file(home.path("vm.third")).unwrap();
+    home.ok(&["snapshot-create-as", "vm", "third", "--disk-only"]);
+    let third = home.ok(&["dumpxml", "vm"]);
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "third", "--metadata"]),
+        "Domain snapshot third deleted\n\n"
+    );
+    assert_eq!(home.ok(&["dumpxml", "vm"]), third);
+    assert!(home.path("vm.third").exists() && home.path("data.third").exists());
 }

@@ -7,9 +7,9 @@
 //! to its parent. Errors are virsh's sentences.
 //!
 //! An external (`--disk-only`) snapshot leaves each image as it is and
-//! puts a new qcow2 overlay in front of it, as libvirt does; reverting to
-//! one, or deleting it (merging the overlay back), is refused for now, as
-//! libvirt 9.0 refuses the revert.
+//! puts a new qcow2 overlay in front of it, as libvirt does; deleting it
+//! merges the overlays back (libvirt 9.0 does too), and reverting to one
+//! is refused for now, as libvirt 9.0 refuses it.
 //!
 //! A running VM's snapshot (RAM and device state in the qcow2 VM state
 //! area) is refused for now.
@@ -17,9 +17,11 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::app::clone::Progress;
 use crate::definitions::{Definition, DomainStore, SnapshotStore};
 use crate::domain::snapshot::{SnapshotDef, SnapshotDisk};
 use crate::domain::{Disk, Domain, Element};
+use crate::storage::qcow2::commit::commit;
 use crate::storage::qcow2::create_overlay;
 use crate::storage::qcow2::snapshot::{self as qcow2_snapshot, NewSnapshot, SnapshotError};
 
@@ -393,11 +395,14 @@ fn restore_definition(domain: &Element) -> Result<(), String> {
 /// (their clusters freed), children move up to its parent, and its parent
 /// becomes current if it was. `metadata_only` (virsh's `--metadata`)
 /// removes only the description and leaves the disks as they are.
+/// An external snapshot's overlays are merged into the images behind them
+/// (`progress` gets each disk's target and the fraction done).
 pub fn delete(
     definition: &Definition,
     name: &str,
     metadata_only: bool,
     running: bool,
+    progress: Progress,
 ) -> Result<(), String> {
     if running && !metadata_only {
         return Err(format!("Operation not supported: {RUNNING}"));
@@ -405,11 +410,7 @@ pub fn delete(
     let store = SnapshotStore::for_domain(&definition.name);
     let def = store.get(name)?.ok_or_else(|| not_found(name))?;
     if def.is_external() && !metadata_only {
-        // Deleting it means merging each overlay into the image it is
-        // backed by (a block commit); until that exists the files stay.
-        return Err(format!(
-            "unsupported configuration: deleting external snapshot {name} would merge its overlays into their backing images, which is not supported yet; 'snapshot-delete --metadata' removes only its description and keeps the disks as they are"
-        ));
+        merge_overlays(definition, &store, &def, progress)?;
     }
     let disks = if metadata_only {
         Vec::new()
@@ -439,6 +440,78 @@ pub fn delete(
         }
     }
     store.remove(name)
+}
+
+/// Deletes the data side of external snapshot `def`, as libvirt does: each
+/// disk's overlay is committed into the image it fronts (which then holds
+/// the disk's present bytes), the disk goes back on that image, and the
+/// overlay file is removed. Only a snapshot whose overlays the disks still
+/// use, with no snapshot after it, can be merged so; the rest is refused
+/// before anything changes.
+fn merge_overlays(
+    definition: &Definition,
+    store: &SnapshotStore,
+    def: &SnapshotDef,
+    progress: Progress,
+) -> Result<(), String> {
+    let name = &def.name;
+    let keep = "; 'snapshot-delete --metadata' removes only its description and keeps the disks as they are";
+    if store
+        .list()?
+        .iter()
+        .any(|s| s.parent.as_deref() == Some(name.as_str()))
+    {
+        return Err(format!(
+            "unsupported configuration: deleting external snapshot {name}, which has snapshots after it, is not supported yet{keep}"
+        ));
+    }
+    let mut domain = definition.domain().clone();
+    let disks = domain.disks().map_err(|e| e.to_string())?;
+    let mut merges = Vec::new();
+    for wanted in def
+        .disks
+        .iter()
+        .filter(|d| d.snapshot.as_deref() == Some("external"))
+    {
+        let overlay = wanted.source.as_deref().unwrap_or_default();
+        let found = disks
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.target_dev == wanted.name);
+        match found {
+            Some((index, disk)) if disk.source.as_deref() == Some(overlay) => {
+                merges.push((index, disk.clone(), overlay));
+            }
+            _ => {
+                return Err(format!(
+                    "unsupported configuration: disk {} no longer uses snapshot {name}'s overlay {overlay}, so it cannot be merged{keep}",
+                    wanted.name
+                ))
+            }
+        }
+    }
+    // Each commit leaves the chain reading as before, and the definition
+    // names the overlays until every disk is merged: a failure part-way
+    // loses nothing.
+    for (index, disk, overlay) in &merges {
+        let (backing, format) = commit(Path::new(overlay), &mut |fraction| {
+            progress(&disk.target_dev, fraction)
+        })
+        .map_err(|e| format!("disk {}: cannot merge {overlay}: {e}", disk.target_dev))?;
+        let mut disk = disk.clone();
+        disk.source = Some(backing.to_string_lossy().into_owned());
+        disk.driver_type = Some(format.name().to_string());
+        domain.update_device(*index, &disk);
+    }
+    DomainStore::open()
+        .define(&domain.to_xml())
+        .map_err(|e| format!("cannot put the disks back on their images: {e}"))?;
+    for (_, _, overlay) in merges {
+        if let Err(e) = std::fs::remove_file(overlay) {
+            tracing::warn!("cannot remove the merged overlay {overlay}: {e}");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
