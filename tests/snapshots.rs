@@ -510,3 +510,252 @@ fn a_running_vm_is_refused_for_now() {
     // What is there is still listed, and the disk was not touched.
     assert_eq!(home.ok(&["snapshot-list", "runvm", "--name"]), "off\n\n");
 }
+
+/// `qemu-img info --output=json` of `image`: the backing file, its format
+/// and the virtual size, as QEMU reads the header.
+fn backing_of(image: &Path) -> (String, String, u64) {
+    let json = ok(
+        "qemu-img",
+        &["info", "--output=json", "-U", image.to_str().unwrap()],
+    );
+    let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+    (
+        info["backing-filename"].as_str().unwrap_or("").to_string(),
+        info["backing-filename-format"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        info["virtual-size"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn disk_only_snapshots_put_overlays_in_front_of_the_images_as_libvirt_does() {
+    let home = common::Home::new();
+    let image = new_image(home.path("vm.qcow2"), "8M");
+    qemu_write(&image, 0x11, 0, 1 << 20);
+    let raw = home.path("data.img");
+    std::fs::write(&raw, vec![0x22; 2 << 20]).unwrap();
+    let xml = common::Domain::new("vm")
+        .device(&format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            image.display()
+        ))
+        .device(&format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vdb' bus='virtio'/></disk>",
+            raw.display()
+        ))
+        .xml();
+    let file = home.path("vm.xml");
+    std::fs::write(&file, xml).unwrap();
+    home.ok(&["define", file.to_str().unwrap()]);
+    let image_bytes = std::fs::read(&image).unwrap();
+    let raw_bytes = std::fs::read(&raw).unwrap();
+
+    assert_eq!(
+        home.ok(&["snapshot-create-as", "vm", "before", "--disk-only"]),
+        "Domain snapshot before created\n"
+    );
+    // libvirt's names: the image's extension replaced by the snapshot's.
+    let vda = home.path("vm.before");
+    let vdb = home.path("data.before");
+    for (overlay, backing, format, size) in [
+        (&vda, &image, "qcow2", 8 << 20),
+        (&vdb, &raw, "raw", 2 << 20),
+    ] {
+        assert_eq!(
+            backing_of(overlay),
+            (backing.display().to_string(), format.to_string(), size),
+            "qemu-img info {}",
+            overlay.display()
+        );
+        qemu_check(overlay, "after snapshot-create-as --disk-only");
+    }
+    let definition = home.ok(&["dumpxml", "vm"]);
+    for overlay in [&vda, &vdb] {
+        assert!(
+            definition.contains(&format!(
+                "<driver name='qemu' type='qcow2'/>\n      <source file='{}'/>",
+                overlay.display()
+            )),
+            "the definition is not switched to {}:\n{definition}",
+            overlay.display()
+        );
+    }
+    let snapshot = home.ok(&["snapshot-dumpxml", "vm", "before"]);
+    assert!(
+        snapshot.contains(&format!(
+            "<disk name='vda' snapshot='external' type='file'>\n      <driver type='qcow2'/>\n      <source file='{}'/>\n    </disk>",
+            vda.display()
+        )) && snapshot.contains("<state>shutoff</state>")
+            && snapshot.contains("<memory snapshot='no'/>")
+            // (the definition as it was, on the images)
+            && snapshot.contains(&format!("<source file='{}'/>", image.display())),
+        "{snapshot}"
+    );
+    validates(&snapshot, &home.path("before.xml"));
+    assert!(home
+        .ok(&["snapshot-info", "vm", "before"])
+        .contains("Location:       external\n"));
+
+    // New writes land in the overlay; the image keeps the snapshot's bytes,
+    // and Vireo reads the chain as QEMU does.
+    qemu_write(&vda, 0x33, 0, 64 << 10);
+    assert!(holds(&vda, 0x33, 0, 64 << 10) && holds(&vda, 0x11, 64 << 10, 960 << 10));
+    assert_eq!(std::fs::read(&image).unwrap(), image_bytes);
+    assert_eq!(std::fs::read(&raw).unwrap(), raw_bytes);
+    let flat = home.path("flat.raw");
+    ok(
+        "vireo",
+        &[
+            "img",
+            "convert",
+            "-O",
+            "raw",
+            vda.to_str().unwrap(),
+            flat.to_str().unwrap(),
+        ],
+    );
+    let flat = std::fs::read(&flat).unwrap();
+    assert!(flat[..64 << 10].iter().all(|&b| b == 0x33));
+    assert!(flat[64 << 10..1 << 20].iter().all(|&b| b == 0x11));
+
+    let raw_overlay = vdb.to_str().unwrap();
+    ok(
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write -P 0x44 1M 64k", raw_overlay],
+    );
+
+    // Reverting to an external snapshot is refused, as libvirt 9.0 does.
+    let refused = home.fails(&["snapshot-revert", "vm", "before"]);
+    assert!(
+        refused.contains("revert to external snapshot not supported yet"),
+        "{refused}"
+    );
+    assert_eq!(home.ok(&["dumpxml", "vm"]), definition);
+
+    // Bad requests: virsh's errors, nothing made, the definition kept.
+    std::fs::write(home.path("vm.third"), b"someone's file").unwrap();
+    let refused = home.fails(&["snapshot-create-as", "vm", "third", "--disk-only"]);
+    assert!(
+        refused.contains(&format!(
+            "external snapshot file for disk vda already exists and is not a block device: {}",
+            home.path("vm.third").display()
+        )),
+        "{refused}"
+    );
+    assert!(!home.path("data.third").exists());
+    assert_eq!(
+        std::fs::read(home.path("vm.third")).unwrap(),
+        b"someone's file"
+    );
+    let refused = home.fails(&[
+        "snapshot-create-as",
+        "vm",
+        "mixed",
+        "--disk-only",
+        "--diskspec",
+        "vda,snapshot=internal",
+    ]);
+    assert!(
+        refused.contains("mixing internal and external targets"),
+        "{refused}"
+    );
+    let refused = home.fails(&[
+        "snapshot-create-as",
+        "vm",
+        "offline",
+        "--diskspec",
+        "vdb,snapshot=external",
+    ]);
+    assert!(
+        refused.contains("disk 'vdb' must use snapshot mode 'internal'"),
+        "{refused}"
+    );
+    assert_eq!(home.ok(&["dumpxml", "vm"]), definition);
+    assert_eq!(home.ok(&["snapshot-list", "vm", "--name"]), "before\n\n");
+
+    // --diskspec: a file of the user's choosing, and a disk left out.
+    let custom = home.path("custom, named.qcow2");
+    let spec = format!("vda,snapshot=external,file={}", custom.display()).replace(", ", ",, ");
+    home.ok(&[
+        "snapshot-create-as",
+        "vm",
+        "second",
+        "--disk-only",
+        "--diskspec",
+        &spec,
+        "--diskspec",
+        "vdb,snapshot=no",
+    ]);
+    assert_eq!(backing_of(&custom).0, vda.display().to_string());
+    let second = home.ok(&["dumpxml", "vm"]);
+    assert!(
+        second.contains(&format!("<source file='{}'/>", custom.display()))
+            && second.contains(&format!("<source file='{}'/>", vdb.display())),
+        "{second}"
+    );
+    assert_eq!(
+        home.ok(&["snapshot-list", "vm", "--tree"]),
+        "before\n  |\n  +- second\n    \n\n"
+    );
+    qemu_write(&custom, 0x55, 128 << 10, 64 << 10);
+
+    // Deleting merges, newest first: a snapshot with one after it waits.
+    let refused = home.fails(&["snapshot-delete", "vm", "before"]);
+    assert!(refused.contains("has snapshots after it"), "{refused}");
+    assert_eq!(home.ok(&["dumpxml", "vm"]), second);
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "second"]),
+        "Domain snapshot second deleted\n\n"
+    );
+    assert!(!custom.exists(), "the merged overlay is still there");
+    assert_eq!(home.ok(&["dumpxml", "vm"]), definition);
+    qemu_check(&vda, "after merging the second snapshot's overlay");
+    assert!(holds(&vda, 0x55, 128 << 10, 64 << 10));
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "before"]),
+        "Domain snapshot before deleted\n\n"
+    );
+    assert!(!vda.exists() && !vdb.exists());
+    // The VM is back on its images, which now hold every write.
+    let merged = home.ok(&["dumpxml", "vm"]);
+    assert!(
+        merged.contains(&format!(
+            "<driver name='qemu' type='qcow2'/>\n      <source file='{}'/>",
+            image.display()
+        )) && merged.contains(&format!(
+            "<driver name='qemu' type='raw'/>\n      <source file='{}'/>",
+            raw.display()
+        )),
+        "{merged}"
+    );
+    qemu_check(&image, "after merging into it");
+    assert!(holds(&image, 0x33, 0, 64 << 10));
+    assert!(holds(&image, 0x55, 128 << 10, 64 << 10));
+    assert!(holds(&image, 0x11, 192 << 10, 832 << 10));
+    let raw_bytes = std::fs::read(&raw).unwrap();
+    assert_eq!(raw_bytes.len(), 2 << 20);
+    assert!(raw_bytes[..1 << 20].iter().all(|&b| b == 0x22));
+    assert!(raw_bytes[1 << 20..(1 << 20) + (64 << 10)]
+        .iter()
+        .all(|&b| b == 0x44));
+    assert!(raw_bytes[(1 << 20) + (64 << 10)..]
+        .iter()
+        .all(|&b| b == 0x22));
+    assert!(home
+        .ok(&["snapshot-list", "vm", "--name"])
+        .trim()
+        .is_empty());
+
+    // --metadata forgets a snapshot and keeps the disks as they are.
+    std::fs::remove_file(home.path("vm.third")).unwrap();
+    home.ok(&["snapshot-create-as", "vm", "third", "--disk-only"]);
+    let third = home.ok(&["dumpxml", "vm"]);
+    assert_eq!(
+        home.ok(&["snapshot-delete", "vm", "third", "--metadata"]),
+        "Domain snapshot third deleted\n\n"
+    );
+    assert_eq!(home.ok(&["dumpxml", "vm"]), third);
+    assert!(home.path("vm.third").exists() && home.path("data.third").exists());
+}

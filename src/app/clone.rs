@@ -72,15 +72,8 @@ pub fn sparse_copy(from: &Path, to: &Path, label: &str, progress: Progress) -> R
 
 /// A qcow2 overlay at `target` backed by `source` (in `disk`'s format).
 fn overlay(source: &Path, disk: &Disk, target: &Path) -> Result<(), String> {
-    let size = crate::storage::virtual_size(source)
-        .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
-    let options = crate::storage::qcow2::CreateOptions {
-        size,
-        backing_file: Some(source.to_string_lossy().into_owned()),
-        backing_format: Some(disk.driver_type.clone().unwrap_or_else(|| "raw".into())),
-        ..Default::default()
-    };
-    crate::storage::Qcow2Image::create(target, &options, &mut |_| {})
+    let format = disk.driver_type.as_deref().unwrap_or("raw");
+    crate::storage::qcow2::create_overlay(source, format, target)
         .map_err(|e| format!("cannot create the overlay {}: {e}", target.display()))
 }
 

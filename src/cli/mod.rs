@@ -138,7 +138,7 @@ enum Command {
     /// Revert a shut-off domain to a snapshot: its disks and its definition.
     SnapshotRevert(snapshot::PickArgs),
     /// Delete a snapshot; the clusters only it held are freed.
-    SnapshotDelete(snapshot::PickArgs),
+    SnapshotDelete(snapshot::DeleteArgs),
     /// Host capabilities as libvirt's capabilities XML.
     Capabilities,
     /// What a VM may use in Vireo, as libvirt's domain capabilities XML.

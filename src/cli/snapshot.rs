@@ -4,6 +4,7 @@
 //! snapshot-delete, printing what virsh prints. The work is
 //! `app::snapshots`'; a running domain is refused for now.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use super::local_time::date_time_zone;
 use super::table;
 use crate::app::snapshots;
 use crate::definitions::{Definition, SnapshotStore};
-use crate::domain::snapshot::SnapshotDef;
+use crate::domain::snapshot::{SnapshotDef, SnapshotDisk};
 
 type CliResult = Result<ExitCode, String>;
 
@@ -30,6 +31,60 @@ pub struct CreateAsArgs {
     /// Print the snapshot's XML instead of taking it.
     #[arg(long)]
     print_xml: bool,
+    /// Leave the disks' images as they are and put a qcow2 overlay in
+    /// front of each (an external snapshot).
+    #[arg(long)]
+    disk_only: bool,
+    /// How to snapshot one disk: DISK[,snapshot=internal|external|no]
+    /// [,driver=qcow2][,file=OVERLAY].
+    #[arg(long, value_name = "DISKSPEC")]
+    diskspec: Vec<String>,
+}
+
+/// virsh's `--diskspec disk[,snapshot=type][,driver=type][,stype=file][,file=name]`
+/// (`,,` is a comma in a value).
+fn parse_diskspec(spec: &str) -> Result<SnapshotDisk, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                field.push(',');
+                continue;
+            }
+            fields.push(std::mem::take(&mut field));
+        } else {
+            field.push(c);
+        }
+    }
+    fields.push(field);
+    let mut fields = fields.into_iter();
+    let name = fields.next().unwrap_or_default();
+    if name.is_empty() {
+        return Err(format!("invalid argument: diskspec '{spec}' names no disk"));
+    }
+    let mut disk = SnapshotDisk {
+        name,
+        snapshot: None,
+        source: None,
+        driver_type: None,
+    };
+    for field in fields {
+        match field.split_once('=') {
+            Some(("snapshot", kind)) => disk.snapshot = Some(kind.to_string()),
+            Some(("driver", format)) => disk.driver_type = Some(format.to_string()),
+            Some(("file", file)) => disk.source = Some(file.to_string()),
+            Some(("stype", "file")) => {}
+            _ => {
+                return Err(format!(
+                    "invalid argument: unable to parse diskspec: {spec}"
+                ))
+            }
+        }
+    }
+    Ok(disk)
 }
 
 #[derive(clap::Args)]
@@ -37,6 +92,18 @@ pub struct CreateArgs {
     domain: String,
     /// A <domainsnapshot> description (default: a snapshot named by its time).
     xmlfile: Option<PathBuf>,
+    /// Put a qcow2 overlay in front of each disk (an external snapshot).
+    #[arg(long)]
+    disk_only: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pick: PickArgs,
+    /// Remove only the snapshot's description; the disks stay as they are.
+    #[arg(long)]
+    metadata: bool,
 }
 
 #[derive(clap::Args)]
@@ -105,8 +172,12 @@ pub fn create_as(args: CreateAsArgs) -> CliResult {
         state: None,
         parent: None,
         creation_time: None,
-        memory: None,
-        disks: Vec::new(),
+        memory: args.disk_only.then(|| "no".to_string()),
+        disks: args
+            .diskspec
+            .iter()
+            .map(|spec| parse_diskspec(spec))
+            .collect::<Result<_, _>>()?,
         domain: None,
         current: false,
     };
@@ -115,7 +186,7 @@ pub fn create_as(args: CreateAsArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let (definition, running) = domain(&args.domain)?;
-    let def = snapshots::create(&definition, &asked, running)?;
+    let def = snapshots::create(&definition, &asked, args.disk_only, running)?;
     println!("Domain snapshot {} created", def.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -130,7 +201,7 @@ pub fn create(args: CreateArgs) -> CliResult {
         }
         None => SnapshotDef::parse("<domainsnapshot/>").map_err(|e| e.to_string())?,
     };
-    let def = snapshots::create(&definition, &asked, running)?;
+    let def = snapshots::create(&definition, &asked, args.disk_only, running)?;
     match &args.xmlfile {
         Some(file) => println!(
             "Domain snapshot {} created from '{}'",
@@ -267,7 +338,15 @@ pub fn info(args: PickArgs) -> CliResult {
         ("Domain:", definition.name.clone()),
         ("Current:", if def.current { "yes" } else { "no" }.into()),
         ("State:", def.state.clone().unwrap_or_default()),
-        ("Location:", "internal".into()),
+        (
+            "Location:",
+            if def.is_external() {
+                "external"
+            } else {
+                "internal"
+            }
+            .into(),
+        ),
         ("Parent:", def.parent.clone().unwrap_or_else(|| "-".into())),
         ("Children:", children.to_string()),
         ("Descendants:", descendants.to_string()),
@@ -318,11 +397,28 @@ pub fn revert(args: PickArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn delete(args: PickArgs) -> CliResult {
-    let (definition, running) = domain(&args.domain)?;
+pub fn delete(args: DeleteArgs) -> CliResult {
+    let (definition, running) = domain(&args.pick.domain)?;
     let store = SnapshotStore::for_domain(&definition.name);
-    let name = pick(&store, &args)?.name;
-    snapshots::delete(&definition, &name, running)?;
+    let name = pick(&store, &args.pick)?.name;
+    let show = std::io::stderr().is_terminal();
+    let mut shown = false;
+    let result = snapshots::delete(
+        &definition,
+        &name,
+        args.metadata,
+        running,
+        &mut |disk, fraction| {
+            if show {
+                eprint!("\rMerging {disk}  {:3.0}%", fraction * 100.0);
+                shown = true;
+            }
+        },
+    );
+    if shown {
+        eprintln!();
+    }
+    result?;
     println!("Domain snapshot {name} deleted\n");
     Ok(ExitCode::SUCCESS)
 }
@@ -352,5 +448,18 @@ mod tests {
             "s1\n  |\n  +- s2\n  +- s3\n      |\n      +- fromfile\n        \n"
         );
         assert_eq!(tree(&[snap("only", None)]), "only\n\n");
+    }
+
+    #[test]
+    fn diskspecs_are_read_as_virsh_reads_them() {
+        let disk = parse_diskspec("vda,snapshot=external,driver=qcow2,file=/a,,b.qcow2").unwrap();
+        assert_eq!(disk.name, "vda");
+        assert_eq!(disk.snapshot.as_deref(), Some("external"));
+        assert_eq!(disk.driver_type.as_deref(), Some("qcow2"));
+        assert_eq!(disk.source.as_deref(), Some("/a,b.qcow2"));
+        assert_eq!(parse_diskspec("vdb").unwrap().snapshot, None);
+        for bad in ["", ",snapshot=no", "vda,colour=red", "vda,snapshot"] {
+            assert!(parse_diskspec(bad).is_err(), "{bad:?}");
+        }
     }
 }

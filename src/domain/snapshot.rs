@@ -17,6 +17,11 @@ pub struct SnapshotDisk {
     pub name: String,
     /// `internal`, `external`, `manual` or `no`; `None` leaves it to the default.
     pub snapshot: Option<String>,
+    /// An external snapshot's new file (`<source file=>`): the overlay
+    /// that takes the disk's writes from the snapshot on.
+    pub source: Option<String>,
+    /// An external snapshot's format (`<driver type=>`): `qcow2`.
+    pub driver_type: Option<String>,
 }
 
 /// One domain snapshot's description.
@@ -43,6 +48,16 @@ fn invalid(message: impl Into<String>) -> DomainError {
 }
 
 impl SnapshotDef {
+    /// Whether any disk went to a new file (libvirt's `virDomainSnapshotIsExternal`,
+    /// `Location: external` in `snapshot-info`).
+    pub fn is_external(&self) -> bool {
+        self.memory.as_deref() == Some("external")
+            || self
+                .disks
+                .iter()
+                .any(|d| d.snapshot.as_deref() == Some("external"))
+    }
+
     /// Parses a `<domainsnapshot>` document: a user's (where only some
     /// fields are given) or a kept one.
     pub fn parse(xml: &str) -> Result<Self, DomainError> {
@@ -71,6 +86,14 @@ impl SnapshotDef {
                             .ok_or_else(|| invalid("a snapshot <disk> has no name"))?
                             .to_string(),
                         snapshot: d.attr("snapshot").map(str::to_string),
+                        source: d
+                            .child("source")
+                            .and_then(|source| source.attr("file"))
+                            .map(str::to_string),
+                        driver_type: d
+                            .child("driver")
+                            .and_then(|driver| driver.attr("type"))
+                            .map(str::to_string),
                     })
                 })
                 .collect::<Result<_, DomainError>>()?,
@@ -127,6 +150,15 @@ impl SnapshotDef {
                 if let Some(kind) = &disk.snapshot {
                     element = element.with_attr("snapshot", kind);
                 }
+                // (libvirt's layout for an external disk's new file)
+                if let Some(file) = &disk.source {
+                    element = element.with_attr("type", "file");
+                    if let Some(format) = &disk.driver_type {
+                        element =
+                            element.with_child(Element::new("driver").with_attr("type", format));
+                    }
+                    element = element.with_child(Element::new("source").with_attr("file", file));
+                }
                 disks = disks.with_child(element);
             }
             root = root.with_child(disks);
@@ -155,17 +187,27 @@ mod tests {
             parent: Some("base".into()),
             creation_time: Some(1_796_632_176),
             memory: Some("no".into()),
-            disks: vec![SnapshotDisk {
-                name: "vda".into(),
-                snapshot: Some("internal".into()),
-            }],
+            disks: vec![
+                SnapshotDisk {
+                    name: "vda".into(),
+                    snapshot: Some("internal".into()),
+                    source: None,
+                    driver_type: None,
+                },
+                SnapshotDisk {
+                    name: "vdb".into(),
+                    snapshot: Some("external".into()),
+                    source: Some("/var/lib/vireo/images/data.first".into()),
+                    driver_type: Some("qcow2".into()),
+                },
+            ],
             domain: Some(Element::parse("<domain type='kvm'><name>vm</name></domain>").unwrap()),
             current: true,
         };
         let xml = def.to_xml(false);
         assert_eq!(
             xml,
-            "<domainsnapshot>\n  <name>before &lt;upgrade&gt;</name>\n  <description>kernel &amp; co</description>\n  <state>shutoff</state>\n  <parent>\n    <name>base</name>\n  </parent>\n  <creationTime>1796632176</creationTime>\n  <memory snapshot='no'/>\n  <disks>\n    <disk name='vda' snapshot='internal'/>\n  </disks>\n  <domain type='kvm'>\n    <name>vm</name>\n  </domain>\n</domainsnapshot>\n"
+            "<domainsnapshot>\n  <name>before &lt;upgrade&gt;</name>\n  <description>kernel &amp; co</description>\n  <state>shutoff</state>\n  <parent>\n    <name>base</name>\n  </parent>\n  <creationTime>1796632176</creationTime>\n  <memory snapshot='no'/>\n  <disks>\n    <disk name='vda' snapshot='internal'/>\n    <disk name='vdb' snapshot='external' type='file'>\n      <driver type='qcow2'/>\n      <source file='/var/lib/vireo/images/data.first'/>\n    </disk>\n  </disks>\n  <domain type='kvm'>\n    <name>vm</name>\n  </domain>\n</domainsnapshot>\n"
         );
         let kept = def.to_xml(true);
         assert!(kept.contains("  <active>1</active>\n</domainsnapshot>"));

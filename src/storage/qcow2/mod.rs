@@ -23,6 +23,7 @@
 //! by lazy refcounts (run `qemu-img check -r all`).
 
 pub mod check;
+pub mod commit;
 mod editor;
 pub mod header;
 pub mod snapshot;
@@ -478,6 +479,47 @@ impl Drop for Qcow2Image {
             }
         }
     }
+}
+
+/// Creates a qcow2 overlay at `target` in front of `backing` (an image in
+/// `backing_format`, `raw` or `qcow2`), of the same virtual size: the
+/// overlay takes the writes and reads the rest from `backing`, which stays
+/// as it is. The header names `backing` by the path given, as qemu-img
+/// does. A `target` that exists is refused, never overwritten.
+pub fn create_overlay(
+    backing: &Path,
+    backing_format: &str,
+    target: &Path,
+) -> Result<(), CreateError> {
+    if target.exists() {
+        return Err(CreateError::Invalid(format!(
+            "{} already exists",
+            target.display()
+        )));
+    }
+    let file = File::open(backing)?;
+    // By the declared format, never by probing: a raw disk whose guest
+    // wrote a qcow2 header at its start is still raw.
+    let size = match backing_format {
+        "raw" => file.metadata()?.len(),
+        "qcow2" => {
+            Qcow2Header::read(&file)
+                .map_err(|e| CreateError::Invalid(format!("{}: {e}", backing.display())))?
+                .size
+        }
+        other => {
+            return Err(CreateError::Invalid(format!(
+                "cannot put an overlay in front of a {other} image"
+            )))
+        }
+    };
+    let options = CreateOptions {
+        size,
+        backing_file: Some(backing.to_string_lossy().into_owned()),
+        backing_format: Some(backing_format.to_string()),
+        ..CreateOptions::default()
+    };
+    Qcow2Image::create(target, &options, &mut |_| {})
 }
 
 /// The backing files under the image at `path`, nearest first, as far as
