@@ -120,11 +120,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("run")).unwrap();
         let vm = FakeVm::new();
-        let server = ControlServer::bind(
-            vireo::control::socket_path(&dir.path().join("run"), "fake"),
-            vm.clone(),
-        )
-        .unwrap();
+        let server = ControlServer::bind(dir.path().join("run/fake.ctl"), vm.clone()).unwrap();
         vm.events.set(server.emitter()).unwrap();
         Self {
             dir,

@@ -199,7 +199,7 @@ fn a_killed_vm_process_leaves_no_stale_state() {
     s.ok(&["define", s.path("c1.xml").to_str().unwrap()]);
     s.ok(&["start", "c1"]);
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.path("run/c1.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(s.vm_files("c1").state()).unwrap()).unwrap();
     let pid = state["pid"].as_u64().unwrap() as i32;
     // SAFETY: killing the VM process this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -209,7 +209,7 @@ fn a_killed_vm_process_leaves_no_stale_state() {
     }
     assert_eq!(s.ok(&["domstate", "c1"]).trim(), "shut off");
     assert!(
-        !s.path("run/c1.json").exists() && !s.path("run/c1.serial").exists(),
+        !s.vm_files("c1").state().exists() && !s.vm_files("c1").serial().exists(),
         "cleaned on the next look"
     );
     assert!(

@@ -34,7 +34,7 @@ fn wait_state(home: &Home, name: &str, state: &str, timeout: Duration) {
 /// Waits until VM `name`'s serial console has printed `text`; returns it all.
 fn wait_serial(home: &Home, name: &str, text: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
-    let socket = home.path(&format!("run/{name}.serial"));
+    let socket = home.vm_files(name).serial();
     loop {
         if let Ok(mut stream) = UnixStream::connect(&socket) {
             stream
@@ -66,7 +66,7 @@ fn wait_serial(home: &Home, name: &str, text: &str, timeout: Duration) -> String
 /// Types `command` on VM `name`'s serial console and waits for `expect`
 /// in what follows; returns that.
 fn serial_command(home: &Home, name: &str, command: &str, expect: &str) -> String {
-    let mut stream = UnixStream::connect(home.path(&format!("run/{name}.serial")))
+    let mut stream = UnixStream::connect(home.vm_files(name).serial())
         .unwrap_or_else(|e| panic!("{name}'s serial console: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))

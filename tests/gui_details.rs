@@ -245,7 +245,7 @@ fn a_running_vm_keeps_running_and_its_rows_say_when_changes_apply() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // The running drive is empty too, as the VM itself reports it.
-    let socket = home.path("run").join(format!("{VM}.ctl"));
+    let socket = home.vm_files(VM).control();
     let mut client = vireo::control::ControlClient::connect(&socket).unwrap();
     let blocks = client
         .execute("query-block", serde_json::Value::Null)

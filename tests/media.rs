@@ -383,7 +383,7 @@ impl Started {
     }
 
     fn qmp(&self) -> ControlClient {
-        ControlClient::connect(self.home.path(&format!("run/{NAME}.ctl"))).unwrap()
+        ControlClient::connect(self.home.vm_files(NAME).control()).unwrap()
     }
 
     fn hdc(&self) -> Value {

@@ -198,7 +198,7 @@ fn on_poweroff_preserve_keeps_the_vm_in_shutdown_until_reset_or_destroyed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // As QEMU with -no-shutdown: powered off, not crashed, and kept.
-    let mut client = ControlClient::connect(vm.home.path("run/acpi3.ctl")).unwrap();
+    let mut client = ControlClient::connect(vm.home.vm_files("acpi3").control()).unwrap();
     assert_eq!(
         client.execute("query-status", Value::Null).unwrap(),
         json!({"running": false, "singlestep": false, "status": "shutdown"})

@@ -2,7 +2,8 @@
 //! running `vireo-vmm` in /proc, and what happens when code inside it
 //! (a device thread, through the `VIREO_SANDBOX_PROBE` test hook) tries
 //! what a compromised VMM would: start a program, trace a process, read a
-//! file that is not the VM's. The VM boots SeaBIOS with a raw disk.
+//! file that is not the VM's, reach another VM's sockets. The VM boots
+//! SeaBIOS with a raw disk.
 
 mod common;
 
@@ -45,7 +46,7 @@ fn log(home: &Home, name: &str) -> String {
 }
 
 fn pid(home: &Home, name: &str) -> u32 {
-    let state = std::fs::read_to_string(home.path(&format!("run/{name}.json")))
+    let state = std::fs::read_to_string(home.vm_files(name).state())
         .unwrap_or_else(|e| panic!("no run state: {e}\n{}", log(home, name)));
     let value: serde_json::Value = serde_json::from_str(&state).unwrap();
     value["pid"].as_u64().unwrap() as u32
@@ -153,10 +154,20 @@ fn a_running_vm_has_no_privileges_a_filter_per_thread_and_a_private_run_director
             assert!(*filters > main, "{thread} is not narrowed: {threads:?}");
         }
     }
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(home.path("run")).unwrap().permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o700);
+    // Its own private directory; its sockets for its user alone.
+    let files = home.vm_files("confined");
+    for (path, private) in [
+        (home.path("run"), 0o700),
+        (files.dir().to_path_buf(), 0o700),
+        (files.control(), 0o600),
+        (files.serial(), 0o600),
+        (files.vnc(), 0o600),
+    ] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, private, "{}", path.display());
+    }
     let log = log(&home, "confined");
     assert!(log.contains("vireo: sandbox: confined"), "{log}");
     // It still works: a screenshot taken through QMP, a VNC client.
@@ -267,7 +278,13 @@ fn ptrace_from_a_device_thread_ends_the_vm_and_the_log_names_it() {
 
 /// A device thread tries to open `path`: refused, and the VM runs on.
 fn open_is_refused(home: &Home, name: &str, path: &Path) {
-    let probe = format!("open:{}", path.display());
+    probe_is_refused(home, name, "open", path);
+}
+
+/// A device thread tries `what` (`open` or `connect`) on `path`: refused
+/// with EACCES, the log says so, and the VM runs on.
+fn probe_is_refused(home: &Home, name: &str, what: &str, path: &Path) {
+    let probe = format!("{what}:{}", path.display());
     let out = start(home, name, &[("VIREO_SANDBOX_PROBE", &probe)]);
     assert!(
         out.status.success(),
@@ -280,7 +297,7 @@ fn open_is_refused(home: &Home, name: &str, path: &Path) {
         Duration::from_millis(100),
         || {
             let log = self::log(home, name);
-            if log.contains("refused to open") || log.contains("NOT confined") {
+            if log.contains("sandbox probe: refused") || log.contains("NOT confined") {
                 Ok(log)
             } else {
                 Err(log)
@@ -289,7 +306,8 @@ fn open_is_refused(home: &Home, name: &str, path: &Path) {
     );
     assert!(
         log.contains(&format!(
-            "refused to open {}: Permission denied",
+            "refused to {what} {}{}: Permission denied",
+            if what == "connect" { "to " } else { "" },
             path.display()
         )),
         "{log}"
@@ -313,6 +331,40 @@ fn the_vm_cannot_open_etc_shadow_nor_another_vms_disk() {
     assert!(out.status.success());
     home.ok(&["destroy", "other"]);
     open_is_refused(&home, "curious", &home.path("state/log/other.log"));
+}
+
+#[test]
+fn the_vm_cannot_reach_another_running_vms_sockets_nor_files() {
+    if !kvm_available() {
+        return;
+    }
+    let home = Home::new();
+    define(&home, "curious", "");
+    define(&home, "other", "");
+    let out = start(&home, "other", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = home.vm_files("other");
+    // The sockets answer their own user (this test)...
+    std::os::unix::net::UnixStream::connect(other.control()).unwrap();
+    std::os::unix::net::UnixStream::connect(other.serial()).unwrap();
+    // ...but not another VM process of that user.
+    probe_is_refused(&home, "curious", "connect", &other.control());
+    probe_is_refused(&home, "curious", "connect", &other.vnc());
+    probe_is_refused(&home, "curious", "open", &other.state());
+    probe_is_refused(&home, "curious", "open", other.dir());
+    assert!(home.ok(&["domstate", "other"]).contains("running"));
+    home.ok(&["destroy", "other"]);
+    assert!(!other.dir().exists(), "destroy removes the VM's directory");
+    // Both ended as asked, not by the filter (cleaning up is allowed).
+    for name in ["other", "curious"] {
+        let log = log(&home, name);
+        assert!(log.contains(&format!("vireo: {name} ended")), "{log}");
+        assert!(!log.contains("forbidden system call"), "{log}");
+    }
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn vireo_start_runs_the_vm_in_vireo_vmm_without_gtk_mapped() {
         s.trim() == "running"
     });
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path("run/plain.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(home.vm_files("plain").state()).unwrap())
             .unwrap();
     let pid = state["pid"].as_u64().unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
@@ -81,7 +81,7 @@ fn vireo_start_runs_the_vm_in_vireo_vmm_without_gtk_mapped() {
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     assert_eq!(args.get(1), Some(&&b"plain"[..]), "{cmdline:?}");
     // The guest ran: its line is on the serial console.
-    let serial = home.path("run/plain.serial");
+    let serial = home.vm_files("plain").serial();
     wait::until(
         "the guest's line on its serial console",
         Duration::from_secs(30),

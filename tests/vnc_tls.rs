@@ -343,7 +343,7 @@ fn vireo_start_serves_tls_confined_and_listens_only_where_graphics_say() {
         home.ok(&["define", xml.to_str().unwrap()]);
     };
     let pid = |name: &str| -> u32 {
-        let state = std::fs::read_to_string(home.path(&format!("run/{name}.json"))).unwrap();
+        let state = std::fs::read_to_string(home.vm_files(name).state()).unwrap();
         let state: serde_json::Value = serde_json::from_str(&state).unwrap();
         state["pid"].as_u64().unwrap() as u32
     };
@@ -352,7 +352,8 @@ fn vireo_start_serves_tls_confined_and_listens_only_where_graphics_say() {
     home.ok(&["start", "headless"]);
     assert_eq!(tcp_listeners(pid("headless")), Vec::<String>::new());
     assert_eq!(mode(&home.path("run")), 0o700);
-    assert_eq!(mode(&home.path("run/headless.vnc")), 0o600);
+    assert_eq!(mode(home.vm_files("headless").dir()), 0o700);
+    assert_eq!(mode(&home.vm_files("headless").vnc()), 0o600);
     home.ok(&["destroy", "headless"]);
 
     let display = free_display();
@@ -364,7 +365,7 @@ fn vireo_start_serves_tls_confined_and_listens_only_where_graphics_say() {
     home.ok(&["start", "shown"]);
     let pid = pid("shown");
     assert_eq!(tcp_listeners(pid), vec![format!("127.0.0.1:{port}")]);
-    assert_eq!(mode(&home.path("run/shown.vnc")), 0o600);
+    assert_eq!(mode(&home.vm_files("shown").vnc()), 0o600);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("Seccomp:\t2"), "{status}");
     let log = || std::fs::read_to_string(home.path("state/log/shown.log")).unwrap_or_default();

@@ -106,7 +106,7 @@ pub struct LiveInventory {
     /// on every [`LiveInventory::wait`], as a timer would.
     watcher: Option<StoreWatcher>,
     definitions: Vec<Definition>,
-    /// VMs whose process published `NAME.json`: the only ones asked.
+    /// VMs whose process published its state: the only ones asked.
     published: HashSet<String>,
 }
 
@@ -186,18 +186,21 @@ impl LiveInventory {
         self.definitions = DomainStore::at(self.domains.clone()).list();
     }
 
-    /// One directory listing rather than a lookup per VM. A VM process
-    /// that died leaves its file; [`live_state`] then finds it gone and
-    /// removes the file, which is a change like any other.
+    /// One directory listing rather than a lookup per VM: the VMs whose
+    /// directory holds a state file. A VM process that died leaves its
+    /// file; [`live_state`] then finds it gone and removes the file, which
+    /// is a change like any other.
     fn reread_runtime(&mut self) {
-        self.published = std::fs::read_dir(&self.runtime)
+        self.published = std::fs::read_dir(crate::vm_process::vms_dir(&self.runtime))
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let vm = name.strip_suffix(".json")?;
-                (!vm.starts_with('.')).then(|| vm.to_string())
+                RunFiles::under(&self.runtime, &name)
+                    .state()
+                    .exists()
+                    .then_some(name)
             })
             .collect();
     }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::control::{socket_path, BlockInfo, ControlClient, ControlError};
+use crate::control::{BlockInfo, ControlClient, ControlError};
 use crate::definitions::{DomainStore, StoreError};
 use crate::vm_process::RunFiles;
 
@@ -151,10 +151,7 @@ impl LiveMediaError {
 }
 
 fn connect(vm: &str) -> Result<ControlClient, LiveMediaError> {
-    Ok(ControlClient::connect(socket_path(
-        &crate::paths::runtime_dir(),
-        vm,
-    ))?)
+    Ok(ControlClient::connect(RunFiles::new(vm).control())?)
 }
 
 /// The absolute path of `source`, once it is known to be a readable file.

@@ -1,14 +1,16 @@
 //! Change notification on the store, so the window rereads definitions
 //! only when one changed rather than every second: Linux inotify(7) on the
-//! definitions directory and on the runtime directory, where a VM process
-//! publishes `NAME.json` while it runs.
+//! definitions directory, on the directory of VMs' private run directories
+//! ([`crate::vm_process::vms_dir`]), and on each of those, where a VM
+//! process publishes `state.json` while it runs.
 //!
 //! What counts: a `NAME.xml` created, written, renamed or removed (a
 //! define, undefine, rename or edit, from any window or the command line),
-//! and the same for a `NAME.json`. Dot files are not changes: they are the
-//! store's temp files before their rename, the window's thumbnails and the
-//! id counter. Not watched: whether a running VM is paused (that is asked
-//! of the VM), pools and networks.
+//! a VM's directory made or removed, and its `state.json` written or
+//! removed. Dot files are not changes: they are the store's temp files
+//! before their rename, the window's thumbnails and screenshots on their
+//! way out. Not watched: whether a running VM is paused (that is asked of
+//! the VM), pools and networks.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -39,7 +41,7 @@ pub enum WatchError {
 pub struct Changes {
     /// A definition was added, removed, renamed or rewritten.
     pub definitions: bool,
-    /// A VM process started or stopped (its `NAME.json` came or went).
+    /// A VM process started or stopped (its `state.json` came or went).
     pub runtime: bool,
 }
 
@@ -66,6 +68,18 @@ const SETTLE: Duration = Duration::from_millis(30);
 /// The longest a burst of events delays the report.
 const SETTLE_MAX: Duration = Duration::from_millis(250);
 
+/// What a VM's own directory is watched for: its state file coming and
+/// going.
+const VM_MASK: u32 = libc::IN_CREATE
+    | libc::IN_CLOSE_WRITE
+    | libc::IN_DELETE
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_ONLYDIR;
+
+/// The file a VM process publishes in its directory.
+const STATE_FILE: &[u8] = b"state.json";
+
 /// One watched directory.
 struct Watch {
     dir: PathBuf,
@@ -74,21 +88,25 @@ struct Watch {
     wd: i32,
 }
 
-/// Watches the definitions and runtime directories.
+/// Watches the definitions and the VMs' run directories.
 pub struct StoreWatcher {
     fd: OwnedFd,
     definitions: Watch,
+    /// The directory of VMs' run directories: each one made or removed.
     runtime: Watch,
+    /// Each VM's run directory, by watch descriptor.
+    vms: std::collections::HashMap<i32, PathBuf>,
 }
 
 impl StoreWatcher {
-    /// Watches `paths::domains_dir()` and `paths::runtime_dir()`.
+    /// Watches `paths::domains_dir()` and the VMs in `paths::runtime_dir()`.
     pub fn open() -> Result<Self, WatchError> {
         Self::new(&crate::paths::domains_dir(), &crate::paths::runtime_dir())
     }
 
-    /// Watches `domains` for `*.xml` and `runtime` for `*.json`, creating
-    /// either when missing (a fresh home has neither until the first
+    /// Watches `domains` for `*.xml` and the VMs' directories under the
+    /// runtime directory `runtime` for their state, creating the watched
+    /// directories when missing (a fresh home has neither until the first
     /// define or start; watching a parent instead would wake for logs,
     /// images and settings).
     pub fn new(domains: &Path, runtime: &Path) -> Result<Self, WatchError> {
@@ -106,17 +124,44 @@ impl StoreWatcher {
             wd: -1,
         };
         let mut runtime = Watch {
-            dir: runtime.to_path_buf(),
-            suffix: ".json",
+            dir: crate::vm_process::vms_dir(runtime),
+            suffix: "",
             wd: -1,
         };
         add_watch(&fd, &mut definitions)?;
         add_watch(&fd, &mut runtime)?;
-        Ok(Self {
+        let mut watcher = Self {
             fd,
             definitions,
             runtime,
-        })
+            vms: Default::default(),
+        };
+        watcher.watch_vms();
+        Ok(watcher)
+    }
+
+    /// Watches every VM directory not watched yet. One that cannot be
+    /// watched (removed meanwhile) is skipped: its removal is a change
+    /// already.
+    fn watch_vms(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.runtime.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() || self.vms.values().any(|d| *d == dir) {
+                continue;
+            }
+            let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+                continue;
+            };
+            // SAFETY: a valid inotify descriptor and a NUL-terminated path.
+            let wd =
+                unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), VM_MASK) };
+            if wd >= 0 {
+                self.vms.insert(wd, dir);
+            }
+        }
     }
 
     /// Waits up to `timeout` for a change; returns at once (after the
@@ -159,6 +204,7 @@ impl StoreWatcher {
     /// directory again.
     fn read_events(&mut self, changes: &mut Changes) -> Result<(), WatchError> {
         let mut rewatch = (false, false);
+        let mut new_vm_dirs = false;
         // Room for many events; inotify never splits one across reads.
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -188,6 +234,20 @@ impl StoreWatcher {
                     changes.runtime = true;
                     continue;
                 }
+                if event.mask & libc::IN_IGNORED != 0 {
+                    // A VM directory removed (or its watch dropped).
+                    self.vms.remove(&event.wd);
+                    continue;
+                }
+                if self.vms.contains_key(&event.wd) {
+                    changes.runtime |= event.name == STATE_FILE;
+                    continue;
+                }
+                if event.wd == self.runtime.wd && event.mask & libc::IN_ISDIR != 0 {
+                    // A VM directory made or removed.
+                    changes.runtime = true;
+                    new_vm_dirs = true;
+                }
                 let gone = event.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0;
                 for (watch, changed, again) in [
                     (&self.definitions, &mut changes.definitions, &mut rewatch.0),
@@ -212,6 +272,9 @@ impl StoreWatcher {
         if rewatch.1 {
             rm_watch(&self.fd, &self.runtime);
             add_watch(&self.fd, &mut self.runtime)?;
+        }
+        if new_vm_dirs || rewatch.1 {
+            self.watch_vms();
         }
         Ok(())
     }
@@ -361,14 +424,27 @@ mod tests {
 
     #[test]
     fn a_vm_process_publishing_or_removing_its_state_is_reported() {
-        let (_home, _domains, run, mut watcher) = setup();
+        let (_home, domains, run, mut watcher) = setup();
         let started = Changes {
             definitions: false,
             runtime: true,
         };
-        crate::fsutil::atomic_write(&run.join("heron.json"), b"{}").unwrap();
+        let files = crate::vm_process::RunFiles::under(&run, "heron");
+        files.create_dir().unwrap();
         assert_eq!(watcher.wait(SOON).unwrap(), started);
-        std::fs::remove_file(run.join("heron.json")).unwrap();
+        // Its sockets are not changes; its state is.
+        std::fs::write(files.serial(), "").unwrap();
+        assert_eq!(watcher.wait(QUIET).unwrap(), Changes::default());
+        crate::fsutil::atomic_write(&files.state(), b"{}").unwrap();
+        assert_eq!(watcher.wait(SOON).unwrap(), started);
+        std::fs::remove_file(files.state()).unwrap();
+        assert_eq!(watcher.wait(SOON).unwrap(), started);
+        files.remove_all();
+        assert_eq!(watcher.wait(SOON).unwrap(), started);
+        // A VM directory that was there before the watcher is watched too.
+        files.create_dir().unwrap();
+        let mut watcher = StoreWatcher::new(&domains, &run).unwrap();
+        crate::fsutil::atomic_write(&files.state(), b"{}").unwrap();
         assert_eq!(watcher.wait(SOON).unwrap(), started);
     }
 

@@ -1,5 +1,5 @@
 //! The control protocol spoken on each running VM's unix socket
-//! (`$VIREO_HOME/run/NAME.ctl`): a subset of QEMU's machine protocol, QMP,
+//! (`vm_process::RunFiles::control`): a subset of QEMU's machine protocol, QMP,
 //! so that tools written for QEMU's monitor (`qemu.qmp`, `socat`, scripts)
 //! drive a Vireo VM unchanged.
 //!
@@ -47,12 +47,6 @@ pub use block::{BlockDeviceInfo, BlockError, BlockInfo, ChangeMedium, ImageInfo,
 pub use client::{ControlClient, DEFAULT_TIMEOUT};
 pub use commands::COMMANDS;
 pub use server::{ControlServer, EventEmitter};
-
-/// The control socket of the VM called `name`, in the directory of sockets
-/// and pid files (`$XDG_RUNTIME_DIR/vireo` or `$VIREO_HOME/run`).
-pub fn socket_path(run_dir: &Path, name: &str) -> PathBuf {
-    run_dir.join(format!("{name}.ctl"))
-}
 
 /// A failed control operation, from the client's side.
 #[derive(Debug, thiserror::Error)]
@@ -404,14 +398,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(VncInfo::default()).unwrap(),
             json!({"enabled": false})
-        );
-    }
-
-    #[test]
-    fn socket_is_named_after_the_vm() {
-        assert_eq!(
-            socket_path(Path::new("/run/user/1000/vireo"), "debian"),
-            PathBuf::from("/run/user/1000/vireo/debian.ctl")
         );
     }
 }

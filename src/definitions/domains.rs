@@ -50,8 +50,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     crate::fsutil::atomic_write(path, bytes).map_err(StoreError::io("cannot write", path))
 }
 
-/// The longest name whose files (`NAME.serial`, the longest) still fit
-/// a file name of 255 bytes.
+/// The longest name whose files (`NAME.xml`, `NAME.log`, and room for a
+/// suffix as long as `.serial`) still fit a file name of 255 bytes.
 pub const MAX_NAME_BYTES: usize = 255 - ".serial".len();
 
 /// Valid VM names, as libvirt's: anything but '/' (spaces, punctuation and

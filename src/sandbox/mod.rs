@@ -37,8 +37,8 @@ pub use seccomp::EXIT_FORBIDDEN_CALL;
 /// Turns confinement off when set to `1`.
 pub const NO_SANDBOX_ENV: &str = "VIREO_NO_SANDBOX";
 
-/// Test hook: `execve`, `ptrace` or `open:PATH` — a device thread tries
-/// it once, after confinement.
+/// Test hook: `execve`, `ptrace`, `open:PATH` or `connect:PATH` (a unix
+/// socket) — a device thread tries it once, after confinement.
 pub const PROBE_ENV: &str = "VIREO_SANDBOX_PROBE";
 
 /// The kinds of thread in a VM process, each with its own allow-list.
@@ -166,6 +166,13 @@ fn probe(kind: ThreadKind) {
         match std::fs::File::open(path) {
             Ok(_) => tracing::error!("sandbox probe: opened {path}: NOT confined"),
             Err(e) => tracing::warn!("sandbox probe: refused to open {path}: {e}"),
+        }
+        return;
+    }
+    if let Some(path) = what.strip_prefix("connect:") {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => tracing::error!("sandbox probe: connected to {path}: NOT confined"),
+            Err(e) => tracing::warn!("sandbox probe: refused to connect to {path}: {e}"),
         }
         return;
     }

@@ -15,7 +15,13 @@
 //! `clone3`, whose flags a filter cannot see, gets ENOSYS so that glibc
 //! falls back to `clone`, where only new threads are allowed; threads that
 //! never open files get EACCES from `openat` (glibc probes
-//! `/sys/devices/system/cpu/online` from whichever thread first needs it).
+//! `/sys/devices/system/cpu/online` from whichever thread first needs it),
+//! and every thread but the main one gets EACCES from `socket(AF_UNIX)`:
+//! Landlock does not govern connecting to a unix socket by its path, so
+//! this is what keeps a compromised device, vCPU, VNC or QMP thread from
+//! reaching another VM's control, console or VNC socket (only the main
+//! thread binds this VM's sockets and connects to an isolated network's
+//! switch, also when a reset rebuilds the machine).
 
 use std::collections::BTreeMap;
 
@@ -204,6 +210,41 @@ impl ThreadKind {
     }
 }
 
+impl ThreadKind {
+    /// Socket families this kind may not create (EACCES).
+    pub fn refused_socket_families(self) -> &'static [i32] {
+        match self {
+            ThreadKind::Main => &[],
+            _ => &[libc::AF_UNIX],
+        }
+    }
+}
+
+/// The filter answering `socket(family, …)` with EACCES for each of
+/// `families`, and allowing everything else.
+fn socket_family_filter(
+    families: &[i32],
+    arch: TargetArch,
+) -> Result<SeccompFilter, seccompiler::BackendError> {
+    let rules = families
+        .iter()
+        .map(|&family| {
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                family as u64,
+            )?])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_socket, rules)]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+}
+
 /// The number of `name`, from the kernel's table.
 pub fn number(name: &str) -> Option<i64> {
     SYSCALLS.iter().find(|(n, _)| *n == name).map(|&(_, nr)| nr)
@@ -264,6 +305,11 @@ pub fn programs(kind: ThreadKind) -> Result<Vec<BpfProgram>, String> {
             arch,
         )
         .map_err(|e| e.to_string())?;
+        programs.push(BpfProgram::try_from(filter).map_err(|e| e.to_string())?);
+    }
+    let families = kind.refused_socket_families();
+    if !families.is_empty() {
+        let filter = socket_family_filter(families, arch).map_err(|e| e.to_string())?;
         programs.push(BpfProgram::try_from(filter).map_err(|e| e.to_string())?);
     }
     Ok(programs)

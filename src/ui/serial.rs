@@ -1,4 +1,4 @@
-//! The Serial tab: the VM's serial console (its `NAME.serial` socket), as
+//! The Serial tab: the VM's serial console (its `RunFiles::serial` socket), as
 //! `vireo console` shows it. Output is read on a thread and appended on
 //! the GTK thread; what the user types goes to the guest as bytes.
 

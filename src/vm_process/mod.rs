@@ -1,16 +1,22 @@
 //! The VM process: one process per running VM (`vireo-vmm NAME`), which outlives
 //! the command or window that started it, and the files through which
-//! everyone else finds it in `paths::runtime_dir()`:
+//! everyone else finds it: a private directory per VM,
+//! `paths::runtime_dir()/domains/NAME/` (0700, as libvirt's
+//! `/run/libvirt/qemu/DOMAIN` directories), which only [`RunFiles`] names:
 //!
 //! | file | what |
 //! |---|---|
-//! | `NAME.json` | pid, per-boot id, UUID, VNC port: present while it runs |
-//! | `NAME.ctl` | the QMP-compatible control socket |
-//! | `NAME.serial` | the serial console (`vireo console NAME`) |
-//! | `NAME.vnc` | the VNC server, for the window |
+//! | `state.json` | pid, per-boot id, UUID, VNC port: present while it runs |
+//! | `control.sock` | the QMP-compatible control socket |
+//! | `serial.sock` | the serial console (`vireo console NAME`) |
+//! | `vnc.sock` | the VNC server, for the window |
 //!
-//! A VM process that died (killed, crashed) leaves these behind; whoever
-//! looks next finds the pid gone and removes them.
+//! Whoever starts the VM creates the directory; the confined VM process
+//! may reach only its own (Landlock), so one VM cannot open another's
+//! files. It removes its files when it stops; the empty directory goes
+//! with the next `destroy` or start (the confined process may not remove
+//! it). A VM process that died (killed, crashed) leaves its files behind;
+//! whoever looks next finds the pid gone and removes them.
 
 pub mod controller;
 pub mod process;
@@ -31,61 +37,86 @@ pub struct RunState {
     pub vnc_port: Option<u16>,
 }
 
-/// The runtime files of VM `name`.
+/// Where VMs' private run directories are, under the runtime directory
+/// `run_dir`.
+pub fn vms_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("domains")
+}
+
+/// The runtime files of one VM, in its private directory.
 pub struct RunFiles {
     dir: PathBuf,
     name: String,
 }
 
 impl RunFiles {
+    /// VM `name`'s files under `paths::runtime_dir()`.
     pub fn new(name: &str) -> Self {
+        Self::under(&crate::paths::runtime_dir(), name)
+    }
+
+    /// VM `name`'s files under the runtime directory `run_dir` (tests and
+    /// tools that look into another `VIREO_HOME`).
+    pub fn under(run_dir: &Path, name: &str) -> Self {
         Self {
-            dir: crate::paths::runtime_dir(),
+            dir: vms_dir(run_dir).join(name),
             name: name.to_string(),
         }
     }
 
+    /// The VM's private directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    fn file(&self, ext: &str) -> PathBuf {
-        self.dir.join(format!("{}.{ext}", self.name))
-    }
-
     pub fn state(&self) -> PathBuf {
-        self.file("json")
+        self.dir.join("state.json")
     }
 
     pub fn control(&self) -> PathBuf {
-        self.file("ctl")
+        self.dir.join("control.sock")
     }
 
     pub fn serial(&self) -> PathBuf {
-        self.file("serial")
+        self.dir.join("serial.sock")
     }
 
     pub fn vnc(&self) -> PathBuf {
-        self.file("vnc")
+        self.dir.join("vnc.sock")
     }
 
     /// A fresh name where the VM process writes a screenshot for this
-    /// client: the confined process may write only in the run directory,
+    /// client: the confined process may write only in its own directory,
     /// so the client asks for it there and moves it
     /// ([`deliver_screenshot`]), as libvirt has QEMU write into libvirt's
     /// own directory first.
     pub fn screendump(&self) -> PathBuf {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.dir.join(format!(
-            ".{}.screendump-{}-{n}",
-            self.name,
-            std::process::id()
-        ))
+        self.dir
+            .join(format!(".screendump-{}-{n}", std::process::id()))
     }
 
-    /// Removes every runtime file of this VM.
+    /// Creates the VM's private directory (and the runtime directory above
+    /// it), 0700; one of ours that is not private is made so.
+    pub fn create_dir(&self) -> Result<(), String> {
+        // The runtime directory, the directory of VMs, then this VM's.
+        let mut dirs: Vec<&Path> = self.dir.ancestors().take(3).collect();
+        dirs.reverse();
+        dirs.into_iter().try_for_each(private_dir)
+    }
+
+    /// Removes every runtime file of this VM, and its directory once empty.
     pub fn remove_all(&self) {
+        self.remove_files();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
+    /// Removes this VM's files but not its directory: what the VM process
+    /// itself does when it ends, as its confinement lets it write in its
+    /// directory but not remove it (the empty directory stays until the
+    /// next start or `destroy`).
+    pub fn remove_files(&self) {
         for path in [self.state(), self.control(), self.serial(), self.vnc()] {
             let _ = std::fs::remove_file(path);
         }
@@ -111,6 +142,23 @@ impl RunFiles {
             None
         }
     }
+}
+
+/// Creates `dir`, or makes it private (0700) if it is ours.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
+    let meta = std::fs::metadata(dir).map_err(fail)?;
+    // SAFETY: getuid cannot fail.
+    if meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Moves a screenshot the VM process wrote at `from` (see

@@ -121,7 +121,11 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
             state.pid
         ));
     }
-    private_dir(files.dir())?;
+    files.create_dir()?;
+    // The counter is shared by every VM: taken before the process is
+    // confined to its own directory.
+    let id = next_id(&crate::paths::runtime_dir())
+        .map_err(|e| format!("cannot allocate a domain id: {e}"))?;
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         vmm_sys_util::signal::register_signal_handler(signal, on_terminate)
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
@@ -132,27 +136,9 @@ fn run(name: &str, paused: bool, ready: Arc<Mutex<Ready>>) -> Result<Outcome, St
         &sandbox_plan(&config, files.dir()),
         sandbox_opt_out(definition.domain()),
     )?;
-    let result = serve(&definition, config, vnc_config, paused, &files, ready);
-    files.remove_all();
+    let result = serve(&definition, config, vnc_config, paused, id, &files, ready);
+    files.remove_files();
     result
-}
-
-/// Creates the run directory, or makes it private (0700) if it is ours:
-/// it holds the VMs' control, console and VNC sockets.
-fn private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let fail = |e: std::io::Error| format!("cannot create {}: {e}", dir.display());
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(fail)?;
-    let meta = std::fs::metadata(dir).map_err(fail)?;
-    // SAFETY: getuid cannot fail.
-    if meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
-    }
-    Ok(())
 }
 
 /// Why the sandbox is off, if it is: `VIREO_NO_SANDBOX=1`, or libvirt's
@@ -169,7 +155,8 @@ pub fn sandbox_opt_out(domain: &Domain) -> Option<&'static str> {
 }
 
 /// What the VM process may reach once confined: what its machine needs
-/// ([`crate::vmm::confinement`]), its run directory, and for a VM with a
+/// ([`crate::vmm::confinement`]), its own run directory (not the other
+/// VMs'), and for a VM with a
 /// CD-ROM drive the storage pools' directories and the directories of its
 /// discs, read-only, so that `change-media --live` can open a new disc.
 ///
@@ -254,6 +241,7 @@ fn serve(
     config: crate::vmm::VmConfig,
     vnc_config: VncConfig,
     paused: bool,
+    id: u32,
     files: &RunFiles,
     ready: Arc<Mutex<Ready>>,
 ) -> Result<Outcome, String> {
@@ -307,7 +295,6 @@ fn serve(
     let events = control.emitter();
     runner.on_event(move |event| events.emit(&qmp_event(event)));
 
-    let id = next_id(files.dir()).map_err(|e| format!("cannot allocate a domain id: {e}"))?;
     let state = RunState {
         pid: std::process::id(),
         id,

@@ -120,6 +120,9 @@ impl SerialHub {
     pub fn listen(&self, path: &Path, input: mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
+        // Only its user may attach, as the VNC and control sockets.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let hub = self.clone();
         std::thread::Builder::new()
             .name("serial-accept".into())
@@ -191,6 +194,8 @@ mod tests {
         let mut hub = SerialHub::default();
         let (tx, rx) = mpsc::channel();
         hub.listen(&path, tx).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "only its user may attach");
         hub.write_all(b"early ").unwrap();
         let mut console = UnixStream::connect(&path).unwrap();
         console

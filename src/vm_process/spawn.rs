@@ -23,6 +23,9 @@ pub fn start(name: &str, paused: bool) -> Result<RunState, String> {
     if files.running().is_some() {
         return Err(format!("domain '{}' is already running", definition.name));
     }
+    // The VM's private directory, before the VM process confines itself
+    // to it.
+    files.create_dir()?;
     let log_dir = crate::paths::log_dir();
     std::fs::create_dir_all(&log_dir)
         .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;

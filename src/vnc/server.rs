@@ -45,7 +45,7 @@ pub struct VncConfig {
     /// TCP listener: address and port; `None` as port picks the first
     /// free one from 5900 (libvirt's autoport). Port 0 lets the kernel pick.
     pub tcp: Option<(IpAddr, Option<u16>)>,
-    /// Unix-socket listener (the GUI's `$VIREO_HOME/run/NAME.vnc`).
+    /// Unix-socket listener (the GUI's, `vm_process::RunFiles::vnc`).
     pub unix: Option<PathBuf>,
     /// VNC password (`<graphics passwd=>`); None offers security None.
     pub password: Option<String>,

@@ -316,6 +316,11 @@ impl Home {
         self.dir.path().join(rest)
     }
 
+    /// The runtime files (state, sockets) of VM `name` in this home.
+    pub fn vm_files(&self, name: &str) -> vireo::vm_process::RunFiles {
+        vireo::vm_process::RunFiles::under(&self.path("run"), name)
+    }
+
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_vireo"))
             .args(args)
@@ -399,11 +404,11 @@ impl Capture {
     }
 }
 
-/// A started domain's serial console socket (`VIREO_HOME/run/NAME.serial`):
+/// A started domain's serial console socket (`Home::vm_files`):
 /// the stream to type on, and everything read from it so far, gathered by
 /// a thread. Waits up to 30 s for the socket to appear.
 pub fn attach_serial(home: &Home, name: &str) -> (UnixStream, Arc<Mutex<Vec<u8>>>) {
-    let socket = home.path(&format!("run/{name}.serial"));
+    let socket = home.vm_files(name).serial();
     let start = Instant::now();
     let stream = loop {
         match UnixStream::connect(&socket) {
