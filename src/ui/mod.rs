@@ -30,6 +30,7 @@ mod preferences;
 mod remote;
 mod serial;
 pub mod settings;
+mod snapshots;
 mod vm_list;
 mod vm_page;
 pub mod volume_chooser;

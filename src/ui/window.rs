@@ -900,6 +900,12 @@ impl ContentHeader {
     fn new(page: &VmPage) -> Self {
         let header_title = adw::WindowTitle::new("", "");
         let switcher = adw::ViewSwitcherTitle::builder().stack(&page.stack).build();
+        // Where the header is too narrow for the tabs, they move to a bar
+        // under the page (the GNOME pattern).
+        switcher
+            .bind_property("title-visible", &page.switcher_bar, "reveal")
+            .sync_create()
+            .build();
         let start_button = icon_button(
             "media-playback-start-symbolic",
             &gettext("Start"),
@@ -959,7 +965,7 @@ fn content_stack(page: &VmPage, kvm_problem: Option<&KvmProblem>) -> gtk::Stack 
     if let Some(problem) = kvm_problem {
         content.add_named(&kvm_page(problem), Some("no-kvm"));
     }
-    content.add_named(&page.stack, Some("vm"));
+    content.add_named(&page.root, Some("vm"));
     content
 }
 
