@@ -102,6 +102,19 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
     }
 }
 
+/// Checks that a change of `len` bytes at `offset` may be made to a disk
+/// of `size` bytes: the disk is writable and the range inside it.
+pub fn check_writable(read_only: bool, offset: u64, len: u64, size: u64) -> io::Result<()> {
+    if read_only {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "read-only disk",
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    check_range(offset, len, size)
+}
+
 /// Disk image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{check_range, lock_image, write_zero_bytes, BlockBackend, OpenError};
+use super::{check_range, check_writable, lock_image, write_zero_bytes, BlockBackend, OpenError};
 
 pub struct RawFile {
     file: File,
@@ -74,19 +74,6 @@ fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<bool> 
     }
 }
 
-impl RawFile {
-    fn check_writable(&self, offset: u64, len: u64) -> io::Result<()> {
-        if self.read_only {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "read-only disk",
-            ));
-        }
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        check_range(offset, len, self.size)
-    }
-}
-
 impl BlockBackend for RawFile {
     fn size(&self) -> u64 {
         self.size
@@ -120,7 +107,7 @@ impl BlockBackend for RawFile {
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        self.check_writable(offset, len)?;
+        check_writable(self.read_only, offset, len, self.size)?;
         if len > 0 {
             // Where holes cannot be punched, a discard does nothing.
             fallocate(&self.file, libc::FALLOC_FL_PUNCH_HOLE, offset, len)?;
@@ -129,7 +116,7 @@ impl BlockBackend for RawFile {
     }
 
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
-        self.check_writable(offset, len)?;
+        check_writable(self.read_only, offset, len, self.size)?;
         if len == 0 {
             return Ok(());
         }

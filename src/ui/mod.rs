@@ -19,6 +19,7 @@
 //!   VMs' page in the content area, Add Connection…, Copy to…
 //! ```
 
+mod confirm;
 mod connection;
 pub mod console;
 mod console_host;

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use adw::prelude::*;
 
+use super::confirm;
 use super::details::{banner_label, error_label, in_background};
 use super::gettext;
 use super::i18n::gettext_f;
@@ -291,17 +292,8 @@ impl SnapshotsPage {
                 gettext("_Delete"),
             ),
         };
-        let dialog = adw::MessageDialog::builder()
-            .modal(true)
-            .heading(heading)
-            .body(body)
-            .build();
-        dialog.set_transient_for(self.window().as_ref());
-        dialog.add_response("cancel", &gettext("_Cancel"));
-        dialog.add_response("go", &verb);
-        dialog.set_response_appearance("go", adw::ResponseAppearance::Destructive);
+        let dialog = confirm::destructive(self.window().as_ref(), &heading, &body, "go", &verb);
         dialog.set_default_response(Some("go"));
-        dialog.set_close_response("cancel");
         let this = self.clone();
         let snapshot = snapshot.to_string();
         dialog.connect_response(None, move |_, response| {

@@ -38,7 +38,7 @@ use imago::format::PreallocateMode;
 use imago::qcow2::Qcow2;
 use imago::{FormatAccess, FormatCreateBuilder, FormatDriverBuilder, StorageOpenOptions};
 
-use super::{check_range, lock_image, BlockBackend, OpenError};
+use super::{check_range, check_writable, lock_image, BlockBackend, OpenError};
 use header::{HeaderError, Qcow2Header, COMPATIBLE_FEATURES_OFFSET, COMPAT_LAZY_REFCOUNTS};
 
 pub use check::{check, CheckReport};
@@ -409,19 +409,6 @@ impl Qcow2Image {
     }
 }
 
-impl Qcow2Image {
-    fn check_writable(&self, offset: u64, len: u64) -> io::Result<()> {
-        if self.read_only {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "read-only disk",
-            ));
-        }
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        check_range(offset, len, self.size())
-    }
-}
-
 impl BlockBackend for Qcow2Image {
     fn size(&self) -> u64 {
         self.access.size()
@@ -464,7 +451,7 @@ impl BlockBackend for Qcow2Image {
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        self.check_writable(offset, len)?;
+        check_writable(self.read_only, offset, len, self.size())?;
         // Version 2 has no zero flag, so a discarded cluster would show the
         // backing file again; QEMU ignores such discards too.
         if self.header.version < 3 {
@@ -485,7 +472,7 @@ impl BlockBackend for Qcow2Image {
     }
 
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
-        self.check_writable(offset, len)?;
+        check_writable(self.read_only, offset, len, self.size())?;
         if self.header.version < 3 {
             return super::write_zero_bytes(self, offset, len);
         }
