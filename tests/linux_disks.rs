@@ -289,8 +289,7 @@ fn allocated_line(check: &str) -> String {
 /// A guest's BLKDISCARD frees the space behind it when the disk says
 /// `discard='unmap'` (a hole in a raw file, freed clusters in a qcow2
 /// image, both reading back as zeroes), and changes nothing under the
-/// default `discard='ignore'`, as with QEMU. The disks run with event
-/// index, which the driver negotiates.
+/// default `discard='ignore'`, as with QEMU.
 #[test]
 fn guest_discard_punches_raw_files_and_frees_qcow2_clusters() {
     if !kvm_available() {
@@ -359,17 +358,6 @@ fn guest_discard_punches_raw_files_and_frees_qcow2_clusters() {
         (65536, 4096),
         "{sizes}"
     );
-    // Every disk's driver took event index (feature bit 29, the 30th
-    // character of the bit string sysfs prints).
-    let features = guest.run("cat /sys/bus/virtio/devices/*/features");
-    assert_eq!(features.lines().count(), 3, "{features}");
-    for line in features.lines() {
-        assert_eq!(
-            line.trim().chars().nth(29),
-            Some('1'),
-            "no VIRTIO_RING_F_EVENT_IDX: {features}"
-        );
-    }
 
     let zeroes = sha256_hex(&vec![0u8; len as usize]);
     let pattern = sha256_hex(&vec![0x5a; len as usize]);

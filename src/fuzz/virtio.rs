@@ -11,7 +11,7 @@ use super::input::{load_ram_image, ram, run_program, Image, Input, Machine, Prog
 use super::MemDisk;
 use crate::devices::virtio::{
     VirtioBlock, VirtioDevice, VirtioInterrupt, VirtioNet, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::devices::GuestRam;
 use crate::net::{FrameSink, NetBackend};
@@ -33,7 +33,7 @@ impl VirtioInterrupt for NoInterrupt {
 
 /// Queues as the transport builds them when the driver sets DRIVER_OK;
 /// the size (a power of two up to 256) is the input's first byte.
-fn queues(count: usize, size_byte: u8, event_idx: bool) -> Vec<Queue> {
+fn queues(count: usize, size_byte: u8) -> Vec<Queue> {
     let size = 1u16 << (size_byte % 9);
     (0..count as u64)
         .map(|n| {
@@ -44,7 +44,6 @@ fn queues(count: usize, size_byte: u8, event_idx: bool) -> Vec<Queue> {
             let _ = queue.try_set_avail_ring_address(GuestAddress(base + 0x1000));
             let _ = queue.try_set_used_ring_address(GuestAddress(base + 0x2000));
             queue.set_ready(true);
-            queue.set_event_idx(event_idx);
             queue
         })
         .collect()
@@ -111,19 +110,11 @@ fn run_device<D: VirtioDevice>(
     let count = device.queue_max_sizes().len();
     // The driver acks what it likes of what was offered, as the transport
     // enforces.
-    let offered = device.device_features()
-        | 1 << VIRTIO_F_VERSION_1
-        | 1 << VIRTIO_RING_F_INDIRECT_DESC
-        | 1 << VIRTIO_RING_F_EVENT_IDX;
-    let acked = features & offered;
-    device.ack_features(acked);
-    let event_idx = acked & 1 << VIRTIO_RING_F_EVENT_IDX != 0;
+    let offered =
+        device.device_features() | 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_INDIRECT_DESC;
+    device.ack_features(features & offered);
     if device
-        .activate(
-            mem.clone(),
-            queues(count, size_byte, event_idx),
-            Arc::new(NoInterrupt),
-        )
+        .activate(mem.clone(), queues(count, size_byte), Arc::new(NoInterrupt))
         .is_err()
     {
         return mem;
@@ -201,10 +192,10 @@ fn header(image: &mut Image, at: usize, request: u32, sector: u64) {
     image.u32(at, request).u64(at + 8, sector);
 }
 
-/// Seeds: the requests Linux sends (read, write, flush, get-id, discard,
-/// write-zeroes), with event index, and a chain through an indirect table.
+/// Seeds: the requests Linux sends (read, write, flush, get-id, discard),
+/// and a chain through an indirect table.
 pub fn virtio_blk_seeds() -> Vec<Vec<u8>> {
-    let features = (1u64 << 32 | 1 << 29 | 1 << 28 | 0xffff).to_le_bytes();
+    let features = (1u64 << 32 | 1 << 28 | 0xffff).to_le_bytes();
     let mut image = Image::new(0x6000);
     header(&mut image, 0x100, 0, 2); // read sector 2
     header(&mut image, 0x120, 1, 3); // write sector 3
@@ -212,8 +203,6 @@ pub fn virtio_blk_seeds() -> Vec<Vec<u8>> {
     header(&mut image, 0x160, 8, 0); // get id
     header(&mut image, 0x180, 11, 0); // discard
     image.u64(0x1800, 4).u32(0x1808, 2); // one discard range
-    header(&mut image, 0x1a0, 13, 0); // write zeroes, may unmap
-    image.u64(0x1810, 8).u32(0x1818, 8).u32(0x181c, 1);
     chains(
         &mut image,
         0,
@@ -238,11 +227,6 @@ pub fn virtio_blk_seeds() -> Vec<Vec<u8>> {
                 (0x180, 16, 0),
                 (0x1800, 16, 0),
                 (0x1f04, 1, DESC_FLAG_WRITE),
-            ],
-            &[
-                (0x1a0, 16, 0),
-                (0x1810, 16, 0),
-                (0x1f05, 1, DESC_FLAG_WRITE),
             ],
         ],
     );
@@ -311,10 +295,10 @@ mod tests {
     fn block_seeds_complete_their_requests() {
         let seeds = virtio_blk_seeds();
         let mem = run_blk(&seeds[0]);
-        assert_eq!(used_idx(&mem, 0), 6);
-        let mut status = [0xffu8; 6];
+        assert_eq!(used_idx(&mem, 0), 5);
+        let mut status = [0xffu8; 5];
         mem.read_slice(&mut status, GuestAddress(0x1f00)).unwrap();
-        assert_eq!(status, [0; 6]);
+        assert_eq!(status, [0; 5]);
         let mut id = [0u8; 4];
         mem.read_slice(&mut id, GuestAddress(0x1400)).unwrap();
         assert_eq!(&id, b"fuzz");

@@ -7,15 +7,9 @@
 //! [`pci::VirtioPciDevice`] (§4.1); the devices are [`blk::VirtioBlock`]
 //! (§5.2) and [`net::VirtioNet`] (§5.1), later virtio-input.
 //!
-//! Event index (`VIRTIO_RING_F_EVENT_IDX`, §2.7.7.1 and §2.7.10) is the
-//! transport's to offer and [`VirtQueue`]'s to honour: the device
-//! interrupts only when the used index passes the driver's `used_event`
-//! ([`vring_need_event`]), and whenever it has consumed every available
-//! buffer it sets `avail_event` to where it stopped, so the driver kicks
-//! for the next one and not before. Devices need not know.
-//!
-//! Not emulated: packed virtqueues (`VIRTIO_F_RING_PACKED`), notification
-//! data and per-queue reset. Descriptor chains are read and
+//! Not emulated: packed virtqueues (`VIRTIO_F_RING_PACKED`), `VIRTIO_F_EVENT_IDX`
+//! (the device always interrupts after using buffers, which §2.7.7 allows),
+//! notification data and per-queue reset. Descriptor chains are read and
 //! bounds-checked by the `virtio-queue` crate; every buffer is checked again
 //! against guest RAM here before a device sees it.
 
@@ -24,7 +18,6 @@ pub mod net;
 pub mod notify;
 pub mod pci;
 
-use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
@@ -47,8 +40,6 @@ pub const STATUS_FAILED: u8 = 0x80;
 
 /// Reserved feature bits (§6): descriptors may point to indirect tables.
 pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
-/// The `used_event` and `avail_event` fields suppress notifications.
-pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
 /// The device follows this specification rather than the legacy one.
 pub const VIRTIO_F_VERSION_1: u32 = 32;
 
@@ -307,14 +298,6 @@ impl Chain {
     }
 }
 
-/// Whether a side that last signalled at index `old` and has now moved to
-/// `new` must signal the other, which asked to hear when the index passes
-/// `event` (§2.7.10, Linux's `vring_need_event`): true when `event` lies in
-/// `[old, new)`, counted modulo 2^16 so it holds across the wrap.
-pub fn vring_need_event(event: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
-}
-
 /// One split virtqueue as a device uses it: pops validated chains, returns
 /// them through the used ring, interrupts the driver.
 ///
@@ -330,22 +313,15 @@ pub struct VirtQueue {
     broken: bool,
     /// Used entries added since the driver was last interrupted.
     used_pending: bool,
-    /// The used index when the driver was last considered for an
-    /// interrupt (event index's `old`).
-    signalled_at: u16,
 }
 
 impl VirtQueue {
-    /// `queue` as the transport built it, with event index on if the
-    /// driver accepted it.
     pub fn new(index: u16, queue: Queue) -> Self {
-        let signalled_at = queue.next_used();
         Self {
             index,
             queue,
             broken: false,
             used_pending: false,
-            signalled_at,
         }
     }
 
@@ -370,19 +346,13 @@ impl VirtQueue {
                 return None;
             }
             let size = self.queue.size();
-            let next = match self.queue.iter(mem) {
-                Ok(mut available) => available.next(),
+            let chain = match self.queue.iter(mem) {
+                Ok(mut available) => available.next()?,
                 Err(error) => {
                     guest_warn!(queue = self.index, %error, "virtio available ring is corrupt");
                     self.break_ring(interrupt);
                     return None;
                 }
-            };
-            let Some(chain) = next else {
-                if self.rearm(mem, interrupt) {
-                    continue;
-                }
-                return None;
             };
             let head = chain.head_index();
             if head >= size {
@@ -398,33 +368,6 @@ impl VirtQueue {
                 }
             }
         }
-    }
-
-    /// With event index, once every available buffer is consumed: asks the
-    /// driver to kick for the next one (`avail_event` = where the device
-    /// stopped). True if buffers arrived meanwhile, which the driver may
-    /// not kick for: the caller pops again.
-    fn rearm(&mut self, mem: &GuestRam, interrupt: &dyn VirtioInterrupt) -> bool {
-        if !self.queue.event_idx_enabled() {
-            return false;
-        }
-        match self.queue.enable_notification(mem) {
-            Ok(more) => more,
-            Err(error) => {
-                guest_warn!(queue = self.index, %error, "cannot write the virtio avail_event");
-                self.break_ring(interrupt);
-                false
-            }
-        }
-    }
-
-    /// The driver's `used_event` (after the available ring, §2.7.6).
-    fn used_event(&self, mem: &GuestRam) -> Option<u16> {
-        let at = self
-            .queue
-            .avail_ring()
-            .checked_add(4 + 2 * u64::from(self.queue.size()))?;
-        mem.read_obj::<u16>(GuestAddress(at)).ok().map(u16::from_le)
     }
 
     /// Returns `head` to the driver with `len` bytes written.
@@ -452,20 +395,11 @@ impl VirtQueue {
         if !std::mem::take(&mut self.used_pending) {
             return;
         }
-        if self.queue.event_idx_enabled() {
-            // The used index must be visible before used_event is read,
-            // or a driver that just rewrote it could miss its interrupt.
-            fence(Ordering::SeqCst);
-            let new = self.queue.next_used();
-            let old = std::mem::replace(&mut self.signalled_at, new);
-            // An unreadable used_event (checked at setup, so never) interrupts.
-            if let Some(event) = self.used_event(mem) {
-                if !vring_need_event(event, new, old) {
-                    return;
-                }
-            }
+        // Without EVENT_IDX this is always true; it is here so that
+        // negotiating EVENT_IDX later needs no change in devices.
+        if self.queue.needs_notification(mem).unwrap_or(true) {
+            interrupt.signal_used_queue(self.index);
         }
-        interrupt.signal_used_queue(self.index);
     }
 
     /// Handles every available chain with `handler`, which returns the
@@ -696,106 +630,5 @@ mod tests {
         assert!(queue.pop(&mem, &irq).is_none());
         assert!(irq.needs_reset());
         assert_eq!(driver.used_idx(&mem), 0);
-    }
-}
-
-#[cfg(test)]
-mod event_idx_tests {
-    use super::testing::*;
-    use super::*;
-
-    #[test]
-    fn need_event_is_wrap_safe() {
-        // (event, new, old, signal?)
-        for (event, new, old, expect) in [
-            (0, 1, 0, true),           // the first entry passes event 0
-            (4, 5, 4, true),           // new = event + 1: exactly passed
-            (5, 5, 4, false),          // not yet past
-            (5, 10, 6, false),         // passed before `old`: already signalled
-            (6, 10, 6, true),          // event at old: in [old, new)
-            (9, 10, 6, true),          // the last one
-            (10, 10, 6, false),        // event at new: next time
-            (0xffff, 0, 0xfffe, true), // across the wrap
-            (0xfffe, 2, 0xfffd, true),
-            (3, 2, 0xfffd, false),
-            (7, 7, 7, false), // nothing added
-        ] {
-            assert_eq!(
-                vring_need_event(event, new, old),
-                expect,
-                "event {event} new {new} old {old}"
-            );
-        }
-    }
-
-    /// Where the driver's used_event and the device's avail_event live for
-    /// the 8-entry queue of `setup`.
-    fn used_event_at(driver: &DriverQueue) -> GuestAddress {
-        GuestAddress(driver.avail + 4 + 2 * driver.size as u64)
-    }
-    fn avail_event(mem: &GuestRam, driver: &DriverQueue) -> u16 {
-        mem.read_obj(GuestAddress(driver.used + 4 + 8 * driver.size as u64))
-            .unwrap()
-    }
-
-    #[test]
-    fn interrupts_only_when_the_used_index_passes_used_event() {
-        let mem = ram();
-        let mut driver = DriverQueue::new(8, 0x10000);
-        let mut queue = driver.queue();
-        queue.set_event_idx(true);
-        let mut queue = VirtQueue::new(0, queue);
-        let irq = RecordingInterrupt::default();
-        for i in 0..8 {
-            driver.set_desc(&mem, i, 0x4000, 16, 0, 0);
-        }
-        // The driver wants to hear after the 3rd buffer (used_event 2).
-        mem.write_obj(2u16, used_event_at(&driver)).unwrap();
-        let mut complete = |n: usize, driver: &mut DriverQueue| {
-            for _ in 0..n {
-                driver.make_available(&mem, 0);
-            }
-            queue.process(&mem, &irq, |_| 1);
-            irq.used()
-        };
-        assert_eq!(complete(2, &mut driver), 0, "used 0..2, event 2 not passed");
-        // Having consumed everything, the device asks for the next kick.
-        assert_eq!(avail_event(&mem, &driver), 2);
-        assert_eq!(complete(1, &mut driver), 1, "used index 3 passes 2");
-        assert_eq!(complete(3, &mut driver), 1, "event 2 is behind");
-        assert_eq!(avail_event(&mem, &driver), 6);
-        // The driver moves used_event on; a batch that jumps over it
-        // still interrupts once.
-        mem.write_obj(7u16, used_event_at(&driver)).unwrap();
-        assert_eq!(complete(4, &mut driver), 2);
-        // Many rounds, across the 16-bit wrap of both indices.
-        for round in 0..70_000u32 {
-            let used = driver.used_idx(&mem);
-            mem.write_obj(used, used_event_at(&driver)).unwrap();
-            let before = irq.used();
-            assert_eq!(complete(1, &mut driver), before + 1, "round {round}");
-        }
-        assert_eq!(avail_event(&mem, &driver), driver.avail_idx);
-    }
-
-    /// Buffers made available after the device found the ring empty, but
-    /// before it published avail_event, are not missed.
-    #[test]
-    fn buffers_racing_the_rearm_are_popped() {
-        let mem = ram();
-        let mut driver = DriverQueue::new(8, 0x10000);
-        let mut queue = driver.queue();
-        queue.set_event_idx(true);
-        let mut queue = VirtQueue::new(0, queue);
-        let irq = RecordingInterrupt::default();
-        driver.set_desc(&mem, 0, 0x4000, 16, 0, 0);
-        driver.make_available(&mem, 0);
-        assert!(queue.pop(&mem, &irq).is_some());
-        driver.make_available(&mem, 0);
-        // The next pop sees it directly; then the ring is empty, and the
-        // device rearms at 2.
-        assert!(queue.pop(&mem, &irq).is_some());
-        assert!(queue.pop(&mem, &irq).is_none());
-        assert_eq!(avail_event(&mem, &driver), 2);
     }
 }

@@ -48,7 +48,7 @@ use super::notify::NotifyBinder;
 use super::{
     VirtioDevice, VirtioInterrupt, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
     VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_INPUT, VIRTIO_ID_NET,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::devices::pci::msix::{
     MsiSink, Msix, MSIX_BAR_SIZE, MSIX_MESSAGE_CONTROL, PCI_CAP_ID_MSIX,
@@ -514,10 +514,7 @@ impl VirtioPciDevice {
     /// Every feature the driver may accept: the device's plus the reserved
     /// ones this transport implements.
     fn offered_features(&self) -> u64 {
-        self.device.device_features()
-            | 1 << VIRTIO_F_VERSION_1
-            | 1 << VIRTIO_RING_F_INDIRECT_DESC
-            | 1 << VIRTIO_RING_F_EVENT_IDX
+        self.device.device_features() | 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_RING_F_INDIRECT_DESC
     }
 
     /// The device status as the driver reads it.
@@ -600,9 +597,8 @@ impl VirtioPciDevice {
     /// guest RAM marks the device DEVICE_NEEDS_RESET instead.
     fn activate(&mut self) {
         let mut queues = Vec::with_capacity(self.queues.len());
-        let event_idx = self.driver_features & 1 << VIRTIO_RING_F_EVENT_IDX != 0;
         for (index, regs) in self.queues.iter().enumerate() {
-            match Self::build_queue(&self.mem, regs, event_idx) {
+            match Self::build_queue(&self.mem, regs) {
                 Ok(queue) => queues.push(queue),
                 Err(problem) => {
                     guest_warn!(queue = index, problem, "virtio queue set up badly");
@@ -623,13 +619,8 @@ impl VirtioPciDevice {
         }
     }
 
-    fn build_queue(
-        mem: &GuestRam,
-        regs: &QueueRegs,
-        event_idx: bool,
-    ) -> Result<Queue, &'static str> {
+    fn build_queue(mem: &GuestRam, regs: &QueueRegs) -> Result<Queue, &'static str> {
         let mut queue = Queue::new(regs.max_size).map_err(|_| "bad maximum size")?;
-        queue.set_event_idx(event_idx);
         if !regs.enabled {
             return Ok(queue);
         }
@@ -1415,7 +1406,7 @@ mod tests {
     fn feature_negotiation() {
         let (mut d, counters, ..) = probe_device();
         let offered = d.device_features();
-        assert_eq!(offered, 1 << 32 | 1 << 29 | 1 << 28 | 1 << 9);
+        assert_eq!(offered, 1 << 32 | 1 << 28 | 1 << 9);
         // Without VERSION_1 the device refuses FEATURES_OK.
         assert!(!d.negotiate(1 << 9));
         // Nor does it accept features it never offered.
