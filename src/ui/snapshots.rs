@@ -13,7 +13,7 @@
 //! so the window never waits for a disk. A running VM's snapshots are not
 //! supported yet, so its buttons are off and the page says why.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,6 @@ struct Inner {
     root: gtk::Box,
     page: adw::PreferencesPage,
     group: RefCell<Option<adw::PreferencesGroup>>,
-    notice: gtk::Label,
     notice_revealer: gtk::Revealer,
     error: gtk::Label,
     error_revealer: gtk::Revealer,
@@ -43,7 +42,7 @@ struct Inner {
     /// The VM shown, and whether it runs.
     shown: RefCell<Option<(Definition, bool)>>,
     /// Work under way: the buttons wait for it.
-    busy: RefCell<bool>,
+    busy: Cell<bool>,
 }
 
 /// The Snapshots tab.
@@ -82,14 +81,13 @@ impl SnapshotsPage {
             root,
             page,
             group: RefCell::default(),
-            notice,
             notice_revealer,
             error,
             error_revealer,
             progress,
             create,
             shown: RefCell::default(),
-            busy: RefCell::new(false),
+            busy: Cell::new(false),
         }));
         let weak = Rc::downgrade(&this.0);
         this.0.create.connect_clicked(move |_| {
@@ -118,7 +116,6 @@ impl SnapshotsPage {
         }
         *self.0.shown.borrow_mut() = Some((definition.clone(), running));
         self.0.notice_revealer.set_reveal_child(running);
-        self.0.notice.set_visible(running);
         self.reload();
     }
 
@@ -129,7 +126,7 @@ impl SnapshotsPage {
 
     fn usable(&self) -> bool {
         let running = self.0.shown.borrow().as_ref().is_some_and(|(_, r)| *r);
-        !running && !*self.0.busy.borrow()
+        !running && !self.0.busy.get()
     }
 
     /// Lists the snapshots again, on a worker thread.
@@ -328,7 +325,7 @@ impl SnapshotsPage {
         headline: String,
         work: impl FnOnce(&AtomicU64) -> Result<(), String> + Send + 'static,
     ) {
-        *self.0.busy.borrow_mut() = true;
+        self.0.busy.set(true);
         self.set_error(None);
         self.0.create.set_sensitive(false);
         let fraction = Arc::new(AtomicU64::new(0f64.to_bits()));
@@ -347,7 +344,7 @@ impl SnapshotsPage {
             move |result| {
                 ticker.remove();
                 this.0.progress.set_visible(false);
-                *this.0.busy.borrow_mut() = false;
+                this.0.busy.set(false);
                 if let Err(error) = result {
                     tracing::warn!("{headline}: {error}");
                     this.set_error(Some(format!("{headline}: {error}")));
