@@ -850,16 +850,105 @@ fn a_qcow2_disc_is_read_through_its_format() {
         .unwrap();
     at = vm.expect(at, &["capacity 0000000f"]);
     assert_eq!(vm.hdc()["inserted"]["drv"], "raw");
-    vm.qmp()
-        .execute(
-            "blockdev-change-medium",
-            json!({"id": "hdc", "filename": qcow2.to_str().unwrap()}),
-        )
-        .unwrap();
+    // The qcow2 disc is not the VM's own file: it is passed.
+    let mut qmp = vm.qmp();
+    let passed = pass(&mut qmp, &qcow2);
+    qmp.execute(
+        "blockdev-change-medium",
+        json!({"id": "hdc", "filename": passed}),
+    )
+    .unwrap();
     at = vm.expect(at, &["capacity 00000017"]);
     vm.type_key(b"R");
     vm.expect(at, &["data 44495343"]);
     assert_eq!(vm.hdc()["inserted"]["drv"], "qcow2");
     drop(vm);
     drop(files);
+}
+
+/// Passes `path`, opened for reading, to the VM (`add-fd`); returns the
+/// name it has there, `/dev/fdset/N`.
+fn pass(qmp: &mut ControlClient, path: &Path) -> String {
+    let file = std::fs::File::open(path).unwrap();
+    let added = qmp
+        .execute_with_fd("add-fd", json!({}), std::os::fd::AsFd::as_fd(&file))
+        .unwrap();
+    format!("/dev/fdset/{}", added["fdset-id"])
+}
+
+/// The confined VM process reads its own disc and nothing beside it: a
+/// QMP client naming another file by path is refused, with a word on how
+/// to pass it; passed as libvirt passes files to QEMU (`add-fd` with the
+/// descriptor, then `/dev/fdset/N`), the same file goes in, is known by
+/// its real path, and stays in across a reset.
+#[test]
+fn a_disc_beside_the_first_goes_in_only_when_passed_by_descriptor() {
+    if !kvm_available() {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let old = iso(files.path(), "old.iso", 16);
+    let beside = iso(files.path(), "beside.iso", 8);
+    let vm = Started::new(&old);
+    let at = vm.expect(0, &["watching", "capacity 0000000f"]);
+
+    let (class, desc) = refusal(
+        vm.qmp()
+            .execute(
+                "blockdev-change-medium",
+                json!({"id": "hdc", "filename": beside.to_str().unwrap(), "format": "raw"}),
+            )
+            .unwrap_err(),
+    );
+    assert_eq!(class, "GenericError");
+    assert!(
+        desc.contains("Permission denied") && desc.contains("add-fd"),
+        "{desc}"
+    );
+    assert_eq!(vm.hdc()["inserted"]["file"], old.to_str().unwrap());
+
+    let mut qmp = vm.qmp();
+    let (class, desc) = refusal(qmp.execute("add-fd", json!({})).unwrap_err());
+    assert_eq!(
+        (class.as_str(), desc.as_str()),
+        ("GenericError", "No file descriptor supplied via SCM_RIGHTS")
+    );
+    let disc = std::fs::File::open(&beside).unwrap();
+    let added = qmp
+        .execute_with_fd(
+            "add-fd",
+            json!({"opaque": "beside"}),
+            std::os::fd::AsFd::as_fd(&disc),
+        )
+        .unwrap();
+    let fdset = added["fdset-id"].as_u64().unwrap();
+    let fd = added["fd"].as_i64().unwrap();
+    assert_eq!(
+        qmp.execute("query-fdsets", Value::Null).unwrap(),
+        json!([{"fdset-id": fdset, "fds": [{"fd": fd, "opaque": "beside"}]}])
+    );
+    qmp.execute(
+        "blockdev-change-medium",
+        json!({"id": "hdc", "filename": format!("/dev/fdset/{fdset}"), "format": "raw"}),
+    )
+    .unwrap();
+    let at = vm.expect(at, &["sense 06 28 00", "capacity 00000007"]);
+    assert_eq!(vm.hdc()["inserted"]["file"], beside.to_str().unwrap());
+    qmp.execute("remove-fd", json!({"fdset-id": fdset}))
+        .unwrap();
+    assert_eq!(qmp.execute("query-fdsets", Value::Null).unwrap(), json!([]));
+    let (_, desc) = refusal(
+        qmp.execute("remove-fd", json!({"fdset-id": fdset}))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        desc,
+        format!("File descriptor named 'fdset-id:{fdset}' not found")
+    );
+
+    // The VM process cannot open the file by name, yet a reset (a new
+    // machine) still has the disc: it kept the descriptor.
+    qmp.execute("system_reset", Value::Null).unwrap();
+    vm.expect(at, &["watching", "capacity 00000007"]);
+    assert_eq!(vm.hdc()["inserted"]["file"], beside.to_str().unwrap());
 }

@@ -21,6 +21,7 @@
 //! editors use too), as libvirt sends it; that format is stored with it, so
 //! the next start reads the disc the same way.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -154,8 +155,9 @@ fn connect(vm: &str) -> Result<ControlClient, LiveMediaError> {
     Ok(ControlClient::connect(RunFiles::new(vm).control())?)
 }
 
-/// The absolute path of `source`, once it is known to be a readable file.
-fn checked_source(source: &Path) -> Result<PathBuf, LiveMediaError> {
+/// The absolute path of `source`, and the file open for reading, once it
+/// is known to be a regular file.
+fn checked_source(source: &Path) -> Result<(PathBuf, std::fs::File), LiveMediaError> {
     let error = |source_error| LiveMediaError::Source {
         path: source.to_path_buf(),
         source: source_error,
@@ -169,7 +171,7 @@ fn checked_source(source: &Path) -> Result<PathBuf, LiveMediaError> {
             "not a regular file",
         )));
     }
-    Ok(path)
+    Ok((path, file))
 }
 
 /// The format to open `path` with in a drive whose definition says
@@ -222,16 +224,35 @@ pub fn change_medium_as(
     let source = source.map(checked_source).transpose()?;
     let mut client = connect(vm)?;
     match source {
-        Some(path) => client.execute(
-            "blockdev-change-medium",
-            json!({
-                "id": target,
-                "filename": path.to_string_lossy(),
-                "format": medium_format(driver_type, &path),
-                "force": force,
-            }),
-        )?,
-        None => client.execute("eject", json!({"id": target, "force": force}))?,
+        Some((path, file)) => {
+            // The VM process is confined to its own files, so the disc is
+            // opened here and passed to it, as libvirt passes files to QEMU.
+            let added = client.execute_with_fd(
+                "add-fd",
+                json!({"opaque": path.to_string_lossy()}),
+                file.as_fd(),
+            )?;
+            let fdset = added
+                .get("fdset-id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| LiveMediaError::Answer(format!("add-fd answered {added}")))?;
+            let changed = client.execute(
+                "blockdev-change-medium",
+                json!({
+                    "id": target,
+                    "filename": format!("/dev/fdset/{fdset}"),
+                    "format": medium_format(driver_type, &path),
+                    "force": force,
+                }),
+            );
+            // The drive holds its own duplicate: the set can go either way.
+            let removed = client.execute("remove-fd", json!({"fdset-id": fdset}));
+            changed?;
+            removed?;
+        }
+        None => {
+            client.execute("eject", json!({"id": target, "force": force}))?;
+        }
     };
     Ok(())
 }

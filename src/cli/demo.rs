@@ -40,6 +40,7 @@ pub fn demo_config(disk: PathBuf) -> VmConfig {
         boot_order: Some(1),
         cache: Default::default(),
         discard: Default::default(),
+        passed: None,
     });
     config
 }

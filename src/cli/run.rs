@@ -198,11 +198,6 @@ fn sandbox_plan(
         .chain(screenshot_on_exit)
         .filter_map(|p| std::path::absolute(p).ok()?.parent().map(Path::to_path_buf));
     plan.files.read_write_dirs.extend(dirs);
-    if crate::vmm::confinement::has_cdrom(config) {
-        plan.files
-            .read_only
-            .extend(crate::vmm::confinement::cdrom_dirs(config));
-    }
     plan
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,6 +84,26 @@ impl ControlClient {
     /// Runs `command` with `arguments` (an object, or `Null` for none) and
     /// returns what it returned. A refusal is [`ControlError::Command`].
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, ControlError> {
+        self.execute_passing(command, arguments, None)
+    }
+
+    /// [`execute`](Self::execute), passing `fd` with the command's bytes
+    /// (SCM_RIGHTS), as QMP's `add-fd` wants it.
+    pub fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Value, ControlError> {
+        self.execute_passing(command, arguments, Some(fd))
+    }
+
+    fn execute_passing(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<Value, ControlError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = json!({"execute": command, "id": id});
@@ -92,7 +113,17 @@ impl ControlClient {
         let mut line =
             serde_json::to_vec(&request).map_err(|e| ControlError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        self.stream.write_all(&line).map_err(io_error)?;
+        let mut sent = 0;
+        if let Some(fd) = fd {
+            use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+            // The descriptor travels with the first bytes; the rest of the
+            // line, if the socket took only part of it, follows plainly.
+            sent = self
+                .stream
+                .send_with_fd(&line[..], fd.as_raw_fd())
+                .map_err(|e| io_error(io::Error::from_raw_os_error(e.errno())))?;
+        }
+        self.stream.write_all(&line[sent..]).map_err(io_error)?;
         let deadline = Instant::now() + self.timeout;
         loop {
             let message = self.read_message(deadline)?;

@@ -7,10 +7,12 @@
 //! by `blockdev-add` (Vireo has no node graph; `blockdev-change-medium`
 //! opens and inserts in one step).
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::fdsets::FdSets;
 use super::protocol::{
     encode_error, encode_return, enum_value, object_at, Args, CommandError, ErrorClass, Request,
 };
@@ -38,6 +40,9 @@ pub const COMMANDS: &[&str] = &[
     "blockdev-open-tray",
     "blockdev-close-tray",
     "blockdev-remove-medium",
+    "add-fd",
+    "remove-fd",
+    "query-fdsets",
 ];
 
 /// The QEMU release whose QMP this server's commands follow, given as the
@@ -66,11 +71,23 @@ pub(crate) fn version() -> Value {
 #[derive(Debug, Default)]
 pub(crate) struct Session {
     negotiated: bool,
+    /// Descriptors that came with the client's last bytes (SCM_RIGHTS),
+    /// for the `add-fd` they were sent with. A newer batch replaces them,
+    /// as in QEMU; dropping them closes them.
+    received_fds: Vec<OwnedFd>,
 }
 
 impl Session {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps `fds`, received with the client's latest bytes, for the
+    /// next `add-fd`; those of an earlier batch no command took are closed.
+    pub(crate) fn received(&mut self, fds: Vec<OwnedFd>) {
+        if !fds.is_empty() {
+            self.received_fds = fds;
+        }
     }
 
     /// Whether the session is past negotiation (and so receives events).
@@ -203,11 +220,68 @@ impl Session {
                 args.finish()?;
                 block(controller.remove_medium(&id))
             }
+            "add-fd" => {
+                let mut args = args;
+                let fdset_id = args.opt_int("fdset-id")?;
+                let opaque = args.opt_str("opaque")?;
+                args.finish()?;
+                let fdset_id = fdset_id
+                    .map(|id| {
+                        u64::try_from(id).map_err(|_| {
+                            CommandError::generic(
+                                "Parameter 'fdset-id' expects a non-negative value",
+                            )
+                        })
+                    })
+                    .transpose()?;
+                let sets = fd_sets(controller)?;
+                // The first descriptor of the batch, as QEMU takes one.
+                if self.received_fds.is_empty() {
+                    return Err(CommandError::generic(
+                        "No file descriptor supplied via SCM_RIGHTS",
+                    ));
+                }
+                let fd = self.received_fds.remove(0);
+                self.received_fds.clear();
+                let added = sets
+                    .add(fd, fdset_id, opaque)
+                    .map_err(CommandError::generic)?;
+                serde_json::to_value(added).map_err(|e| CommandError::generic(e.to_string()))
+            }
+            "remove-fd" => {
+                let mut args = args;
+                let fdset_id = args.int("fdset-id")?;
+                let fd = args.opt_int("fd")?;
+                args.finish()?;
+                let sets = fd_sets(controller)?;
+                let not_found = || {
+                    CommandError::generic(format!(
+                        "File descriptor named 'fdset-id:{fdset_id}' not found"
+                    ))
+                };
+                let fdset_id = u64::try_from(fdset_id).map_err(|_| not_found())?;
+                let fd = fd
+                    .map(|fd| std::os::fd::RawFd::try_from(fd).map_err(|_| not_found()))
+                    .transpose()?;
+                ok(sets.remove(fdset_id, fd))
+            }
+            "query-fdsets" => {
+                args.finish()?;
+                let sets = fd_sets(controller)?;
+                serde_json::to_value(sets.query()).map_err(|e| CommandError::generic(e.to_string()))
+            }
             _ => Err(CommandError::not_found(format!(
                 "The command {command} has not been found"
             ))),
         }
     }
+}
+
+/// The controller's descriptor sets, or the error of a VM without them.
+fn fd_sets(controller: &dyn VmController) -> Result<&FdSets, CommandError> {
+    controller
+        .fd_sets()
+        .ok_or_else(|| CommandError::generic("This VM takes no file descriptors"))
 }
 
 /// A block command's result as QMP answers it.

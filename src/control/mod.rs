@@ -34,6 +34,7 @@
 mod block;
 mod client;
 mod commands;
+pub mod fdsets;
 pub(crate) mod protocol;
 mod server;
 
@@ -346,6 +347,11 @@ pub trait VmController: Send + Sync {
     /// the guest device `id`.
     fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
         Err(BlockError::not_found(id))
+    }
+    /// The VM's file descriptor sets (`add-fd`, `remove-fd`,
+    /// `query-fdsets`); `None` where nothing could use a passed file.
+    fn fd_sets(&self) -> Option<&fdsets::FdSets> {
+        None
     }
 }
 

@@ -10,9 +10,9 @@
 //! reading.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -467,7 +467,7 @@ fn start_client(id: u64, stream: UnixStream, shared: &Arc<Shared>) -> io::Result
 }
 
 /// The reader thread: splits input, runs commands, queues the answers.
-fn read_loop(mut stream: UnixStream, client: &Arc<Client>, shared: &Shared) {
+fn read_loop(stream: UnixStream, client: &Arc<Client>, shared: &Shared) {
     let _guard = ReaderGuard {
         client,
         hub: &shared.hub,
@@ -477,12 +477,16 @@ fn read_loop(mut stream: UnixStream, client: &Arc<Client>, shared: &Shared) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut pieces = Vec::new();
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
+        let (n, fds) = match receive(&stream, &mut buf) {
+            Ok((0, _)) => return,
+            Ok(got) => got,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+            Err(e) => {
+                tracing::debug!(client = client.id, error = %e, "control: reading from the client failed");
+                return;
+            }
         };
+        session.received(fds);
         splitter.feed(&buf[..n], &mut pieces);
         for piece in pieces.drain(..) {
             // Held until the answer is queued, so that dropping the server
@@ -508,6 +512,33 @@ fn read_loop(mut stream: UnixStream, client: &Arc<Client>, shared: &Shared) {
             }
         }
     }
+}
+
+/// The most descriptors one read takes with its bytes: `add-fd` needs
+/// one; a client sending more loses its connection (their bytes are lost
+/// with the descriptors the kernel had to drop).
+const MAX_FDS_PER_READ: usize = 4;
+
+/// Reads what the client sent, and any descriptors that came with it
+/// (SCM_RIGHTS, for `add-fd`).
+fn receive(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let mut iovecs = [libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }];
+    let mut raw = [-1; MAX_FDS_PER_READ];
+    // SAFETY: the iovec covers `buf`, which we borrow mutably and which
+    // may take any bytes.
+    let (n, count) = unsafe { stream.recv_with_fds(&mut iovecs, &mut raw) }
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    let fds = raw[..count]
+        .iter()
+        // SAFETY: recvmsg just gave us these descriptors; nothing else
+        // owns them.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    Ok((n, fds))
 }
 
 #[cfg(test)]

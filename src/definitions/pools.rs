@@ -46,34 +46,6 @@ impl PoolStore {
         )
     }
 
-    /// The directories of every defined pool (persistent or transient)
-    /// and of the default pool, read from their definitions without
-    /// defining or starting anything (the VM process's sandbox).
-    pub fn pool_dirs() -> Vec<PathBuf> {
-        let mut dirs = vec![crate::paths::images_dir()];
-        let config = crate::paths::config_dir().join("pools");
-        let transient = crate::paths::runtime_dir().join("pools/.transient");
-        for dir in [config, transient] {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "xml") {
-                    if let Ok(def) = fs::read_to_string(&path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|text| PoolDef::from_xml(&text).map_err(|e| e.to_string()))
-                    {
-                        dirs.push(def.target);
-                    }
-                }
-            }
-        }
-        dirs.sort();
-        dirs.dedup();
-        dirs
-    }
-
     /// Pools defined in `config`, running state in `runtime`, and the
     /// default pool over `default_target`.
     pub fn open_at(

@@ -151,8 +151,13 @@ pub fn detect_format(path: &Path) -> Result<ImageFormat, OpenError> {
         path: path.display().to_string(),
         source,
     })?;
+    detect_format_of(&file, path)
+}
+
+/// [`detect_format`] of a file already open (`path` names it in errors).
+pub fn detect_format_of(file: &std::fs::File, path: &Path) -> Result<ImageFormat, OpenError> {
     let mut magic = [0u8; 4];
-    let read = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0).map_err(|source| {
+    let read = std::os::unix::fs::FileExt::read_at(file, &mut magic, 0).map_err(|source| {
         OpenError::Io {
             path: path.display().to_string(),
             source,
@@ -255,9 +260,13 @@ pub enum OpenError {
 /// The size the guest sees of the image at `path`: a qcow2 image's
 /// virtual size, a raw file's length.
 pub fn virtual_size(path: &Path) -> std::io::Result<u64> {
-    let file = std::fs::File::open(path)?;
-    match detect_format(path) {
-        Ok(ImageFormat::Qcow2) => qcow2::header::Qcow2Header::read(&file)
+    virtual_size_of(&std::fs::File::open(path)?, path)
+}
+
+/// [`virtual_size`] of a file already open (`path` names it in errors).
+pub fn virtual_size_of(file: &std::fs::File, path: &Path) -> std::io::Result<u64> {
+    match detect_format_of(file, path) {
+        Ok(ImageFormat::Qcow2) => qcow2::header::Qcow2Header::read(file)
             .map(|header| header.size)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         _ => Ok(file.metadata()?.len()),
@@ -273,5 +282,20 @@ pub fn open_image(
     match format {
         ImageFormat::Raw => Ok(Box::new(RawFile::open(path, read_only)?)),
         ImageFormat::Qcow2 => Ok(Box::new(Qcow2Image::open(path, read_only)?)),
+    }
+}
+
+/// [`open_image`] of a file someone else opened (a descriptor passed to a
+/// confined VM process), known as `path`. It is locked as `open_image`
+/// locks; a qcow2 image's backing files are still opened by name.
+pub fn open_image_file(
+    file: std::fs::File,
+    path: &Path,
+    format: ImageFormat,
+    read_only: bool,
+) -> Result<Box<dyn BlockBackend>, OpenError> {
+    match format {
+        ImageFormat::Raw => Ok(Box::new(RawFile::from_file(file, path, read_only)?)),
+        ImageFormat::Qcow2 => Ok(Box::new(Qcow2Image::from_file(file, path, read_only)?)),
     }
 }

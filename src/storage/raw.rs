@@ -33,8 +33,21 @@ impl RawFile {
             .write(!read_only)
             .open(path)
             .map_err(io_error)?;
+        Self::from_file(file, path, read_only)
+    }
+
+    /// Locks and uses `file`, opened elsewhere (for writing too, unless
+    /// `read_only`), as the image at `path`.
+    pub fn from_file(file: File, path: &Path, read_only: bool) -> Result<Self, OpenError> {
+        let shown = path.display().to_string();
         lock_image(&file, path, read_only)?;
-        let size = file.metadata().map_err(io_error)?.len();
+        let size = file
+            .metadata()
+            .map_err(|source| OpenError::Io {
+                path: shown.clone(),
+                source,
+            })?
+            .len();
         Ok(Self {
             file,
             size,

@@ -401,6 +401,7 @@ fn disk_config(
             .as_deref()
             .and_then(DiscardMode::from_libvirt)
             .unwrap_or_default(),
+        passed: None,
     })
 }
 

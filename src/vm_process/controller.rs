@@ -11,12 +11,15 @@
 //! none. It is opened here, on the control connection's thread, after the
 //! drive was found and before the runner is asked: a missing or unreadable
 //! file is a QMP error and the drive keeps its disc; the vCPUs never wait
-//! for the file system.
+//! for the file system. The VM process, confined, opens only its own
+//! images: a client passes any other disc with `add-fd` and names it
+//! `/dev/fdset/N` ([`crate::control::fdsets`]), as libvirt does for QEMU.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::control::fdsets::{self, FdSets};
 use crate::control::{
     BlockDeviceInfo, BlockError, BlockInfo, ChangeMedium, Event, ImageFormat, ReadOnlyMode,
     RunState, ShutdownCause, VmController, VncInfo,
@@ -25,6 +28,7 @@ use crate::display::input::InputSink;
 use crate::display::screenshot::{write_png, write_ppm};
 use crate::display::Display;
 use crate::storage::ImageFormat as DiskFormat;
+use crate::vmm::config::PassedFile;
 use crate::vmm::media::{BlockDevice, MediaAnswer, MediaError, MediaRequest, NewMedium};
 use crate::vmm::{InputRouter, Request, VmEvent, VmHandle, VmStatus};
 
@@ -34,6 +38,8 @@ pub struct Controller {
     pub display: Arc<Display>,
     pub input: Arc<InputRouter>,
     pub vnc: Mutex<VncInfo>,
+    /// Files clients passed (`add-fd`): how a confined VM gets a new disc.
+    pub fd_sets: FdSets,
 }
 
 impl VmController for Controller {
@@ -104,7 +110,7 @@ impl VmController for Controller {
     }
 
     fn change_medium(&self, change: &ChangeMedium) -> Result<(), BlockError> {
-        change_medium(&self.handle, change)
+        change_medium(&self.handle, &self.fd_sets, change)
     }
 
     fn open_tray(&self, device: &str, force: bool) -> Result<(), BlockError> {
@@ -117,6 +123,10 @@ impl VmController for Controller {
 
     fn remove_medium(&self, id: &str) -> Result<(), BlockError> {
         remove_medium(&self.handle, id)
+    }
+
+    fn fd_sets(&self) -> Option<&FdSets> {
+        Some(&self.fd_sets)
     }
 }
 
@@ -170,7 +180,11 @@ fn devices(handle: &VmHandle) -> Result<Vec<BlockDevice>, MediaError> {
 fn block_info(device: BlockDevice) -> BlockInfo {
     BlockInfo {
         inserted: device.inserted.map(|medium| {
-            let size = crate::storage::virtual_size(&medium.path).ok();
+            let size = match &medium.passed {
+                Some(passed) => crate::storage::virtual_size_of(&passed.0, &medium.path),
+                None => crate::storage::virtual_size(&medium.path),
+            }
+            .ok();
             BlockDeviceInfo::new(
                 medium.path.to_string_lossy().into_owned(),
                 medium.read_only,
@@ -228,7 +242,11 @@ fn remove_medium(handle: &VmHandle, id: &str) -> Result<(), BlockError> {
     Ok(())
 }
 
-fn change_medium(handle: &VmHandle, change: &ChangeMedium) -> Result<(), BlockError> {
+fn change_medium(
+    handle: &VmHandle,
+    fd_sets: &FdSets,
+    change: &ChangeMedium,
+) -> Result<(), BlockError> {
     // Find the drive first, as QEMU does, so that a wrong name is reported
     // as such whatever the file.
     let devices = devices(handle)?;
@@ -249,26 +267,61 @@ fn change_medium(handle: &VmHandle, change: &ChangeMedium) -> Result<(), BlockEr
             change.device
         )));
     }
+    let by_descriptor = fdsets::fdset_id(&change.filename).is_some();
+    let cannot_open = |error: &(dyn std::error::Error + 'static)| {
+        tracing::warn!(%error, "blockdev-change-medium: the new medium cannot be opened");
+        let cause = error_chain(error);
+        // Landlock's refusal: say how a client gets the file in.
+        let hint = if !by_descriptor && cause.contains("Permission denied") {
+            ". The VM process may open only its own images: pass the file with add-fd \
+             and name it /dev/fdset/N"
+        } else {
+            ""
+        };
+        BlockError::generic(format!(
+            "Could not open '{}': {cause}{hint}",
+            change.filename.display(),
+        ))
+    };
+    // A disc passed as /dev/fdset/N was opened by the client: it is known
+    // by the path the kernel gives the descriptor.
+    let passed = match fd_sets.open(&change.filename, true) {
+        None => None,
+        Some(Ok(file)) => {
+            let path = fdsets::path_of(&file).unwrap_or_else(|| change.filename.clone());
+            Some((file, path))
+        }
+        Some(Err(error)) => return Err(cannot_open(&error)),
+    };
+    let path = passed
+        .as_ref()
+        .map_or(change.filename.clone(), |(_, path)| path.clone());
     let format = match change.format.as_deref() {
         // Probed; a file that cannot be read fails to open just below.
-        None => crate::storage::detect_format(&change.filename).unwrap_or(DiskFormat::Raw),
+        None => match &passed {
+            Some((file, _)) => crate::storage::detect_format_of(file, &path),
+            None => crate::storage::detect_format(&path),
+        }
+        .unwrap_or(DiskFormat::Raw),
         Some(name) => DiskFormat::parse(name)
             .ok_or_else(|| BlockError::generic(format!("Unknown driver: '{name}'")))?,
     };
-    let backend = crate::storage::open_image(&change.filename, format, true).map_err(|error| {
-        tracing::warn!(%error, "blockdev-change-medium: the new medium cannot be opened");
-        BlockError::generic(format!(
-            "Could not open '{}': {}",
-            change.filename.display(),
-            error_chain(&error)
-        ))
-    })?;
+    let (backend, passed) = match passed {
+        Some((file, _)) => {
+            let kept = file.try_clone().map_err(|error| cannot_open(&error))?;
+            let backend = crate::storage::open_image_file(file, &path, format, true);
+            (backend, Some(PassedFile(Arc::new(kept))))
+        }
+        None => (crate::storage::open_image(&path, format, true), None),
+    };
+    let backend = backend.map_err(|error| cannot_open(&error))?;
     handle.media(MediaRequest::Change {
         device: change.device.clone(),
         medium: Some(NewMedium {
             backend,
-            path: change.filename.clone(),
+            path,
             format,
+            passed,
         }),
         force: change.force,
     })?;

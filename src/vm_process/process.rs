@@ -155,27 +155,13 @@ pub fn sandbox_opt_out(domain: &Domain) -> Option<&'static str> {
 }
 
 /// What the VM process may reach once confined: what its machine needs
-/// ([`crate::vmm::confinement`]), its own run directory (not the other
-/// VMs'), and for a VM with a
-/// CD-ROM drive the storage pools' directories and the directories of its
-/// discs, read-only, so that `change-media --live` can open a new disc.
-///
-/// Pools rather than a descriptor passed over QMP (libvirt's `add-fd`):
-/// every QMP client then works unchanged, paths in `query-block` stay
-/// real, and a disc that is neither in a pool nor beside the first one is
-/// refused with a clear error. The cost: such a VM may read (never write)
-/// other images in those directories.
+/// ([`crate::vmm::confinement`]) and its own run directory (not the other
+/// VMs'). A disc changed while it runs is opened by the client and passed
+/// to it (QMP `add-fd`, as libvirt does for QEMU), so it reads no
+/// directory of images, only its own images.
 fn sandbox_plan(config: &crate::vmm::VmConfig, run_dir: &Path) -> crate::sandbox::Plan {
     let mut plan = crate::vmm::confinement::plan(config);
     plan.files.read_write_dirs.push(run_dir.to_path_buf());
-    if crate::vmm::confinement::has_cdrom(config) {
-        plan.files
-            .read_only
-            .extend(crate::vmm::confinement::cdrom_dirs(config));
-        plan.files
-            .read_only
-            .extend(crate::definitions::PoolStore::pool_dirs());
-    }
     plan
 }
 
@@ -289,6 +275,7 @@ fn serve(
         display: console.display.clone(),
         input: console.input.clone(),
         vnc: Mutex::new(vnc_info),
+        fd_sets: crate::control::fdsets::FdSets::new(),
     });
     let control = ControlServer::bind(files.control(), controller)
         .map_err(|e| format!("cannot listen on {}: {e}", files.control().display()))?;

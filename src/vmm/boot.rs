@@ -91,6 +91,7 @@ mod tests {
             boot_order,
             cache: Default::default(),
             discard: Default::default(),
+            passed: None,
         }
     }
 

@@ -39,7 +39,24 @@ pub struct DiskConfig {
     pub cache: CacheMode,
     /// `<driver discard=>`: whether a guest's discards free space.
     pub discard: DiscardMode,
+    /// The image as a client passed it to the VM process (a disc changed
+    /// live, QMP `add-fd`): a reset reopens it from here, since a confined
+    /// VM process may not open it by `path`.
+    pub passed: Option<PassedFile>,
 }
+
+/// A file another process opened for the VM (see [`DiskConfig::passed`]).
+/// Two are equal when they are the same open file here.
+#[derive(Debug, Clone)]
+pub struct PassedFile(pub std::sync::Arc<std::fs::File>);
+
+impl PartialEq for PassedFile {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PassedFile {}
 
 /// What a NIC is connected to.
 #[derive(Debug, Clone, PartialEq, Eq)]

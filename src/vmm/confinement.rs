@@ -72,23 +72,3 @@ pub fn plan(config: &VmConfig) -> Plan {
         keep_capabilities,
     }
 }
-
-/// The directories holding the VM's CD-ROM images: a running VM's disc
-/// may be changed for another beside it (`change-media --live`).
-pub fn cdrom_dirs(config: &VmConfig) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = config
-        .disks
-        .iter()
-        .filter(|d| d.kind == DiskKind::Cdrom)
-        .filter_map(|d| d.path.as_ref()?.parent().map(|p| p.to_path_buf()))
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
-}
-
-/// Whether the VM has a CD-ROM drive (whose disc may change while it runs).
-pub fn has_cdrom(config: &VmConfig) -> bool {
-    config.disks.iter().any(|d| d.kind == DiskKind::Cdrom)
-}

@@ -30,7 +30,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::config::{DiskBus, DiskConfig, DiskKind};
+use super::config::{DiskBus, DiskConfig, DiskKind, PassedFile};
 use crate::devices::ide::{CdromChangeError, IdeController};
 use crate::storage::{BlockBackend, ImageFormat};
 
@@ -39,6 +39,8 @@ pub struct NewMedium {
     pub backend: Box<dyn BlockBackend>,
     pub path: PathBuf,
     pub format: ImageFormat,
+    /// The file, when a client passed it (a reset reopens it from here).
+    pub passed: Option<PassedFile>,
 }
 
 impl std::fmt::Debug for NewMedium {
@@ -108,6 +110,9 @@ pub struct Inserted {
     pub path: PathBuf,
     pub format: ImageFormat,
     pub read_only: bool,
+    /// The file, when a client passed it: the confined VM process reads
+    /// it through this, not by `path`.
+    pub passed: Option<PassedFile>,
 }
 
 /// Why a media request failed, with QEMU's sentences.
@@ -259,6 +264,7 @@ pub(super) fn handle(
                 tracing::info!(target = %disk.target, "CD-ROM medium removed");
             }
             disk.path = None;
+            disk.passed = None;
             Ok(changed(disk, vec![]))
         }
         MediaRequest::Change {
@@ -268,9 +274,9 @@ pub(super) fn handle(
         } => {
             let (index, channel, unit) = cdrom(disks, &device)?;
             let disk = &mut disks[index];
-            let (path, format, backend) = match medium {
-                Some(m) => (Some(m.path), m.format, Some(m.backend)),
-                None => (None, disk.format, None),
+            let (path, format, backend, passed) = match medium {
+                Some(m) => (Some(m.path), m.format, Some(m.backend), m.passed),
+                None => (None, disk.format, None, None),
             };
             let inserting = backend.is_some();
             let (was_open, old) = {
@@ -298,6 +304,7 @@ pub(super) fn handle(
             );
             disk.path = path;
             disk.format = format;
+            disk.passed = passed;
             Ok(changed(disk, tray_moves))
         }
     }
@@ -320,6 +327,7 @@ fn query(ide: &Mutex<IdeController>, disks: &[DiskConfig]) -> Vec<BlockDevice> {
                 path: path.clone(),
                 format: disk.format,
                 read_only: disk.read_only,
+                passed: disk.passed.clone(),
             };
             let drive = match (disk.kind, &disk.bus) {
                 (DiskKind::Cdrom, DiskBus::Ide { channel, unit }) => {
@@ -368,6 +376,7 @@ mod tests {
             boot_order: None,
             cache: Default::default(),
             discard: Default::default(),
+            passed: None,
         }
     }
 

@@ -218,6 +218,13 @@ impl Qcow2Image {
         Self::open_file(open_locked(path, read_only)?, path, read_only)
     }
 
+    /// Locks and opens the image in `file`, opened elsewhere (for writing
+    /// too, unless `read_only`), known as `path`.
+    pub fn from_file(file: File, path: &Path, read_only: bool) -> Result<Self, OpenError> {
+        lock_image(&file, path, read_only)?;
+        Self::open_file(file, path, read_only)
+    }
+
     /// Opens the image in `file`, already open and locked (at `path`).
     fn open_file(file: File, path: &Path, read_only: bool) -> Result<Self, OpenError> {
         let header = Qcow2Header::read(&file).map_err(|e| header_error(path, e))?;
