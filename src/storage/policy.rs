@@ -14,8 +14,10 @@
 //! Discard as QEMU's `-drive discard=`: `ignore` (libvirt's and QEMU's
 //! default) completes a guest's discard without touching the image, and a
 //! write-zeroes that may unmap keeps the space allocated; `unmap` passes
-//! both on, so raw files get holes and qcow2 clusters are freed. virtio-blk
-//! offers DISCARD in both cases, as QEMU does.
+//! both on, so raw files get holes and qcow2 clusters are freed (and
+//! punched out of the image file, as QEMU's default
+//! `pass-discard-request=on` does). virtio-blk offers DISCARD in both
+//! cases, as QEMU does.
 
 use std::io;
 

@@ -59,7 +59,7 @@ impl RawFile {
 
 /// `fallocate(2)` on `file` with `mode` (and KEEP_SIZE: the disk never
 /// grows); `Ok(false)` where the file system or device cannot do it.
-fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<bool> {
+pub(super) fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<bool> {
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     };

@@ -13,6 +13,8 @@
 //!   progress, cluster size, refcount bits, lazy refcounts), `resize`, and a
 //!   refcount [`check`] like `qemu-img check`.
 //!
+//! - holes punched in the file where a discard freed clusters (`punch.rs`),
+//!   so the host gets the space back, as QEMU's `pass-discard-request`;
 //! - internal snapshots of a shut-off image ([`snapshot`]: create, apply,
 //!   delete, list, as QEMU stores them); a guest's writes to clusters a
 //!   snapshot shares are copied first (imago honours the COPIED flag).
@@ -26,6 +28,7 @@ pub mod check;
 pub mod commit;
 mod editor;
 pub mod header;
+mod punch;
 pub mod snapshot;
 
 use std::fs::{File, OpenOptions};
@@ -129,6 +132,9 @@ pub enum CreateError {
 /// A qcow2 image open for the VMM.
 pub struct Qcow2Image {
     access: FormatAccess<Storage>,
+    /// The image file once more (the same open file, duplicated): where
+    /// freed clusters are punched out and their refcounts read back.
+    file: File,
     header: Qcow2Header,
     read_only: bool,
     path: String,
@@ -242,6 +248,7 @@ impl Qcow2Image {
         if header.corrupt() && !read_only {
             return refuse("image is marked corrupt; it can only be opened read-only");
         }
+        let own = file.try_clone().map_err(|e| open_error(path, e))?;
         let metadata = storage(file, path, !read_only).map_err(|e| open_error(path, e))?;
         let qcow2 = Qcow2::<Storage>::builder(metadata)
             .write(!read_only)
@@ -249,6 +256,7 @@ impl Qcow2Image {
             .map_err(|e| open_error(path, e))?;
         Ok(Self {
             access: FormatAccess::new(qcow2),
+            file: own,
             header,
             read_only,
             path: path.display().to_string(),
@@ -414,6 +422,24 @@ impl Qcow2Image {
         self.access.resize(new_size, PreallocateMode::None)?;
         self.flush()
     }
+
+    /// The host clusters mapping a guest range, before it is discarded.
+    fn mapped_clusters(&self, offset: u64, len: u64) -> io::Result<Vec<punch::ClusterRun>> {
+        punch::mapped_clusters(&self.access, offset, len, self.header.cluster_size())
+    }
+
+    /// After a discard: writes the L2 tables and refcounts back to the
+    /// file (no fsync, in the order write_at explains), then punches the
+    /// clusters of `mapped` that nothing references any more. A failed
+    /// punch leaves the space allocated, as in QEMU; the discard stands.
+    fn punch_freed(&mut self, mapped: &[punch::ClusterRun]) -> io::Result<()> {
+        self.access.flush()?;
+        let (cluster_size, bits) = (self.header.cluster_size(), self.header.refcount_bits());
+        if let Err(error) = punch::punch_unreferenced(&self.file, mapped, cluster_size, bits) {
+            crate::guest_warn!("{}: freed clusters stay allocated: {error}", self.path);
+        }
+        Ok(())
+    }
 }
 
 impl BlockBackend for Qcow2Image {
@@ -466,11 +492,10 @@ impl BlockBackend for Qcow2Image {
         }
         // Whole clusters become zero clusters and their refcounts drop, as
         // QEMU's qcow2 discard does; the parts of a cluster at either end
-        // stay as they are.
+        // stay as they are. Those no longer used are punched out.
+        let mapped = self.mapped_clusters(offset, len)?;
         self.access.discard_to_any(offset, len)?;
-        // The new L2 entries and refcounts out to the file (no fsync), in
-        // the order write_at explains.
-        self.access.flush()
+        self.punch_freed(&mapped)
     }
 
     /// Only whole clusters are freed.
@@ -484,14 +509,16 @@ impl BlockBackend for Qcow2Image {
             return super::write_zero_bytes(self, offset, len);
         }
         if unmap {
-            // Zero clusters whose data clusters are freed; partial clusters
-            // at the ends get written zeroes.
+            // Zero clusters whose data clusters are freed (and punched out);
+            // partial clusters at the ends get written zeroes.
+            let mapped = self.mapped_clusters(offset, len)?;
             self.access.discard_to_zero(offset, len)?;
+            self.punch_freed(&mapped)
         } else {
             // Zero clusters that keep their allocation (preallocated zeroes).
             self.access.write_zeroes(offset, len)?;
+            self.access.flush()
         }
-        self.access.flush()
     }
 
     fn identity(&self) -> String {
@@ -736,6 +763,148 @@ mod tests {
         drop(disk);
         let mut read_only = Qcow2Image::open(&path, true).unwrap();
         assert!(read_only.write_zeroes(0, 512, true).is_err());
+    }
+
+    /// Allocated 512-byte blocks of the file at `path` (`st_blocks`), what
+    /// `du` shows a user.
+    fn allocated_blocks(path: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(path).unwrap())
+    }
+
+    /// Runs qemu-img (which must be installed: scripts/setup.sh) and
+    /// returns its exit status and what it printed.
+    fn qemu_img(args: &[&str]) -> (i32, String) {
+        let output = std::process::Command::new("qemu-img")
+            .args(args)
+            .output()
+            .expect("qemu-img is not installed; run `scripts/setup.sh test`");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), said)
+    }
+
+    /// `qemu-img check` finds nothing wrong, and `qemu-img compare` finds
+    /// the image's disk equal to `expected`, byte for byte.
+    fn qemu_agrees(path: &Path, expected: &[u8]) {
+        let (status, said) = qemu_img(&["check", path.to_str().unwrap()]);
+        assert!(
+            status == 0 && said.contains("No errors were found"),
+            "{status}: {said}"
+        );
+        let raw = path.with_extension("expected.raw");
+        std::fs::write(&raw, expected).unwrap();
+        let (status, said) = qemu_img(&[
+            "compare",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            path.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ]);
+        assert_eq!(status, 0, "qemu-img compare: {said}");
+    }
+
+    /// A discard (and a write-zeroes that may unmap) gives the freed
+    /// clusters' space back to the host file system, as QEMU's
+    /// pass-discard-request does: the file's allocated blocks drop by the
+    /// clusters freed, the disk reads zeroes there, and the image stays
+    /// consistent, also after new data lands in the punched clusters.
+    #[test]
+    fn discard_punches_freed_clusters_out_of_the_file() {
+        const C: u64 = 65536;
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "p.qcow2", &sized(16 * C));
+        let mut expected = vec![0x55; 16 * C as usize];
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&expected, 0).unwrap();
+        disk.flush().unwrap();
+        let before = allocated_blocks(&path);
+
+        // Four whole clusters discarded, two zeroed with unmap, and a
+        // discard inside one cluster, which frees nothing.
+        disk.discard(C, 4 * C).unwrap();
+        disk.write_zeroes(8 * C, 2 * C, true).unwrap();
+        disk.discard(12 * C + 512, 1024).unwrap();
+        disk.flush().unwrap();
+        let after = allocated_blocks(&path);
+        eprintln!("st_blocks before {before}, after {after}");
+        // Six clusters are 768 blocks; the file system spends a few on the
+        // extent tree of a file with more holes (ext4: one 4 KiB block).
+        assert!(
+            before - after >= 5 * C / 512,
+            "six clusters (768 blocks) punched: {before} blocks before, {after} after"
+        );
+        expected[C as usize..5 * C as usize].fill(0);
+        expected[8 * C as usize..10 * C as usize].fill(0);
+        let mut back = vec![0xee; expected.len()];
+        disk.read_at(&mut back, 0).unwrap();
+        assert!(
+            back == expected,
+            "the disk reads zeroes where it was discarded"
+        );
+        drop(disk);
+        qemu_agrees(&path, &expected);
+
+        // The freed clusters are used again for new data.
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&[0x77; 2 * C as usize], 2 * C).unwrap();
+        expected[2 * C as usize..4 * C as usize].fill(0x77);
+        drop(disk);
+        qemu_agrees(&path, &expected);
+    }
+
+    /// Clusters an internal snapshot shares keep their space when the
+    /// active disk discards them: only the clusters nobody references any
+    /// more are punched, and the snapshot reads back intact.
+    #[test]
+    fn discard_never_punches_clusters_a_snapshot_holds() {
+        const C: u64 = 65536;
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "s.qcow2", &sized(16 * C));
+        let old = vec![0x55; 16 * C as usize];
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&old, 0).unwrap();
+        drop(disk);
+        let new = snapshot::NewSnapshot {
+            name: "before".into(),
+            ..Default::default()
+        };
+        snapshot::create(&path, &new).unwrap();
+
+        // Four clusters rewritten after the snapshot are the active disk's
+        // own; the other twelve are shared with the snapshot.
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&[0x66; 4 * C as usize], 0).unwrap();
+        disk.flush().unwrap();
+        let before = allocated_blocks(&path);
+        disk.discard(0, 16 * C).unwrap();
+        disk.flush().unwrap();
+        let after = allocated_blocks(&path);
+        eprintln!("st_blocks before {before}, after {after}");
+        assert!(
+            before - after >= 3 * C / 512,
+            "the four unshared clusters (512 blocks) are punched: {before} blocks before, {after} after"
+        );
+        assert!(
+            before - after < 8 * C / 512,
+            "the twelve shared clusters keep their space: {before} blocks before, {after} after"
+        );
+        let mut back = vec![0xee; old.len()];
+        disk.read_at(&mut back, 0).unwrap();
+        assert!(back.iter().all(|&b| b == 0));
+        drop(disk);
+        qemu_agrees(&path, &vec![0; old.len()]);
+
+        snapshot::apply(&path, "before").unwrap();
+        let mut disk = Qcow2Image::open(&path, true).unwrap();
+        disk.read_at(&mut back, 0).unwrap();
+        assert!(back == old, "the snapshot's data is intact");
+        drop(disk);
+        qemu_agrees(&path, &old);
     }
 
     #[test]
