@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import guest_memory
+from benchlib import guest_memory, vm_file
 
 MEMORY_MIB = 256
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,10 +142,10 @@ class VireoMachine:
 
     def start(self):
         self.vireo_cmd("start", self.name)
-        path = os.path.join(self.home, "run", f"{self.name}.serial")
+        path = vm_file(self.home, self.name, "serial.sock")
         self.socket = socket.socket(socket.AF_UNIX)
         self.socket.connect(path)
-        with open(os.path.join(self.home, "run", f"{self.name}.json")) as f:
+        with open(vm_file(self.home, self.name, "state.json")) as f:
             self.pid = json.load(f)["pid"]
 
     def read(self):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import guest_memory
+from benchlib import guest_memory, vm_file
 
 MEMORY_MIB = 64
 LINE = b"vmm up"
@@ -71,7 +71,7 @@ def mapped_libraries(pid):
 
 def one_run(vireo, home, name):
     env = dict(os.environ, VIREO_HOME=home)
-    socket_path = os.path.join(home, "run", f"{name}.serial")
+    socket_path = vm_file(home, name, "serial.sock")
     start = time.monotonic()
     subprocess.run([vireo, "start", name], env=env, check=True, capture_output=True)
     seen = b""
@@ -91,7 +91,7 @@ def one_run(vireo, home, name):
         except OSError:
             time.sleep(0.001)
     elapsed = time.monotonic() - start
-    with open(os.path.join(home, "run", f"{name}.json")) as f:
+    with open(vm_file(home, name, "state.json")) as f:
         pid = json.load(f)["pid"]
     time.sleep(0.5)
     rss = guest_memory(pid, MEMORY_MIB * 1024)[2]

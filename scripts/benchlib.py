@@ -5,6 +5,7 @@ The scripts run as `python3 scripts/bench_*.py`, so this directory is on
 their import path.
 """
 
+import os
 import re
 
 #: QEMU's std VGA and Vireo's both map 16 MiB of video RAM; it is guest
@@ -33,3 +34,10 @@ def guest_memory(pid, ram_kib):
             ):
                 guest += int(line.split()[1])
     return total, guest, total - guest
+
+
+def vm_file(home, name, what):
+    """A started VM's run file under VIREO_HOME `home` (src/vm_process's
+    RunFiles): `serial.sock`, `control.sock` or `state.json` in the VM's
+    private directory."""
+    return os.path.join(home, "run", "domains", name, what)
