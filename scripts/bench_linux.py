@@ -49,9 +49,12 @@ def cmdline():
     return " ".join(words)
 
 
-def build():
-    out = subprocess.run([os.path.join(REPO, "tests/linux/build.sh")],
-                         check=True, stdout=subprocess.PIPE, text=True)
+def build(variant=None):
+    """The guest's directory; `variant` as build.sh's --variant."""
+    argv = [os.path.join(REPO, "tests/linux/build.sh")]
+    if variant:
+        argv += ["--variant", variant]
+    out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True)
     return out.stdout.strip()
 
 
