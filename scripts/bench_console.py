@@ -13,9 +13,10 @@ inflated, not decoded) asks for incremental updates back to back and
 counts the FramebufferUpdates that carry pixels: the frames delivered to a
 VNC client, the same count for both servers.
 
-For Vireo the frames the guest produced are counted too: the display
-thread's refreshes (up to 60 a second) that found the picture changed,
-which it logs every 5 s at debug level (`vireo::vmm::display=debug`); the
+For Vireo the frames the guest produced are counted too, where the VMM
+logs them: the display thread's refreshes that found the picture changed,
+logged every 5 s at debug level (`vireo::vmm::display=debug`; commit
+b04eb6f, reverted for now, so the row shows "-" until it returns); the
 ratio delivered/produced is what "every frame the guest draws" asks for
 (goal 1.0, at up to 60 fps). QEMU has no such count that a client can
 read: its row shows frames delivered only. Both rows show the lines the
