@@ -8,6 +8,8 @@ python3 scripts/bench.py --vireo target/release/vireo
 python3 scripts/bench_vmm.py --vireo target/release/vireo
 # Start to shell prompt and memory of the Linux test guest.
 python3 scripts/bench_linux.py --vireo target/release/vireo
+# The frames a VNC client gets while Linux's console scrolls.
+python3 scripts/bench_console.py --vireo target/release/vireo
 # The sandbox's cost: SeaBIOS and Linux boots with it on and off.
 python3 scripts/bench_sandbox.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
