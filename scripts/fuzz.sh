@@ -36,7 +36,12 @@ export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 \
   AFL_NO_AFFINITY=1 AFL_AUTORESUME=1
 # The coverage map the instrumented binary needs (larger than afl-fuzz's
 # default, which it refuses to guess).
-AFL_MAP_SIZE=$(AFL_DUMP_MAP_SIZE=1 "$bin" virtio_blk)
+# AFL++'s instrumentation prints the size and exits with 255.
+AFL_MAP_SIZE=$(AFL_DUMP_MAP_SIZE=1 "$bin" virtio_blk || true)
+if ! [[ $AFL_MAP_SIZE =~ ^[0-9]+$ ]]; then
+  echo "fuzz: cannot read the coverage map size of $bin: '$AFL_MAP_SIZE'" >&2
+  exit 1
+fi
 export AFL_MAP_SIZE
 
 seeds=$(mktemp -d)
