@@ -198,6 +198,14 @@ pub fn path_of(file: &File) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A 4-byte "disc.iso" in a directory of its own.
+    fn disc() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("disc.iso");
+        std::fs::write(&file, b"disc").unwrap();
+        (dir, file)
+    }
+
     fn open(path: &Path, write: bool) -> OwnedFd {
         std::fs::OpenOptions::new()
             .read(true)
@@ -209,9 +217,7 @@ mod tests {
 
     #[test]
     fn sets_are_numbered_from_zero_and_listed_as_qemu_lists_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("disc.iso");
-        std::fs::write(&file, b"disc").unwrap();
+        let (_dir, file) = disc();
         let sets = FdSets::new();
         let first = sets.add(open(&file, false), None, None).unwrap();
         assert_eq!(first.fdset_id, 0);
@@ -240,9 +246,7 @@ mod tests {
     #[test]
     fn opening_a_set_duplicates_the_member_with_the_access_asked_for() {
         use std::io::Read;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("disc.iso");
-        std::fs::write(&file, b"disc").unwrap();
+        let (_dir, file) = disc();
         let sets = FdSets::new();
         let added = sets.add(open(&file, false), None, None).unwrap();
         let path = PathBuf::from(format!("/dev/fdset/{}", added.fdset_id));
@@ -275,9 +279,7 @@ mod tests {
 
     #[test]
     fn unknown_members_are_reported_and_the_table_is_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("disc.iso");
-        std::fs::write(&file, b"disc").unwrap();
+        let (_dir, file) = disc();
         let sets = FdSets::new();
         assert_eq!(
             sets.remove(3, None).unwrap_err(),
