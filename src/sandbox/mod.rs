@@ -24,6 +24,7 @@
 //! integration tests run the release binary.
 
 pub mod files;
+pub mod ioctls;
 pub mod privileges;
 pub mod seccomp;
 mod syscalls;
