@@ -260,3 +260,91 @@ fn a_running_vm_keeps_running_and_its_rows_say_when_changes_apply() {
     assert_eq!(home.ok(&["domstate", VM]).trim(), "running");
     home.ok(&["destroy", VM]);
 }
+
+/// `qemu-io -c 'read -P BYTE 0 64k'` of `image` succeeds: its first 64 KiB
+/// hold BYTE.
+fn starts_with(image: &Path, byte: u8) -> bool {
+    common::require_program("qemu-io");
+    let output = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", &format!("read -P {byte} 0 64k")])
+        .arg(image)
+        .output()
+        .unwrap();
+    output.status.success()
+        && !String::from_utf8_lossy(&output.stdout).contains("Pattern verification failed")
+}
+
+fn fill_start(image: &Path, byte: u8) {
+    let status = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", &format!("write -P {byte} 0 64k")])
+        .arg(image)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-io write failed");
+}
+
+#[test]
+fn the_snapshots_tab_takes_lists_and_reverts_a_snapshot() {
+    let home = Home::new();
+    define_vm(&home);
+    let root = home.path("root.qcow2");
+    fill_start(&root, 0x11);
+    let display = Display::start();
+    let dir = artifacts("gui-snapshots");
+    let _app = open_tab(&display, &home, &dir, "Snapshots");
+    display.wait_for_text(&dir, "No snapshots yet", Duration::from_secs(60));
+
+    // Create Snapshot…: a name and a description, typed into its dialog.
+    display.key("alt+c");
+    display.wait_for_text(&dir, "Snapshot of", Duration::from_secs(60));
+    display.type_text("pristine");
+    display.key("Tab");
+    display.type_text("before the upgrade");
+    display.key("Return");
+    home.wait_until(
+        &["snapshot-list", VM, "--name"],
+        Duration::from_secs(60),
+        |names| names.contains("pristine"),
+    );
+    let info = home.ok(&["snapshot-dumpxml", VM, "pristine"]);
+    assert!(
+        info.contains("<description>before the upgrade</description>"),
+        "{info}"
+    );
+    let listed = Command::new("qemu-img")
+        .args(["snapshot", "-l"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("pristine"),
+        "qemu-img snapshot -l: {listed:?}"
+    );
+    // The row: its name, and its description beside the date and state.
+    display.wait_for_text(&dir, "pristine", Duration::from_secs(60));
+    display.wait_for_text(&dir, "upgrade", Duration::from_secs(60));
+
+    // The disk changes; Revert, confirmed, brings its bytes back.
+    fill_start(&root, 0x22);
+    assert!(starts_with(&root, 0x22));
+    display.click_text(&dir, "Revert", Duration::from_secs(60));
+    display.wait_for_text(&dir, "Changes made since", Duration::from_secs(60));
+    display.key("Return");
+    let start = Instant::now();
+    while !starts_with(&root, 0x11) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the disk was not reverted; the screen:\n{}",
+            display.read_screen(&dir, "eng")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "qemu-img check: {check:?}");
+    assert_eq!(home.ok(&["snapshot-current", VM, "--name"]), "pristine\n");
+}

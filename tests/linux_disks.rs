@@ -242,6 +242,188 @@ fn virtio_blk_on_qcow2_and_raw_holds_exactly_what_guest_and_host_wrote() {
     assert!(dump.contains(&first_line.join(" ")), "{dump}");
 }
 
+/// `qemu-img map --output=json` of `image`: (start, length, zero, data)
+/// per extent.
+fn image_map(image: &Path, format: &str) -> Vec<(u64, u64, bool, bool)> {
+    let out = qemu_img(&[
+        "map",
+        "--output=json",
+        "-f",
+        format,
+        image.to_str().unwrap(),
+    ]);
+    let extents: serde_json::Value = serde_json::from_str(&out).unwrap();
+    extents
+        .as_array()
+        .unwrap_or_else(|| panic!("qemu-img map printed {out}"))
+        .iter()
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                e["zero"].as_bool().unwrap(),
+                e["data"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Whether every extent of `map` that overlaps `[start, end)` has data
+/// (`true`) or is an unallocated run of zeroes (`false`).
+fn extents_in(map: &[(u64, u64, bool, bool)], start: u64, end: u64) -> Vec<(bool, bool)> {
+    map.iter()
+        .filter(|&&(s, len, _, _)| s < end && s + len > start)
+        .map(|&(_, _, zero, data)| (zero, data))
+        .collect()
+}
+
+/// The `qemu-img check` line that counts allocated clusters.
+fn allocated_line(check: &str) -> String {
+    check
+        .lines()
+        .find(|l| l.contains("allocated"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A guest's BLKDISCARD frees the space behind it when the disk says
+/// `discard='unmap'` (a hole in a raw file, freed clusters in a qcow2
+/// image, both reading back as zeroes), and changes nothing under the
+/// default `discard='ignore'`, as with QEMU.
+#[test]
+fn guest_discard_punches_raw_files_and_frees_qcow2_clusters() {
+    if !kvm_available() {
+        return;
+    }
+    let Some(linux) = test_linux() else { return };
+    common::require_program("qemu-io");
+    let dir = tempfile::tempdir().unwrap();
+    // Sizes tell the disks apart in the guest.
+    let (qcow2_size, raw_size, kept_size) = (16u64 << 20, 8u64 << 20, 4u64 << 20);
+    // The guest discards 2 MiB from 1 MiB in.
+    let (from, len) = (1u64 << 20, 2u64 << 20);
+
+    let qcow2 = dir.path().join("trim.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        qcow2.to_str().unwrap(),
+        &qcow2_size.to_string(),
+    ]);
+    run_tool(Command::new("qemu-io").args([
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x5a 0 4M",
+        qcow2.to_str().unwrap(),
+    ]));
+    let raw = common::guest::write(dir.path(), "trim.raw", &vec![0x5a; raw_size as usize]);
+    let kept = common::guest::write(dir.path(), "kept.raw", &vec![0x5a; kept_size as usize]);
+    let qcow2_before = image_map(&qcow2, "qcow2");
+    let raw_before = image_map(&raw, "raw");
+    let kept_before = image_map(&kept, "raw");
+    let check_before = qemu_img(&["check", qcow2.to_str().unwrap()]);
+    assert_eq!(extents_in(&qcow2_before, from, from + len), [(false, true)]);
+    assert_eq!(extents_in(&raw_before, from, from + len), [(false, true)]);
+
+    let disk = |path: &Path, format: &str, target: &str, discard: &str| {
+        format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='{format}'{discard}/><source file='{}'/><target dev='{target}' bus='virtio'/></disk>",
+            path.display()
+        )
+    };
+    let domain = linux
+        .domain("linux-discard", Boot::Pvh)
+        .device(&disk(&qcow2, "qcow2", "vda", " discard='unmap'"))
+        .device(&disk(&raw, "raw", "vdb", " discard='unmap'"))
+        .device(&disk(&kept, "raw", "vdc", ""));
+    let mut guest = LinuxGuest::boot(&domain);
+    let sizes = guest.run("for d in /sys/block/vd*; do echo ${d##*/} $(cat $d/size) $(cat $d/queue/discard_granularity); done");
+    let device_of = |bytes: u64| -> (String, u64) {
+        let line = sizes
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(&(bytes / 512).to_string()))
+            .unwrap_or_else(|| panic!("no virtio disk of {bytes} bytes:\n{sizes}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (format!("/dev/{}", words[0]), words[2].parse().unwrap())
+    };
+    let (qcow2_dev, qcow2_granularity) = device_of(qcow2_size);
+    let (raw_dev, raw_granularity) = device_of(raw_size);
+    let (kept_dev, _) = device_of(kept_size);
+    // A qcow2 disk asks for whole clusters, a raw one for host blocks.
+    assert_eq!(
+        (qcow2_granularity, raw_granularity),
+        (65536, 4096),
+        "{sizes}"
+    );
+
+    let zeroes = sha256_hex(&vec![0u8; len as usize]);
+    let pattern = sha256_hex(&vec![0x5a; len as usize]);
+    for (device, expect) in [
+        (&qcow2_dev, &zeroes),
+        (&raw_dev, &zeroes),
+        (&kept_dev, &pattern),
+    ] {
+        let (status, said) = guest.run_status(&format!("blkdiscard -o {from} -l {len} {device}"));
+        assert_eq!(status, 0, "blkdiscard {device}: {said}");
+        let sum = guest.run(&format!(
+            "dd if={device} bs=1M skip={} count={} 2>/dev/null | sha256sum",
+            from >> 20,
+            len >> 20
+        ));
+        assert_eq!(
+            sum.split_whitespace().next(),
+            Some(expect.as_str()),
+            "{device} after the discard"
+        );
+    }
+    guest.check_dmesg();
+    guest.type_line("poweroff");
+    let status = guest.wait_exit(BOOT_TIMEOUT);
+    assert!(status.success(), "{status}\n{}", guest.report());
+
+    let qcow2_after = image_map(&qcow2, "qcow2");
+    let raw_after = image_map(&raw, "raw");
+    let check_after = qemu_img(&["check", qcow2.to_str().unwrap()]);
+    eprintln!(
+        "qcow2 map before {qcow2_before:?}\nqcow2 map after {qcow2_after:?}\nraw map before {raw_before:?}\nraw map after {raw_after:?}\nqcow2 check before: {}\nqcow2 check after: {}",
+        allocated_line(&check_before),
+        allocated_line(&check_after)
+    );
+    assert!(
+        check_after.contains("No errors were found"),
+        "{check_after}"
+    );
+    for (map, what) in [(&qcow2_after, "qcow2"), (&raw_after, "raw")] {
+        assert_eq!(
+            extents_in(map, from, from + len),
+            [(true, false)],
+            "{what}: the discarded range is a hole: {map:?}"
+        );
+        assert!(
+            extents_in(map, 0, from).iter().all(|&(_, data)| data),
+            "{what}: the data before it stays: {map:?}"
+        );
+    }
+    assert!(
+        extents_in(&qcow2_after, from + len, 4 << 20)
+            .iter()
+            .all(|&(_, data)| data),
+        "{qcow2_after:?}"
+    );
+    assert_eq!(
+        image_map(&kept, "raw"),
+        kept_before,
+        "discard='ignore' keeps the space"
+    );
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        vec![0x5a; kept_size as usize]
+    );
+}
+
 /// An ISO 9660 image made by xorriso holding `file` with `content`.
 fn iso_with_file(dir: &Path, name: &str, file: &str, content: &str) -> PathBuf {
     common::require_program("xorriso");

@@ -1,7 +1,7 @@
 //! `vireo clone SRC NEW`: virt-clone's new VM from a shut-off one (see
 //! `app::clone`), with a progress line on a terminal.
 
-use std::io::IsTerminal;
+use super::disk_progress::with_disk_progress;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -18,23 +18,9 @@ pub struct CloneArgs {
 }
 
 pub fn clone(args: CloneArgs) -> Result<ExitCode, String> {
-    let show = std::io::stderr().is_terminal();
-    let mut shown = false;
-    let result = crate::app::clone::clone_vm(
-        &args.original,
-        &args.name,
-        args.overlay,
-        &mut |disk, fraction| {
-            if show {
-                eprint!("\rCloning {disk}  {:3.0}%", fraction * 100.0);
-                shown = true;
-            }
-        },
-    );
-    if shown {
-        eprintln!();
-    }
-    result?;
+    with_disk_progress("Cloning", |progress| {
+        crate::app::clone::clone_vm(&args.original, &args.name, args.overlay, progress)
+    })?;
     println!("Clone '{}' created successfully.", args.name);
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,8 @@ pub fn demo_config(disk: PathBuf) -> VmConfig {
         format: crate::storage::ImageFormat::Raw,
         read_only: false,
         boot_order: Some(1),
+        cache: Default::default(),
+        discard: Default::default(),
     });
     config
 }

@@ -3,6 +3,7 @@
 mod clone;
 mod control;
 mod demo;
+mod disk_progress;
 mod disks;
 mod domain;
 mod host;

@@ -4,10 +4,10 @@
 //! snapshot-delete, printing what virsh prints. The work is
 //! `app::snapshots`'; a running domain is refused for now.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::disk_progress::with_disk_progress;
 use super::domain::resolve;
 use super::local_time::date_time_zone;
 use super::table;
@@ -401,24 +401,9 @@ pub fn delete(args: DeleteArgs) -> CliResult {
     let (definition, running) = domain(&args.pick.domain)?;
     let store = SnapshotStore::for_domain(&definition.name);
     let name = pick(&store, &args.pick)?.name;
-    let show = std::io::stderr().is_terminal();
-    let mut shown = false;
-    let result = snapshots::delete(
-        &definition,
-        &name,
-        args.metadata,
-        running,
-        &mut |disk, fraction| {
-            if show {
-                eprint!("\rMerging {disk}  {:3.0}%", fraction * 100.0);
-                shown = true;
-            }
-        },
-    );
-    if shown {
-        eprintln!();
-    }
-    result?;
+    with_disk_progress("Merging", |progress| {
+        snapshots::delete(&definition, &name, args.metadata, running, progress)
+    })?;
     println!("Domain snapshot {name} deleted\n");
     Ok(ExitCode::SUCCESS)
 }

@@ -1131,6 +1131,45 @@ mod tests {
         assert!(!r.mouse_irq.level());
     }
 
+    /// The keys of tests/linux_desktop.rs's F-key step, pressed and
+    /// released at once as `vncdo` sends them, reach a driver that reads
+    /// one byte per interrupt (Linux's i8042_interrupt) whole and in order
+    /// in raw set 2 (direct boot leaves translation off): each byte
+    /// raises its own edge, and none is left in the buffer.
+    #[test]
+    fn a_burst_of_function_and_extended_keys_arrives_one_byte_per_interrupt() {
+        let mut r = rig();
+        r.write_command_byte(CB_KBD_INT);
+        let keys = [0x3b, 0x58, 0x0f, 0xcb, 0xd3, 0x1c]; // F1 F12 Tab Left Delete Enter
+        for qnum in keys {
+            r.dev.key_event(qnum, true);
+            r.dev.key_event(qnum, false);
+        }
+        let mut seen = Vec::new();
+        let mut edges = r.kbd_irq.rising_edges();
+        while r.kbd_irq.level() {
+            seen.push(r.read_data());
+            let now = r.kbd_irq.rising_edges();
+            assert!(
+                now == edges + 1 || !r.kbd_irq.level(),
+                "no new edge after {seen:x?}"
+            );
+            edges = now;
+        }
+        assert_eq!(
+            seen,
+            [
+                0x05, 0xf0, 0x05, // F1
+                0x07, 0xf0, 0x07, // F12
+                0x0d, 0xf0, 0x0d, // Tab
+                0xe0, 0x6b, 0xe0, 0xf0, 0x6b, // Left
+                0xe0, 0x71, 0xe0, 0xf0, 0x71, // Delete
+                0x5a, 0xf0, 0x5a, // Enter
+            ]
+        );
+        assert_eq!(r.status() & STATUS_OBF, 0);
+    }
+
     #[test]
     fn keys_are_set_2_without_translation() {
         let mut r = rig();

@@ -219,6 +219,8 @@ pub struct Disk {
     pub driver_type: Option<String>,
     /// `<driver cache=>`: `none`, `writeback`…
     pub driver_cache: Option<String>,
+    /// `<driver discard=>`: `unmap` or `ignore`.
+    pub driver_discard: Option<String>,
     /// `<source file=>` for file disks, `<source dev=>` for block disks;
     /// `None` is an empty drive.
     pub source: Option<String>,
@@ -241,6 +243,7 @@ impl Disk {
             driver_name: Some("qemu".into()),
             driver_type: Some("raw".into()),
             driver_cache: None,
+            driver_discard: None,
             source: Some(path.into()),
             target_dev: target_dev.into(),
             target_bus: Some(bus.into()),
@@ -282,6 +285,7 @@ impl DeviceXml for Disk {
             driver_name: opt(driver, "name"),
             driver_type: opt(driver, "type"),
             driver_cache: opt(driver, "cache"),
+            driver_discard: opt(driver, "discard"),
             source,
             target_dev: required(target, "dev")?,
             target_bus: opt(Some(target), "bus"),
@@ -321,6 +325,13 @@ impl DeviceXml for Disk {
             "driver",
             "cache",
             self.driver_cache.as_deref(),
+            DISK_ORDER,
+        );
+        set_child_attr(
+            el,
+            "driver",
+            "discard",
+            self.driver_discard.as_deref(),
             DISK_ORDER,
         );
         if let Some(attr) = self.source_attr() {

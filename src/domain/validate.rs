@@ -383,6 +383,14 @@ fn validate_devices(d: &Domain, os_boot: bool) -> Result<(), DomainError> {
                 CACHE_MODES,
             )?;
         }
+        if let Some(discard) = &disk.driver_discard {
+            one_of(
+                el.child("driver").unwrap_or(el),
+                "discard mode",
+                discard,
+                &["unmap", "ignore"],
+            )?;
+        }
         let needs_source = matches!(disk.device.as_str(), "disk" | "lun");
         if needs_source
             && disk.source.is_none()

@@ -5,11 +5,13 @@
 //! writer is refused instead of corrupting the disk.
 
 mod lock;
+mod policy;
 pub mod pools;
 pub mod qcow2;
 mod raw;
 
 pub use lock::{lock_image, ImageLockError};
+pub use policy::{CacheMode, DiscardMode, WithPolicy};
 pub use qcow2::Qcow2Image;
 pub use raw::RawFile;
 
@@ -37,14 +39,56 @@ pub trait BlockBackend: Send {
     /// Makes every completed write durable.
     fn flush(&mut self) -> io::Result<()>;
 
-    /// Tells the backend the range is unused; backends may ignore it.
+    /// Tells the backend the range is unused: it may free the space behind
+    /// it (a hole in a raw file, freed clusters in a qcow2 image) or do
+    /// nothing. What the range reads afterwards is unspecified (old data
+    /// or zeroes), as for a guest's DISCARD.
     fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
         Ok(())
     }
 
+    /// Makes the range read as zeroes. With `unmap` the backend may free
+    /// the space (as [`BlockBackend::discard`] does, but zeroes are
+    /// guaranteed); without it the space stays allocated, as a write of
+    /// zeroes would leave it. This default writes zeroes.
+    fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
+        let _ = unmap;
+        write_zero_bytes(self, offset, len)
+    }
+
+    /// The unit in which discards free space, in bytes (a power of two,
+    /// at least 512): a guest should align its discards to it.
+    fn discard_granularity(&self) -> u64 {
+        4096
+    }
+
+    /// Whether every write is durable when it completes (libvirt's
+    /// `cache='writethrough'`), so that a guest need not be offered a
+    /// flush command.
+    fn writes_through(&self) -> bool {
+        false
+    }
+
     /// A stable identifier for the medium (serial numbers, logs).
     fn identity(&self) -> String;
+}
+
+/// Writes zeroes over `[offset, offset + len)` of `disk`, 64 KiB at a time.
+pub fn write_zero_bytes<B: BlockBackend + ?Sized>(
+    disk: &mut B,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    const STEP: u64 = 64 << 10;
+    let zeroes = vec![0u8; len.min(STEP) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(STEP) as usize;
+        disk.write_at(&zeroes[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Checks that `[offset, offset + len)` lies inside a disk of `size` bytes.
@@ -56,6 +100,19 @@ pub fn check_range(offset: u64, len: usize, size: u64) -> io::Result<()> {
             format!("access at {offset}+{len} is past the end of a {size}-byte disk"),
         )),
     }
+}
+
+/// Checks that a change of `len` bytes at `offset` may be made to a disk
+/// of `size` bytes: the disk is writable and the range inside it.
+pub fn check_writable(read_only: bool, offset: u64, len: u64, size: u64) -> io::Result<()> {
+    if read_only {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "read-only disk",
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    check_range(offset, len, size)
 }
 
 /// Disk image formats.

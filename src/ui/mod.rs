@@ -19,6 +19,7 @@
 //!   VMs' page in the content area, Add Connection…, Copy to…
 //! ```
 
+mod confirm;
 mod connection;
 pub mod console;
 mod console_host;
@@ -30,6 +31,7 @@ mod preferences;
 mod remote;
 mod serial;
 pub mod settings;
+mod snapshots;
 mod vm_list;
 mod vm_page;
 pub mod volume_chooser;

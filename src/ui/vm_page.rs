@@ -1,22 +1,29 @@
 //! The VM's page: Console (the guest's screen, or a "shut off" state with
 //! a Start button), Details (the hardware view, `details`), XML (the
-//! definition's editor) and Serial (the serial console), switched in the
-//! header bar.
+//! definition's editor), Snapshots (`snapshots`) and Serial (the serial
+//! console), switched in the header bar.
+
+use adw::prelude::*;
 
 use super::details::Details;
 use super::gettext;
 use super::i18n::gettext_f;
 use super::serial::SerialView;
+use super::snapshots::SnapshotsPage;
 use crate::app::lifecycle::VmState;
 use crate::definitions::Definition;
 
 pub struct VmPage {
+    /// The tabs, over the bar that switches them in a narrow window.
+    pub root: gtk::Box,
     pub stack: adw::ViewStack,
+    pub switcher_bar: adw::ViewSwitcherBar,
     /// Holds the console view while the VM runs.
     pub console_slot: gtk::Box,
     console_stack: gtk::Stack,
     off_page: adw::StatusPage,
     details: Details,
+    snapshots: SnapshotsPage,
     pub serial: SerialView,
 }
 
@@ -44,6 +51,7 @@ impl VmPage {
         console_stack.add_named(&off_page, Some("off"));
 
         let details = Details::new();
+        let snapshots = SnapshotsPage::new();
         let serial = SerialView::new();
         let stack = adw::ViewStack::new();
         stack
@@ -60,14 +68,25 @@ impl VmPage {
             .add_titled(details.xml.widget(), Some("xml"), &gettext("XML"))
             .set_icon_name(Some("text-x-generic-symbolic"));
         stack
+            .add_titled(snapshots.widget(), Some("snapshots"), &gettext("Snapshots"))
+            .set_icon_name(Some("camera-photo-symbolic"));
+        stack
             .add_titled(serial.widget(), Some("serial"), &gettext("Serial"))
             .set_icon_name(Some("utilities-terminal-symbolic"));
+        let switcher_bar = adw::ViewSwitcherBar::builder().stack(&stack).build();
+        stack.set_vexpand(true);
+        let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        root.append(&stack);
+        root.append(&switcher_bar);
         VmPage {
+            root,
             stack,
+            switcher_bar,
             console_slot,
             console_stack,
             off_page,
             details,
+            snapshots,
             serial,
         }
     }
@@ -91,8 +110,9 @@ impl VmPage {
         }
     }
 
-    /// Fills the Details and XML tabs from `definition`.
+    /// Fills the Details, XML and Snapshots tabs from `definition`.
     pub fn show_details(&mut self, definition: &Definition, state: VmState) {
         self.details.show(definition, state);
+        self.snapshots.show(definition, state);
     }
 }

@@ -684,19 +684,16 @@ impl App {
     }
 
     fn confirm_force_off(&self, name: String, sender: ComponentSender<Self>) {
-        let dialog = adw::MessageDialog::builder()
-            .transient_for(&self.window)
-            .modal(true)
-            .heading(gettext_f("Force Off “{name}”?", &[("name", &name)]))
-            .body(gettext(
+        let dialog = super::confirm::destructive(
+            Some(self.window.upcast_ref()),
+            &gettext_f("Force Off “{name}”?", &[("name", &name)]),
+            &gettext(
                 "The VM stops at once, as if its power cord were pulled. Unsaved work in the guest is lost.",
-            ))
-            .build();
-        dialog.add_response("cancel", &gettext("_Cancel"));
-        dialog.add_response("force-off", &gettext("_Force Off"));
-        dialog.set_response_appearance("force-off", adw::ResponseAppearance::Destructive);
+            ),
+            "force-off",
+            &gettext("_Force Off"),
+        );
         dialog.set_default_response(Some("force-off"));
-        dialog.set_close_response("cancel");
         dialog.connect_response(None, move |_, response| {
             if response == "force-off" {
                 sender.input(AppMsg::Confirmed(
@@ -716,17 +713,14 @@ impl App {
             .active(!storage.is_empty())
             .sensitive(!storage.is_empty())
             .build();
-        let dialog = adw::MessageDialog::builder()
-            .transient_for(&self.window)
-            .modal(true)
-            .heading(gettext_f("Delete “{name}”?", &[("name", &name)]))
-            .body(gettext("Its definition is removed. This cannot be undone."))
-            .extra_child(&check)
-            .build();
-        dialog.add_response("cancel", &gettext("_Cancel"));
-        dialog.add_response("delete", &gettext("_Delete"));
-        dialog.set_response_appearance("delete", adw::ResponseAppearance::Destructive);
-        dialog.set_close_response("cancel");
+        let dialog = super::confirm::destructive(
+            Some(self.window.upcast_ref()),
+            &gettext_f("Delete “{name}”?", &[("name", &name)]),
+            &gettext("Its definition is removed. This cannot be undone."),
+            "delete",
+            &gettext("_Delete"),
+        );
+        dialog.set_extra_child(Some(&check));
         dialog.connect_response(None, move |_, response| {
             if response == "delete" {
                 sender.input(AppMsg::Confirmed(
@@ -900,6 +894,12 @@ impl ContentHeader {
     fn new(page: &VmPage) -> Self {
         let header_title = adw::WindowTitle::new("", "");
         let switcher = adw::ViewSwitcherTitle::builder().stack(&page.stack).build();
+        // Where the header is too narrow for the tabs, they move to a bar
+        // under the page (the GNOME pattern).
+        switcher
+            .bind_property("title-visible", &page.switcher_bar, "reveal")
+            .sync_create()
+            .build();
         let start_button = icon_button(
             "media-playback-start-symbolic",
             &gettext("Start"),
@@ -959,7 +959,7 @@ fn content_stack(page: &VmPage, kvm_problem: Option<&KvmProblem>) -> gtk::Stack 
     if let Some(problem) = kvm_problem {
         content.add_named(&kvm_page(problem), Some("no-kvm"));
     }
-    content.add_named(&page.stack, Some("vm"));
+    content.add_named(&page.root, Some("vm"));
     content
 }
 

@@ -22,7 +22,7 @@ use crate::domain::{
     BootDevice, Console, Controller, Disk, Domain, DomainError, Hostdev, Input, LifecycleEvent,
     Memballoon, Os, Serial, Sound, Video,
 };
-use crate::storage::ImageFormat;
+use crate::storage::{CacheMode, DiscardMode, ImageFormat};
 use crate::vmm::{
     DirectBoot, DiskBus, DiskConfig, DiskKind, LifecycleAction, NicBackend, VideoConfig,
     VideoModel, VmConfig,
@@ -390,6 +390,17 @@ fn disk_config(
         format,
         read_only: disk.readonly || kind == DiskKind::Cdrom,
         boot_order: disk.boot_order,
+        // Validation accepted only libvirt's names.
+        cache: disk
+            .driver_cache
+            .as_deref()
+            .and_then(CacheMode::from_libvirt)
+            .unwrap_or_default(),
+        discard: disk
+            .driver_discard
+            .as_deref()
+            .and_then(DiscardMode::from_libvirt)
+            .unwrap_or_default(),
     })
 }
 
@@ -619,9 +630,10 @@ fn unsupported_devices(d: &Domain, out: &mut Vec<String>) {
             ));
         }
         if let Some(cache) = disk.driver_cache.as_deref() {
-            if cache != "default" && cache != "writeback" {
+            // Their durability is honoured, their O_DIRECT is not.
+            if cache == "none" || cache == "directsync" {
                 out.push(format!(
-                    "disk {target}: cache mode '{cache}' is not applied; the host page cache is used"
+                    "disk {target}: cache mode '{cache}' still uses the host page cache"
                 ));
             }
         }

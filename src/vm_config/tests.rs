@@ -76,7 +76,7 @@ fn unsupported_list_for_libvirts_example_is_complete() {
         "clock offset 'localtime' is not applied; the guest's clock starts at UTC",
         "timer rtc: tick policy 'catchup' is not applied",
         "the emulator /usr/libexec/qemu-kvm is not used; Vireo runs the VM itself",
-        "disk hda: cache mode 'none' is not applied; the host page cache is used",
+        "disk hda: cache mode 'none' still uses the host page cache",
         "USB controllers other than the PIIX3 UHCI are not emulated (ich9-ehci1, ich9-uhci1, ich9-uhci2, ich9-uhci3); USB devices are on the PIIX3 UHCI",
         "the virtio-serial controller is not emulated",
         "SPICE graphics will be served as VNC",
@@ -227,4 +227,27 @@ fn a_nic_where_the_vga_card_is_is_refused_naming_both() {
             .slot,
         2
     );
+}
+
+#[test]
+fn driver_cache_and_discard_reach_the_disk() {
+    use crate::storage::{CacheMode, DiscardMode};
+    let disk = |driver: &str| {
+        let c = config(&format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='raw'{driver}/><source file='/d'/><target dev='vda' bus='virtio'/></disk>"
+        ));
+        (c.disks[0].cache, c.disks[0].discard)
+    };
+    assert_eq!(disk(""), (CacheMode::WriteBack, DiscardMode::Ignore));
+    assert_eq!(
+        disk(" cache='unsafe' discard='unmap'"),
+        (CacheMode::Unsafe, DiscardMode::Unmap)
+    );
+    assert_eq!(
+        disk(" cache='directsync' discard='ignore'").0,
+        CacheMode::WriteThrough
+    );
+    let bad = "<domain type='kvm'><name>v</name><memory unit='MiB'>64</memory><os><type>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' discard='trim'/><source file='/d'/><target dev='vda' bus='virtio'/></disk></devices></domain>";
+    let err = Domain::parse(bad).unwrap_err().to_string();
+    assert!(err.contains("trim"), "{err}");
 }

@@ -89,6 +89,8 @@ mod tests {
             format: crate::storage::ImageFormat::Raw,
             read_only: false,
             boot_order,
+            cache: Default::default(),
+            discard: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::storage::ImageFormat;
+use crate::storage::{CacheMode, DiscardMode, ImageFormat};
 
 /// Where a disk sits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub struct DiskConfig {
     pub read_only: bool,
     /// Position in the boot order (1 = first), from `<boot order=>` or `<os><boot dev=>`.
     pub boot_order: Option<u32>,
+    /// `<driver cache=>`: when writes are made durable.
+    pub cache: CacheMode,
+    /// `<driver discard=>`: whether a guest's discards free space.
+    pub discard: DiscardMode,
 }
 
 /// What a NIC is connected to.

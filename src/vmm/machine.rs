@@ -44,7 +44,7 @@ use crate::devices::virtio::blk::VirtioBlock;
 use crate::devices::virtio::notify::{spawn_queue_worker, QueueEvents};
 use crate::devices::virtio::pci::{msix_vectors, VirtioPciDevice};
 use crate::devices::{Bus, IrqLine, MachineControl};
-use crate::storage::{self, BlockBackend};
+use crate::storage::{self, BlockBackend, WithPolicy};
 
 /// Turns device requests into stop reasons for the machine's main loop.
 struct MachineEvents {
@@ -655,6 +655,9 @@ fn open_disk(disk: &DiskConfig) -> Result<Option<Box<dyn BlockBackend>>, VmmErro
         return Ok(None);
     };
     storage::open_image(path, disk.format, disk.read_only)
+        .map(|image| -> Box<dyn BlockBackend> {
+            Box::new(WithPolicy::new(image, disk.cache, disk.discard))
+        })
         .map(Some)
         .map_err(|source| VmmError::Disk {
             target: disk.target.clone(),

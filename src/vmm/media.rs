@@ -366,6 +366,8 @@ mod tests {
             format: ImageFormat::Raw,
             read_only: kind == DiskKind::Cdrom,
             boot_order: None,
+            cache: Default::default(),
+            discard: Default::default(),
         }
     }
 

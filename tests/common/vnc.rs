@@ -255,7 +255,7 @@ pub fn gvnccapture_tls(
     password: Option<&str>,
     client: Option<&Path>,
 ) -> Output {
-    use std::io::{Read, Write};
+    use std::io::Read;
     require_program("gvnccapture");
     require_program("unshare");
     require_program("script");
@@ -305,10 +305,7 @@ pub fn gvnccapture_tls(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // gvnccapture turns echo off (flushing pending input) after it
-        // prints the prompt: give it a moment.
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = writeln!(stdin, "{password}");
+        type_password_once_read(&mut stdin, &seen, password, &mut child);
     }
     let mut stderr = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
@@ -320,6 +317,35 @@ pub fn gvnccapture_tls(
         status,
         stdout,
         stderr: stderr.into_bytes(),
+    }
+}
+
+/// Types `password` at gvnccapture's prompt until it is read, watching
+/// until gvnccapture ends. gvnccapture turns echo off with TCSAFLUSH after
+/// printing the prompt, which throws away what was typed before: a
+/// password the terminal echoed was typed too early and is gone, so it is
+/// typed again. One that is never echoed went to gvnccapture.
+fn type_password_once_read(
+    stdin: &mut std::process::ChildStdin,
+    seen: &std::sync::Mutex<Vec<u8>>,
+    password: &str,
+    child: &mut std::process::Child,
+) {
+    use std::io::Write;
+    let echoes = || {
+        String::from_utf8_lossy(&seen.lock().unwrap())
+            .matches(password)
+            .count()
+    };
+    let mut echoed = echoes();
+    let _ = writeln!(stdin, "{password}");
+    let start = Instant::now();
+    while start.elapsed() < CLIENT_TIMEOUT && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+        if echoes() > echoed {
+            echoed = echoes();
+            let _ = writeln!(stdin, "{password}");
+        }
     }
 }
 

@@ -4,14 +4,23 @@
 //! status byte in the last device-writable byte; the device reads them as
 //! streams, whatever the driver's descriptor layout (§2.7.4). Implemented:
 //! IN, OUT, FLUSH, GET_ID (20-byte serial), DISCARD and WRITE_ZEROES, with
-//! features SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, RO (read-only backends), and
-//! DISCARD/WRITE_ZEROES (writable backends). Capacity is the backend size in
-//! 512-byte sectors, rounded down.
+//! features SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH (unless the backend writes
+//! through), RO (read-only backends), and DISCARD/WRITE_ZEROES (writable
+//! backends). Capacity is the backend size in 512-byte sectors, rounded
+//! down.
+//!
+//! A FLUSH completes once the backend has made every completed write
+//! durable (qcow2 metadata written, then `fdatasync`); a DISCARD is the
+//! backend's discard (holes in raw files, freed qcow2 clusters, nothing
+//! under `discard='ignore'`: see [`crate::storage::WithPolicy`]); a
+//! WRITE_ZEROES with the UNMAP flag may free the space too, one without it
+//! keeps the space allocated. The discard alignment offered is the
+//! backend's granularity (a qcow2 cluster).
 //!
 //! Not emulated: multiple queues (`F_MQ`), geometry and topology, a
-//! switchable write cache (`F_CONFIG_WCE`: the cache is always write-back,
-//! so drivers flush), secure erase, zoned devices, and resizing. Requests
-//! run synchronously in the notifying vCPU's exit (see the transport).
+//! switchable write cache (`F_CONFIG_WCE`), secure erase, zoned devices,
+//! and resizing. Requests run on the device's worker thread, one at a time
+//! (see [`super::notify`]).
 //!
 //! A guest's bad request gets IOERR (or UNSUPP for unknown types) and a
 //! warning, never a backend access outside the disk.
@@ -66,10 +75,9 @@ const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 const SIZE_MAX: u32 = 1 << 20;
 const MAX_DISCARD_SECTORS: u32 = 1 << 22;
 const MAX_DISCARD_SEG: u32 = 32;
-/// Discard granularity in sectors (4 KiB, a host file system block).
-const DISCARD_SECTOR_ALIGNMENT: u32 = 8;
-/// Write-zeroes is done by writing, so keep one request short (32 MiB).
-const MAX_WRITE_ZEROES_SECTORS: u32 = 1 << 16;
+/// Write-zeroes is a hole, a zeroed range or zero clusters, not written
+/// zeroes (but where the backend can do none of those, 512 MiB at most).
+const MAX_WRITE_ZEROES_SECTORS: u32 = 1 << 20;
 const MAX_WRITE_ZEROES_SEG: u32 = 1;
 
 /// Data moves between guest memory and the backend through a bounce
@@ -341,15 +349,16 @@ impl Disk {
                 );
                 return IOERR;
             }
+            let unmap = flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
             let len = sectors as u64 * SECTOR_SIZE;
             let Some(offset) = self.checked_range("discard", sector, len) else {
                 return IOERR;
             };
-            ranges.push((offset, len));
+            ranges.push((offset, len, unmap));
         }
-        for (offset, len) in ranges {
+        for (offset, len, unmap) in ranges {
             let result = if zeroes {
-                self.write_zeroes(offset, len)
+                self.backend.write_zeroes(offset, len, unmap)
             } else {
                 self.backend.discard(offset, len)
             };
@@ -358,17 +367,6 @@ impl Disk {
             }
         }
         OK
-    }
-
-    fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        let zeroes = vec![0u8; (len as usize).min(CHUNK)];
-        let mut done = 0;
-        while done < len {
-            let n = ((len - done) as usize).min(CHUNK);
-            self.backend.write_at(&zeroes[..n], offset + done)?;
-            done += n as u64;
-        }
-        Ok(())
     }
 }
 
@@ -383,6 +381,8 @@ struct Running {
 pub struct VirtioBlock {
     disk: Disk,
     features: u64,
+    /// Where the driver should align discards, in sectors.
+    discard_sector_alignment: u32,
     running: Option<Running>,
 }
 
@@ -394,10 +394,16 @@ impl VirtioBlock {
         let mut id = [0u8; VIRTIO_BLK_ID_BYTES];
         let n = serial.len().min(VIRTIO_BLK_ID_BYTES);
         id[..n].copy_from_slice(&serial.as_bytes()[..n]);
-        let mut features = 1 << VIRTIO_BLK_F_SIZE_MAX
-            | 1 << VIRTIO_BLK_F_SEG_MAX
-            | 1 << VIRTIO_BLK_F_BLK_SIZE
-            | 1 << VIRTIO_BLK_F_FLUSH;
+        let mut features =
+            1 << VIRTIO_BLK_F_SIZE_MAX | 1 << VIRTIO_BLK_F_SEG_MAX | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        // A write-through disk has no volatile cache to flush; the driver
+        // then sends no flushes (QEMU's write cache off).
+        if !backend.writes_through() {
+            features |= 1 << VIRTIO_BLK_F_FLUSH;
+        }
+        let discard_sector_alignment = u32::try_from(backend.discard_granularity() / SECTOR_SIZE)
+            .unwrap_or(u32::MAX)
+            .max(1);
         if read_only {
             features |= 1 << VIRTIO_BLK_F_RO;
         } else {
@@ -412,6 +418,7 @@ impl VirtioBlock {
                 acked_features: 0,
             },
             features,
+            discard_sector_alignment,
             running: None,
         }
     }
@@ -438,7 +445,7 @@ impl VirtioBlock {
         put(CONFIG_MAX_DISCARD_SEG, &MAX_DISCARD_SEG.to_le_bytes());
         put(
             CONFIG_DISCARD_SECTOR_ALIGNMENT,
-            &DISCARD_SECTOR_ALIGNMENT.to_le_bytes(),
+            &self.discard_sector_alignment.to_le_bytes(),
         );
         put(
             CONFIG_MAX_WRITE_ZEROES_SECTORS,
@@ -688,6 +695,43 @@ mod tests {
             assert_ne!(features & 1 << bit, 0, "feature {bit}");
         }
         assert_eq!(features & 1 << VIRTIO_BLK_F_RO, 0);
+        assert_eq!(
+            r.driver
+                .read(device, CONFIG_DISCARD_SECTOR_ALIGNMENT as u64, 4),
+            8,
+            "a raw file's 4 KiB"
+        );
+    }
+
+    /// A write-through disk offers no flush (no volatile cache), and a
+    /// qcow2 disk asks for discards in whole clusters.
+    #[test]
+    fn cache_mode_and_format_shape_what_is_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.qcow2");
+        crate::storage::Qcow2Image::create(
+            &path,
+            &crate::storage::qcow2::CreateOptions {
+                size: 1 << 20,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        let image = crate::storage::Qcow2Image::open(&path, false).unwrap();
+        let block = VirtioBlock::new(
+            Box::new(crate::storage::WithPolicy::new(
+                Box::new(image),
+                crate::storage::CacheMode::WriteThrough,
+                crate::storage::DiscardMode::Unmap,
+            )),
+            String::new(),
+        );
+        assert_eq!(block.device_features() & 1 << VIRTIO_BLK_F_FLUSH, 0);
+        assert_ne!(block.device_features() & 1 << VIRTIO_BLK_F_DISCARD, 0);
+        let mut alignment = [0u8; 4];
+        block.read_config(CONFIG_DISCARD_SECTOR_ALIGNMENT as u64, &mut alignment);
+        assert_eq!(u32::from_le_bytes(alignment), 128, "64 KiB clusters");
     }
 
     #[test]
@@ -787,6 +831,37 @@ mod tests {
         assert_eq!(
             r.submit(VIRTIO_BLK_T_DISCARD, 0, Some((16, false))).0,
             VIRTIO_BLK_S_OK
+        );
+        // A raw file gets a hole: the discarded sectors read as zeroes;
+        // write-zeroes may unmap.
+        file.write_all(&[0xbb; 4096]).unwrap();
+        r.mem
+            .write_slice(&segment(8, 8, 0), GuestAddress(DATA))
+            .unwrap();
+        assert_eq!(
+            r.submit(VIRTIO_BLK_T_DISCARD, 0, Some((16, false))).0,
+            VIRTIO_BLK_S_OK
+        );
+        assert_eq!(r.file_bytes(4096, 4096), vec![0; 4096]);
+        r.mem
+            .write_slice(&segment(0, 8, 1), GuestAddress(DATA))
+            .unwrap();
+        assert_eq!(
+            r.submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((16, false))).0,
+            VIRTIO_BLK_S_OK
+        );
+        assert_eq!(r.file_bytes(0, 4096), vec![0; 4096]);
+        // Too many segments, and one too large.
+        assert_eq!(
+            r.submit(VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((32, false))).0,
+            VIRTIO_BLK_S_IOERR
+        );
+        r.mem
+            .write_slice(&segment(0, MAX_DISCARD_SECTORS + 1, 0), GuestAddress(DATA))
+            .unwrap();
+        assert_eq!(
+            r.submit(VIRTIO_BLK_T_DISCARD, 0, Some((16, false))).0,
+            VIRTIO_BLK_S_IOERR
         );
         // Unknown flags, ranges past the end, bad segment lists.
         r.mem

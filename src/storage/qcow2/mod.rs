@@ -38,7 +38,7 @@ use imago::format::PreallocateMode;
 use imago::qcow2::Qcow2;
 use imago::{FormatAccess, FormatCreateBuilder, FormatDriverBuilder, StorageOpenOptions};
 
-use super::{check_range, lock_image, BlockBackend, OpenError};
+use super::{check_range, check_writable, lock_image, BlockBackend, OpenError};
 use header::{HeaderError, Qcow2Header, COMPATIBLE_FEATURES_OFFSET, COMPAT_LAZY_REFCOUNTS};
 
 pub use check::{check, CheckReport};
@@ -451,19 +451,40 @@ impl BlockBackend for Qcow2Image {
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
-        if self.read_only {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "read-only disk",
-            ));
-        }
-        check_range(offset, len as usize, self.size())?;
+        check_writable(self.read_only, offset, len, self.size())?;
         // Version 2 has no zero flag, so a discarded cluster would show the
         // backing file again; QEMU ignores such discards too.
         if self.header.version < 3 {
             return Ok(());
         }
-        self.access.discard_to_zero(offset, len)
+        // Whole clusters become zero clusters and their refcounts drop, as
+        // QEMU's qcow2 discard does; the parts of a cluster at either end
+        // stay as they are.
+        self.access.discard_to_any(offset, len)?;
+        // The new L2 entries and refcounts out to the file (no fsync), in
+        // the order write_at explains.
+        self.access.flush()
+    }
+
+    /// Only whole clusters are freed.
+    fn discard_granularity(&self) -> u64 {
+        self.header.cluster_size()
+    }
+
+    fn write_zeroes(&mut self, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
+        check_writable(self.read_only, offset, len, self.size())?;
+        if self.header.version < 3 {
+            return super::write_zero_bytes(self, offset, len);
+        }
+        if unmap {
+            // Zero clusters whose data clusters are freed; partial clusters
+            // at the ends get written zeroes.
+            self.access.discard_to_zero(offset, len)?;
+        } else {
+            // Zero clusters that keep their allocation (preallocated zeroes).
+            self.access.write_zeroes(offset, len)?;
+        }
+        self.access.flush()
     }
 
     fn identity(&self) -> String {
@@ -658,6 +679,56 @@ mod tests {
         assert_eq!(back, vec![0; 65536]);
         disk.read_at(&mut back, 0).unwrap();
         assert_eq!(back, vec![0x55; 65536]);
+    }
+
+    /// Discard and write-zeroes free or keep clusters as QEMU does, and the
+    /// image stays consistent.
+    #[test]
+    fn discard_frees_clusters_and_write_zeroes_keeps_them_when_asked() {
+        const C: u64 = 65536;
+        let dir = tempfile::tempdir().unwrap();
+        let path = create(dir.path(), "z.qcow2", &sized(16 * C));
+        let mut disk = Qcow2Image::open(&path, false).unwrap();
+        disk.write_at(&vec![0x55; 16 * C as usize], 0).unwrap();
+        let allocated = |disk: &mut Qcow2Image| {
+            disk.flush().unwrap();
+            let report = check(&File::open(&path).unwrap()).unwrap();
+            assert_eq!(report.messages, Vec::<String>::new());
+            report.allocated_clusters
+        };
+        assert_eq!(allocated(&mut disk), 16);
+        let read = |disk: &mut Qcow2Image, offset: u64, len: usize| {
+            let mut back = vec![0xee; len];
+            disk.read_at(&mut back, offset).unwrap();
+            back
+        };
+
+        // Two whole clusters freed; a discard inside one cluster changes nothing.
+        disk.discard(C, 2 * C).unwrap();
+        disk.discard(6 * C + 512, 1024).unwrap();
+        assert_eq!(allocated(&mut disk), 14);
+        assert_eq!(read(&mut disk, C, 2 * C as usize), vec![0; 2 * C as usize]);
+        assert_eq!(read(&mut disk, 6 * C, 4096), vec![0x55; 4096]);
+
+        // Zeroes that keep the cluster allocated.
+        disk.write_zeroes(3 * C, C, false).unwrap();
+        assert_eq!(allocated(&mut disk), 14);
+        assert_eq!(read(&mut disk, 3 * C, C as usize), vec![0; C as usize]);
+
+        // Zeroes that may unmap: the whole cluster is freed, the partial
+        // one after it is zeroed in place.
+        disk.write_zeroes(4 * C, C + 512, true).unwrap();
+        assert_eq!(allocated(&mut disk), 13);
+        assert_eq!(
+            read(&mut disk, 4 * C, C as usize + 512),
+            vec![0; C as usize + 512]
+        );
+        assert_eq!(read(&mut disk, 5 * C + 512, 512), vec![0x55; 512]);
+
+        assert!(disk.discard(15 * C, 2 * C).is_err(), "past the end");
+        drop(disk);
+        let mut read_only = Qcow2Image::open(&path, true).unwrap();
+        assert!(read_only.write_zeroes(0, 512, true).is_err());
     }
 
     #[test]

@@ -535,16 +535,13 @@ impl Inner {
         body: &str,
         delete: impl Fn(&Rc<Self>) + 'static,
     ) {
-        let dialog = adw::MessageDialog::builder()
-            .modal(true)
-            .heading(heading)
-            .body(body)
-            .build();
-        dialog.set_transient_for(self.window().as_ref());
-        dialog.add_response("cancel", &gettext("_Cancel"));
-        dialog.add_response("delete", &gettext("_Delete"));
-        dialog.set_response_appearance("delete", adw::ResponseAppearance::Destructive);
-        dialog.set_close_response("cancel");
+        let dialog = crate::ui::confirm::destructive(
+            self.window().as_ref(),
+            heading,
+            body,
+            "delete",
+            &gettext("_Delete"),
+        );
         let weak = Rc::downgrade(self);
         dialog.connect_response(None, move |_, response| {
             if response == "delete" {

@@ -452,7 +452,7 @@ impl DetailsPage {
 }
 
 /// A line of text across the top of a tab, for notices and errors.
-fn banner_label(text: &str) -> gtk::Label {
+pub(crate) fn banner_label(text: &str) -> gtk::Label {
     gtk::Label::builder()
         .label(text)
         .wrap(true)
@@ -465,7 +465,7 @@ fn banner_label(text: &str) -> gtk::Label {
 }
 
 /// Where a refused save says why, in place; selectable so it can be copied.
-fn error_label() -> gtk::Label {
+pub(crate) fn error_label() -> gtk::Label {
     let error = banner_label("");
     error.set_selectable(true);
     error.add_css_class("error");
