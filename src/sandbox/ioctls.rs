@@ -96,8 +96,15 @@ impl ThreadKind {
                     Request::Is(SIOCBRADDIF),
                 ]);
                 // `vireo run --serial stdio` puts its terminal back as it
-                // found it (tcgetattr, tcsetattr, isatty).
-                requests.extend([Request::Is(libc::TCGETS), Request::Is(libc::TCSETS)]);
+                // found it (tcgetattr, tcsetattr, isatty): glibc up to
+                // 2.41 with TCGETS/TCSETS, 2.42 and later (arbitrary baud
+                // rates) with their termios2 forms.
+                requests.extend([
+                    Request::Is(libc::TCGETS),
+                    Request::Is(libc::TCSETS),
+                    Request::Is(libc::TCGETS2),
+                    Request::Is(libc::TCSETS2),
+                ]);
                 requests.extend(slirp_requests());
             }
             ThreadKind::Vcpu => {
