@@ -185,7 +185,8 @@ fn poll_serial(guest: &mut LinuxGuest, what: &str, command: &str, done: impl Fn(
 
 /// Keys that `vncdo` sends reach the shell on tty1 through the i8042 and
 /// atkbd: a typed command runs, Shift gives capitals, Backspace erases, Up
-/// recalls the last command, Ctrl+C interrupts a running `sleep`.
+/// recalls the last command, Ctrl+C interrupts a running `sleep`, and
+/// F-keys, Tab, arrows and Delete give the console's sequences.
 fn keys_from_vncdo_reach_the_shell_on_tty1(guest: &mut LinuxGuest, display: u16) {
     let devices = guest.run("cat /proc/bus/input/devices");
     assert!(
@@ -246,6 +247,39 @@ fn keys_from_vncdo_reach_the_shell_on_tty1(guest: &mut LinuxGuest, display: u16)
         &["type", "echo after-ctrl-c >/dev/ttyS0", "key", "enter"],
     );
     guest.wait_for_from(from, "after-ctrl-c", linux::COMMAND_TIMEOUT);
+
+    // The keys installers need beyond letters: F-keys, Tab, arrows and
+    // Delete arrive as the Linux console's own sequences (F1 ESC [ [ A,
+    // F12 ESC [ 2 4 ~, Left ESC [ D, Delete ESC [ 3 ~): 18 bytes with the
+    // Enter, which dd reads from tty1 in canonical mode. The keys go only
+    // once the shell has run the command line: before that, busybox's line
+    // editor would read them itself, in raw mode.
+    let from = guest.serial().len();
+    vncdo_ok(
+        display,
+        &[
+            "type",
+            "echo keys-$((3+4)) >/dev/ttyS0; dd bs=1 count=18 2>/dev/null | od -An -c >/dev/ttyS0",
+            "key",
+            "enter",
+        ],
+    );
+    let from = guest.wait_for_from(from, "keys-7", linux::COMMAND_TIMEOUT);
+    vncdo_ok(
+        display,
+        &[
+            "key", "f1", "key", "f12", "key", "tab", "key", "left", "key", "del", "key", "enter",
+        ],
+    );
+    let end = guest.wait_for_from(from, "\\n", linux::COMMAND_TIMEOUT);
+    let dump = guest.serial()[from..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        dump.ends_with("033 [ [ A 033 [ 2 4 ~ \\t 033 [ D 033 [ 3 ~ \\n"),
+        "od -c of F1, F12, Tab, Left, Delete, Enter on tty1: {dump:?}"
+    );
 }
 
 /// The same through the window: under Xvfb, Vireo's window (started as a
