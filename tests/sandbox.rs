@@ -216,21 +216,27 @@ fn the_sandbox_can_be_turned_off_for_debugging() {
 /// A device thread tries `call`: the process ends, the log names the
 /// call, and the definition and the disk are as they were.
 fn forbidden_call_ends_the_vm(call: &str) {
-    let home = Home::new();
-    let name = format!("probe-{call}");
-    let disk = define(&home, &name, "");
-    let before = (
-        sha256_hex(&std::fs::read(&disk).unwrap()),
-        home.ok(&["dumpxml", &name]),
-    );
-    // Whether `start` saw "ok" first depends on when the device thread
-    // ran; either way the process must end.
-    let _ = start(&home, &name, &[("VIREO_SANDBOX_PROBE", call)]);
-    let log = wait_for_log(
-        &home,
-        &name,
+    forbidden_probe_ends_the_vm(
+        &format!("probe-{call}"),
+        &[("VIREO_SANDBOX_PROBE", call)],
         &format!("made the forbidden system call {call} ("),
     );
+}
+
+/// A thread tries what `probe` (the VIREO_SANDBOX_PROBE* variables) says:
+/// the process ends, the log says `expected`, and the definition and the
+/// disk are as they were.
+fn forbidden_probe_ends_the_vm(name: &str, probe: &[(&str, &str)], expected: &str) {
+    let home = Home::new();
+    let disk = define(&home, name, "");
+    let before = (
+        sha256_hex(&std::fs::read(&disk).unwrap()),
+        home.ok(&["dumpxml", name]),
+    );
+    // Whether `start` saw "ok" first depends on when the thread ran;
+    // either way the process must end.
+    let _ = start(&home, name, probe);
+    let log = wait_for_log(&home, name, expected);
     wait::until(
         "the VM to be shut off",
         Duration::from_secs(30),
@@ -245,19 +251,20 @@ fn forbidden_call_ends_the_vm(call: &str) {
         },
     );
     assert!(!log.contains("NOT confined"), "{log}");
+    assert!(!log.contains("passed the filter"), "{log}");
     let after = (
         sha256_hex(&std::fs::read(&disk).unwrap()),
-        home.ok(&["dumpxml", &name]),
+        home.ok(&["dumpxml", name]),
     );
     assert_eq!(before, after, "the disk or the definition changed\n{log}");
     // And it starts again, without the probe.
-    let out = start(&home, &name, &[]);
+    let out = start(&home, name, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    home.ok(&["destroy", &name]);
+    home.ok(&["destroy", name]);
 }
 
 #[test]
@@ -274,6 +281,74 @@ fn ptrace_from_a_device_thread_ends_the_vm_and_the_log_names_it() {
         return;
     }
     forbidden_call_ends_the_vm("ptrace");
+}
+
+/// A thread of kind `thread` makes ioctl `request` (on no descriptor):
+/// the process ends and the log names the call and the request.
+fn forbidden_ioctl_ends_the_vm(thread: &str, request: &str) {
+    let probe = format!("ioctl:{request}");
+    forbidden_probe_ends_the_vm(
+        &format!("ioctl-{thread}"),
+        &[
+            ("VIREO_SANDBOX_PROBE", &probe),
+            ("VIREO_SANDBOX_PROBE_THREAD", thread),
+        ],
+        &format!("made the forbidden system call ioctl (16) request {request};"),
+    );
+}
+
+#[test]
+fn a_device_thread_cannot_type_into_a_terminal() {
+    if !kvm_available() {
+        return;
+    }
+    // TIOCSTI: pushes bytes into a terminal's input, as if typed there
+    // (`vireo run --serial stdio` runs on the user's terminal).
+    forbidden_ioctl_ends_the_vm("device", "0x5412");
+}
+
+#[test]
+fn a_vcpu_thread_cannot_make_kvm_requests_its_devices_do_not() {
+    if !kvm_available() {
+        return;
+    }
+    // KVM_CREATE_VCPU: the main thread builds machines, a vCPU never.
+    forbidden_ioctl_ends_the_vm("vcpu", "0xae41");
+}
+
+#[test]
+fn the_requests_a_vcpu_thread_makes_pass_its_filter() {
+    if !kvm_available() {
+        return;
+    }
+    let home = Home::new();
+    define(&home, "irq-line", "");
+    // KVM_IRQ_LINE, which a vCPU's device emulation raises: the filter
+    // lets it through to the kernel, which finds no descriptor.
+    let out = start(
+        &home,
+        "irq-line",
+        &[
+            ("VIREO_SANDBOX_PROBE", "ioctl:0x4008ae61"),
+            ("VIREO_SANDBOX_PROBE_THREAD", "vcpu"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = wait_for_log(
+        &home,
+        "irq-line",
+        "ioctl request 0x4008ae61 passed the filter: -1, Bad file descriptor",
+    );
+    assert!(!log.contains("forbidden system call"), "{log}");
+    assert!(
+        home.ok(&["domstate", "irq-line"]).contains("running"),
+        "{log}"
+    );
+    home.ok(&["destroy", "irq-line"]);
 }
 
 /// A device thread tries to open `path`: refused, and the VM runs on.

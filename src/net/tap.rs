@@ -14,6 +14,7 @@
 //! Not here: the virtio-net header on the TAP (`IFF_VNET_HDR`, offloads),
 //! multiqueue, macvtap.
 
+use crate::sandbox::ioctls::{SIOCBRADDIF, TUNSETIFF};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -92,9 +93,6 @@ impl IfReq {
         self.data[..4].copy_from_slice(&value.to_ne_bytes());
     }
 }
-
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
 fn ioctl(fd: i32, request: libc::c_ulong, req: &mut IfReq) -> std::io::Result<()> {
     // SAFETY: every request used here reads or writes one struct ifreq,

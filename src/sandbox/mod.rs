@@ -18,12 +18,14 @@
 //! `VIREO_NO_SANDBOX=1` (or `<seclabel type='none'/>` in the domain, as
 //! libvirt spells it) turns it off for debugging.
 //!
-//! [`PROBE_ENV`] makes a device thread try something the sandbox forbids,
+//! [`PROBE_ENV`] makes a thread (a device thread unless
+//! [`PROBE_THREAD_ENV`] names another kind) try something the sandbox forbids,
 //! for the tests that prove it holds. It is honoured in every build: it
 //! cannot widen anything, only make the process die or log a refusal, and
 //! integration tests run the release binary.
 
 pub mod files;
+pub mod ioctls;
 pub mod privileges;
 pub mod seccomp;
 mod syscalls;
@@ -37,9 +39,14 @@ pub use seccomp::EXIT_FORBIDDEN_CALL;
 /// Turns confinement off when set to `1`.
 pub const NO_SANDBOX_ENV: &str = "VIREO_NO_SANDBOX";
 
-/// Test hook: `execve`, `ptrace`, `open:PATH` or `connect:PATH` (a unix
-/// socket) — a device thread tries it once, after confinement.
+/// Test hook: `execve`, `ptrace`, `open:PATH`, `connect:PATH` (a unix
+/// socket) or `ioctl:0xREQUEST` — a device thread (or the kind
+/// [`PROBE_THREAD_ENV`] names) tries it once, after confinement.
 pub const PROBE_ENV: &str = "VIREO_SANDBOX_PROBE";
+
+/// Which kind of thread runs the [`PROBE_ENV`] probe: `device` unless
+/// set to `vcpu`, `vnc`, `control` or `serial`.
+pub const PROBE_THREAD_ENV: &str = "VIREO_SANDBOX_PROBE_THREAD";
 
 /// The kinds of thread in a VM process, each with its own allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,6 +76,13 @@ impl ThreadKind {
         ThreadKind::Control,
         ThreadKind::Serial,
     ];
+
+    /// The kind `name` (lower case, as [`PROBE_THREAD_ENV`] spells it).
+    fn named(name: &str) -> Option<ThreadKind> {
+        ThreadKind::ALL
+            .into_iter()
+            .find(|kind| format!("{kind:?}").eq_ignore_ascii_case(name))
+    }
 }
 
 /// What a VM process confines itself to.
@@ -149,15 +163,20 @@ pub fn confine_thread(kind: ThreadKind) {
     probe(kind);
 }
 
-/// The [`PROBE_ENV`] test hook, run once by the first device thread.
+/// The [`PROBE_ENV`] test hook, run once by the first thread of the kind
+/// [`PROBE_THREAD_ENV`] names (a device thread by default).
 fn probe(kind: ThreadKind) {
     static DONE: OnceLock<()> = OnceLock::new();
-    if kind != ThreadKind::Device {
-        return;
-    }
     let Ok(what) = std::env::var(PROBE_ENV) else {
         return;
     };
+    let wanted = std::env::var(PROBE_THREAD_ENV)
+        .ok()
+        .and_then(|name| ThreadKind::named(&name))
+        .unwrap_or(ThreadKind::Device);
+    if kind != wanted {
+        return;
+    }
     if DONE.set(()).is_err() {
         return;
     }
@@ -174,6 +193,23 @@ fn probe(kind: ThreadKind) {
             Ok(_) => tracing::error!("sandbox probe: connected to {path}: NOT confined"),
             Err(e) => tracing::warn!("sandbox probe: refused to connect to {path}: {e}"),
         }
+        return;
+    }
+    if let Some(number) = what.strip_prefix("ioctl:") {
+        let Some(request) = number
+            .strip_prefix("0x")
+            .and_then(|hex| libc::c_ulong::from_str_radix(hex, 16).ok())
+        else {
+            tracing::error!("sandbox probe: {number} is not a hexadecimal ioctl request");
+            return;
+        };
+        // SAFETY: on no descriptor (-1): a request the filter lets through
+        // fails with EBADF and touches nothing; one it forbids never runs.
+        let result = unsafe { libc::ioctl(-1, request) };
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(
+            "sandbox probe: ioctl request {number} passed the filter: {result}, {error}"
+        );
         return;
     }
     // SAFETY: both calls are meant to be stopped by the filter before

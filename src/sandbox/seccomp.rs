@@ -8,8 +8,11 @@
 //! sender, a QMP connection's reader) inherit that. The kernel takes the
 //! strictest answer of all the filters a thread carries.
 //!
+//! `ioctl` is allowed only with the requests each kind makes
+//! ([`super::ioctls`]).
+//!
 //! A call outside a thread's list raises SIGSYS (`SECCOMP_RET_TRAP`); the
-//! handler writes the call's name, number and the thread's name to
+//! handler writes the call's name, number (and an ioctl's request) and the thread's name to
 //! stderr, which is the VM's log, and ends the whole process. A few calls
 //! are answered with an error instead (see [`ThreadKind::refused`]):
 //! `clone3`, whose flags a filter cannot see, gets ENOSYS so that glibc
@@ -30,6 +33,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
+use super::ioctls::Request;
 use super::syscalls::SYSCALLS;
 use super::ThreadKind;
 
@@ -258,6 +262,29 @@ pub fn name(nr: i64) -> Option<&'static str> {
         .map(|&(name, _)| name)
 }
 
+/// `ioctl` only with the requests `kind` makes ([`super::ioctls`]).
+fn ioctl_rules(kind: ThreadKind) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    kind.ioctl_requests()
+        .into_iter()
+        .map(|request| {
+            // The kernel takes the request as an unsigned int: compare its
+            // low 32 bits.
+            let condition = match request {
+                Request::Is(number) => {
+                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, number)?
+                }
+                Request::OfType(ty) => SeccompCondition::new(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(0xff00),
+                    u64::from(ty) << 8,
+                )?,
+            };
+            SeccompRule::new(vec![condition])
+        })
+        .collect()
+}
+
 /// `clone` only for a thread (CLONE_THREAD set): never a new process.
 fn thread_clone_rule() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
     let flag = libc::CLONE_THREAD as u64;
@@ -277,10 +304,17 @@ pub fn programs(kind: ThreadKind) -> Result<Vec<BpfProgram>, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for call in kind.allowed() {
         let nr = number(call).ok_or_else(|| format!("no system call named {call}"))?;
-        let chain = if call == "clone" {
-            thread_clone_rule().map_err(|e| e.to_string())?
-        } else {
-            Vec::new()
+        let chain = match call {
+            "clone" => thread_clone_rule().map_err(|e| e.to_string())?,
+            "ioctl" => {
+                let rules = ioctl_rules(kind).map_err(|e| e.to_string())?;
+                // No rule would mean any request: no ioctl at all instead.
+                if rules.is_empty() {
+                    continue;
+                }
+                rules
+            }
+            _ => Vec::new(),
         };
         rules.insert(nr, chain);
     }
@@ -326,7 +360,7 @@ pub fn apply(programs: &[BpfProgram]) -> Result<(), String> {
 /// The SIGSYS handler: names the forbidden call and the thread in the
 /// log, then ends the process (as SECCOMP_RET_KILL_PROCESS would, but
 /// saying why). Only async-signal-safe calls: `prctl`, `write`, `_exit`.
-extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
     // for SIGSYS from seccomp its union holds `_sigsys`, whose
     // `_syscall` field follows `_call_addr` (a pointer) at the start of
@@ -354,24 +388,41 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     put(name(nr).unwrap_or("unknown").as_bytes());
     put(b" (");
     let mut digits = [0u8; 20];
-    let mut n = nr.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    put(format_number(nr.unsigned_abs(), 10, &mut digits));
+    put(b")");
+    if nr == libc::SYS_ioctl {
+        // SAFETY: for an SA_SIGINFO handler the third argument is the
+        // interrupted thread's ucontext; at a seccomp trap its registers
+        // hold the call's arguments, the request (second) in RSI.
+        let request = unsafe {
+            let context = &*context.cast::<libc::ucontext_t>();
+            context.uc_mcontext.gregs[libc::REG_RSI as usize] as u64 & 0xffff_ffff
+        };
+        put(b" request 0x");
+        put(format_number(request, 16, &mut digits));
     }
-    put(&digits[i..]);
-    put(b"); the VM process ends\n");
+    put(b"; the VM process ends\n");
     // SAFETY: writes our own buffer to stderr, then ends the process
     // without running anything else of it (exit_group is on every list).
     unsafe {
         libc::write(2, line.as_ptr().cast(), at);
         libc::_exit(EXIT_FORBIDDEN_CALL);
     }
+}
+
+/// `n` in `base` (10 or 16) in `digits`, without allocating (the SIGSYS
+/// handler may not).
+fn format_number(mut n: u64, base: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n % base) as usize];
+        n /= base;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[i..]
 }
 
 /// The VM process's exit status after a forbidden call: 128 + SIGSYS,
@@ -415,6 +466,34 @@ mod tests {
                 assert!(!allowed.contains(&call), "{kind:?} allows {call}");
             }
         }
+    }
+
+    #[test]
+    fn numbers_print_in_decimal_and_hex() {
+        let mut digits = [0u8; 20];
+        assert_eq!(format_number(16, 10, &mut digits), b"16");
+        assert_eq!(format_number(0xae80, 16, &mut digits), b"ae80");
+        assert_eq!(format_number(0, 16, &mut digits), b"0");
+    }
+
+    #[test]
+    fn only_the_main_thread_may_make_any_kvm_request_and_none_a_terminals() {
+        for kind in ThreadKind::ALL {
+            let requests = kind.ioctl_requests();
+            assert_eq!(
+                requests.contains(&Request::OfType(0xAE)),
+                kind == ThreadKind::Main,
+                "{kind:?}"
+            );
+            // TIOCSTI would type into a terminal.
+            assert!(!requests.contains(&Request::Is(libc::TIOCSTI)), "{kind:?}");
+        }
+        assert!(
+            ThreadKind::Vcpu
+                .ioctl_requests()
+                .contains(&Request::Is(0xae80)),
+            "KVM_RUN"
+        );
     }
 
     #[test]
