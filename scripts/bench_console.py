@@ -43,7 +43,7 @@ VIDEO = "video=640x480"
 SCROLL = (b"i=0; while :; do i=$((i+1)); "
           b"echo \"scrolling line $i: the quick brown fox jumps over the lazy dog\"; "
           b"echo $i >/tmp/lines; done >/dev/tty1 2>&1 &\n")
-LINES = re.compile(rb"lines=(\d+)=")
+EMPTY_OR_LINES = re.compile(rb"lines=(\d*)=")
 RATE_LINE = re.compile(rb"frames the guest produced.*?frames=(\d+).*?seconds=([\d.]+)")
 # tracing may colour its fields even into a pipe.
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
@@ -172,18 +172,23 @@ def measure(machine, port, seconds, timeout):
 
 
 def lines_scrolled(machine):
-    """The scrolling loop's line count, asked on the serial shell."""
-    with machine.lock:
-        mark = len(machine.serial)
-    machine.type(b"echo lines=$(cat /tmp/lines)=\n")
-    found = []
+    """The scrolling loop's line count, asked on the serial shell. The loop
+    truncates the file before it writes each number, so a read can find it
+    empty ("lines=="): then it asks again."""
+    for _ in range(5):
+        with machine.lock:
+            mark = len(machine.serial)
+        machine.type(b"echo lines=$(cat /tmp/lines)=\n")
+        found = []
 
-    def answered(serial):
-        found[:] = LINES.findall(serial[mark:])
-        return bool(found)
-    if not machine.wait_serial(answered, 60):
-        machine.fail("the serial shell did not say how far the loop got")
-    return int(found[0])
+        def answered(serial):
+            found[:] = EMPTY_OR_LINES.findall(serial[mark:])
+            return bool(found)
+        if not machine.wait_serial(answered, 60):
+            break
+        if found[0]:
+            return int(found[0])
+    machine.fail("the serial shell did not say how far the loop got")
 
 
 def print_row(label, v, q, fmt="{:10.1f}"):
