@@ -28,14 +28,13 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 from bench_linux import MEMORY_MIB, PROMPT, UP, build, cmdline
-from bench_vnc import ENC_DESKTOP_SIZE, RfbClient, free_display
+from bench_vnc import ENC_DESKTOP_SIZE, RfbClient, Vm, free_display
 
 VIDEO = "video=640x480"
 # Each line also leaves its number in /tmp/lines, so the lines scrolled
@@ -49,58 +48,31 @@ RATE_LINE = re.compile(rb"frames the guest produced.*?frames=(\d+).*?seconds=([\
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 
 
-class Machine:
-    """One VMM process: serial on stdin/stdout, stderr (the log) kept with
-    arrival times."""
+class Machine(Vm):
+    """bench_vnc's VMM process (serial on stdin/stdout), whose stderr (the
+    log) is also kept line by line with arrival times, for the display's
+    frame-rate lines."""
 
     def __init__(self, label, argv, env=None):
-        self.label = label
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
-        self.serial = bytearray()
+        super().__init__(label, argv, env)
         self.log = []  # (time, line)
-        self.lock = threading.Condition()
-        threading.Thread(target=self._serial, daemon=True).start()
         threading.Thread(target=self._log, daemon=True).start()
-
-    def _serial(self):
-        while chunk := self.proc.stdout.read1(65536):
-            with self.lock:
-                self.serial.extend(chunk)
-                self.lock.notify_all()
-        with self.lock:
-            self.lock.notify_all()
 
     def _log(self):
         for line in self.proc.stderr:
             with self.lock:
                 self.log.append((time.monotonic(), line))
 
-    def wait_serial(self, predicate, timeout):
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while not predicate(bytes(self.serial)):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return False
-                self.lock.wait(min(left, 1.0))
-            return True
-
     def type(self, line):
-        self.proc.stdin.write(line)
-        self.proc.stdin.flush()
+        self.poke(line)
 
     def fail(self, what):
+        # The log thread has read stderr: show its last lines.
         self.stop()
         with self.lock:
             log = b"".join(line for _, line in self.log[-20:]).decode(errors="replace")
             tail = bytes(self.serial[-800:])
         raise RuntimeError(f"{self.label}: {what}\nserial tail: {tail!r}\nlog: {log}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def vireo_machine(vireo, images, line, work, display):

@@ -271,10 +271,10 @@ class Vm:
     """One VMM process with COM1 on its stdin/stdout; serial output is kept
     with arrival times."""
 
-    def __init__(self, label, argv):
+    def __init__(self, label, argv, env=None):
         self.label = label
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, env=env)
         self.serial = bytearray()
         self.events = []  # (time, chunk)
         self.lock = threading.Condition()
