@@ -285,15 +285,24 @@ pub fn open_image(
     }
 }
 
-/// [`open_image`] of a file someone else opened (a descriptor passed to a
-/// confined VM process), known as `path`. It is locked as `open_image`
-/// locks; a qcow2 image's backing files are still opened by name.
-pub fn open_image_file(
-    file: std::fs::File,
+/// [`open_image`], or, when another process opened the file and passed
+/// it in (`passed`, a descriptor a confined VM process may use where it
+/// may not open `path`), the image in a duplicate of that file, known as
+/// `path`. It is locked as `open_image` locks; a qcow2 image's backing
+/// files are still opened by name.
+pub fn open_image_passed(
     path: &Path,
+    passed: Option<&std::fs::File>,
     format: ImageFormat,
     read_only: bool,
 ) -> Result<Box<dyn BlockBackend>, OpenError> {
+    let Some(passed) = passed else {
+        return open_image(path, format, read_only);
+    };
+    let file = passed.try_clone().map_err(|source| OpenError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     match format {
         ImageFormat::Raw => Ok(Box::new(RawFile::from_file(file, path, read_only)?)),
         ImageFormat::Qcow2 => Ok(Box::new(Qcow2Image::from_file(file, path, read_only)?)),

@@ -287,41 +287,32 @@ fn change_medium(
     // by the path the kernel gives the descriptor.
     let passed = match fd_sets.open(&change.filename, true) {
         None => None,
-        Some(Ok(file)) => {
-            let path = fdsets::path_of(&file).unwrap_or_else(|| change.filename.clone());
-            Some((file, path))
-        }
+        Some(Ok(file)) => Some(file),
         Some(Err(error)) => return Err(cannot_open(&error)),
     };
     let path = passed
         .as_ref()
-        .map_or(change.filename.clone(), |(_, path)| path.clone());
+        .and_then(fdsets::path_of)
+        .unwrap_or_else(|| change.filename.clone());
     let format = match change.format.as_deref() {
         // Probed; a file that cannot be read fails to open just below.
         None => match &passed {
-            Some((file, _)) => crate::storage::detect_format_of(file, &path),
+            Some(file) => crate::storage::detect_format_of(file, &path),
             None => crate::storage::detect_format(&path),
         }
         .unwrap_or(DiskFormat::Raw),
         Some(name) => DiskFormat::parse(name)
             .ok_or_else(|| BlockError::generic(format!("Unknown driver: '{name}'")))?,
     };
-    let (backend, passed) = match passed {
-        Some((file, _)) => {
-            let kept = file.try_clone().map_err(|error| cannot_open(&error))?;
-            let backend = crate::storage::open_image_file(file, &path, format, true);
-            (backend, Some(PassedFile(Arc::new(kept))))
-        }
-        None => (crate::storage::open_image(&path, format, true), None),
-    };
-    let backend = backend.map_err(|error| cannot_open(&error))?;
+    let backend = crate::storage::open_image_passed(&path, passed.as_ref(), format, true)
+        .map_err(|error| cannot_open(&error))?;
     handle.media(MediaRequest::Change {
         device: change.device.clone(),
         medium: Some(NewMedium {
             backend,
             path,
             format,
-            passed,
+            passed: passed.map(|file| PassedFile(Arc::new(file))),
         }),
         force: change.force,
     })?;

@@ -654,19 +654,10 @@ fn open_disk(disk: &DiskConfig) -> Result<Option<Box<dyn BlockBackend>>, VmmErro
     let Some(path) = &disk.path else {
         return Ok(None);
     };
-    let opened = match &disk.passed {
-        // A disc a client passed: this process may not open it by name.
-        Some(passed) => passed
-            .0
-            .try_clone()
-            .map_err(|e| storage::OpenError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })
-            .and_then(|file| storage::open_image_file(file, path, disk.format, disk.read_only)),
-        None => storage::open_image(path, disk.format, disk.read_only),
-    };
-    opened
+    // A disc a client passed is opened from its descriptor: this process
+    // may not open it by name.
+    let passed = disk.passed.as_ref().map(|p| &*p.0);
+    storage::open_image_passed(path, passed, disk.format, disk.read_only)
         .map(|image| -> Box<dyn BlockBackend> {
             Box::new(WithPolicy::new(image, disk.cache, disk.discard))
         })
