@@ -235,14 +235,13 @@ impl Session {
                     })
                     .transpose()?;
                 let sets = fd_sets(controller)?;
-                // The first descriptor of the batch, as QEMU takes one.
-                if self.received_fds.is_empty() {
+                // The first descriptor of the batch, as QEMU takes one;
+                // the others are closed.
+                let Some(fd) = std::mem::take(&mut self.received_fds).into_iter().next() else {
                     return Err(CommandError::generic(
                         "No file descriptor supplied via SCM_RIGHTS",
                     ));
-                }
-                let fd = self.received_fds.remove(0);
-                self.received_fds.clear();
+                };
                 let added = sets
                     .add(fd, fdset_id, opaque)
                     .map_err(CommandError::generic)?;
