@@ -244,8 +244,8 @@ impl TestPki {
 /// `~/.pki/CA/cacert.pem` of the user's passwd entry (not `$HOME`), so it
 /// runs in a user and mount namespace of its own where a tmpfs over that
 /// home holds `ca`. With a `password`, gvnccapture asks for it on a
-/// terminal: `script` gives it one, and the password is typed once the
-/// prompt shows. With `client`, a directory made by [`TestPki::client`],
+/// terminal: `script` gives it one, with gvnccapture in the terminal's
+/// foreground group, and the password is typed once the prompt shows. With `client`, a directory made by [`TestPki::client`],
 /// it shows that certificate (gtk-vnc's `~/.pki/gvnccapture/`). Returns
 /// its output; the caller judges the status.
 pub fn gvnccapture_tls(
@@ -259,13 +259,19 @@ pub fn gvnccapture_tls(
     require_program("gvnccapture");
     require_program("unshare");
     require_program("script");
+    // `--foreground`: timeout otherwise moves into a process group of its
+    // own, and under a shell that does not exec its last command (dash,
+    // `script`'s shell when SHELL is unset) that group is not the
+    // terminal's: gvnccapture's TCSAFLUSH then stops it with SIGTTOU and
+    // the password is never read. SHELL is pinned so that every machine
+    // runs the capture the same way.
     let capture = format!(
-        "timeout {} gvnccapture 127.0.0.1:{display} {}",
+        "timeout --foreground {} gvnccapture 127.0.0.1:{display} {}",
         CLIENT_TIMEOUT.as_secs(),
         file.display()
     );
     let exec = if password.is_some() {
-        "exec script -qec \"$capture\" /dev/null"
+        "SHELL=/bin/sh exec script -qec \"$capture\" /dev/null"
     } else {
         "exec $capture"
     };
