@@ -27,6 +27,9 @@ const FLAG_ZERO: u64 = 1;
 pub struct CheckReport {
     /// Clusters whose stored refcount is below their use (or wrong flags).
     pub corruptions: u64,
+    /// Of the corruptions, those that are only a wrong COPIED flag: the
+    /// refcounts themselves are right.
+    pub copied_flag_errors: u64,
     /// Clusters whose stored refcount is above their use.
     pub leaks: u64,
     /// Metadata the check could not read.
@@ -390,6 +393,7 @@ pub fn check(file: &File) -> Result<CheckReport, HeaderError> {
             continue;
         };
         if (refcount == 1) != (item.entry & FLAG_COPIED != 0) {
+            counter.report.copied_flag_errors += 1;
             let entry = item.entry;
             counter.corrupt(match item.l1_index {
                 Some(index) => format!(
