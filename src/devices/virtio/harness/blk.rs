@@ -79,6 +79,10 @@ pub struct HarnessOptions {
     pub indirect: bool,
     /// What a guest's discard does ([`BlkHarness::open`] only).
     pub discard: DiscardMode,
+    /// Kick through the eventfd bound to the notify address (a VM with
+    /// KVM_IOEVENTFD); when off, every kick is an MMIO write the device
+    /// handles on the kicking thread, the path a vCPU took before.
+    pub ioeventfd: bool,
 }
 
 impl Default for HarnessOptions {
@@ -89,6 +93,7 @@ impl Default for HarnessOptions {
             slot_data: 1 << 20,
             indirect: true,
             discard: DiscardMode::Unmap,
+            ioeventfd: true,
         }
     }
 }
@@ -493,7 +498,7 @@ impl BlkHarness {
         if flags & VRING_USED_F_NO_NOTIFY != 0 {
             return Ok(false);
         }
-        if !self.ioevents.guest_write(self.notify_addr)? {
+        if !(self.options.ioeventfd && self.ioevents.guest_write(self.notify_addr)?) {
             self.pci.mmio_write16(self.notify_addr, 0);
         }
         self.kicks += 1;
