@@ -7,9 +7,9 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: run test bench fuzz build lint setup-run setup-test setup-bench setup-fuzz clean install uninstall
+.PHONY: run test bench fuzz build translations lint setup-run setup-test setup-bench setup-fuzz clean install uninstall
 
-build:
+build: translations
 	$(CARGO) build --release
 
 setup-run:
@@ -30,7 +30,7 @@ run: setup-run build
 # The Linux test guest, and its desktop variant, are built (once, then
 # cached outside the checkout: tests/linux/build.sh) before the tests that
 # boot them start.
-test: setup-test
+test: setup-test translations
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	tests/linux/build.sh
@@ -82,6 +82,11 @@ MO_FILES = $(foreach lang,$(LANGUAGES),build/locale/$(lang)/LC_MESSAGES/vireo.mo
 
 $(BINARY) $(VMM_BINARY):
 	$(CARGO) build --release
+
+# The catalogues a binary run from the checkout reads (build/locale). build.rs
+# writes them too, but cargo does not run it again when only build/ is gone
+# (a clean checkout with target/ kept), so make remakes what is missing.
+translations: $(MO_FILES)
 
 # The same files build.rs writes; made here too, as a fresh binary does not
 # rerun build.rs. Written aside and renamed, so two makes at once (the

@@ -11,6 +11,8 @@ the serial read from its console socket) and in QEMU
 (`qemu-system-x86_64 -enable-kvm -kernel` or `-cdrom`), one after the
 other, and
 reports for each
+  - the time from the start command to GRUB's menu entry (ISO only) and to
+    the kernel's first line, where the serial shows them;
   - the time from the start command to busybox's shell prompt, and to the
     answer of a command typed there;
   - the VMM's resident memory beyond the guest's RAM at the prompt.
@@ -38,6 +40,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UP = b"VIREO-LINUX-UP"
 PROMPT = b"vireo-guest# "
 ANSWER = b"bench-answer-42"
+# Milestones on the way to the prompt, each timed where the serial shows it,
+# to tell which stage makes a difference: GRUB running its menu entry (the
+# ISO only: firmware, boot sector, GRUB's own loading), and the kernel's
+# first line (earlyprintk; after GRUB or the VMM loaded the kernel and, for
+# a bzImage, it decompressed itself).
+MILESTONES = [
+    ("grub", b"GRUB: loading the test kernel", "to GRUB's menu entry (s)"),
+    ("kernel", b"Linux version", "to the kernel's first line (s)"),
+]
 
 
 def cmdline():
@@ -188,6 +199,9 @@ def boot(label, machine, timeout):
                 ended.set()
                 return
             seen.extend(chunk)
+            for key, needle, _ in MILESTONES:
+                if key not in marks and needle in seen:
+                    marks[key] = time.monotonic() - start
             up = seen.find(UP)
             if not prompt.is_set() and up >= 0 and seen.find(PROMPT, up) >= 0:
                 marks["prompt"] = time.monotonic() - start
@@ -215,7 +229,7 @@ def boot(label, machine, timeout):
     answered.wait(120)
     machine.stop()
     print(f"  {label}: prompt after {marks['prompt']:.1f} s", file=sys.stderr, flush=True)
-    return marks["prompt"], marks.get("answer"), memory
+    return marks["prompt"], marks.get("answer"), memory, marks
 
 
 def print_rows(name, v, q):
@@ -223,6 +237,9 @@ def print_rows(name, v, q):
     if v is None or q is None:
         print("  no figures: a machine did not reach the prompt (see above)", flush=True)
         return
+    for key, _, label in MILESTONES:
+        if key in v[3] and key in q[3]:
+            print(f"{'  ' + label:28}{v[3][key]:10.1f}{q[3][key]:10.1f}{v[3][key] / q[3][key]:8.2f}")
     print(f"{'  to shell prompt (s)':28}{v[0]:10.1f}{q[0]:10.1f}{v[0] / q[0]:8.2f}")
     if v[1] and q[1]:
         print(f"{'  to typed answer (s)':28}{v[1]:10.1f}{q[1]:10.1f}{v[1] / q[1]:8.2f}")
