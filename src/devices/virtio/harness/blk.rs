@@ -554,8 +554,8 @@ impl BlkHarness {
 
     /// Submits `request` in a free slot, kicks, and waits for it alone
     /// (other completions stay queued for the next [`BlkHarness::wait`]).
-    /// The slot is given back; its data buffer keeps what the device wrote
-    /// until it is used again.
+    /// The slot is given back once the request completed; its data buffer
+    /// keeps what the device wrote until it is used again.
     pub fn run(
         &mut self,
         request: &BlkRequest,
@@ -587,7 +587,11 @@ impl BlkHarness {
             }
         };
         self.reaped.extend(others);
-        self.release_slot(slot);
+        // A request that timed out may still complete into its slot: the
+        // slot stays taken rather than be reused under it.
+        if result.is_ok() {
+            self.release_slot(slot);
+        }
         result
     }
 
