@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use vireo::devices::virtio::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
+use vireo::devices::virtio::harness::blk::{CONFIG_VECTOR, QUEUE_VECTOR};
 use vireo::devices::virtio::harness::ring::{
     VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
 };
@@ -232,6 +233,12 @@ fn bring_up_binds_the_notify_address_and_both_layouts_work() {
         assert_eq!((c.status, c.used_len), (VIRTIO_BLK_S_OK, 21));
         assert_eq!(&h.read_data(slot, 13).unwrap(), b"vireo-harness");
         assert_eq!(h.kicks(), 1);
+        // The completion came as the message the driver programmed into
+        // table entry 1 (address 0xfee00000, data 0x21); the config vector
+        // stayed quiet.
+        let message = h.last_message(QUEUE_VECTOR).expect("queue vector fired");
+        assert_eq!((message.address, message.data), (0xfee0_0000, 0x21));
+        assert_eq!(h.last_message(CONFIG_VECTOR), None);
     }
 }
 

@@ -601,6 +601,12 @@ impl BlkHarness {
         Ok(self.vectors.wait(CONFIG_VECTOR, Instant::now() + timeout)? > 0)
     }
 
+    /// The MSI-X message `vector` last carried (the table entry the
+    /// driver programmed, as the device read it when it fired).
+    pub fn last_message(&self, vector: u16) -> Option<crate::devices::pci::msix::MsiMessage> {
+        self.vectors.last_message(vector)
+    }
+
     /// How many data buffers one request may have (`seg_max`).
     pub fn seg_max(&self) -> u32 {
         self.seg_max
