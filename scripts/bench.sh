@@ -13,6 +13,10 @@ python3 scripts/bench_console.py --vireo target/release/vireo
 # The sandbox's cost: SeaBIOS and Linux boots with it on and off.
 python3 scripts/bench_sandbox.py --vireo target/release/vireo
 python3 scripts/bench_block.py --vireo target/release/vireo
+# The virtio-blk device driven as a guest driver drives it (host-side
+# harness, no vCPU) against fio with io_uring on the same file system,
+# and the cost of one kick-to-interrupt round trip.
+python3 scripts/bench_virtio_blk.py --vireo target/release/vireo
 python3 scripts/bench_vnc.py --vireo target/release/vireo
 python3 scripts/bench_net.py --vireo target/release/vireo
 python3 scripts/bench_gui.py --vireo target/release/vireo

@@ -39,8 +39,9 @@ test_packages=("${run_packages[@]}" grub-pc-bin grub-common xorriso mtools qemu-
   linux-image-amd64 xvfb xauth xdotool imagemagick tesseract-ocr-chi-sim fonts-noto-cjk locales
   desktop-file-utils appstream libglib2.0-bin libgdk-pixbuf2.0-bin
   dnsmasq-base iproute2 flatpak-builder openssl tigervnc-viewer)
-# The reference VMM the benchmarks compare against (in the test set too).
-bench_packages=("${test_packages[@]}" procps)
+# The reference VMM the benchmarks compare against (in the test set too),
+# and fio (io_uring engine), the block benchmark's reference on the same file.
+bench_packages=("${test_packages[@]}" procps fio)
 
 case "$purpose" in
   run) wanted=("${run_packages[@]}") ;;

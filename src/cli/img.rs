@@ -5,7 +5,8 @@
 //! same `info` layout and JSON (keys in QEMU's hash-table order), the same
 //! `check` summary and exit codes (0 clean, 1 check failed, 2 corrupt,
 //! 3 leaks, 63 format cannot be checked), the same `(12.34/100%)` progress.
-//! A hidden `bench` verb times Vireo's block layer for scripts/bench_block.py.
+//! A hidden `bench` verb times Vireo's block layer for scripts/bench_block.py,
+//! and a hidden `virtio-bench` its virtio-blk device (`img_virtio_bench`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -43,6 +44,10 @@ enum ImgVerb {
     /// Time reads and writes through Vireo's block layer.
     #[command(hide = true)]
     Bench(BenchArgs),
+    /// Time an access pattern through the virtio-blk device, driven as a
+    /// guest driver would drive it.
+    #[command(hide = true)]
+    VirtioBench(super::img_virtio_bench::VirtioBenchArgs),
 }
 
 #[derive(Args)]
@@ -157,6 +162,7 @@ pub fn run(args: ImgArgs) -> Result<ExitCode, String> {
         ImgVerb::Resize(args) => resize(args),
         ImgVerb::Snapshot(args) => super::img_snapshot::run(args),
         ImgVerb::Bench(args) => bench(args),
+        ImgVerb::VirtioBench(args) => super::img_virtio_bench::run(args),
     }
 }
 
@@ -287,7 +293,7 @@ fn parse_format(name: &str, file: &Path) -> Result<ImageFormat, String> {
         .ok_or_else(|| format!("{}: Unknown file format '{name}'", file.display()))
 }
 
-fn format_or_probe(format: &Option<String>, file: &Path) -> Result<ImageFormat, String> {
+pub(super) fn format_or_probe(format: &Option<String>, file: &Path) -> Result<ImageFormat, String> {
     match format {
         Some(name) => parse_format(name, file),
         None => detect_format(file).map_err(|e| e.to_string()),

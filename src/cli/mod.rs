@@ -9,6 +9,7 @@ mod domain;
 mod host;
 mod img;
 mod img_snapshot;
+mod img_virtio_bench;
 mod local_time;
 mod network;
 mod pool;

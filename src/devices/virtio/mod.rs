@@ -6,6 +6,8 @@
 //! §2.2 (feature bits), §2.7 (split virtqueues). The transport is
 //! [`pci::VirtioPciDevice`] (§4.1); the devices are [`blk::VirtioBlock`]
 //! (§5.2) and [`net::VirtioNet`] (§5.1), later virtio-input.
+//! [`harness`] drives them from the host side as a guest driver would, for
+//! tests and benchmarks.
 //!
 //! Not emulated: packed virtqueues (`VIRTIO_F_RING_PACKED`), `VIRTIO_F_EVENT_IDX`
 //! (the device always interrupts after using buffers, which §2.7.7 allows),
@@ -14,6 +16,7 @@
 //! against guest RAM here before a device sees it.
 
 pub mod blk;
+pub mod harness;
 pub mod net;
 pub mod notify;
 pub mod pci;
