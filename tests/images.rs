@@ -609,3 +609,120 @@ fn a_vm_image_in_use_is_locked_against_vireo_img() {
     ok(tool(&v, "qemu-img", &["check", "busy.qcow2"]));
     ok(vireo(&v, &["img", "resize", "busy.qcow2", "2M"]));
 }
+
+/// The lock bytes some open file holds on `path`, from /proc/locks
+/// ("… OFDLCK ADVISORY READ -1 MAJ:MIN:INODE START END").
+fn lock_bytes(path: &Path) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{} ", std::fs::metadata(path).unwrap().ino());
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("OFDLCK") && line.contains(&inode))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().rev();
+            let end = fields.next()?.parse().ok()?;
+            let start = fields.next()?.parse().ok()?;
+            Some((start, end))
+        })
+        .collect()
+}
+
+/// `qemu-io` holding `image` open (read-only with `-r`) until killed, once
+/// its locks are in place.
+fn qemu_io_holding(dir: &Path, image: &str, read_only: bool) -> std::process::Child {
+    common::require_program("qemu-io");
+    let mut args = vec!["-f", "qcow2", "-c", "sleep 60000", image];
+    if read_only {
+        args.insert(0, "-r");
+    }
+    let child = Command::new("qemu-io")
+        .current_dir(dir)
+        .args(&args)
+        .spawn()
+        .unwrap();
+    let path = dir.join(image);
+    common::wait::until(
+        "qemu-io's locks",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        || {
+            let bytes = lock_bytes(&path);
+            if bytes.iter().any(|&(start, _)| start == 100) {
+                Ok(())
+            } else {
+                Err(format!("locks: {bytes:?}"))
+            }
+        },
+    );
+    child
+}
+
+/// The byte ranges a writer locks (QEMU's: hold read, write and resize,
+/// forbid write and resize), as /proc/locks merges them.
+const WRITER_LOCKS: [(u64, u64); 4] = [(100, 101), (103, 103), (201, 201), (203, 203)];
+
+fn sorted(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort();
+    ranges
+}
+
+/// Vireo locks an image's bytes as QEMU does: `qemu-img info -U` reads a
+/// VM's disk while the VM runs, plain `qemu-img info` and a writing
+/// `qemu-io` are refused; and an image QEMU writes is refused to Vireo,
+/// one QEMU only reads is shared with Vireo's readers.
+#[test]
+fn vireo_and_qemu_honour_each_others_image_locks() {
+    let (_dir, v, _q) = scratch();
+    ok(vireo(
+        &v,
+        &["img", "create", "-q", "-f", "qcow2", "vm.qcow2", "1M"],
+    ));
+    let path = v.join("vm.qcow2");
+
+    let disk = open_image(&path, ImageFormat::Qcow2, false).unwrap();
+    assert_eq!(sorted(lock_bytes(&path)), WRITER_LOCKS);
+    let info = ok(tool(&v, "qemu-img", &["info", "-U", "vm.qcow2"]));
+    assert!(
+        stdout(&info).contains("file format: qcow2"),
+        "{}",
+        stdout(&info)
+    );
+    let plain = tool(&v, "qemu-img", &["info", "vm.qcow2"]);
+    assert!(!plain.status.success());
+    assert!(
+        stderr(&plain).contains("Failed to get shared \"write\" lock"),
+        "{}",
+        stderr(&plain)
+    );
+    let write = tool(
+        &v,
+        "qemu-io",
+        &["-f", "qcow2", "-c", "write 0 512", "vm.qcow2"],
+    );
+    assert!(!write.status.success());
+    assert!(stderr(&write).contains("lock"), "{}", stderr(&write));
+    drop(disk);
+    assert!(lock_bytes(&path).is_empty());
+
+    let mut writer = qemu_io_holding(&v, "vm.qcow2", false);
+    assert_eq!(sorted(lock_bytes(&path)), WRITER_LOCKS, "QEMU's own");
+    for read_only in [false, true] {
+        let error = open_image(&path, ImageFormat::Qcow2, read_only)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("in use"), "{error}");
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+
+    let mut reader = qemu_io_holding(&v, "vm.qcow2", true);
+    let error = open_image(&path, ImageFormat::Qcow2, false).err().unwrap();
+    assert!(error.to_string().contains("in use"), "{error}");
+    let shared = open_image(&path, ImageFormat::Qcow2, true).unwrap();
+    drop(shared);
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    // A refused open leaves no lock behind: the writer gets in now.
+    drop(open_image(&path, ImageFormat::Qcow2, false).unwrap());
+}
