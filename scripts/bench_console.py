@@ -15,10 +15,12 @@ VNC client, the same count for both servers.
 
 For Vireo the frames the guest produced are counted too, where the VMM
 logs them: the display thread's refreshes that found the picture changed,
-logged every 5 s at debug level (`vireo::vmm::display=debug`; commit
-b04eb6f, reverted for now, so the row shows "-" until it returns); the
-ratio delivered/produced is what "every frame the guest draws" asks for
-(goal 1.0, at up to 60 fps). QEMU has no such count that a client can
+logged every 5 s at debug level (`vireo::vmm::display=debug`). The
+display looks at the card 30 times a second, so this counts the guest's
+frames as 30 samples a second see them: every frame when the guest draws
+slower than that (this host's emulated guests scroll a few lines a second),
+a lower bound when faster. The ratio delivered/produced is what "every
+frame the guest draws" asks for (goal 1.0). QEMU has no such count that a client can
 read: its row shows frames delivered only. Both rows show the lines the
 loop scrolled per second: the guest's own pace, which a VMM that tracks
 video memory too eagerly would slow down.
