@@ -435,6 +435,21 @@ fn hostile_chains_fail_alone_and_the_device_keeps_working() {
     vm_memory::Bytes::write_slice(h.mem(), &read, vm_memory::GuestAddress(header)).unwrap();
 
     type Build = Box<dyn Fn(&mut BlkHarness) -> u16>;
+    // A well-formed read (header, 4 KiB of data, status) whose data
+    // buffer is at `data`.
+    let read_into = move |data: u64| -> Build {
+        Box::new(move |h| {
+            let (mem, ring) = h.ring_mut();
+            let d = ring.claim(3).unwrap();
+            ring.write_desc(mem, d[0], header, 16, VIRTQ_DESC_F_NEXT, d[1])
+                .unwrap();
+            let flags = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE;
+            ring.write_desc(mem, d[1], data, 4096, flags, d[2]).unwrap();
+            ring.write_desc(mem, d[2], status, 1, VIRTQ_DESC_F_WRITE, 0)
+                .unwrap();
+            d[0]
+        })
+    };
     let cases: Vec<(&str, Build)> = vec![
         (
             "descriptor loop",
@@ -455,69 +470,9 @@ fn hostile_chains_fail_alone_and_the_device_keeps_working() {
                 d[0]
             }),
         ),
-        (
-            "data buffer outside RAM",
-            Box::new(move |h| {
-                let (mem, ring) = h.ring_mut();
-                let d = ring.claim(3).unwrap();
-                ring.write_desc(mem, d[0], header, 16, VIRTQ_DESC_F_NEXT, d[1])
-                    .unwrap();
-                ring.write_desc(
-                    mem,
-                    d[1],
-                    ram_end + 0x1000,
-                    4096,
-                    VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-                    d[2],
-                )
-                .unwrap();
-                ring.write_desc(mem, d[2], status, 1, VIRTQ_DESC_F_WRITE, 0)
-                    .unwrap();
-                d[0]
-            }),
-        ),
-        (
-            "buffer straddling the end of RAM",
-            Box::new(move |h| {
-                let (mem, ring) = h.ring_mut();
-                let d = ring.claim(3).unwrap();
-                ring.write_desc(mem, d[0], header, 16, VIRTQ_DESC_F_NEXT, d[1])
-                    .unwrap();
-                ring.write_desc(
-                    mem,
-                    d[1],
-                    ram_end - 512,
-                    4096,
-                    VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-                    d[2],
-                )
-                .unwrap();
-                ring.write_desc(mem, d[2], status, 1, VIRTQ_DESC_F_WRITE, 0)
-                    .unwrap();
-                d[0]
-            }),
-        ),
-        (
-            "address that wraps around",
-            Box::new(move |h| {
-                let (mem, ring) = h.ring_mut();
-                let d = ring.claim(3).unwrap();
-                ring.write_desc(mem, d[0], header, 16, VIRTQ_DESC_F_NEXT, d[1])
-                    .unwrap();
-                ring.write_desc(
-                    mem,
-                    d[1],
-                    u64::MAX - 100,
-                    4096,
-                    VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-                    d[2],
-                )
-                .unwrap();
-                ring.write_desc(mem, d[2], status, 1, VIRTQ_DESC_F_WRITE, 0)
-                    .unwrap();
-                d[0]
-            }),
-        ),
+        ("data buffer outside RAM", read_into(ram_end + 0x1000)),
+        ("buffer straddling the end of RAM", read_into(ram_end - 512)),
+        ("address that wraps around", read_into(u64::MAX - 100)),
         (
             "indirect table outside RAM",
             Box::new(move |h| {

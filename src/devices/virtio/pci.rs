@@ -99,23 +99,24 @@ const CFG_CAP_OFFSET: usize = 8;
 const CFG_CAP_LENGTH: usize = 12;
 const CFG_CAP_DATA: usize = 16;
 
-/// Registers of `struct virtio_pci_common_cfg` (§4.1.4.3), by offset.
-const DEVICE_FEATURE_SELECT: u64 = 0x00;
-const DEVICE_FEATURE: u64 = 0x04;
-const DRIVER_FEATURE_SELECT: u64 = 0x08;
-const DRIVER_FEATURE: u64 = 0x0c;
-const CONFIG_MSIX_VECTOR: u64 = 0x10;
-const NUM_QUEUES: u64 = 0x12;
-const DEVICE_STATUS: u64 = 0x14;
-const CONFIG_GENERATION: u64 = 0x15;
-const QUEUE_SELECT: u64 = 0x16;
-const QUEUE_SIZE: u64 = 0x18;
-const QUEUE_MSIX_VECTOR: u64 = 0x1a;
-const QUEUE_ENABLE: u64 = 0x1c;
-const QUEUE_NOTIFY_OFF: u64 = 0x1e;
-const QUEUE_DESC: u64 = 0x20;
-const QUEUE_DRIVER: u64 = 0x28;
-const QUEUE_DEVICE: u64 = 0x30;
+/// Registers of `struct virtio_pci_common_cfg` (§4.1.4.3), by offset;
+/// the host-side harness programs the same ones.
+pub(super) const DEVICE_FEATURE_SELECT: u64 = 0x00;
+pub(super) const DEVICE_FEATURE: u64 = 0x04;
+pub(super) const DRIVER_FEATURE_SELECT: u64 = 0x08;
+pub(super) const DRIVER_FEATURE: u64 = 0x0c;
+pub(super) const CONFIG_MSIX_VECTOR: u64 = 0x10;
+pub(super) const NUM_QUEUES: u64 = 0x12;
+pub(super) const DEVICE_STATUS: u64 = 0x14;
+pub(super) const CONFIG_GENERATION: u64 = 0x15;
+pub(super) const QUEUE_SELECT: u64 = 0x16;
+pub(super) const QUEUE_SIZE: u64 = 0x18;
+pub(super) const QUEUE_MSIX_VECTOR: u64 = 0x1a;
+pub(super) const QUEUE_ENABLE: u64 = 0x1c;
+pub(super) const QUEUE_NOTIFY_OFF: u64 = 0x1e;
+pub(super) const QUEUE_DESC: u64 = 0x20;
+pub(super) const QUEUE_DRIVER: u64 = 0x28;
+pub(super) const QUEUE_DEVICE: u64 = 0x30;
 
 /// (offset, width) of every common configuration field.
 const COMMON_FIELDS: [(u64, u64); 16] = [

@@ -17,7 +17,10 @@ use crate::devices::pci::msix::{
 };
 use crate::devices::pci::PciDevice;
 use crate::devices::virtio::pci::{
-    VirtioPciDevice, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+    VirtioPciDevice, CONFIG_GENERATION, CONFIG_MSIX_VECTOR, DEVICE_FEATURE, DEVICE_FEATURE_SELECT,
+    DEVICE_STATUS, DRIVER_FEATURE, DRIVER_FEATURE_SELECT, NUM_QUEUES, QUEUE_DESC, QUEUE_DEVICE,
+    QUEUE_DRIVER, QUEUE_ENABLE, QUEUE_MSIX_VECTOR, QUEUE_NOTIFY_OFF, QUEUE_SELECT, QUEUE_SIZE,
+    VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
     VIRTIO_PCI_CAP_NOTIFY_CFG,
 };
 use crate::devices::virtio::{
@@ -25,24 +28,6 @@ use crate::devices::virtio::{
 };
 
 use super::HarnessError;
-
-/// `struct virtio_pci_common_cfg` (§4.1.4.3).
-const DEVICE_FEATURE_SELECT: u64 = 0x00;
-const DEVICE_FEATURE: u64 = 0x04;
-const DRIVER_FEATURE_SELECT: u64 = 0x08;
-const DRIVER_FEATURE: u64 = 0x0c;
-const CONFIG_MSIX_VECTOR: u64 = 0x10;
-const NUM_QUEUES: u64 = 0x12;
-const DEVICE_STATUS: u64 = 0x14;
-const CONFIG_GENERATION: u64 = 0x15;
-const QUEUE_SELECT: u64 = 0x16;
-const QUEUE_SIZE: u64 = 0x18;
-const QUEUE_MSIX_VECTOR: u64 = 0x1a;
-const QUEUE_ENABLE: u64 = 0x1c;
-const QUEUE_NOTIFY_OFF: u64 = 0x1e;
-const QUEUE_DESC: u64 = 0x20;
-const QUEUE_DRIVER: u64 = 0x28;
-const QUEUE_DEVICE: u64 = 0x30;
 
 const PCI_COMMAND: usize = 0x04;
 const COMMAND_MEMORY: u16 = 1 << 1;
