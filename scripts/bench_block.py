@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchlib import fresh_image
+
 PATTERNS = [
     # name, block size, requests
     ("seq-write", 1 << 20, None),
@@ -38,15 +40,6 @@ PATTERNS = [
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-
-
-def make_image(vireo, fmt, path, size, filled):
-    if os.path.exists(path):
-        os.remove(path)
-    run([vireo, "img", "create", "-q", "-f", fmt, path, str(size)])
-    if filled:
-        run([vireo, "img", "bench", "-f", fmt, "--pattern", "seq-write",
-             "--block", "1M", "--total", str(size), path])
 
 
 # `vireo img bench`'s rand-* patterns stride 7919 blocks through the image.
@@ -118,13 +111,13 @@ def main():
                 best = {"vireo": float("inf"), "bench": float("inf"), "io": float("inf")}
                 for _ in range(args.repeat):
                     filled = pattern.endswith("read")
-                    make_image(args.vireo, fmt, path, size, filled)
+                    fresh_image(args.vireo, fmt, path, size, filled)
                     best["vireo"] = min(best["vireo"], time_vireo(
                         args.vireo, fmt, path, pattern, block, count))
-                    make_image(args.vireo, fmt, path, size, filled)
+                    fresh_image(args.vireo, fmt, path, size, filled)
                     best["bench"] = min(best["bench"], time_qemu_img_bench(
                         fmt, path, pattern, block, count))
-                    make_image(args.vireo, fmt, path, size, filled)
+                    fresh_image(args.vireo, fmt, path, size, filled)
                     best["io"] = min(best["io"], time_qemu_io(
                         fmt, path, pattern, block, count, size))
                 v, b, q = (mib / best[k] for k in ("vireo", "bench", "io"))

@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchlib import fresh_image
+
 # name, fio rw, block, queue depth, bytes to transfer (wrapping around the
 # image as often as needed).
 # Enough that each run lasts about a second or more on either side: a
@@ -55,15 +57,6 @@ KICKS = 100_000
 
 def run(cmd):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-
-def fresh(vireo, fmt, path, size, filled):
-    if os.path.exists(path):
-        os.remove(path)
-    run([vireo, "img", "create", "-q", "-f", fmt, path, str(size)])
-    if filled:
-        run([vireo, "img", "bench", "-f", fmt, "--pattern", "seq-write",
-             "--block", "1M", "--total", str(size), path])
 
 
 def vireo_case(vireo, fmt, path, pattern, block, depth, total):
@@ -108,10 +101,10 @@ def main():
                 filled = pattern.endswith("read")
                 best_v, best_f = (0.0, 0.0, 0.0), (0.0, 0.0)
                 for _ in range(args.repeat):
-                    fresh(args.vireo, fmt, path, size, filled)
+                    fresh_image(args.vireo, fmt, path, size, filled)
                     best_v = max(best_v, vireo_case(
                         args.vireo, fmt, path, pattern, block, depth, total))
-                    fresh(args.vireo, "raw", reference, size, filled)
+                    fresh_image(args.vireo, "raw", reference, size, filled)
                     best_f = max(best_f, fio_case(
                         reference, rw, block, depth, total, size))
                 (v_iops, v_mib, per_kick), (f_iops, f_mib) = best_v, best_f
@@ -120,7 +113,7 @@ def main():
                       f"{v_iops / f_iops:9.2f} {per_kick:8.1f}", flush=True)
 
         path = os.path.join(tmp, "kicks.raw")
-        fresh(args.vireo, "raw", path, 1 << 20, False)
+        fresh_image(args.vireo, "raw", path, 1 << 20, False)
         print()
         print("notification round trip (GET_ID, one request per kick)")
         for label, extra in (("ioeventfd -> device thread -> irqfd", []),

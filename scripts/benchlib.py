@@ -1,5 +1,5 @@
 """What the benchmarks share: how much memory a VMM process holds beside
-its guest's.
+its guest's, where a VM's run files are, and fresh test images.
 
 The scripts run as `python3 scripts/bench_*.py`, so this directory is on
 their import path.
@@ -7,6 +7,7 @@ their import path.
 
 import os
 import re
+import subprocess
 
 #: QEMU's std VGA and Vireo's both map 16 MiB of video RAM; it is guest
 #: memory too (the guest writes it through the framebuffer BAR).
@@ -41,3 +42,17 @@ def vm_file(home, name, what):
     RunFiles): `serial.sock`, `control.sock` or `state.json` in the VM's
     private directory."""
     return os.path.join(home, "run", "domains", name, what)
+
+
+def fresh_image(vireo, fmt, path, size, filled):
+    """A new `fmt` image of `size` bytes at `path`, made by `vireo img
+    create`; `filled` writes it whole first (sequential 1 MiB writes), so
+    reads find data rather than holes."""
+    if os.path.exists(path):
+        os.remove(path)
+    subprocess.run([vireo, "img", "create", "-q", "-f", fmt, path, str(size)],
+                   check=True, capture_output=True)
+    if filled:
+        subprocess.run([vireo, "img", "bench", "-f", fmt, "--pattern", "seq-write",
+                        "--block", "1M", "--total", str(size), path],
+                       check=True, capture_output=True)
