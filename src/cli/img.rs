@@ -1030,6 +1030,20 @@ enum Resizable {
 /// Blocks between two requests of the `rand-*` bench patterns (a prime).
 const RANDOM_STRIDE: u64 = 7919;
 
+/// The block the `i`-th request of a bench `pattern` goes to, in an image
+/// of `blocks` blocks. "Random" is a large odd stride through the image,
+/// wrapping around, as `qemu-img bench -S` walks it: the same offsets in
+/// both tools, each block visited once before any is visited again. Both
+/// `bench` and `virtio-bench` walk this way.
+pub(super) fn pattern_block(pattern: &str, i: u64, blocks: u64) -> u64 {
+    let step = if pattern.starts_with("rand") {
+        RANDOM_STRIDE
+    } else {
+        1
+    };
+    i * step % blocks
+}
+
 /// Times one access pattern through `open_image`, printing
 /// `PATTERN BYTES SECONDS MiB/s`; scripts/bench_block.py reads it.
 fn bench(args: BenchArgs) -> Result<ExitCode, String> {
@@ -1039,7 +1053,6 @@ fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         .ok_or(SIZE_HELP)? as usize;
     let total = parse_size(&args.total).ok_or(SIZE_HELP)?;
     let write = args.pattern.ends_with("write");
-    let random = args.pattern.starts_with("rand");
     let mut disk = open_image(&args.file, format, !write).map_err(|e| e.to_string())?;
     let size = disk.size();
     let slots = size / block as u64;
@@ -1048,13 +1061,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode, String> {
     }
     let mut buf = vec![0xa5u8; block];
     let count = total / block as u64;
-    // "Random" is a large odd stride through the image, wrapping around, as
-    // `qemu-img bench -S` walks it: the same offsets in both tools, each
-    // block visited once before any is visited again.
-    let step = if random { RANDOM_STRIDE } else { 1 };
     let start = std::time::Instant::now();
     for i in 0..count {
-        let offset = (i * step % slots) * block as u64;
+        let offset = pattern_block(&args.pattern, i, slots) * block as u64;
         let result = if write {
             disk.write_at(&buf, offset)
         } else {

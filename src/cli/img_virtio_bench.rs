@@ -16,14 +16,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::img::{format_or_probe, parse_size};
+use super::img::{format_or_probe, parse_size, pattern_block};
 use crate::devices::virtio::blk::VIRTIO_BLK_S_OK;
 use crate::devices::virtio::harness::{BlkHarness, BlkRequest, HarnessOptions};
 use crate::storage::DiscardMode;
-
-/// Blocks between two requests of the `rand-*` patterns: a prime, so the
-/// walk visits every block once before any twice (as `vireo img bench`).
-const RANDOM_STRIDE: u64 = 7919;
 
 /// A request that has not completed in this long means the device hung.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,13 +81,8 @@ pub fn run(args: VirtioBenchArgs) -> Result<ExitCode, String> {
     if blocks == 0 || count == 0 {
         return Err("the image is smaller than one block, or nothing to do".into());
     }
-    let step = if args.pattern.starts_with("rand") {
-        RANDOM_STRIDE
-    } else {
-        1
-    };
     let request = |i: u64| {
-        let sector = (i * step % blocks) * block as u64 / 512;
+        let sector = pattern_block(&args.pattern, i, blocks) * block as u64 / 512;
         if kicks_only {
             BlkRequest::GetId
         } else if write {
