@@ -58,54 +58,37 @@ pub fn lock_image(file: &File, path: &Path, read_only: bool) -> Result<(), Image
     } else {
         &[READ, WRITE, RESIZE]
     };
-    let io = |source: std::io::Error| ImageLockError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    take_bytes(file, held).map_err(|source| {
+        unlock_all(file);
+        let path = path.display().to_string();
+        match source.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => ImageLockError::InUse { path },
+            _ => ImageLockError::Io { path, source },
+        }
+    })
+}
+
+/// Takes the bytes for holding `held` and forbidding [`FORBIDDEN`], then
+/// looks for a conflicting opener: one that forbids what we hold, or
+/// holds what we forbid. A conflict is EAGAIN, as F_OFD_SETLK reports one.
+fn take_bytes(file: &File, held: &[i64]) -> std::io::Result<()> {
     let ours = held
         .iter()
         .map(|n| PERM_BASE + n)
         .chain(FORBIDDEN.iter().map(|n| SHARED_BASE + n));
     for byte in ours {
-        if let Err(error) = set_lock(file, byte, libc::F_RDLCK) {
-            unlock_all(file);
-            return Err(if is_conflict(&error) {
-                ImageLockError::InUse {
-                    path: path.display().to_string(),
-                }
-            } else {
-                io(error)
-            });
-        }
+        set_lock(file, byte, libc::F_RDLCK)?;
     }
-    // Another opener forbids what we hold, or holds what we forbid.
     let conflicting = held
         .iter()
         .map(|n| SHARED_BASE + n)
         .chain(FORBIDDEN.iter().map(|n| PERM_BASE + n));
     for byte in conflicting {
-        match someone_else_holds(file, byte) {
-            Ok(false) => {}
-            Ok(true) => {
-                unlock_all(file);
-                return Err(ImageLockError::InUse {
-                    path: path.display().to_string(),
-                });
-            }
-            Err(error) => {
-                unlock_all(file);
-                return Err(io(error));
-            }
+        if someone_else_holds(file, byte)? {
+            return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
         }
     }
     Ok(())
-}
-
-fn is_conflict(error: &std::io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EAGAIN) | Some(libc::EACCES)
-    )
 }
 
 fn lock_of(byte: i64, kind: i32) -> libc::flock {
