@@ -29,7 +29,8 @@ pub const VGA_BIOS_FILE: &str = "vgabios-stdvga.bin";
 /// KVM memory slot of the VRAM; the RAM and BIOS slots count up from 0.
 const VRAM_SLOT: u32 = 16;
 /// About 30 frames per second. (60 while the guest draws was tried: two
-/// desktop Linux boots on a host at load 12 stalled with it, see 39b34c3.)
+/// desktop Linux boots on a host at load 12 stalled with it, and it stays
+/// out until that is understood.)
 const REFRESH_INTERVAL: Duration = Duration::from_millis(33);
 /// How often the frame rate goes to the debug log while the guest draws.
 const RATE_PERIOD: Duration = Duration::from_secs(5);

@@ -245,9 +245,10 @@ impl TestPki {
 /// runs in a user and mount namespace of its own where a tmpfs over that
 /// home holds `ca`. With a `password`, gvnccapture asks for it on a
 /// terminal: `script` gives it one, with gvnccapture in the terminal's
-/// foreground group, and the password is typed once the prompt shows. With `client`, a directory made by [`TestPki::client`],
-/// it shows that certificate (gtk-vnc's `~/.pki/gvnccapture/`). Returns
-/// its output; the caller judges the status.
+/// foreground group, and the password is typed once the prompt shows.
+/// With `client`, a directory made by [`TestPki::client`], it shows that
+/// certificate (gtk-vnc's `~/.pki/gvnccapture/`). Returns its output; the
+/// caller judges the status.
 pub fn gvnccapture_tls(
     display: u16,
     ca: &Path,
