@@ -229,7 +229,7 @@ def boot(label, machine, timeout):
     answered.wait(120)
     machine.stop()
     print(f"  {label}: prompt after {marks['prompt']:.1f} s", file=sys.stderr, flush=True)
-    return marks["prompt"], marks.get("answer"), memory, marks
+    return marks, memory
 
 
 def print_rows(name, v, q):
@@ -237,16 +237,17 @@ def print_rows(name, v, q):
     if v is None or q is None:
         print("  no figures: a machine did not reach the prompt (see above)", flush=True)
         return
-    for key, _, label in MILESTONES:
-        if key in v[3] and key in q[3]:
-            print(f"{'  ' + label:28}{v[3][key]:10.1f}{q[3][key]:10.1f}{v[3][key] / q[3][key]:8.2f}")
-    print(f"{'  to shell prompt (s)':28}{v[0]:10.1f}{q[0]:10.1f}{v[0] / q[0]:8.2f}")
-    if v[1] and q[1]:
-        print(f"{'  to typed answer (s)':28}{v[1]:10.1f}{q[1]:10.1f}{v[1] / q[1]:8.2f}")
-    print(f"{'  RSS total (MiB)':28}{v[2][0] / 1024:10.1f}{q[2][0] / 1024:10.1f}")
-    print(f"{'  guest RAM (MiB)':28}{v[2][1] / 1024:10.1f}{q[2][1] / 1024:10.1f}")
-    print(f"{'  VMM beyond RAM (MiB)':28}{v[2][2] / 1024:10.1f}{q[2][2] / 1024:10.1f}"
-          f"{v[2][2] / max(q[2][2], 1):8.2f}", flush=True)
+    (v_marks, v_mem), (q_marks, q_mem) = v, q
+    rows = [(key, label) for key, _, label in MILESTONES]
+    rows += [("prompt", "to shell prompt (s)"), ("answer", "to typed answer (s)")]
+    for key, label in rows:
+        if key in v_marks and key in q_marks:
+            vt, qt = v_marks[key], q_marks[key]
+            print(f"{'  ' + label:34}{vt:10.1f}{qt:10.1f}{vt / qt:8.2f}")
+    print(f"{'  RSS total (MiB)':34}{v_mem[0] / 1024:10.1f}{q_mem[0] / 1024:10.1f}")
+    print(f"{'  guest RAM (MiB)':34}{v_mem[1] / 1024:10.1f}{q_mem[1] / 1024:10.1f}")
+    print(f"{'  VMM beyond RAM (MiB)':34}{v_mem[2] / 1024:10.1f}{q_mem[2] / 1024:10.1f}"
+          f"{v_mem[2] / max(q_mem[2], 1):8.2f}", flush=True)
 
 
 def main():
@@ -265,7 +266,7 @@ def main():
     print(f"command line: {line}")
     # Each kernel's rows are printed as soon as both machines have booted
     # it: a boot can take minutes on a loaded machine.
-    print(f"{'':28}{'Vireo':>10}{'QEMU':>10}{'ratio':>8}", flush=True)
+    print(f"{'':34}{'Vireo':>10}{'QEMU':>10}{'ratio':>8}", flush=True)
     vireo = os.path.abspath(args.vireo)
     with tempfile.TemporaryDirectory() as work:
         wanted = args.only or ["bzimage", "pvh", "iso"]
